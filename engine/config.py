@@ -1,0 +1,246 @@
+"""Typed, frozen settings loaded from ``config.yaml``.
+
+One flat tree, as in spec.md section 10. Every key is declared once in
+``_FIELDS`` with its type and allowed range; loading rejects unknown keys,
+wrong types and out-of-range values with a message naming the key and the
+file. Environment variables ``PBDTUI_<KEY>`` override the file (values are
+parsed as YAML scalars, then checked like the file's). API keys are never
+part of the settings: they are read from the environment by the exchange
+edge only.
+
+The engine's kernels never see this object: ``engine.kernels.params`` turns
+it into a plain float64 vector.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ENV_PREFIX = "PBDTUI_"
+
+
+class ConfigError(ValueError):
+    """A configuration problem, with the file and key in the message."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All settings. Field docs live in config.yaml; ranges in ``_RULES``."""
+
+    instrument: str = "BTCUSDT_PERP"
+    timeframe: str = "1m"
+    rolling_window_minutes: int = 240
+    va_fraction: float = 0.70
+    base_bin_ticks: int = 1
+    alpha_bin: float = 0.25
+    bin_width_max_ticks: int = 200
+    rebucket_interval_minutes: int = 15
+    rebucket_change_pct: float = 0.25
+    max_quote_staleness_ms: int = 250
+    ambiguous_trade_frac_max: float = 0.35
+    use_tick_rule_fallback: bool = False
+    use_qimb: bool = True
+    qimb_entry_min: float = 0.10
+    qimb_breakout_min: float = 0.10
+    qimb_fail_min: float = -0.10
+    of_entry_min: float = 0.0
+    of_breakout_min: float = 0.0
+    of_fail_min: float = 0.0
+    accept_outside_k: int = 3
+    max_hold_minutes: int = 60
+    cooldown_minutes: int = 3
+    stop_buffer_ticks: int = 2
+    fill_on_next_quote: bool = True
+    slippage_ticks_entry: int = 1
+    slippage_ticks_exit: int = 1
+    taker_fee_bps: float = 5.0
+    maker_fee_bps: float = -1.0
+    funding_model: str = "simple"
+    symbol: str = "BTCUSDT"
+    tick_size: float = 0.1
+    qty_step: float = 0.001
+    bvc_lookback: int = 60
+    qimb_ema_span: int = 10
+    feed_stale_halt_ms: int = 5000
+    failbreak_lookback: int = 5
+    breakout_retest: bool = False
+    retest_window_minutes: int = 10
+    retest_buffer_ticks: int = 2
+    target: str = "tp1"
+    breakout_target_va_multiple: float = 1.0
+    flip_on_signal: bool = False
+    order_qty: float = 0.001
+    max_daily_loss: float = 5.0
+    daily_reset_hour_utc: int = 0
+    slippage_bps: float = 0.0
+    fee_model: str = "taker"
+    funding_rate_default: float = 0.0001
+    retention_hours: int = 48
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with ``changes`` applied and checked like a file's values."""
+        merged = dataclasses.asdict(self) | changes
+        return _build(merged, source="<override>")
+
+    @property
+    def price_decimals(self) -> int:
+        """Decimals needed to print a half tick exactly (bin centres)."""
+        return _decimals(self.tick_size / 2)
+
+
+# key -> (low, high) inclusive numeric bounds, or a tuple of allowed strings.
+_RULES: dict[str, tuple[Any, ...]] = {
+    "timeframe": ("1m",),
+    "rolling_window_minutes": (2, 100_000),
+    "va_fraction": (1e-9, 1.0),
+    "base_bin_ticks": (1, 1_000_000),
+    "alpha_bin": (0.0, 1e6),
+    "bin_width_max_ticks": (1, 10_000_000),
+    "rebucket_interval_minutes": (1, 100_000),
+    "rebucket_change_pct": (0.0, 1e6),
+    "max_quote_staleness_ms": (0, 10**9),
+    "ambiguous_trade_frac_max": (0.0, 1.0),
+    "qimb_entry_min": (-1.0, 1.0),
+    "qimb_breakout_min": (-1.0, 1.0),
+    "qimb_fail_min": (-1.0, 1.0),
+    "accept_outside_k": (1, 1000),
+    "max_hold_minutes": (1, 10**7),
+    "cooldown_minutes": (0, 10**7),
+    "stop_buffer_ticks": (0, 10**9),
+    "slippage_ticks_entry": (0, 10**6),
+    "slippage_ticks_exit": (0, 10**6),
+    "taker_fee_bps": (-100.0, 100.0),
+    "maker_fee_bps": (-100.0, 100.0),
+    "funding_model": ("simple", "replay"),
+    "tick_size": (1e-12, 1e9),
+    "qty_step": (1e-12, 1e9),
+    "bvc_lookback": (1, 100_000),
+    "qimb_ema_span": (1, 100_000),
+    "feed_stale_halt_ms": (0, 10**9),
+    "failbreak_lookback": (1, 1000),
+    "retest_window_minutes": (1, 10_000),
+    "retest_buffer_ticks": (0, 10**9),
+    "target": ("tp1", "tp2", "none"),
+    "breakout_target_va_multiple": (0.0, 1000.0),
+    "order_qty": (1e-12, 1e9),
+    "max_daily_loss": (0.0, 1e12),
+    "daily_reset_hour_utc": (0, 23),
+    "slippage_bps": (0.0, 10_000.0),
+    "fee_model": ("taker", "maker"),
+    "funding_rate_default": (-1.0, 1.0),
+    "retention_hours": (1, 10**6),
+}
+
+_FIELDS: dict[str, type] = {f.name: f.type for f in dataclasses.fields(Settings)}  # type: ignore[misc]
+_TYPES = {"int": int, "float": float, "bool": bool, "str": str}
+
+
+def _decimals(x: float) -> int:
+    for d in range(13):
+        if abs(round(x, d) - x) < 1e-12 * max(1.0, abs(x)):
+            return d
+    return 12
+
+
+def _check_value(key: str, value: Any, source: str) -> Any:
+    want = _TYPES[str(_FIELDS[key])]
+    where = f"{source}: key '{key}'"
+    if want is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    elif want is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    elif want is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        value = float(value)
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
+    elif want is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+    rule = _RULES.get(key)
+    if rule is not None:
+        if isinstance(rule[0], str):
+            if value not in rule:
+                raise ConfigError(f"{where}: {value!r} is not one of {', '.join(rule)}")
+        elif not (rule[0] <= value <= rule[1]):
+            raise ConfigError(f"{where}: {value!r} is outside [{rule[0]}, {rule[1]}]")
+    return value
+
+
+def _build(raw: dict[str, Any], source: str) -> Settings:
+    values = {}
+    for key, value in raw.items():
+        if key not in _FIELDS:
+            raise ConfigError(f"{source}: unknown key '{key}'")
+        values[key] = _check_value(key, value, source)
+    settings = Settings(**values)
+    ratio = settings.order_qty / settings.qty_step
+    if abs(ratio - round(ratio)) > 1e-6:
+        raise ConfigError(f"{source}: key 'order_qty': {settings.order_qty} is not a multiple of qty_step {settings.qty_step}")
+    return settings
+
+
+def load_settings(path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None) -> Settings:
+    """Load settings from ``path`` (defaults when None) plus environment overrides.
+
+    Args:
+        path: a YAML file; missing keys take their defaults.
+        env: the environment to read ``PBDTUI_*`` overrides from (os.environ when None).
+
+    Raises:
+        ConfigError: naming the file and key of the first problem found.
+    """
+    raw: dict[str, Any] = {}
+    source = "<defaults>"
+    if path is not None:
+        source = str(path)
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise ConfigError(f"{source}: cannot read config: {exc.strerror}") from exc
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{source}: expected a mapping of keys to values at the top level")
+        raw.update(loaded)
+    settings = _build(raw, source)
+    env = os.environ if env is None else env
+    overrides = {}
+    for name, text in env.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        key = name[len(ENV_PREFIX):].lower()
+        if key not in _FIELDS:
+            raise ConfigError(f"environment: unknown key '{key}' (from {name})")
+        try:
+            overrides[key] = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"environment: key '{key}' (from {name}): not a value: {exc}") from exc
+    if overrides:
+        settings = _build(dataclasses.asdict(settings) | overrides, f"{source} + environment")
+    return settings
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Parse ``key=value`` (value as a YAML scalar) for command-line overrides."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}': expected key=value")
+    key, value = text.split("=", 1)
+    key = key.strip()
+    if key not in _FIELDS:
+        raise ConfigError(f"override: unknown key '{key}'")
+    return key, yaml.safe_load(value)

@@ -1,0 +1,205 @@
+"""Every record layout of the engine, declared once.
+
+Inside the engine prices are int64 ticks (``round(price / tick_size)``) and
+sizes are int64 lots (``round(size / qty_step)``), so sums and comparisons are
+exact; floats appear at the edges (import, store columns, display). Event
+kinds, sides, actions and reasons are module-level ints so kernels can use
+them as compile-time constants.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# --- raw events ---------------------------------------------------------------
+
+TRADE_DTYPE = np.dtype(
+    [
+        ("ts", "i8"),  # exchange (matching engine) time, ms UTC
+        ("local_ts", "i8"),  # receive time, ms UTC; stored, never used for features
+        ("px", "i8"),  # price in ticks
+        ("qty", "i8"),  # size in lots of qty_step
+        ("side", "i8"),  # exchange's aggressor flag: SIDE_BUY, SIDE_SELL or SIDE_UNKNOWN
+        ("trade_id", "i8"),  # exchange id; non-numeric ids are a 63-bit hash of the text
+    ]
+)
+
+QUOTE_DTYPE = np.dtype(
+    [
+        ("ts", "i8"),  # exchange time, ms UTC (Bybit cts, Tardis timestamp // 1000)
+        ("local_ts", "i8"),  # receive time, ms UTC
+        ("bid_px", "i8"),  # best bid, ticks
+        ("bid_sz", "i8"),  # best bid size, lots
+        ("ask_px", "i8"),  # best ask, ticks
+        ("ask_sz", "i8"),  # best ask size, lots
+    ]
+)
+
+FUNDING_DTYPE = np.dtype(
+    [
+        ("ts", "i8"),  # time the rate became known, ms UTC
+        ("rate", "f8"),  # funding rate per interval (0.0001 = 1 bp)
+    ]
+)
+
+SIDE_BUY = 1
+SIDE_SELL = -1
+SIDE_UNKNOWN = 0
+
+# --- per-minute records (kernel outputs, still in ticks and lots) -------------
+
+BAR_DTYPE = np.dtype(
+    [
+        ("ts_min", "i8"),  # minute start, ms UTC
+        ("open", "i8"),  # ticks
+        ("high", "i8"),
+        ("low", "i8"),
+        ("close", "i8"),
+        ("volume", "i8"),  # lots
+        ("pxqty", "f8"),  # sum(px * qty) in tick-lots, for vwap (exact below 2**53)
+        ("n_trades", "i8"),
+        ("has_quote", "i8"),  # 1 if a close snapshot exists
+        ("bid_px", "i8"),  # close snapshot: latest quote with ts <= ts_min + 59999
+        ("bid_sz", "i8"),
+        ("ask_px", "i8"),
+        ("ask_sz", "i8"),
+        ("quote_ts", "i8"),  # exchange time of that quote
+    ]
+)
+
+FEATURE_DTYPE = np.dtype(
+    [
+        ("ts_min", "i8"),
+        ("mid2", "i8"),  # bid_px + ask_px (twice the mid, ticks); 0 if no snapshot
+        ("sigma", "f8"),  # sigma_240; NaN when undefined
+        ("k", "i8"),  # applied bin width in base bins
+        ("poc2", "i8"),  # twice the POC bin centre, ticks
+        ("val", "i8"),  # ticks
+        ("vah", "i8"),  # ticks
+        ("va_valid", "i8"),  # 0 when the profile is empty
+        ("va_coverage", "f8"),
+        ("of", "i8"),  # signed order flow, lots
+        ("amb_qty", "i8"),  # volume of sign-0 trades, lots
+        ("agree_qty", "i8"),  # non-ambiguous volume whose sign matches the exchange flag
+        ("agree_den", "i8"),  # non-ambiguous volume with a known exchange flag
+        ("qimb", "f8"),  # NaN when undefined
+        ("qimb_ema", "f8"),
+        ("bvc_buy_frac", "f8"),
+        ("bvc_net", "f8"),  # lots
+        ("profile_qty", "i8"),  # total volume in the rolling profile, lots
+        ("ready", "i8"),  # READY or the first failing readiness reason
+    ]
+)
+
+SIGNAL_DTYPE = np.dtype(
+    [
+        ("ts_min", "i8"),
+        ("breakin_long", "i1"),
+        ("breakin_short", "i1"),
+        ("breakout_long", "i1"),
+        ("breakout_short", "i1"),
+        ("failbreak_long", "i1"),
+        ("failbreak_short", "i1"),
+        ("acceptance_state", "i8"),  # ACCEPT_* constant
+        ("action", "i8"),  # ACTION_* constant
+        ("reason", "i8"),  # REASON_* constant
+        ("position", "i8"),  # position after the decision: -1, 0, 1
+    ]
+)
+
+FILL_DTYPE = np.dtype(
+    [
+        ("fill_id", "i8"),  # 1, 2, ... within a run
+        ("ts_submit", "i8"),  # decision time, ms
+        ("ts_fill", "i8"),  # exchange time of the quote that filled it
+        ("side", "i8"),  # SIDE_BUY or SIDE_SELL
+        ("qty", "i8"),  # lots
+        ("order_type", "i8"),  # ORDER_MARKET or ORDER_LIMIT
+        ("px", "i8"),  # fill price, ticks, slippage included
+        ("touch_px", "i8"),  # the ask (buy) or bid (sell) it filled against, ticks
+        ("mid2", "i8"),  # bid + ask of the filling quote, ticks
+        ("fee", "f8"),  # quote currency, positive = paid
+        ("funding", "f8"),  # funding paid over the position's life (on the closing fill)
+        ("pnl_realized", "f8"),  # net PnL of the round trip (on the closing fill)
+        ("pnl_gross", "f8"),  # price PnL of the round trip (on the closing fill)
+        ("tag", "i8"),  # SETUP_* of the position
+        ("reason", "i8"),  # EXIT_* for closing fills, 0 for entries
+        ("opening", "i8"),  # 1 opens a position, 0 closes one
+    ]
+)
+
+# --- enums -------------------------------------------------------------------
+
+ACTION_HOLD = 0
+ACTION_ENTER_LONG = 1
+ACTION_ENTER_SHORT = 2
+ACTION_EXIT = 3
+ACTION_NAMES = {0: "HOLD", 1: "ENTER_LONG", 2: "ENTER_SHORT", 3: "EXIT"}
+
+SETUP_NONE = 0
+SETUP_BREAKIN = 1
+SETUP_BREAKOUT = 2
+SETUP_FAILBREAK = 3
+SETUP_MANUAL = 4
+SETUP_NAMES = {0: "", 1: "breakin", 2: "breakout", 3: "failbreak", 4: "manual"}
+
+ACCEPT_INSIDE = 0
+ACCEPT_ABOVE_PENDING = 1  # closes above VAH, fewer than accept_outside_k in a row
+ACCEPT_ABOVE = 2  # accepted above value
+ACCEPT_BELOW_PENDING = -1
+ACCEPT_BELOW = -2
+ACCEPT_INVALID = 9  # no value area
+
+ORDER_MARKET = 0
+ORDER_LIMIT = 1
+ORDER_TYPE_NAMES = {0: "MKT", 1: "LMT"}
+
+EXIT_NONE = 0
+EXIT_STOP = 1
+EXIT_TARGET = 2
+EXIT_TIME = 3
+EXIT_SIGNAL = 4  # flip on an opposite signal
+EXIT_KILL = 5  # daily-loss kill switch
+EXIT_FLATTEN = 6  # operator's flatten command
+EXIT_END = 7  # end of backtest data
+EXIT_NAMES = {0: "", 1: "stop", 2: "target", 3: "time", 4: "flip", 5: "kill", 6: "flatten", 7: "end"}
+
+# Readiness and decision reasons, in the order they are checked.
+READY = 0
+REASON_WARMUP = 1
+REASON_NO_PROFILE = 2
+REASON_NO_QUOTE = 3
+REASON_FEED_STALE = 4
+REASON_KILL_SWITCH = 5
+REASON_MANUAL_KILL = 6
+REASON_COOLDOWN = 7
+REASON_IN_POSITION = 8
+REASON_NO_SETUP = 9
+REASON_NOT_CONFIRMED = 10
+REASON_BREAKIN = 11
+REASON_BREAKOUT = 12
+REASON_FAILBREAK = 13
+REASON_RETEST_PENDING = 14
+REASON_TIME_STOP = 15
+REASON_FLIP = 16
+REASON_PENDING_ORDER = 17
+REASON_NAMES = {
+    0: "READY",
+    1: "WARMUP",
+    2: "NO_PROFILE",
+    3: "NO_QUOTE",
+    4: "FEED_STALE",
+    5: "DAILY_LOSS_KILL",
+    6: "MANUAL_KILL",
+    7: "COOLDOWN",
+    8: "IN_POSITION",
+    9: "NO_SETUP",
+    10: "NOT_CONFIRMED",
+    11: "BREAKIN",
+    12: "BREAKOUT",
+    13: "FAILBREAK",
+    14: "RETEST_PENDING",
+    15: "TIME_STOP",
+    16: "FLIP",
+    17: "ORDER_PENDING",
+}
