@@ -78,6 +78,7 @@ FEATURE_DTYPE = np.dtype(
         ("vah", "i8"),  # ticks
         ("va_valid", "i8"),  # 0 when the profile is empty
         ("va_coverage", "f8"),
+        ("volume", "i8"),  # the minute's traded volume, lots
         ("of", "i8"),  # signed order flow, lots
         ("amb_qty", "i8"),  # volume of sign-0 trades, lots
         ("agree_qty", "i8"),  # non-ambiguous volume whose sign matches the exchange flag

@@ -1,0 +1,117 @@
+"""The kernel's view of the settings: one float64 vector with named indices.
+
+Kernels take this vector, never the Settings object (numba cannot, and the
+engine should not depend on how config is loaded). ``make_params`` reads a
+Settings-like object by attribute so this module imports nothing of ours.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+P_TICK = 0  # tick_size
+P_INV_TICK = 1  # 1 / tick_size when that is an integer, else 0 (exact price printing)
+P_BASE_BIN = 2  # base_bin_ticks
+P_ALPHA_BIN = 3
+P_K_MAX = 4  # floor(bin_width_max_ticks / base_bin_ticks)
+P_REBUCKET_INTERVAL = 5
+P_REBUCKET_PCT = 6
+P_QUOTE_STALE_MS = 7  # max_quote_staleness_ms
+P_TICK_RULE = 8  # use_tick_rule_fallback
+P_VA_FRACTION = 9
+P_WINDOW = 10  # rolling_window_minutes
+P_QIMB_EMA_ALPHA = 11  # 2 / (qimb_ema_span + 1)
+P_BVC_LOOKBACK = 12
+P_FEED_STALE_MS = 13  # feed_stale_halt_ms
+# signals
+P_USE_QIMB = 14
+P_AMBIG_MAX = 15
+P_QIMB_ENTRY = 16
+P_QIMB_BREAKOUT = 17
+P_QIMB_FAIL = 18
+P_OF_ENTRY = 19  # lots
+P_OF_BREAKOUT = 20  # lots
+P_OF_FAIL = 21  # lots
+P_ACCEPT_K = 22
+P_FAIL_LOOKBACK = 23
+P_RETEST = 24
+P_RETEST_WINDOW = 25
+P_RETEST_BUFFER = 26  # ticks
+# risk and execution
+P_MAX_HOLD_MIN = 27
+P_COOLDOWN_MIN = 28
+P_STOP_BUFFER = 29  # ticks
+P_TARGET = 30  # 0 none, 1 tp1, 2 tp2
+P_BREAKOUT_TARGET_MULT = 31
+P_FLIP = 32
+P_QTY = 33  # lots
+P_MAX_DAILY_LOSS = 34  # quote currency
+P_RESET_HOUR = 35
+P_SLIP_ENTRY = 36  # ticks
+P_SLIP_EXIT = 37  # ticks
+P_SLIP_BPS = 38
+P_FEE_BPS = 39  # the fee rate fills pay (taker or maker per fee_model)
+P_FUNDING_DEFAULT = 40
+P_FUNDING_REPLAY = 41
+P_QTY_STEP = 42
+P_TRADING = 43  # 1: run signals and paper execution; 0: features only
+N_PARAMS = 44
+
+TARGET_CODES = {"none": 0, "tp1": 1, "tp2": 2}
+
+
+def _inv_tick(tick: float) -> float:
+    inv = 1.0 / tick
+    return float(round(inv)) if abs(inv - round(inv)) < 1e-9 * inv else 0.0
+
+
+def make_params(s: Any, trading: bool = True) -> np.ndarray:
+    """The parameter vector for settings ``s`` (a Settings or anything with its attributes)."""
+    p = np.zeros(N_PARAMS, dtype=np.float64)
+    p[P_TICK] = s.tick_size
+    p[P_INV_TICK] = _inv_tick(s.tick_size)
+    p[P_BASE_BIN] = s.base_bin_ticks
+    p[P_ALPHA_BIN] = s.alpha_bin
+    p[P_K_MAX] = max(1, s.bin_width_max_ticks // s.base_bin_ticks)
+    p[P_REBUCKET_INTERVAL] = s.rebucket_interval_minutes
+    p[P_REBUCKET_PCT] = s.rebucket_change_pct
+    p[P_QUOTE_STALE_MS] = s.max_quote_staleness_ms
+    p[P_TICK_RULE] = 1.0 if s.use_tick_rule_fallback else 0.0
+    p[P_VA_FRACTION] = s.va_fraction
+    p[P_WINDOW] = s.rolling_window_minutes
+    p[P_QIMB_EMA_ALPHA] = 2.0 / (s.qimb_ema_span + 1.0)
+    p[P_BVC_LOOKBACK] = s.bvc_lookback
+    p[P_FEED_STALE_MS] = s.feed_stale_halt_ms
+    p[P_USE_QIMB] = 1.0 if s.use_qimb else 0.0
+    p[P_AMBIG_MAX] = s.ambiguous_trade_frac_max
+    p[P_QIMB_ENTRY] = s.qimb_entry_min
+    p[P_QIMB_BREAKOUT] = s.qimb_breakout_min
+    p[P_QIMB_FAIL] = s.qimb_fail_min
+    p[P_OF_ENTRY] = s.of_entry_min / s.qty_step
+    p[P_OF_BREAKOUT] = s.of_breakout_min / s.qty_step
+    p[P_OF_FAIL] = s.of_fail_min / s.qty_step
+    p[P_ACCEPT_K] = s.accept_outside_k
+    p[P_FAIL_LOOKBACK] = s.failbreak_lookback
+    p[P_RETEST] = 1.0 if s.breakout_retest else 0.0
+    p[P_RETEST_WINDOW] = s.retest_window_minutes
+    p[P_RETEST_BUFFER] = s.retest_buffer_ticks
+    p[P_MAX_HOLD_MIN] = s.max_hold_minutes
+    p[P_COOLDOWN_MIN] = s.cooldown_minutes
+    p[P_STOP_BUFFER] = s.stop_buffer_ticks
+    p[P_TARGET] = TARGET_CODES[s.target]
+    p[P_BREAKOUT_TARGET_MULT] = s.breakout_target_va_multiple
+    p[P_FLIP] = 1.0 if s.flip_on_signal else 0.0
+    p[P_QTY] = round(s.order_qty / s.qty_step)
+    p[P_MAX_DAILY_LOSS] = s.max_daily_loss
+    p[P_RESET_HOUR] = s.daily_reset_hour_utc
+    p[P_SLIP_ENTRY] = s.slippage_ticks_entry
+    p[P_SLIP_EXIT] = s.slippage_ticks_exit
+    p[P_SLIP_BPS] = s.slippage_bps
+    p[P_FEE_BPS] = s.taker_fee_bps if s.fee_model == "taker" else s.maker_fee_bps
+    p[P_FUNDING_DEFAULT] = s.funding_rate_default
+    p[P_FUNDING_REPLAY] = 1.0 if s.funding_model == "replay" else 0.0
+    p[P_QTY_STEP] = s.qty_step
+    p[P_TRADING] = 1.0 if trading else 0.0
+    return p

@@ -1,0 +1,592 @@
+"""Signal engine, position state machine, risk and the paper fill model.
+
+spec.md sections 6-8 with the conventions of SPEC_NOTES.md "Signals". The
+same functions serve every driver: ``decide`` runs at each minute close (tick
+backtest, replay, live) or for each stored minute (bar backtest);
+``on_quote`` fills pending orders and triggers stops and targets on the quote
+stream; ``on_time`` rolls the risk day and charges funding.
+
+Prices are int64 ticks; targets are kept doubled (``*2``) because the POC
+is a bin centre that can fall on a half tick.
+"""
+
+from __future__ import annotations
+
+import math
+
+from numba import njit
+
+from engine.kernels.params import (
+    P_ACCEPT_K,
+    P_AMBIG_MAX,
+    P_BREAKOUT_TARGET_MULT,
+    P_COOLDOWN_MIN,
+    P_FAIL_LOOKBACK,
+    P_FEE_BPS,
+    P_FLIP,
+    P_FUNDING_DEFAULT,
+    P_FUNDING_REPLAY,
+    P_MAX_DAILY_LOSS,
+    P_MAX_HOLD_MIN,
+    P_OF_BREAKOUT,
+    P_OF_ENTRY,
+    P_OF_FAIL,
+    P_QIMB_BREAKOUT,
+    P_QIMB_ENTRY,
+    P_QIMB_FAIL,
+    P_QTY,
+    P_QTY_STEP,
+    P_RESET_HOUR,
+    P_RETEST,
+    P_RETEST_BUFFER,
+    P_RETEST_WINDOW,
+    P_SLIP_BPS,
+    P_SLIP_ENTRY,
+    P_SLIP_EXIT,
+    P_STOP_BUFFER,
+    P_TARGET,
+    P_TICK,
+    P_USE_QIMB,
+)
+from engine.kernels.state import (
+    LB_CLOSE,
+    LB_HIGH,
+    LB_LOW,
+    LB_SIZE,
+    LB_VAH,
+    LB_VAL,
+    LB_VALID,
+    NO_MINUTE,
+    SF_DAY_PNL,
+    SF_FEES,
+    SF_FUNDING,
+    SF_FUNDING_RATE,
+    SF_POS_FEES,
+    SF_POS_FUNDING,
+    SF_REALIZED,
+    SI_DAY,
+    SI_ENTRY_MIN,
+    SI_ENTRY_PX,
+    SI_ENTRY_TS,
+    SI_FILLS,
+    SI_FLATTEN,
+    SI_KILL_DAILY,
+    SI_KILL_MANUAL,
+    SI_LAST_EXIT_MIN,
+    SI_NBARS,
+    SI_NEXT_FUNDING,
+    SI_PEND_ACTION,
+    SI_PEND_REASON,
+    SI_PEND_STOP,
+    SI_PEND_TAG,
+    SI_PEND_TARGET,
+    SI_PEND_TS,
+    SI_POS,
+    SI_Q_ASK,
+    SI_Q_BID,
+    SI_Q_TS,
+    SI_RETEST_DIR,
+    SI_RETEST_UNTIL,
+    SI_STOP,
+    SI_TAG,
+    SI_TARGET,
+)
+from engine.types import (
+    ACCEPT_ABOVE,
+    ACCEPT_ABOVE_PENDING,
+    ACCEPT_BELOW,
+    ACCEPT_BELOW_PENDING,
+    ACCEPT_INSIDE,
+    ACCEPT_INVALID,
+    ACTION_ENTER_LONG,
+    ACTION_ENTER_SHORT,
+    ACTION_EXIT,
+    ACTION_HOLD,
+    EXIT_FLATTEN,
+    EXIT_SIGNAL,
+    EXIT_STOP,
+    EXIT_TARGET,
+    EXIT_TIME,
+    ORDER_MARKET,
+    READY,
+    REASON_BREAKIN,
+    REASON_BREAKOUT,
+    REASON_COOLDOWN,
+    REASON_FAILBREAK,
+    REASON_FLIP,
+    REASON_IN_POSITION,
+    REASON_KILL_SWITCH,
+    REASON_MANUAL_KILL,
+    REASON_NO_SETUP,
+    REASON_NOT_CONFIRMED,
+    REASON_PENDING_ORDER,
+    REASON_RETEST_PENDING,
+    REASON_TIME_STOP,
+    SETUP_BREAKIN,
+    SETUP_BREAKOUT,
+    SETUP_FAILBREAK,
+    SIDE_BUY,
+    SIDE_SELL,
+)
+
+MINUTE_MS = 60_000
+DAY_MS = 86_400_000
+FUNDING_MS = 8 * 3_600_000
+
+
+# --- fills -------------------------------------------------------------------
+
+
+@njit(cache=True, nogil=True)
+def _slip(p, touch_px, ticks_param):
+    if p[P_SLIP_BPS] > 0.0:
+        return int(round(touch_px * p[P_SLIP_BPS] * 1e-4))
+    return int(p[ticks_param])
+
+
+@njit(cache=True, nogil=True)
+def _emit_fill(st, p, fills, nf, ts_submit, ts_fill, side, px, touch, mid2, opening, tag, reason):
+    """Write one fill; on a closing fill, realise the round trip's PnL."""
+    si = st.si
+    sf = st.sf
+    qty = int(p[P_QTY])
+    notional = px * p[P_TICK] * qty * p[P_QTY_STEP]
+    fee = notional * p[P_FEE_BPS] * 1e-4
+    si[SI_FILLS] += 1
+    f = fills[nf:nf + 1]
+    f["fill_id"][0] = si[SI_FILLS]
+    f["ts_submit"][0] = ts_submit
+    f["ts_fill"][0] = ts_fill
+    f["side"][0] = side
+    f["qty"][0] = qty
+    f["order_type"][0] = ORDER_MARKET
+    f["px"][0] = px
+    f["touch_px"][0] = touch
+    f["mid2"][0] = mid2
+    f["fee"][0] = fee
+    f["tag"][0] = tag
+    f["reason"][0] = reason
+    f["opening"][0] = 1 if opening else 0
+    sf[SF_FEES] += fee
+    if opening:
+        si[SI_POS] = 1 if side == SIDE_BUY else -1
+        si[SI_ENTRY_PX] = px
+        si[SI_ENTRY_TS] = ts_fill
+        si[SI_TAG] = tag
+        sf[SF_POS_FEES] = fee
+        sf[SF_POS_FUNDING] = 0.0
+        f["funding"][0] = 0.0
+        f["pnl_realized"][0] = 0.0
+        f["pnl_gross"][0] = 0.0
+    else:
+        gross = si[SI_POS] * (px - si[SI_ENTRY_PX]) * p[P_TICK] * qty * p[P_QTY_STEP]
+        net = gross - sf[SF_POS_FEES] - fee - sf[SF_POS_FUNDING]
+        f["funding"][0] = sf[SF_POS_FUNDING]
+        f["pnl_realized"][0] = net
+        f["pnl_gross"][0] = gross
+        sf[SF_REALIZED] += net
+        sf[SF_DAY_PNL] += net
+        si[SI_POS] = 0
+        si[SI_STOP] = 0
+        si[SI_TARGET] = 0
+        si[SI_LAST_EXIT_MIN] = (ts_fill // MINUTE_MS) * MINUTE_MS
+        sf[SF_POS_FEES] = 0.0
+        sf[SF_POS_FUNDING] = 0.0
+        if sf[SF_DAY_PNL] < -p[P_MAX_DAILY_LOSS]:
+            si[SI_KILL_DAILY] = 1
+    return nf + 1
+
+
+@njit(cache=True, nogil=True)
+def _close_at(st, p, fills, nf, ts_submit, ts, bid, ask, reason):
+    """Close the open position on the quote (bid, ask) with exit slippage."""
+    mid2 = bid + ask
+    if st.si[SI_POS] > 0:
+        px = bid - _slip(p, bid, P_SLIP_EXIT)
+        return _emit_fill(st, p, fills, nf, ts_submit, ts, SIDE_SELL, px, bid, mid2, False, st.si[SI_TAG], reason)
+    px = ask + _slip(p, ask, P_SLIP_EXIT)
+    return _emit_fill(st, p, fills, nf, ts_submit, ts, SIDE_BUY, px, ask, mid2, False, st.si[SI_TAG], reason)
+
+
+@njit(cache=True, nogil=True)
+def _open_at(st, p, fills, nf, ts_submit, ts, bid, ask, direction, tag, stop, target2):
+    mid2 = bid + ask
+    if direction > 0:
+        px = ask + _slip(p, ask, P_SLIP_ENTRY)
+        nf = _emit_fill(st, p, fills, nf, ts_submit, ts, SIDE_BUY, px, ask, mid2, True, tag, 0)
+    else:
+        px = bid - _slip(p, bid, P_SLIP_ENTRY)
+        nf = _emit_fill(st, p, fills, nf, ts_submit, ts, SIDE_SELL, px, bid, mid2, True, tag, 0)
+    st.si[SI_STOP] = stop
+    st.si[SI_TARGET] = target2
+    return nf
+
+
+@njit(cache=True, nogil=True)
+def on_quote(st, p, ts, bid, ask, fills, nf):
+    """Paper execution on one quote: pending orders, flatten, stops and targets.
+
+    Market orders fill on the first quote strictly after their decision time;
+    a stop or target fills on the quote that crosses it. Returns the new fill count.
+    """
+    si = st.si
+    if si[SI_FLATTEN] > 0 and ts > si[SI_FLATTEN]:
+        if si[SI_POS] != 0:
+            nf = _close_at(st, p, fills, nf, si[SI_FLATTEN], ts, bid, ask, EXIT_FLATTEN)
+        si[SI_FLATTEN] = 0
+        si[SI_PEND_ACTION] = 0
+        return nf
+    action = si[SI_PEND_ACTION]
+    if action != 0 and ts > si[SI_PEND_TS]:
+        si[SI_PEND_ACTION] = 0
+        if action == ACTION_EXIT:
+            if si[SI_POS] != 0:
+                nf = _close_at(st, p, fills, nf, si[SI_PEND_TS], ts, bid, ask, si[SI_PEND_REASON])
+        else:
+            direction = 1 if action == ACTION_ENTER_LONG else -1
+            if si[SI_POS] == -direction:
+                nf = _close_at(st, p, fills, nf, si[SI_PEND_TS], ts, bid, ask, EXIT_SIGNAL)
+            if si[SI_POS] == 0:
+                nf = _open_at(st, p, fills, nf, si[SI_PEND_TS], ts, bid, ask, direction,
+                              si[SI_PEND_TAG], si[SI_PEND_STOP], si[SI_PEND_TARGET])
+        return nf
+    pos = si[SI_POS]
+    if pos > 0:
+        if bid <= si[SI_STOP]:
+            nf = _close_at(st, p, fills, nf, ts, ts, bid, ask, EXIT_STOP)
+        elif si[SI_TARGET] > 0 and 2 * bid >= si[SI_TARGET]:
+            nf = _close_at(st, p, fills, nf, ts, ts, bid, ask, EXIT_TARGET)
+    elif pos < 0:
+        if ask >= si[SI_STOP]:
+            nf = _close_at(st, p, fills, nf, ts, ts, bid, ask, EXIT_STOP)
+        elif si[SI_TARGET] > 0 and 2 * ask <= si[SI_TARGET]:
+            nf = _close_at(st, p, fills, nf, ts, ts, bid, ask, EXIT_TARGET)
+    return nf
+
+
+@njit(cache=True, nogil=True)
+def on_time(st, p, ts):
+    """Roll the risk day and charge funding at 00/08/16 UTC for an open position."""
+    si = st.si
+    sf = st.sf
+    day = (ts - int(p[P_RESET_HOUR]) * 3_600_000) // DAY_MS
+    if day != si[SI_DAY]:
+        si[SI_DAY] = day
+        sf[SF_DAY_PNL] = 0.0
+        si[SI_KILL_DAILY] = 0
+    if si[SI_NEXT_FUNDING] == NO_MINUTE:
+        si[SI_NEXT_FUNDING] = (ts // FUNDING_MS + 1) * FUNDING_MS
+    while ts >= si[SI_NEXT_FUNDING]:
+        if si[SI_POS] != 0 and si[SI_Q_TS] >= 0:
+            rate = p[P_FUNDING_DEFAULT]
+            if p[P_FUNDING_REPLAY] != 0.0 and not math.isnan(sf[SF_FUNDING_RATE]):
+                rate = sf[SF_FUNDING_RATE]
+            mid = (si[SI_Q_BID] + si[SI_Q_ASK]) * p[P_TICK] / 2.0
+            cost = si[SI_POS] * p[P_QTY] * p[P_QTY_STEP] * mid * rate
+            sf[SF_POS_FUNDING] += cost
+            sf[SF_FUNDING] += cost
+        si[SI_NEXT_FUNDING] += FUNDING_MS
+
+
+# --- signals -------------------------------------------------------------------
+
+
+@njit(cache=True, nogil=True)
+def _lb(st, i_bar, back, col):
+    return st.lb[(i_bar - back) % LB_SIZE, col]
+
+
+@njit(cache=True, nogil=True)
+def _is_outside(st, i_bar, back, up):
+    """Close of bar ``i_bar - back`` beyond its own boundary (above VAH when up)."""
+    if back > i_bar or st.lb[(i_bar - back) % LB_SIZE, LB_VALID] == 0:
+        return False
+    c = _lb(st, i_bar, back, LB_CLOSE)
+    if up:
+        return c > _lb(st, i_bar, back, LB_VAH)
+    return c < _lb(st, i_bar, back, LB_VAL)
+
+
+@njit(cache=True, nogil=True)
+def _run_length(st, i_bar, back, up):
+    """Consecutive outside closes ending at bar ``i_bar - back`` (capped by the ring)."""
+    n = 0
+    while back + n < LB_SIZE - 1 and _is_outside(st, i_bar, back + n, up):
+        n += 1
+    return n
+
+
+@njit(cache=True, nogil=True)
+def _failed_attempt(st, p, i_bar, up):
+    """Some of the last ``failbreak_lookback`` closes were outside, never accepted."""
+    lookback = int(p[P_FAIL_LOOKBACK])
+    k = int(p[P_ACCEPT_K])
+    seen = False
+    back = 1
+    while back <= lookback:
+        if _is_outside(st, i_bar, back, up):
+            seen = True
+            # the whole run through this close, also beyond the look-back
+            start = back
+            while _is_outside(st, i_bar, back + 1, up) and back + 1 < LB_SIZE - 1:
+                back += 1
+            length = back - start + 1
+            # ... and forward (towards t) it cannot extend: start is its newest close
+            if length >= k:
+                return False
+        back += 1
+    return seen
+
+
+@njit(cache=True, nogil=True)
+def _attempt_extreme(st, p, i_bar, up):
+    """Highest high (up) or lowest low of the failed attempt, bars t-lookback..t."""
+    lookback = int(p[P_FAIL_LOOKBACK])
+    ext = _lb(st, i_bar, 0, LB_HIGH if up else LB_LOW)
+    for back in range(1, min(lookback, i_bar) + 1):
+        v = _lb(st, i_bar, back, LB_HIGH if up else LB_LOW)
+        if (up and v > ext) or (not up and v < ext):
+            ext = v
+    return ext
+
+
+@njit(cache=True, nogil=True)
+def decide(st, p, t, feat, sig, trading):
+    """Evaluate the setups for the bar just closed and choose an action.
+
+    ``feat`` is the one-row feature record of minute t, whose bar is already in
+    the look-back ring at row ``(nbars - 1) % LB_SIZE``. Writes ``sig`` (one
+    row); when ``trading`` sets the pending order that ``on_quote`` fills.
+    """
+    si = st.si
+    i_bar = si[SI_NBARS] - 1
+    decision_ts = t + MINUTE_MS - 1
+    sig["ts_min"][0] = t
+    sig["breakin_long"][0] = 0
+    sig["breakin_short"][0] = 0
+    sig["breakout_long"][0] = 0
+    sig["breakout_short"][0] = 0
+    sig["failbreak_long"][0] = 0
+    sig["failbreak_short"][0] = 0
+    sig["action"][0] = ACTION_HOLD
+    valid = st.lb[i_bar % LB_SIZE, LB_VALID] == 1
+    k = int(p[P_ACCEPT_K])
+    run_up = _run_length(st, i_bar, 0, True)
+    run_dn = _run_length(st, i_bar, 0, False)
+    if not valid:
+        acc = ACCEPT_INVALID
+    elif run_up >= k:
+        acc = ACCEPT_ABOVE
+    elif run_up > 0:
+        acc = ACCEPT_ABOVE_PENDING
+    elif run_dn >= k:
+        acc = ACCEPT_BELOW
+    elif run_dn > 0:
+        acc = ACCEPT_BELOW_PENDING
+    else:
+        acc = ACCEPT_INSIDE
+    sig["acceptance_state"][0] = acc
+
+    # --- setups on the price pattern, then confirmation ---
+    raw_any = False
+    long_tag = 0
+    short_tag = 0
+    long_stop = 0
+    short_stop = 0
+    long_t2 = 0
+    short_t2 = 0
+    if valid:
+        close = _lb(st, i_bar, 0, LB_CLOSE)
+        high = _lb(st, i_bar, 0, LB_HIGH)
+        low = _lb(st, i_bar, 0, LB_LOW)
+        vah = _lb(st, i_bar, 0, LB_VAH)
+        val = _lb(st, i_bar, 0, LB_VAL)
+        poc2 = feat["poc2"][0]
+        buf = int(p[P_STOP_BUFFER])
+        of = feat["of"][0]
+        vol = feat["volume"][0]
+        # order flow is trusted only with trades and a low ambiguous share (SPEC_NOTES)
+        of_ok = vol > 0 and feat["amb_qty"][0] / vol <= p[P_AMBIG_MAX]
+        qimb = feat["qimb"][0]
+        q_ok = p[P_USE_QIMB] != 0.0 and not math.isnan(qimb)
+        conf_in_long = (of_ok and of > p[P_OF_ENTRY]) or (q_ok and qimb > p[P_QIMB_ENTRY])
+        conf_in_short = (of_ok and of < -p[P_OF_ENTRY]) or (q_ok and qimb < -p[P_QIMB_ENTRY])
+        conf_bo_long = (of_ok and of >= p[P_OF_BREAKOUT]) or (q_ok and qimb >= p[P_QIMB_BREAKOUT])
+        conf_bo_short = (of_ok and of <= -p[P_OF_BREAKOUT]) or (q_ok and qimb <= -p[P_QIMB_BREAKOUT])
+        conf_fail_short = (of_ok and of <= p[P_OF_FAIL]) or (q_ok and qimb <= p[P_QIMB_FAIL])
+        conf_fail_long = (of_ok and of >= -p[P_OF_FAIL]) or (q_ok and qimb >= -p[P_QIMB_FAIL])
+        inside = val <= close <= vah
+        prev_inside = False
+        if i_bar >= 1 and st.lb[(i_bar - 1) % LB_SIZE, LB_VALID] == 1:
+            pc = _lb(st, i_bar, 1, LB_CLOSE)
+            prev_inside = _lb(st, i_bar, 1, LB_VAL) <= pc <= _lb(st, i_bar, 1, LB_VAH)
+        tgt_mode = int(p[P_TARGET])
+        # Setup A: one-bar failed auction back into value
+        a_long = prev_inside and low < val and close > val and inside
+        a_short = prev_inside and high > vah and close < vah and inside
+        # Setup C: failed breakout (attempt in the look-back, no acceptance)
+        c_short = high > vah and close < vah and inside and _failed_attempt(st, p, i_bar, True)
+        c_long = low < val and close > val and inside and _failed_attempt(st, p, i_bar, False)
+        # Setup B: acceptance outside value
+        b_long = run_up >= k
+        b_short = run_dn >= k
+        raw_any = a_long or a_short or b_long or b_short or c_long or c_short
+        a_long = a_long and conf_in_long
+        a_short = a_short and conf_in_short
+        c_long = c_long and conf_fail_long
+        c_short = c_short and conf_fail_short
+        b_long = b_long and conf_bo_long
+        b_short = b_short and conf_bo_short
+        sig["breakin_long"][0] = a_long
+        sig["breakin_short"][0] = a_short
+        sig["breakout_long"][0] = b_long
+        sig["breakout_short"][0] = b_short
+        sig["failbreak_long"][0] = c_long
+        sig["failbreak_short"][0] = c_short
+        # priority C, A, B on each side
+        if c_long:
+            long_tag = SETUP_FAILBREAK
+            long_stop = _attempt_extreme(st, p, i_bar, False) - buf
+            long_t2 = poc2 if tgt_mode == 1 else (2 * vah if tgt_mode == 2 else 0)
+        elif a_long:
+            long_tag = SETUP_BREAKIN
+            long_stop = low - buf
+            long_t2 = poc2 if tgt_mode == 1 else (2 * vah if tgt_mode == 2 else 0)
+        elif b_long:
+            long_tag = SETUP_BREAKOUT
+            long_stop = vah - buf
+            mult = p[P_BREAKOUT_TARGET_MULT]
+            long_t2 = 2 * (vah + int(round(mult * (vah - val)))) if mult > 0 and tgt_mode != 0 else 0
+        if c_short:
+            short_tag = SETUP_FAILBREAK
+            short_stop = _attempt_extreme(st, p, i_bar, True) + buf
+            short_t2 = poc2 if tgt_mode == 1 else (2 * val if tgt_mode == 2 else 0)
+        elif a_short:
+            short_tag = SETUP_BREAKIN
+            short_stop = high + buf
+            short_t2 = poc2 if tgt_mode == 1 else (2 * val if tgt_mode == 2 else 0)
+        elif b_short:
+            short_tag = SETUP_BREAKOUT
+            short_stop = val + buf
+            mult = p[P_BREAKOUT_TARGET_MULT]
+            short_t2 = 2 * (val - int(round(mult * (vah - val)))) if mult > 0 and tgt_mode != 0 else 0
+        # C and A outrank B across sides too: a reversal setup beats a continuation
+        if long_tag != 0 and short_tag != 0:
+            if _rank(long_tag) <= _rank(short_tag):
+                short_tag = 0
+            else:
+                long_tag = 0
+        # breakout retest mode: a breakout arms a retest instead of entering
+        if p[P_RETEST] != 0.0:
+            if si[SI_RETEST_DIR] != 0:
+                d = si[SI_RETEST_DIR]
+                if t > si[SI_RETEST_UNTIL] or (d > 0 and close <= vah) or (d < 0 and close >= val):
+                    si[SI_RETEST_DIR] = 0
+            retest_long = si[SI_RETEST_DIR] > 0 and low <= vah + int(p[P_RETEST_BUFFER]) and close > vah
+            retest_short = si[SI_RETEST_DIR] < 0 and high >= val - int(p[P_RETEST_BUFFER]) and close < val
+            if long_tag == SETUP_BREAKOUT:
+                if run_up == k and si[SI_RETEST_DIR] <= 0:
+                    si[SI_RETEST_DIR] = 1
+                    si[SI_RETEST_UNTIL] = t + int(p[P_RETEST_WINDOW]) * MINUTE_MS
+                long_tag = 0
+            if short_tag == SETUP_BREAKOUT:
+                if run_dn == k and si[SI_RETEST_DIR] >= 0:
+                    si[SI_RETEST_DIR] = -1
+                    si[SI_RETEST_UNTIL] = t + int(p[P_RETEST_WINDOW]) * MINUTE_MS
+                short_tag = 0
+            if long_tag == 0 and short_tag == 0 and run_up < k and run_dn < k:
+                if retest_long:
+                    long_tag = SETUP_BREAKOUT
+                    long_stop = low - buf
+                    mult = p[P_BREAKOUT_TARGET_MULT]
+                    long_t2 = 2 * (vah + int(round(mult * (vah - val)))) if mult > 0 and tgt_mode != 0 else 0
+                elif retest_short:
+                    short_tag = SETUP_BREAKOUT
+                    short_stop = high + buf
+                    mult = p[P_BREAKOUT_TARGET_MULT]
+                    short_t2 = 2 * (val - int(round(mult * (vah - val)))) if mult > 0 and tgt_mode != 0 else 0
+
+    direction = 1 if long_tag != 0 else (-1 if short_tag != 0 else 0)
+    tag = long_tag if direction > 0 else short_tag
+    reason = READY
+
+    # --- choose the action ---
+    pos = si[SI_POS]
+    ready = feat["ready"][0]
+    if not trading:
+        reason = ready if ready != READY else (_setup_reason(tag) if direction != 0 else REASON_NO_SETUP)
+    elif si[SI_PEND_ACTION] != 0:
+        reason = REASON_PENDING_ORDER
+    elif pos != 0:
+        if decision_ts - si[SI_ENTRY_TS] >= int(p[P_MAX_HOLD_MIN]) * MINUTE_MS:
+            _set_pending(st, ACTION_EXIT, decision_ts, 0, 0, 0, EXIT_TIME)
+            sig["action"][0] = ACTION_EXIT
+            reason = REASON_TIME_STOP
+        elif (ready == READY and p[P_FLIP] != 0.0 and direction == -pos
+              and si[SI_KILL_MANUAL] == 0 and si[SI_KILL_DAILY] == 0):
+            _set_pending(st, ACTION_ENTER_LONG if direction > 0 else ACTION_ENTER_SHORT, decision_ts, tag,
+                         long_stop if direction > 0 else short_stop, long_t2 if direction > 0 else short_t2, 0)
+            sig["action"][0] = ACTION_ENTER_LONG if direction > 0 else ACTION_ENTER_SHORT
+            reason = REASON_FLIP
+        else:
+            reason = REASON_IN_POSITION
+    elif ready != READY:
+        reason = ready
+    elif si[SI_KILL_MANUAL] != 0:
+        reason = REASON_MANUAL_KILL
+    elif si[SI_KILL_DAILY] != 0:
+        reason = REASON_KILL_SWITCH
+    elif si[SI_LAST_EXIT_MIN] != NO_MINUTE and t - si[SI_LAST_EXIT_MIN] < int(p[P_COOLDOWN_MIN]) * MINUTE_MS:
+        reason = REASON_COOLDOWN
+    elif direction != 0:
+        action = ACTION_ENTER_LONG if direction > 0 else ACTION_ENTER_SHORT
+        _set_pending(st, action, decision_ts, tag, long_stop if direction > 0 else short_stop,
+                     long_t2 if direction > 0 else short_t2, 0)
+        si[SI_ENTRY_MIN] = t
+        sig["action"][0] = action
+        reason = _setup_reason(tag)
+    elif p[P_RETEST] != 0.0 and si[SI_RETEST_DIR] != 0:
+        reason = REASON_RETEST_PENDING
+    elif raw_any:
+        reason = REASON_NOT_CONFIRMED
+    else:
+        reason = REASON_NO_SETUP
+    sig["reason"][0] = reason
+    sig["position"][0] = si[SI_POS]
+
+
+@njit(cache=True, nogil=True)
+def _rank(tag):
+    if tag == SETUP_FAILBREAK:
+        return 0
+    if tag == SETUP_BREAKIN:
+        return 1
+    return 2
+
+
+@njit(cache=True, nogil=True)
+def _setup_reason(tag):
+    if tag == SETUP_FAILBREAK:
+        return REASON_FAILBREAK
+    if tag == SETUP_BREAKIN:
+        return REASON_BREAKIN
+    return REASON_BREAKOUT
+
+
+@njit(cache=True, nogil=True)
+def _set_pending(st, action, ts, tag, stop, target2, reason):
+    si = st.si
+    si[SI_PEND_ACTION] = action
+    si[SI_PEND_TS] = ts
+    si[SI_PEND_TAG] = tag
+    si[SI_PEND_STOP] = stop
+    si[SI_PEND_TARGET] = target2
+    si[SI_PEND_REASON] = reason
+
+
+@njit(cache=True, nogil=True)
+def request_flatten(st, ts):
+    """Operator's flatten: close on the first quote after ``ts``; cancel pending entries."""
+    st.si[SI_FLATTEN] = max(ts, 1)
+    st.si[SI_PEND_ACTION] = 0
+
