@@ -32,6 +32,7 @@ import time
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 from heapq import heapify, heappop, heappush
@@ -234,32 +235,48 @@ def _read_header(fh: IO[bytes], path: PathLike, required: tuple[str, ...]) -> tu
     return names, index
 
 
-def _blocks(fh: IO[bytes], first_line_no: int) -> Iterator[tuple[int, bytes]]:
-    """Yield (line number of the first line, text of whole lines ending in b'\\n')."""
+def _blocks(fh: IO[bytes]) -> Iterator[bytes]:
+    """Yield the file's text in blocks of whole lines, each ending in b'\\n'.
+
+    The next block is read (and gunzipped: zlib releases the GIL) in a helper
+    thread while the caller parses the current one; at most two blocks are in
+    memory.
+    """
     rest = b""
-    line_no = first_line_no
-    while True:
-        data = fh.read(BLOCK_BYTES)
-        if not data:
-            break
-        if rest:
-            data = rest + data
-        cut = data.rfind(b"\n")
-        if cut < 0:
-            rest = data
-            continue
-        block, rest = data[: cut + 1], data[cut + 1:]
-        yield line_no, block
-        line_no += block.count(b"\n")
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(fh.read, BLOCK_BYTES)
+        while True:
+            data = pending.result()
+            if not data:
+                break
+            pending = pool.submit(fh.read, BLOCK_BYTES)
+            if rest:
+                data = rest + data
+            cut = data.rfind(b"\n")
+            if cut < 0:
+                rest = data
+                continue
+            if cut == len(data) - 1:
+                rest = b""
+                yield data
+            else:
+                rest = data[cut + 1:]
+                yield data[: cut + 1]
     if rest:
-        yield line_no, rest + b"\n"
+        yield rest + b"\n"
 
 
 # --- vectorised CSV parsing -------------------------------------------------------
 
 
 class _Fields:
-    """The rows of one text block with the right field count, as field offsets into the bytes."""
+    """The rows of one text block with the right field count, as field offsets into the bytes.
+
+    Numbers are parsed without Python objects: a prefix count of non-digit
+    bytes tells which fields are plain ``[0-9]+(.[0-9]*)?``, and their digits
+    are combined column by column (Horner's rule) from a block-wide array of
+    digit values. Fields that are not plain numbers go to Python's parsers.
+    """
 
     def __init__(self, data: bytes, buf: np.ndarray, line_nos: np.ndarray, starts: np.ndarray, ends: np.ndarray):
         self.data = data
@@ -268,13 +285,22 @@ class _Fields:
         self.starts = starts  # (rows, fields), inclusive
         self.ends = ends  # (rows, fields), exclusive
         self.n = len(line_nos)
+        self._digit_values: np.ndarray | None = None
+        self._nondigit_before: np.ndarray | None = None
+        self._dots: np.ndarray | None = None
+
+    def _prepare(self) -> None:
+        d = self.buf - np.uint8(48)  # wraps for bytes below '0'
+        nondigit = d >= 10
+        d[nondigit] = 0
+        self._digit_values = d
+        before = np.zeros(len(self.buf) + 1, dtype=np.int32)
+        np.cumsum(nondigit, out=before[1:])
+        self._nondigit_before = before
+        self._dots = np.flatnonzero(self.buf == 46)
 
     def text(self, i: int, k: int) -> str:
         return self.data[int(self.starts[i, k]):int(self.ends[i, k])].decode("utf-8", "replace")
-
-    def raw(self, k: int) -> list[bytes]:
-        data = self.data
-        return [data[s:e] for s, e in zip(self.starts[:, k].tolist(), self.ends[:, k].tolist(), strict=True)]
 
     def equals(self, k: int, text: bytes) -> np.ndarray:
         """Rows whose field k is exactly ``text``."""
@@ -286,44 +312,59 @@ class _Fields:
         return out
 
     def _scan(self, k: int, allow_dot: bool, max_digits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Digits of field k as one int64 (dot ignored), the number of digits after the dot, and
-        whether the field is plain ``[0-9]+(.[0-9]*)?`` with 1..max_digits digits."""
+        """Field k's digits as one int64 (the dot skipped), the number of digits after the dot,
+        and whether the field is plain ``[0-9]+(.[0-9]*)?`` (no dot unless allow_dot) with
+        1..max_digits digits. Values of the other rows are meaningless."""
+        if self._digit_values is None:
+            self._prepare()
+        dv, before, dots = self._digit_values, self._nondigit_before, self._dots
+        assert dv is not None and before is not None and dots is not None
         s, e = self.starts[:, k], self.ends[:, k]
-        w = e - s
         n = self.n
-        val = np.zeros(n, dtype=np.int64)
+        w = e - s
+        n_other = before[e] - before[s]  # bytes that are not digits
         nfrac = np.zeros(n, dtype=np.int64)
-        ndig = np.zeros(n, dtype=np.int64)
-        ok = w > 0
+        if allow_dot and len(dots):
+            first_dot = np.searchsorted(dots, s)
+            n_dots = np.searchsorted(dots, e) - first_dot
+            has_dot = n_dots == 1
+            ok = (n_other == n_dots) & (n_dots <= 1)
+            nfrac[has_dot] = e[has_dot] - 1 - dots[first_dot[has_dot]]
+            n_digits = w - n_dots
+        else:
+            has_dot = None
+            ok = n_other == 0
+            n_digits = w
+        ok &= (n_digits >= 1) & (n_digits <= max_digits)
+        val = np.zeros(n, dtype=np.int64)
         if n == 0:
             return val, nfrac, ok
-        seen_dot = np.zeros(n, dtype=bool)
-        buf = self.buf
-        last = len(buf) - 1
         width = min(int(w.max()), max_digits + 1)
-        ok &= w <= max_digits + 1
-        for j in range(width):
-            inside = w > j
-            c = buf[np.minimum(s + j, last)]
-            d = c - np.uint8(48)  # wraps for bytes below '0'
-            isd = (d < 10) & inside
-            if allow_dot:
-                isdot = (c == 46) & inside
-                ok &= ~inside | isd | (isdot & ~seen_dot)
-                nfrac += isd & seen_dot
-                seen_dot |= isdot
-            else:
-                ok &= ~inside | isd
-            val = np.where(isd, val * 10 + d, val)
-            ndig += isd
-        ok &= (ndig > 0) & (ndig <= max_digits)
+        narrow = int(w.min())
+        if narrow == width:  # one width for all rows: no masks
+            for j in range(width):
+                val *= 10
+                val += dv[s + j]
+        else:  # right-aligned, so bytes before a short field count as leading zeros
+            last = e - 1
+            for j in range(width - 1, -1, -1):
+                val *= 10
+                if j < narrow:
+                    val += dv[last - j]
+                else:
+                    val += dv[last - j] * (w > j)
+        if has_dot is not None and has_dot.any():
+            # The dot counted as a 0 digit: drop it from the digits above it.
+            p = _POW10_I[np.minimum(nfrac, 18)]
+            low = val % p
+            val = np.where(has_dot, low + (val - low) // (p * 10) * p, val)
         return val, nfrac, ok
 
     def decimal(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Field k as float64 and a mask of unparsable rows (nan/inf parse; callers check)."""
         val, nfrac, ok = self._scan(k, allow_dot=True, max_digits=15)
-        # Below 2**53 digits and 10**nfrac are exact floats, so one division is
-        # correctly rounded: the same double float(text) gives.
+        # Below 2**53 the digits and 10**nfrac are exact floats, so one division
+        # is correctly rounded: the same double float(text) gives.
         out = val.astype(np.float64) / _POW10_F[np.minimum(nfrac, 18)]
         bad = np.zeros(self.n, dtype=bool)
         for i in np.flatnonzero(~ok).tolist():
@@ -352,8 +393,8 @@ class _Fields:
     def seconds_ms(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Field k, seconds with a decimal fraction, as floor(seconds * 1000) in exact integers."""
         val, nfrac, ok = self._scan(k, allow_dot=True, max_digits=18)
-        short = nfrac <= 3
-        out = np.where(short, val * _POW10_I[np.clip(3 - nfrac, 0, 3)], val // _POW10_I[np.clip(nfrac - 3, 0, 18)])
+        out = np.where(nfrac <= 3, val * _POW10_I[np.clip(3 - nfrac, 0, 3)],
+                       val // _POW10_I[np.clip(nfrac - 3, 0, 18)])
         bad = np.zeros(self.n, dtype=bool)
         for i in np.flatnonzero(~ok).tolist():
             text = self.text(i, k).strip()
@@ -370,13 +411,27 @@ class _Fields:
         return out, bad
 
     def trade_ids(self, k: int) -> np.ndarray:
-        """Field k as int64 ids: integers as they are, anything else hashed (``stable_id``)."""
+        """Field k as int64 ids: integers as they are, any other text hashed (``stable_id``)."""
         val, _, ok = self._scan(k, allow_dot=False, max_digits=18)
         todo = np.flatnonzero(~ok)
-        if len(todo):
-            raw = self.data
-            s, e = self.starts[todo, k].tolist(), self.ends[todo, k].tolist()
-            val[todo] = [trade_id_of(raw[a:b]) for a, b in zip(s, e, strict=True)]
+        if len(todo) == 0:
+            return val
+        s, e = self.starts[todo, k], self.ends[todo, k]
+        # Integers too long for the scan or with a sign or blanks go through
+        # trade_id_of; the rest (UUIDs, ...) are hashed straight away.
+        before = self._nondigit_before
+        assert before is not None
+        first = self.buf[np.minimum(s, len(self.buf) - 1)]
+        maybe_int = ((before[e] - before[s]) == 0) | (first == 43) | (first == 45) | (first == 32)
+        data = self.data
+        plain = ~maybe_int
+        if plain.any():
+            blake = hashlib.blake2b
+            digests = b"".join([blake(data[a:b], digest_size=8).digest()
+                                for a, b in zip(s[plain].tolist(), e[plain].tolist(), strict=True)])
+            val[todo[plain]] = (np.frombuffer(digests, dtype="<u8") & np.uint64(MASK63)).astype(np.int64)
+        for i, a, b in zip(todo[maybe_int].tolist(), s[maybe_int].tolist(), e[maybe_int].tolist(), strict=True):
+            val[i] = trade_id_of(data[a:b])
         return val
 
 
@@ -392,7 +447,8 @@ def _split_block(data: bytes, first_line_no: int, n_fields: int) -> tuple[_Field
     starts[1:] = nl[:-1] + 1
     ends = nl.astype(np.int64)
     cr = (ends > starts) & (buf[np.maximum(ends - 1, 0)] == 13)
-    ends -= cr
+    if cr.any():
+        ends -= cr
     line_nos = first_line_no + np.arange(len(nl), dtype=np.int64)
     commas = np.flatnonzero(buf == 44)
     c0 = np.searchsorted(commas, starts)
@@ -405,17 +461,18 @@ def _split_block(data: bytes, first_line_no: int, n_fields: int) -> tuple[_Field
         groups.append((np.flatnonzero(wrong), lambda i: f"expected {n_fields} fields, got {int(counts[i])}"))
     good = ~(blank | wrong)
     if good.all():
-        g_starts, g_ends, g_c0 = starts, ends, c0
+        g_starts, g_ends, g_c0, g_lines = starts, ends, c0, line_nos
     else:
-        g_starts, g_ends, g_c0 = starts[good], ends[good], c0[good]
-    pos = commas[g_c0[:, None] + np.arange(n_fields - 1)] if len(g_c0) else np.zeros((0, n_fields - 1), np.int64)
+        g_starts, g_ends, g_c0, g_lines = starts[good], ends[good], c0[good], line_nos[good]
     f_starts = np.empty((len(g_starts), n_fields), dtype=np.int64)
     f_ends = np.empty((len(g_starts), n_fields), dtype=np.int64)
     f_starts[:, 0] = g_starts
-    f_starts[:, 1:] = pos + 1
-    f_ends[:, :-1] = pos
     f_ends[:, -1] = g_ends
-    fields = _Fields(data, buf, line_nos[good], f_starts, f_ends)
+    for j in range(n_fields - 1):
+        pos = commas[g_c0 + j]
+        f_ends[:, j] = pos
+        f_starts[:, j + 1] = pos + 1
+    fields = _Fields(data, buf, g_lines, f_starts, f_ends)
     return fields, groups, line_nos
 
 
@@ -576,8 +633,10 @@ def _import_csv(
         names, index = _read_header(fh, path, required)
         parse = make_parser(settings, index)
         with store.db:  # one transaction per file: an unreadable file leaves nothing behind
-            for first_line, data in _blocks(fh, 2):
+            first_line = 2
+            for data in _blocks(fh):
                 fields, groups, line_nos = _split_block(data, first_line, len(names))
+                first_line += len(line_nos)
                 bad_rows.add_groups(line_nos, groups)
                 records, row_groups = parse(fields)
                 bad_rows.add_groups(fields.line_nos, row_groups)

@@ -25,15 +25,20 @@ the spread, sign-consistent timestamps) lives in ``engine.kernels.synth``.
 
 Determinism: all randomness derives from ``seed`` (numpy PCG64 streams
 spawned from ``SeedSequence(seed)`` for the schedule, the funding rates, the
-initial book and one numba seed per block), so the same seed and duration
-give byte-identical ticks. Each stream is consumed sequentially, so a
-shorter run is a prefix of a longer one with the same seed and start.
+initial book and one kernel generator seed per block), so the same seed and
+duration give byte-identical ticks. Each stream is consumed sequentially, so
+a shorter run is a prefix of a longer one with the same seed and start.
+
+Blocks are generated in a worker thread (the kernel releases the GIL) while
+the calling thread stores the previous block, so generation and SQLite
+writes overlap; blocks are still generated and stored strictly in order.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,7 +54,7 @@ DAY_MS = 86_400_000
 FUNDING_INTERVAL_MS = 8 * HOUR_MS  # 00:00, 08:00, 16:00 UTC
 BLOCK_MS = HOUR_MS
 
-RATE_REF = 0.046  # clock events per ms at sigma = SIGMA_REF (before bursts)
+RATE_REF = 0.051  # clock events per ms at sigma = SIGMA_REF (before bursts)
 SIGMA_REF = 0.0005  # per-minute return std of a normal-volatility minute
 PRICE_LOW, PRICE_HIGH = 65_000.0, 95_000.0  # initial price range, USDT
 
@@ -155,8 +160,8 @@ def build_schedule(seed_reg: np.random.SeedSequence, seed_vol: np.random.SeedSeq
     params[:, k.P_NEWSEG] = new
     params[:, k.P_U] = u
     params[:, k.P_OVER] = over
-    params[:, k.P_WIDE] = np.clip(0.03 + 60.0 * sigma, 0.04, 0.12)
-    params[:, k.P_REFILL] = 25.0 * np.sqrt(sigma / SIGMA_REF)
+    params[:, k.P_WIDE] = np.clip(0.05 + 100.0 * sigma, 0.06, 0.20)
+    params[:, k.P_REFILL] = 40.0 * np.sqrt(sigma / SIGMA_REF)
     return params
 
 
@@ -222,38 +227,49 @@ def synthesize(store: Any, settings: Any, days: float, seed: int,
     sf, si, hist = _initial_state(np.random.Generator(np.random.PCG64(ss_init)),
                                   settings.tick_size, lpb, start)
     block_rng = np.random.Generator(np.random.PCG64(ss_blocks))
+    rs = np.zeros(1, np.uint64)
 
-    # buffers sized for the busiest block; a fuller block resumes in pieces
+    # buffers sized for the busiest block; a fuller block is cut into pieces
     per_min = params[:, k.P_RATE] * MINUTE_MS
     mins_per_block = BLOCK_MS // MINUTE_MS
     busiest = max(float(per_min[i:i + mins_per_block].sum()) for i in range(0, n_min, mins_per_block))
     trades_buf = np.zeros(int(busiest * 0.8) + 4 * k.MARGIN, TRADE_DTYPE)
     quotes_buf = np.zeros(int(busiest * 2.0) + 4 * k.MARGIN, QUOTE_DTYPE)
 
+    def generate(block_end: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        # one block: the kernel runs without the GIL while the caller stores the previous one
+        rs[0] = np.uint64(block_rng.integers(0, 2**63, dtype=np.int64))
+        sf[k.F_HAS_GAUSS] = 0.0
+        parts = []
+        done = False
+        while not done:
+            nt, nq, done = k.synth_block(rs, sf, si, hist, params, start, float(block_end), lpb,
+                                         trades_buf, quotes_buf)
+            parts.append((trades_buf[:nt].copy(), quotes_buf[:nq].copy()))
+        return parts
+
     source = f"synth:seed={seed}"
     n_trades = n_quotes = 0
     first_ts: int | None = None
     last_ts = start
-    block_start = 0
-    while block_start < total_ms:
-        block_end = min(block_start + BLOCK_MS, total_ms)
-        block_seed = int(block_rng.integers(0, 2**31 - 1))
-        done = False
-        while not done:
-            nt, nq, done = k.synth_block(sf, si, hist, params, start, float(block_end), block_seed,
-                                         lpb, trades_buf, quotes_buf)
-            block_seed = -1
-            trades = trades_buf[:nt]
-            quotes = quotes_buf[:nq]
-            store.append_ticks("trade", trades, source)
-            store.append_ticks("quote", quotes, source)
-            n_trades += nt
-            n_quotes += nq
-            for arr in (trades, quotes):
-                if len(arr):
-                    first_ts = int(arr["ts"][0]) if first_ts is None else min(first_ts, int(arr["ts"][0]))
-                    last_ts = max(last_ts, int(arr["ts"][-1]))
-        block_start = block_end
+    block_ends = list(range(BLOCK_MS, total_ms, BLOCK_MS)) + [total_ms]
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="synth") as pool:
+        pending = pool.submit(generate, block_ends[0])
+        for i in range(len(block_ends)):
+            parts = pending.result()
+            if i + 1 < len(block_ends):
+                pending = pool.submit(generate, block_ends[i + 1])
+            for trades, quotes in parts:
+                store.append_ticks("trade", trades, source)
+                store.append_ticks("quote", quotes, source)
+                n_trades += len(trades)
+                n_quotes += len(quotes)
+                for arr in (trades, quotes):
+                    if len(arr):
+                        t_first = int(arr["ts"][0])
+                        first_ts = t_first if first_ts is None else min(first_ts, t_first)
+                        last_ts = max(last_ts, int(arr["ts"][-1]))
+            del parts
 
     funding = funding_rates(ss_fund, start, start + total_ms)
     if len(funding):

@@ -24,10 +24,10 @@ classifies it as its true side; otherwise it moves to the next millisecond.
 Prints inside the spread (hidden liquidity) are placed strictly inside that
 prevailing quote.
 
-Random numbers come from numba's generator, seeded at the start of a block
-(``seed >= 0``); the generator is per thread, so a block, including its
-resumed calls (``seed < 0``), must run on one thread without other numba
-random use in between.
+Random numbers come from a splitmix64 generator whose state is an explicit
+argument (``rs``, one uint64, seeded per block by ``engine.synth`` from
+numpy's PCG64), not numba's per-thread generator: output depends only on
+the arguments, whichever thread runs the kernel.
 """
 
 from __future__ import annotations
@@ -52,7 +52,9 @@ F_MIN_LO = 8
 F_VEL = 9  # drift of mu, ticks per ms (trends)
 F_CENTER = 10  # long-run price centre, ticks (trend direction bias)
 F_HALF = 11  # half width of the preferred price band, ticks
-F_N = 12
+F_GAUSS = 12  # cached second normal of a Box-Muller pair
+F_HAS_GAUSS = 13  # 1.0 when F_GAUSS holds one
+F_N = 14
 
 # int state ------------------------------------------------------------------
 I_BID = 0
@@ -99,22 +101,65 @@ BRANCH = 0.35  # mean events excited per event (Hawkes branching ratio)
 BETA = 1.0 / 1500.0  # excitation decay, per ms
 P_TRADE = 0.19  # share of clock events that are taker orders
 P_PERSIST = 0.25  # taker repeats the previous side (split meta-orders)
-P_HIDDEN = 0.40  # taker in a wide spread fills hidden liquidity inside it
+P_HIDDEN = 0.70  # taker in a wide spread fills hidden liquidity inside it
 P_SWEEP = 0.20  # taker chasing x sweeps levels up to it
-P_IMPROVE = 0.85  # quote event in a wide spread improves it
+P_IMPROVE = 0.45  # quote event in a wide spread improves it
 P_MERGE = 0.55  # refill published in the same snapshot as the sweep
-IMPACT = 3.0  # permanent impact of a taker order, per-event sigmas per sqrt(BTC)
-DIFFUSE = 0.9  # share of sigma left to diffusion (the rest comes from impact)
+IMPACT = 5.0  # permanent impact of a taker order, per-event sigmas per sqrt(BTC)
+DIFFUSE = 0.82  # share of sigma left to diffusion (the rest comes from impact)
 EXCITE = 1.2  # events excited by a taker order of weight 1 (sqrt(size / 0.01 BTC), at most 10)
-MAX_LEVELS = 8  # deepest level a taker walks
+MAX_LEVELS = 8
+SWEEP_MAX_LEVEL = 3.0  # BTC: a sweep stops at a level bigger than this  # deepest level a taker walks
 PRESSURE = 4.0  # scales the expected drift (sigma-minutes per minute) into size tilt
 MU_DRIFT = 0.15  # per-minute drift of mu in balance, in sigma-minutes
 SQRT_MIN = math.sqrt(60_000.0)
 
+# random numbers -------------------------------------------------------------
+# splitmix64 on an explicit uint64 state (rs[0]): deterministic whatever
+# thread runs the kernel, and cheaper than numba's thread-local generator.
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_S30 = np.uint64(30)
+_S27 = np.uint64(27)
+_S31 = np.uint64(31)
+_S11 = np.uint64(11)
+_TWO_M53 = 1.0 / 9007199254740992.0
+
 
 @njit(cache=True, nogil=True)
-def _lognormal_lots(median, sigma, cap):
-    q = median * math.exp(sigma * np.random.normal(0.0, 1.0))
+def _u01(rs):
+    """Uniform on [0, 1)."""
+    s = rs[0] + _GOLDEN
+    rs[0] = s
+    z = (s ^ (s >> _S30)) * _M1
+    z = (z ^ (z >> _S27)) * _M2
+    z = z ^ (z >> _S31)
+    return np.float64(z >> _S11) * _TWO_M53
+
+
+@njit(cache=True, nogil=True)
+def _exp1(rs):
+    """Exponential with mean 1."""
+    return -math.log(1.0 - _u01(rs))
+
+
+@njit(cache=True, nogil=True)
+def _normal(rs, sf):
+    """Standard normal (Box-Muller; the second value is cached in sf)."""
+    if sf[F_HAS_GAUSS] != 0.0:
+        sf[F_HAS_GAUSS] = 0.0
+        return sf[F_GAUSS]
+    r = math.sqrt(-2.0 * math.log(1.0 - _u01(rs)))
+    a = 2.0 * math.pi * _u01(rs)
+    sf[F_GAUSS] = r * math.sin(a)
+    sf[F_HAS_GAUSS] = 1.0
+    return r * math.cos(a)
+
+
+@njit(cache=True, nogil=True)
+def _lognormal_lots(rs, sf, median, sigma, cap):
+    q = median * math.exp(sigma * _normal(rs, sf))
     if q < 1.0:
         q = 1.0
     if q > cap:
@@ -123,12 +168,12 @@ def _lognormal_lots(median, sigma, cap):
 
 
 @njit(cache=True, nogil=True)
-def _taker_lots(lpb):
+def _taker_lots(rs, sf, lpb):
     """Taker order size: lognormal body plus Pareto tail (0.001 BTC .. 100 BTC)."""
-    if np.random.random() < 0.70:
-        q = 0.004 * lpb * math.exp(1.3 * np.random.normal(0.0, 1.0))
+    if _u01(rs) < 0.70:
+        q = 0.004 * lpb * math.exp(1.3 * _normal(rs, sf))
     else:
-        q = 0.03 * lpb * (1.0 - np.random.random()) ** (-1.0 / 1.3)
+        q = 0.03 * lpb * (1.0 - _u01(rs)) ** (-1.0 / 1.3)
     if q < 1.0:
         q = 1.0
     if q > 100.0 * lpb:
@@ -137,14 +182,14 @@ def _taker_lots(lpb):
 
 
 @njit(cache=True, nogil=True)
-def _latency():
+def _latency(rs):
     """Receive delay, ms: 2 ms floor plus a skewed tail (mean about 8 ms)."""
-    u = np.random.random()
+    u = _u01(rs)
     return np.int64(2.0 + 3.0 * u / (1.0 - 0.97 * u))
 
 
 @njit(cache=True, nogil=True)
-def _emit_quote(si, ts, start_ms, q_ts, q_lts, q_bp, q_bs, q_ap, q_as, nq):
+def _emit_quote(rs, si, ts, start_ms, q_ts, q_lts, q_bp, q_bs, q_ap, q_as, nq):
     if ts > si[I_LQ_TS]:
         if si[I_LQ_TS] >= 0:
             si[I_PQ_BID] = si[I_LQ_BID]
@@ -154,7 +199,7 @@ def _emit_quote(si, ts, start_ms, q_ts, q_lts, q_bp, q_bs, q_ap, q_as, nq):
     si[I_LQ_ASK] = si[I_ASK]
     t_abs = start_ms + ts
     q_ts[nq] = t_abs
-    q_lts[nq] = t_abs + _latency()
+    q_lts[nq] = t_abs + _latency(rs)
     q_bp[nq] = si[I_BID]
     q_bs[nq] = si[I_BID_SZ]
     q_ap[nq] = si[I_ASK]
@@ -163,10 +208,10 @@ def _emit_quote(si, ts, start_ms, q_ts, q_lts, q_bp, q_bs, q_ap, q_as, nq):
 
 
 @njit(cache=True, nogil=True)
-def _emit_prints(si, ts, lts, px, fill, side, t_ts, t_lts, t_px, t_qty, t_side, t_id, nt):
+def _emit_prints(rs, si, ts, lts, px, fill, side, t_ts, t_lts, t_px, t_qty, t_side, t_id, nt):
     """``fill`` lots at ``px`` against 1-3 resting orders: one print each."""
     k = 1
-    u = np.random.random()
+    u = _u01(rs)
     if u < 0.25:
         k = 2
     if u < 0.08:
@@ -179,7 +224,7 @@ def _emit_prints(si, ts, lts, px, fill, side, t_ts, t_lts, t_px, t_qty, t_side, 
             piece = left
         else:
             room = left - (k - 1 - j)
-            piece = 1 + np.int64(np.random.random() * room)
+            piece = 1 + np.int64(_u01(rs) * room)
             if piece > room:
                 piece = room
         t_ts[nt] = ts
@@ -195,7 +240,7 @@ def _emit_prints(si, ts, lts, px, fill, side, t_ts, t_lts, t_px, t_qty, t_side, 
 
 
 @njit(cache=True, nogil=True)
-def _advance_minutes(sf, si, hist, params, m):
+def _advance_minutes(rs, sf, si, hist, params, m):
     """Close minutes up to ``m`` and apply each one's regime parameters."""
     while si[I_MIN] < m:
         if si[I_MIN] >= 0:
@@ -240,31 +285,29 @@ def _advance_minutes(sf, si, hist, params, m):
         else:
             sf[F_VEL] = 0.0
         if reg == REG_BALANCE or reg == REG_RETURN:
-            sf[F_MU] += MU_DRIFT * sig_t * np.random.normal(0.0, 1.0)
+            sf[F_MU] += MU_DRIFT * sig_t * _normal(rs, sf)
         sf[F_MIN_HI] = x
         sf[F_MIN_LO] = x
 
 
 @njit(cache=True, nogil=True)
-def synth_block(sf, si, hist, params, start_ms, t_end, seed, lpb, trades, quotes):
+def synth_block(rs, sf, si, hist, params, start_ms, t_end, lpb, trades, quotes):
     """Generate events from ``sf[F_T]`` up to ``t_end`` (ms since run start).
 
     Args:
-        sf, si, hist: float state, int state and minute high/low ring
-            (``F_*``, ``I_*``, ``HIST_N`` x 2); updated in place.
+        rs: generator state (uint64[1]); sf, si, hist: float state, int
+            state and minute high/low ring (``F_*``, ``I_*``, ``HIST_N`` x 2).
+            All updated in place.
         params: per-minute parameters (``P_*`` columns), row = minute index.
         start_ms: absolute time of the run start (added to every ts).
         t_end: block end, ms since run start (exclusive).
-        seed: seeds numba's generator when >= 0 (first call of a block).
         lpb: lots per BTC (1 / qty_step).
         trades, quotes: output buffers (TRADE_DTYPE, QUOTE_DTYPE).
 
     Returns:
         (trades written, quotes written, done): ``done`` is False when a
-        buffer filled up; call again with ``seed=-1`` to continue.
+        buffer filled up; call again with the same state to continue.
     """
-    if seed >= 0:
-        np.random.seed(seed)
     t_ts = trades["ts"]
     t_lts = trades["local_ts"]
     t_px = trades["px"]
@@ -290,14 +333,14 @@ def synth_block(sf, si, hist, params, start_ms, t_end, seed, lpb, trades, quotes
         if m >= n_min:
             m = n_min - 1
         if m != si[I_MIN]:
-            _advance_minutes(sf, si, hist, params, m)
+            _advance_minutes(rs, sf, si, hist, params, m)
         if si[I_LQ_TS] < 0:
-            nq = _emit_quote(si, np.int64(math.floor(t)), start_ms, q_ts, q_lts, q_bp, q_bs, q_ap, q_as, nq)
+            nq = _emit_quote(rs, si, np.int64(math.floor(t)), start_ms, q_ts, q_lts, q_bp, q_bs, q_ap, q_as, nq)
         lam_mean = params[m, P_RATE]
         lam0 = lam_mean * (1.0 - BRANCH)
         exc = sf[F_EXC]
         lam_bar = lam0 + exc
-        tp = t + np.random.exponential(1.0 / lam_bar)
+        tp = t + (1.0 / lam_bar) * _exp1(rs)
         limit = min((m + 1) * 60_000.0, t_end)
         refill = sf[F_REFILL]
         is_refill = False
@@ -314,7 +357,7 @@ def synth_block(sf, si, hist, params, start_ms, t_end, seed, lpb, trades, quotes
         exc = exc * math.exp(-BETA * (tp - t))
         sf[F_EXC] = exc
         sf[F_T] = tp
-        if not is_refill and np.random.random() * lam_bar > lam0 + exc:
+        if not is_refill and _u01(rs) * lam_bar > lam0 + exc:
             continue  # thinned
 
         # --- latent price ------------------------------------------------
@@ -329,7 +372,7 @@ def synth_block(sf, si, hist, params, start_ms, t_end, seed, lpb, trades, quotes
         vm = math.sqrt((1.0 - BRANCH) * (1.0 + exc / lam0))
         if vm > 3.0:
             vm = 3.0
-        x += kap * (mu - x) * dt + DIFFUSE * sig_ms * vm * math.sqrt(dt) * np.random.normal(0.0, 1.0)
+        x += kap * (mu - x) * dt + DIFFUSE * sig_ms * vm * math.sqrt(dt) * _normal(rs, sf)
         sf[F_MU] = mu
         sf[F_X] = x
         s_ev = sig_ms * math.sqrt(1.0 / lam_mean)
@@ -346,14 +389,14 @@ def synth_block(sf, si, hist, params, start_ms, t_end, seed, lpb, trades, quotes
         z = dev / s_ev
         med_sz = 0.5 * lpb
 
-        if not is_refill and np.random.random() < P_TRADE:
+        if not is_refill and _u01(rs) < P_TRADE:
             # --- taker order ---------------------------------------------
-            if np.random.random() < P_PERSIST and si[I_LAST_SIDE] != 0:
+            if _u01(rs) < P_PERSIST and si[I_LAST_SIDE] != 0:
                 side = si[I_LAST_SIDE]
             else:
-                side = SIDE_BUY if np.random.random() < 0.5 + 0.4 * math.tanh(0.7 * z) else SIDE_SELL
+                side = SIDE_BUY if _u01(rs) < 0.5 + 0.4 * math.tanh(0.7 * z) else SIDE_SELL
             si[I_LAST_SIDE] = side
-            inside = spread >= 2 and np.random.random() < P_HIDDEN
+            inside = spread >= 2 and _u01(rs) < P_HIDDEN
             if ts > si[I_LQ_TS]:
                 pb = si[I_LQ_BID]
                 pa = si[I_LQ_ASK]
@@ -371,16 +414,16 @@ def synth_block(sf, si, hist, params, start_ms, t_end, seed, lpb, trades, quotes
                 if ts >= t_end:
                     continue
                 sf[F_T] = float(ts)
-            lts = start_ms + ts + _latency()
+            lts = start_ms + ts + _latency(rs)
             total = np.int64(0)
             if inside:
-                px = bid + 1 + np.int64(np.random.random() * (spread - 1))
-                qty = min(_taker_lots(lpb), np.int64(0.5 * lpb))
-                nt = _emit_prints(si, start_ms + ts, lts, px, qty, side, t_ts, t_lts, t_px, t_qty, t_side, t_id, nt)
+                px = bid + 1 + np.int64(_u01(rs) * (spread - 1))
+                qty = min(_taker_lots(rs, sf, lpb), np.int64(0.5 * lpb))
+                nt = _emit_prints(rs, si, start_ms + ts, lts, px, qty, side, t_ts, t_lts, t_px, t_qty, t_side, t_id, nt)
                 total = qty
             else:
-                sweep = side * z > 1.0 and np.random.random() < P_SWEEP
-                remaining = np.int64(0) if sweep else _taker_lots(lpb)
+                sweep = side * z > 1.0 and _u01(rs) < P_SWEEP
+                remaining = np.int64(0) if sweep else _taker_lots(rs, sf, lpb)
                 if side == SIDE_BUY:
                     lvl_px = ask
                     lvl_sz = si[I_ASK_SZ]
@@ -392,8 +435,9 @@ def synth_block(sf, si, hist, params, start_ms, t_end, seed, lpb, trades, quotes
                     stop = False
                     if sweep:
                         beyond = (lvl_px > x) if side == SIDE_BUY else (lvl_px < x)
-                        if beyond or nlev >= MAX_LEVELS:
-                            fill = 1 + np.int64(np.random.random() * 0.5 * lvl_sz)
+                        if beyond or nlev >= MAX_LEVELS or lvl_sz > SWEEP_MAX_LEVEL * lpb:
+                            # partial fill of the level beyond x (or of a wall) ends the sweep
+                            fill = 1 + np.int64(_u01(rs) * 0.5 * min(lvl_sz, SWEEP_MAX_LEVEL * lpb))
                             if fill > lvl_sz:
                                 fill = lvl_sz
                             stop = True
@@ -403,13 +447,13 @@ def synth_block(sf, si, hist, params, start_ms, t_end, seed, lpb, trades, quotes
                         fill = min(remaining, lvl_sz)
                         remaining -= fill
                         stop = remaining == 0
-                    nt = _emit_prints(si, start_ms + ts, lts, lvl_px, fill, side, t_ts, t_lts, t_px, t_qty, t_side, t_id, nt)
+                    nt = _emit_prints(rs, si, start_ms + ts, lts, lvl_px, fill, side, t_ts, t_lts, t_px, t_qty, t_side, t_id, nt)
                     total += fill
                     lvl_sz -= fill
                     if lvl_sz == 0:
                         nlev += 1
-                        lvl_px += side * (1 + np.int64(np.random.exponential(0.5)))
-                        lvl_sz = _lognormal_lots(0.08 * lpb, 1.2, 50.0 * lpb)
+                        lvl_px += side * (1 + np.int64((0.5) * _exp1(rs)))
+                        lvl_sz = _lognormal_lots(rs, sf, 0.08 * lpb, 1.2, 50.0 * lpb)
                         if nlev >= MAX_LEVELS:
                             stop = True  # rest of the order is cancelled (IOC)
                     if stop:
@@ -421,16 +465,16 @@ def synth_block(sf, si, hist, params, start_ms, t_end, seed, lpb, trades, quotes
                     si[I_BID] = lvl_px
                     si[I_BID_SZ] = lvl_sz
                 if nlev > 0:
-                    if np.random.random() < P_MERGE:
+                    if _u01(rs) < P_MERGE:
                         if side == SIDE_BUY:
                             si[I_BID] = si[I_ASK] - 1
-                            si[I_BID_SZ] = _lognormal_lots(0.3 * med_sz, 1.2, 200.0 * lpb)
+                            si[I_BID_SZ] = _lognormal_lots(rs, sf, 0.3 * med_sz, 1.2, 200.0 * lpb)
                         else:
                             si[I_ASK] = si[I_BID] + 1
-                            si[I_ASK_SZ] = _lognormal_lots(0.3 * med_sz, 1.2, 200.0 * lpb)
+                            si[I_ASK_SZ] = _lognormal_lots(rs, sf, 0.3 * med_sz, 1.2, 200.0 * lpb)
                     elif sf[F_REFILL] < 0.0:
-                        sf[F_REFILL] = ts + np.random.exponential(params[m, P_REFILL])
-                nq = _emit_quote(si, ts, start_ms, q_ts, q_lts, q_bp, q_bs, q_ap, q_as, nq)
+                        sf[F_REFILL] = ts + (params[m, P_REFILL]) * _exp1(rs)
+                nq = _emit_quote(rs, si, ts, start_ms, q_ts, q_lts, q_bp, q_bs, q_ap, q_as, nq)
             # permanent impact and self-excitation
             btc = total / lpb
             x += side * IMPACT * s_ev * math.sqrt(btc)
@@ -445,27 +489,27 @@ def synth_block(sf, si, hist, params, start_ms, t_end, seed, lpb, trades, quotes
             # --- quote event -------------------------------------------------
             if ts < si[I_LQ_TS]:
                 ts = si[I_LQ_TS]  # never before a quote already published
-            if spread >= 2 and (is_refill or np.random.random() < P_IMPROVE):
+            if spread >= 2 and (is_refill or _u01(rs) < P_IMPROVE):
                 gap = spread - 1
-                if np.random.random() < 0.5 + 0.4 * math.tanh(z):
-                    if np.random.random() < 0.75:
+                if _u01(rs) < 0.5 + 0.4 * math.tanh(z):
+                    if _u01(rs) < 0.75:
                         si[I_BID] = ask - 1
                     else:
-                        si[I_BID] = bid + 1 + np.int64(np.random.random() * gap)
-                    si[I_BID_SZ] = _lognormal_lots(0.3 * med_sz * math.exp(0.5 * pz), 1.2, 200.0 * lpb)
+                        si[I_BID] = bid + 1 + np.int64(_u01(rs) * gap)
+                    si[I_BID_SZ] = _lognormal_lots(rs, sf, 0.3 * med_sz * math.exp(0.5 * pz), 1.2, 200.0 * lpb)
                 else:
-                    if np.random.random() < 0.75:
+                    if _u01(rs) < 0.75:
                         si[I_ASK] = bid + 1
                     else:
-                        si[I_ASK] = ask - 1 - np.int64(np.random.random() * gap)
-                    si[I_ASK_SZ] = _lognormal_lots(0.3 * med_sz * math.exp(-0.5 * pz), 1.2, 200.0 * lpb)
+                        si[I_ASK] = ask - 1 - np.int64(_u01(rs) * gap)
+                    si[I_ASK_SZ] = _lognormal_lots(rs, sf, 0.3 * med_sz * math.exp(-0.5 * pz), 1.2, 200.0 * lpb)
                 if si[I_ASK] - si[I_BID] >= 2 and sf[F_REFILL] < 0.0:
-                    sf[F_REFILL] = tp + np.random.exponential(params[m, P_REFILL])
-            elif not is_refill and abs(dev) > 0.5 + 0.6 * s_ev * np.random.random():
+                    sf[F_REFILL] = tp + (params[m, P_REFILL]) * _exp1(rs)
+            elif not is_refill and abs(dev) > 0.5 + 0.6 * s_ev * _u01(rs):
                 # the book moves to x
                 w = np.int64(1)
-                if np.random.random() < params[m, P_WIDE]:
-                    w = 2 + min(np.int64(np.random.exponential(0.8)), np.int64(3))
+                if _u01(rs) < params[m, P_WIDE]:
+                    w = 2 + min(np.int64((0.8) * _exp1(rs)), np.int64(3))
                 if dev > 0.0:
                     na = np.int64(math.floor(x)) + 1
                     nb = na - w
@@ -474,13 +518,13 @@ def synth_block(sf, si, hist, params, start_ms, t_end, seed, lpb, trades, quotes
                     na = nb + w
                 si[I_BID] = nb
                 si[I_ASK] = na
-                si[I_BID_SZ] = _lognormal_lots(med_sz * math.exp(0.6 * pz), 1.1, 300.0 * lpb)
-                si[I_ASK_SZ] = _lognormal_lots(med_sz * math.exp(-0.6 * pz), 1.1, 300.0 * lpb)
+                si[I_BID_SZ] = _lognormal_lots(rs, sf, med_sz * math.exp(0.6 * pz), 1.1, 100.0 * lpb)
+                si[I_ASK_SZ] = _lognormal_lots(rs, sf, med_sz * math.exp(-0.6 * pz), 1.1, 100.0 * lpb)
                 if w >= 2 and sf[F_REFILL] < 0.0:
-                    sf[F_REFILL] = tp + np.random.exponential(params[m, P_REFILL])
+                    sf[F_REFILL] = tp + (params[m, P_REFILL]) * _exp1(rs)
             else:
                 # size change at the touch: adds, cancels, partial cancels
-                on_bid = np.random.random() < 0.5
+                on_bid = _u01(rs) < 0.5
                 tilt = 0.6 * pz + 0.3 * math.tanh(z)
                 if on_bid:
                     cur = si[I_BID_SZ]
@@ -489,19 +533,19 @@ def synth_block(sf, si, hist, params, start_ms, t_end, seed, lpb, trades, quotes
                     cur = si[I_ASK_SZ]
                     target = med_sz * math.exp(-tilt)
                 lc = math.log(cur)
-                lc += 0.15 * (math.log(target) - lc) + 0.45 * np.random.normal(0.0, 1.0)
+                lc += 0.15 * (math.log(target) - lc) + 0.45 * _normal(rs, sf)
                 new = np.int64(math.exp(lc))
                 if new < 1:
                     new = np.int64(1)
-                if new > 300.0 * lpb:
-                    new = np.int64(300.0 * lpb)
+                if new > 100.0 * lpb:
+                    new = np.int64(100.0 * lpb)
                 if new == cur:
                     new = cur + 1
                 if on_bid:
                     si[I_BID_SZ] = new
                 else:
                     si[I_ASK_SZ] = new
-            nq = _emit_quote(si, ts, start_ms, q_ts, q_lts, q_bp, q_bs, q_ap, q_as, nq)
+            nq = _emit_quote(rs, si, ts, start_ms, q_ts, q_lts, q_bp, q_bs, q_ap, q_as, nq)
 
         sf[F_X] = x
         if x > sf[F_MIN_HI]:

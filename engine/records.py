@@ -1,0 +1,128 @@
+"""Kernel records (ticks, lots) to store rows (price units, spec column names).
+
+This is the only place where ticks become prices for the derived tables, so
+every table prints prices the same way: ``round(ticks * tick_size, d)`` with
+``d`` the decimals of half a tick (bin centres can fall on half ticks).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from engine.types import (
+    ACTION_NAMES,
+    EXIT_NAMES,
+    ORDER_TYPE_NAMES,
+    REASON_NAMES,
+    SETUP_NAMES,
+    SIDE_BUY,
+)
+from engine.units import decimals_of
+
+
+class Units:
+    """Price and size conversions of one instrument."""
+
+    def __init__(self, tick_size: float, qty_step: float):
+        self.tick = tick_size
+        self.step = qty_step
+        self.px_dec = decimals_of(tick_size / 2)
+        self.qty_dec = decimals_of(qty_step)
+
+    def px(self, ticks: float) -> float:
+        return round(float(ticks) * self.tick, self.px_dec)
+
+    def px2(self, doubled_ticks: float) -> float:
+        """Price of a doubled tick count (bin centres, mids)."""
+        return round(float(doubled_ticks) * self.tick / 2.0, self.px_dec + 1)
+
+    def qty(self, lots: float) -> float:
+        return round(float(lots) * self.step, self.qty_dec)
+
+
+def units_of(settings: Any) -> Units:
+    return Units(settings.tick_size, settings.qty_step)
+
+
+def _none(x: float) -> float | None:
+    return None if math.isnan(x) else float(x)
+
+
+def bar_rows(bars: np.ndarray, u: Units) -> list[tuple]:
+    rows = []
+    for b in bars:
+        vol = int(b["volume"])
+        has_q = bool(b["has_quote"])
+        vwap = round(float(b["pxqty"]) / vol * u.tick, u.px_dec + 4) if vol > 0 else None
+        rows.append((
+            int(b["ts_min"]), u.px(b["open"]), u.px(b["high"]), u.px(b["low"]), u.px(b["close"]),
+            u.qty(vol), vwap,
+            u.px(b["bid_px"]) if has_q else None, u.px(b["ask_px"]) if has_q else None,
+            u.qty(b["bid_sz"]) if has_q else None, u.qty(b["ask_sz"]) if has_q else None,
+            int(b["n_trades"]),
+        ))
+    return rows
+
+
+def feature_rows(feats: np.ndarray, u: Units, base_bin_ticks: int) -> list[tuple]:
+    rows = []
+    for f in feats:
+        vol = int(f["volume"])
+        valid = bool(f["va_valid"])
+        mid2 = int(f["mid2"])
+        den = int(f["agree_den"])
+        rows.append((
+            int(f["ts_min"]),
+            u.px2(mid2) if mid2 > 0 else None,
+            _none(f["sigma"]),
+            u.px(int(f["k"]) * base_bin_ticks),
+            u.px2(f["poc2"]) if valid else None,
+            u.px(f["vah"]) if valid else None,
+            u.px(f["val"]) if valid else None,
+            _none(f["va_coverage"]) if valid else None,
+            u.qty(f["of"]),
+            (int(f["of"]) / vol) if vol > 0 else None,
+            _none(f["qimb"]),
+            _none(f["qimb_ema"]),
+            (int(f["amb_qty"]) / vol) if vol > 0 else None,
+            (int(f["agree_qty"]) / den) if den > 0 else None,
+            float(f["bvc_buy_frac"]),
+            round(float(f["bvc_net"]) * u.step, u.qty_dec + 6),
+            REASON_NAMES[int(f["ready"])],
+        ))
+    return rows
+
+
+def signal_rows(sigs: np.ndarray, run_id: str) -> list[tuple]:
+    return [
+        (
+            run_id, int(s["ts_min"]),
+            int(s["breakin_long"]), int(s["breakin_short"]),
+            int(s["breakout_long"]), int(s["breakout_short"]),
+            int(s["failbreak_long"]), int(s["failbreak_short"]),
+            int(s["acceptance_state"]), ACTION_NAMES[int(s["action"])], REASON_NAMES[int(s["reason"])],
+            int(s["position"]),
+        )
+        for s in sigs
+    ]
+
+
+def fill_rows(fills: np.ndarray, u: Units, run_id: str) -> list[tuple]:
+    rows = []
+    for f in fills:
+        side = int(f["side"])
+        slippage = (int(f["px"]) - int(f["touch_px"])) * (1 if side == SIDE_BUY else -1)
+        # half the spread of the filling quote, paid by crossing it (price units per unit)
+        spread_paid = (int(f["touch_px"]) * 2 - int(f["mid2"])) * (1 if side == SIDE_BUY else -1)
+        rows.append((
+            run_id, int(f["fill_id"]), int(f["ts_submit"]), int(f["ts_fill"]),
+            "BUY" if side == SIDE_BUY else "SELL", u.qty(f["qty"]), ORDER_TYPE_NAMES[int(f["order_type"])],
+            u.px(f["px"]), float(f["fee"]), float(f["funding"]),
+            float(f["pnl_realized"]), None, SETUP_NAMES[int(f["tag"])], EXIT_NAMES[int(f["reason"])],
+            u.px(slippage), u.px2(spread_paid),
+        ))
+    return rows
+

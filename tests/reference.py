@@ -1,0 +1,194 @@
+"""A naive, independent implementation of SPEC_NOTES.md for the tests.
+
+Written for clarity, not speed: plain Python over lists and dicts, the
+profile rebuilt from the raw trades of the window at every minute (the
+engine never does that), quotes looked up by scanning. It shares nothing with
+``engine.kernels`` but the record dtypes.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class RefParams:
+    tick: float = 0.1
+    base_bin: int = 1
+    alpha: float = 0.25
+    k_max_ticks: int = 200
+    rebucket_interval: int = 15
+    rebucket_pct: float = 0.25
+    stale_ms: int = 250
+    tick_rule: bool = False
+    va_fraction: float = 0.70
+    window: int = 240
+    bvc_lookback: int = 60
+    feed_stale_ms: int = 5000
+
+
+def reference_features(trades: np.ndarray, quotes: np.ndarray, rp: RefParams) -> list[dict]:
+    """One dict per bar row, values in ticks/lots like the engine's records."""
+    if len(trades) == 0:
+        return []
+    q_ts = [int(x) for x in quotes["ts"]]
+    first_min = int(trades["ts"][0]) // 60000 * 60000
+    last_ts = max(int(trades["ts"][-1]), q_ts[-1] if q_ts else -1)
+    last_min = last_ts // 60000 * 60000
+
+    def quote_at_or_before(ts):
+        i = bisect.bisect_right(q_ts, ts) - 1
+        return i
+
+    def quote_strictly_before(ts):
+        return bisect.bisect_left(q_ts, ts) - 1
+
+    # trade signs
+    signs = []
+    prev_px = None
+    tick_sign = 0
+    for tr in trades:
+        ts, px = int(tr["ts"]), int(tr["px"])
+        i = quote_strictly_before(ts)
+        s = 0
+        if i >= 0 and ts - q_ts[i] <= rp.stale_ms:
+            if px >= quotes["ask_px"][i]:
+                s = 1
+            elif px <= quotes["bid_px"][i]:
+                s = -1
+        if prev_px is not None:
+            if px > prev_px:
+                tick_sign = 1
+            elif px < prev_px:
+                tick_sign = -1
+        prev_px = px
+        if s == 0 and rp.tick_rule:
+            s = tick_sign
+        signs.append(s)
+
+    by_minute: dict[int, list[int]] = {}
+    for idx, tr in enumerate(trades):
+        by_minute.setdefault(int(tr["ts"]) // 60000 * 60000, []).append(idx)
+
+    rows = []
+    prev_close = None
+    mids: list[float | None] = []
+    returns: list[float] = []
+    dps: list[float] = []
+    k = None
+    minutes = list(range(first_min, last_min + 1, 60000))
+    for i_bar, t in enumerate(minutes):
+        idxs = by_minute.get(t, [])
+        row: dict = {"ts_min": t}
+        if idxs:
+            pxs = [int(trades["px"][j]) for j in idxs]
+            row.update(open=pxs[0], high=max(pxs), low=min(pxs), close=pxs[-1])
+        else:
+            row.update(open=prev_close, high=prev_close, low=prev_close, close=prev_close)
+        vol = sum(int(trades["qty"][j]) for j in idxs)
+        row["volume"] = vol
+        qi = quote_at_or_before(t + 59999)
+        if qi >= 0:
+            bid, ask = int(quotes["bid_px"][qi]), int(quotes["ask_px"][qi])
+            bsz, asz = int(quotes["bid_sz"][qi]), int(quotes["ask_sz"][qi])
+            row.update(bid_px=bid, ask_px=ask, bid_sz=bsz, ask_sz=asz, quote_ts=q_ts[qi])
+            mid = (bid / round(1 / rp.tick) + ask / round(1 / rp.tick)) / 2
+            row["mid2"] = bid + ask
+        else:
+            row.update(bid_px=None, ask_px=None, bid_sz=None, ask_sz=None, quote_ts=None)
+            mid = None
+            row["mid2"] = 0
+        # sigma
+        if i_bar > 0:
+            pm = mids[-1]
+            returns.append(math.log(mid / pm) if (mid is not None and pm is not None) else float("nan"))
+        mids.append(mid)
+        last = [r for r in returns[-rp.window:] if not math.isnan(r)]
+        sigma = float(np.std(last)) if len(last) >= 2 else float("nan")
+        row["sigma"] = sigma
+        # k
+        if math.isnan(sigma) or mid is None:
+            k_new = 1
+        else:
+            raw = rp.alpha * mid * sigma
+            k_new = int(min(max(math.floor(raw / (rp.base_bin * rp.tick) + 0.5), 1), rp.k_max_ticks // rp.base_bin))
+        if k is None:
+            k = k_new
+        elif abs(k_new - k) / k >= rp.rebucket_pct or (t // 60000) % rp.rebucket_interval == 0:
+            k = k_new
+        row["k"] = k
+        # profile from raw trades of [t - window + 1 min, t]
+        lo_t = t - (rp.window - 1) * 60000
+        hist: dict[int, int] = {}
+        for tr in trades:
+            ts = int(tr["ts"])
+            if lo_t <= ts < t + 60000:
+                b = int(tr["px"]) // rp.base_bin
+                a = b // k
+                hist[a] = hist.get(a, 0) + int(tr["qty"])
+        if hist:
+            width = k * rp.base_bin
+            total = sum(hist.values())
+            best_v = max(hist.values())
+            cands = sorted(a for a, v in hist.items() if v == best_v)
+            if row["mid2"] > 0 and len(cands) > 1:
+                cands.sort(key=lambda a: (abs((2 * a + 1) * width - row["mid2"]), a))
+            poc = cands[0]
+            lo_a, hi_a = min(hist), max(hist)
+            top = bottom = poc
+            cum = hist[poc]
+            while cum < rp.va_fraction * total:
+                up = hist.get(top + 1, 0) if top + 1 <= hi_a else None
+                dn = hist.get(bottom - 1, 0) if bottom - 1 >= lo_a else None
+                if up is None and dn is None:
+                    break
+                if dn is None or (up is not None and up >= dn):
+                    top += 1
+                    cum += up
+                else:
+                    bottom -= 1
+                    cum += dn
+            row.update(poc2=(2 * poc + 1) * width, val=bottom * width, vah=(top + 1) * width,
+                       va_coverage=cum / total, va_valid=1)
+        else:
+            row.update(poc2=0, val=0, vah=0, va_coverage=float("nan"), va_valid=0)
+        # order flow
+        row["of"] = sum(signs[j] * int(trades["qty"][j]) for j in idxs)
+        row["amb_qty"] = sum(int(trades["qty"][j]) for j in idxs if signs[j] == 0)
+        agree_den = sum(int(trades["qty"][j]) for j in idxs if signs[j] != 0 and trades["side"][j] != 0)
+        agree = sum(int(trades["qty"][j]) for j in idxs if signs[j] != 0 and trades["side"][j] == signs[j])
+        row["agree_qty"], row["agree_den"] = agree, agree_den
+        # qimb
+        if qi >= 0 and bsz + asz > 0:
+            row["qimb"] = (bsz - asz) / (bsz + asz)
+        else:
+            row["qimb"] = float("nan")
+        # bvc
+        if i_bar == 0:
+            bf = 0.5
+        else:
+            dp = float(row["close"] - prev_close)
+            dps.append(dp)
+            std = float(np.std(dps[-rp.bvc_lookback:]))
+            bf = 0.5 * (1 + math.erf(dp / std / math.sqrt(2))) if std > 0 else 0.5
+        row["bvc_buy_frac"] = bf
+        row["bvc_net"] = vol * (2 * bf - 1)
+        # readiness
+        if i_bar < rp.window - 1:
+            ready = 1
+        elif not row["va_valid"]:
+            ready = 2
+        elif qi < 0:
+            ready = 3
+        elif t + 59999 - q_ts[qi] > rp.feed_stale_ms:
+            ready = 4
+        else:
+            ready = 0
+        row["ready"] = ready
+        prev_close = row["close"]
+        rows.append(row)
+    return rows
