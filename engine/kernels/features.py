@@ -388,6 +388,19 @@ def _std_window(ring, count, cap):
 
 
 @njit(cache=True, nogil=True)
+def push_lookback(st, i_bar, close, high, low, vah, val, poc2, valid):
+    """Remember bar ``i_bar`` for the setups (tick and bar drivers share this)."""
+    row = i_bar % LB_SIZE
+    st.lb[row, LB_CLOSE] = close
+    st.lb[row, LB_HIGH] = high
+    st.lb[row, LB_LOW] = low
+    st.lb[row, LB_VAH] = vah
+    st.lb[row, LB_VAL] = val
+    st.lb[row, LB_POC2] = poc2
+    st.lb[row, LB_VALID] = 1 if valid else 0
+
+
+@njit(cache=True, nogil=True)
 def close_minute(st, p, t, bars, feats, n_out):
     """Finalise minute ``t`` into ``bars[n_out]`` and ``feats[n_out]``.
 
@@ -526,15 +539,7 @@ def close_minute(st, p, t, bars, feats, n_out):
     elif t + MINUTE_MS - 1 - si[SI_Q_TS] > p[P_FEED_STALE_MS]:
         ready = REASON_FEED_STALE
     f["ready"][0] = ready
-    # --- look-back ring for the setups ---
-    row = i_bar % LB_SIZE
-    st.lb[row, LB_CLOSE] = close
-    st.lb[row, LB_HIGH] = b["high"][0]
-    st.lb[row, LB_LOW] = b["low"][0]
-    st.lb[row, LB_VAH] = f["vah"][0]
-    st.lb[row, LB_VAL] = f["val"][0]
-    st.lb[row, LB_POC2] = f["poc2"][0]
-    st.lb[row, LB_VALID] = 1 if va_valid else 0
+    push_lookback(st, i_bar, close, b["high"][0], b["low"][0], f["vah"][0], f["val"][0], f["poc2"][0], va_valid)
     # --- roll the window: minute t joins the FIFO, minute t - window + 1 leaves ---
     _push_minute_hist(st, slot)
     if i_bar - window + 1 >= 0:

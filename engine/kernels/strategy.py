@@ -590,3 +590,42 @@ def request_flatten(st, ts):
     st.si[SI_FLATTEN] = max(ts, 1)
     st.si[SI_PEND_ACTION] = 0
 
+
+
+# --- bar mode (spec 9.1 mode 2) -------------------------------------------------
+
+
+@njit(cache=True, nogil=True)
+def _exit_at(st, p, fills, nf, ts, touch, reason):
+    """Close at a price level (bar mode: no quotes), exit slippage applied."""
+    if st.si[SI_POS] > 0:
+        px = touch - _slip(p, touch, P_SLIP_EXIT)
+        return _emit_fill(st, p, fills, nf, ts, ts, SIDE_SELL, px, touch, 2 * touch, False, st.si[SI_TAG], reason)
+    px = touch + _slip(p, touch, P_SLIP_EXIT)
+    return _emit_fill(st, p, fills, nf, ts, ts, SIDE_BUY, px, touch, 2 * touch, False, st.si[SI_TAG], reason)
+
+
+@njit(cache=True, nogil=True)
+def bar_exits(st, p, t, open_, high, low, fills, nf):
+    """Stops and targets from a bar's range (less exact than the quote stream).
+
+    A stop is assumed hit before a target when both are inside one bar (the
+    pessimistic reading); a bar opening beyond the stop fills at the open.
+    """
+    si = st.si
+    pos = si[SI_POS]
+    if pos == 0:
+        return nf
+    stop = si[SI_STOP]
+    t2 = si[SI_TARGET]
+    if pos > 0:
+        if low <= stop:
+            return _exit_at(st, p, fills, nf, t, min(open_, stop), EXIT_STOP)
+        if t2 > 0 and 2 * high >= t2:
+            return _exit_at(st, p, fills, nf, t, max(open_, (t2 + 1) // 2), EXIT_TARGET)
+    else:
+        if high >= stop:
+            return _exit_at(st, p, fills, nf, t, max(open_, stop), EXIT_STOP)
+        if t2 > 0 and 2 * low <= t2:
+            return _exit_at(st, p, fills, nf, t, min(open_, t2 // 2), EXIT_TARGET)
+    return nf

@@ -1,0 +1,322 @@
+"""Backtest driver: the same engine over stored data, plus its report.
+
+Mode ``tick`` (spec 9.1 mode 1, the default) replays stored trades, quotes
+and funding through the live engine a day at a time and also rewrites
+``bars_1m``/``features_1m`` so every trade can be explained from the stored
+tables. Mode ``bar`` (mode 2) runs the same setups over ``bars_1m`` and
+``features_1m`` with a bar fill model.
+
+The run id is a digest of the mode, the settings and the data range, so the
+same input and config write the same rows; a rerun replaces its own rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.engine import Engine
+from engine.kernels.barmode import run_bars
+from engine.kernels.params import make_params
+from engine.kernels.state import new_state
+from engine.records import Units, bar_rows, feature_rows, fill_rows, signal_rows, units_of
+from engine.store import (
+    BARS_COLUMNS,
+    DAY_MS,
+    FEATURES_COLUMNS,
+    SIGNALS_COLUMNS,
+    TRADES_EXEC_COLUMNS,
+    Store,
+    StoreError,
+    instrument_of,
+)
+from engine.types import (
+    BAR_DTYPE,
+    EXIT_NAMES,
+    FEATURE_DTYPE,
+    FILL_DTYPE,
+    REASON_NAMES,
+    SETUP_NAMES,
+    SIGNAL_DTYPE,
+)
+
+log = logging.getLogger("pbdtui.backtest")
+
+_REASON_CODES = {name: code for code, name in REASON_NAMES.items()}
+
+
+@dataclasses.dataclass
+class BacktestResult:
+    run_id: str
+    mode: str
+    signals: np.ndarray
+    fills: np.ndarray
+    features: np.ndarray
+    bars: np.ndarray
+    events: int
+    seconds: float
+    last_mid2: int
+    open_position: int
+    open_entry_px: int
+
+
+def run_id_for(settings: Any, mode: str, data_range: tuple[int, int] | None) -> str:
+    blob = json.dumps([mode, dataclasses.asdict(settings), data_range], sort_keys=True)
+    return f"{mode}-{hashlib.blake2b(blob.encode(), digest_size=6).hexdigest()}"
+
+
+def run_tick(store: Store, settings: Any, window_ms: int = DAY_MS,
+             progress: Callable[[int, int], None] | None = None) -> BacktestResult:
+    """Mode 1 over every stored tick."""
+    started = time.perf_counter()
+    rng = store.tick_range()
+    engine = Engine(settings, trading=True)
+    funding = store.load_funding()
+    parts = []
+    events = 0
+    windows = 0 if rng is None else (rng[1] // window_ms) - (rng[0] // window_ms) + 1
+    for i, (end, trades, quotes) in enumerate(store.iter_windows(window_ms)):
+        fund = funding[(funding["ts"] >= end - window_ms) & (funding["ts"] < end)]
+        parts.append(engine.feed(trades, quotes, fund))
+        events += len(trades) + len(quotes)
+        if progress is not None:
+            progress(i + 1, windows)
+    parts.append(engine.finish())
+    pos = engine.position()
+    return BacktestResult(
+        run_id=run_id_for(settings, "tick", rng), mode="tick",
+        signals=np.concatenate([o.signals for o in parts]), fills=np.concatenate([o.fills for o in parts]),
+        features=np.concatenate([o.features for o in parts]), bars=np.concatenate([o.bars for o in parts]),
+        events=events, seconds=time.perf_counter() - started, last_mid2=pos.bid + pos.ask,
+        open_position=pos.position, open_entry_px=pos.entry_px,
+    )
+
+
+def load_minute_records(store: Store, settings: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``bars_1m`` + ``features_1m`` back into engine records (ticks and lots)."""
+    rows = store.fetch(
+        "SELECT b.ts_min, b.open, b.high, b.low, b.close, b.volume, b.bid_px_close, b.ask_px_close, "
+        "b.bid_sz_close, b.ask_sz_close, f.bin_width, f.poc, f.vah, f.val, f.of_1m, "
+        "f.ambiguous_trade_frac_1m, f.qimb_close, f.ready_code, b.n_trades "
+        "FROM bars_1m b JOIN features_1m f USING (ts_min) ORDER BY b.ts_min"
+    )
+    if not rows:
+        raise StoreError(f"{store.path}: no bars_1m/features_1m rows: run `pbdtui features --db {store.path}` first")
+    n = len(rows)
+    bars = np.zeros(n, dtype=BAR_DTYPE)
+    feats = np.zeros(n, dtype=FEATURE_DTYPE)
+    tick, step = settings.tick_size, settings.qty_step
+
+    def ticks(x: float | None) -> int:
+        return 0 if x is None else int(round(x / tick))
+
+    for i, r in enumerate(rows):
+        (ts, o, h, lo, c, vol, bid, ask, bsz, asz, width, poc, vah, val, of, amb, qimb, ready, ntr) = r
+        vol_lots = int(round(vol / step))
+        bars[i] = (ts, ticks(o), ticks(h), ticks(lo), ticks(c), vol_lots, 0.0, ntr, 0 if bid is None else 1,
+                   ticks(bid), 0 if bsz is None else int(round(bsz / step)), ticks(ask),
+                   0 if asz is None else int(round(asz / step)), ts + 59_999)
+        f = feats[i:i + 1]
+        f["ts_min"] = ts
+        f["mid2"] = ticks(bid) + ticks(ask) if bid is not None else 0
+        f["k"] = int(round(width / tick / settings.base_bin_ticks)) if width else 1
+        f["va_valid"] = 1 if poc is not None else 0
+        f["poc2"] = int(round(2 * poc / tick)) if poc is not None else 0
+        f["vah"] = ticks(vah)
+        f["val"] = ticks(val)
+        f["volume"] = vol_lots
+        f["of"] = int(round(of / step)) if of is not None else 0
+        f["amb_qty"] = int(round((amb or 0.0) * vol_lots))
+        f["qimb"] = np.nan if qimb is None else qimb
+        f["ready"] = _REASON_CODES.get(ready, 0)
+    return bars, feats
+
+
+def run_bar(store: Store, settings: Any) -> BacktestResult:
+    """Mode 2 over the stored minute tables."""
+    started = time.perf_counter()
+    bars, feats = load_minute_records(store, settings)
+    p = make_params(settings, trading=True)
+    state = new_state(settings.rolling_window_minutes, settings.bvc_lookback, hist_bins=16, fifo_size=16)
+    sigs = np.zeros(len(bars), dtype=SIGNAL_DTYPE)
+    fills = np.zeros(len(bars) * 4 + 16, dtype=FILL_DTYPE)
+    nf = run_bars(bars, feats, p, state, sigs, fills)
+    if nf < 0:
+        raise RuntimeError("bar backtest: fill buffer overflow")
+    rng = (int(bars["ts_min"][0]), int(bars["ts_min"][-1]))
+    from engine.kernels.state import SI_ENTRY_PX, SI_POS
+
+    last = bars[-1]
+    return BacktestResult(
+        run_id=run_id_for(settings, "bar", rng), mode="bar", signals=sigs, fills=fills[:nf].copy(),
+        features=feats, bars=bars, events=len(bars), seconds=time.perf_counter() - started,
+        last_mid2=int(last["bid_px"] + last["ask_px"]), open_position=int(state.si[SI_POS]),
+        open_entry_px=int(state.si[SI_ENTRY_PX]),
+    )
+
+
+def save_result(store: Store, settings: Any, result: BacktestResult) -> None:
+    """Write signals_1m and trades_exec for the run (and the minute tables in tick mode)."""
+    u = units_of(settings)
+    with store.db:
+        if result.mode == "tick":
+            store.replace_rows("bars_1m", BARS_COLUMNS, bar_rows(result.bars, u))
+            store.replace_rows("features_1m", FEATURES_COLUMNS, feature_rows(result.features, u, settings.base_bin_ticks))
+        store.replace_rows("signals_1m", SIGNALS_COLUMNS, signal_rows(result.signals, result.run_id),
+                           "run_id=?", (result.run_id,))
+        rows = fill_rows(result.fills, u, result.run_id)
+        store.replace_rows("trades_exec", TRADES_EXEC_COLUMNS, rows, "run_id=?", (result.run_id,))
+        store.db.execute("INSERT OR REPLACE INTO runs(run_id, mode, config_json, summary_json) VALUES (?, ?, ?, ?)",
+                         (result.run_id, result.mode, json.dumps(dataclasses.asdict(settings), sort_keys=True),
+                          json.dumps(report(settings, result), sort_keys=True)))
+
+
+def _pct(values: np.ndarray, q: float) -> float | None:
+    return None if len(values) == 0 else float(np.percentile(values, q))
+
+
+def _r(x: float | None, nd: int = 6) -> float | None:
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), nd)
+
+
+def report(settings: Any, result: BacktestResult) -> dict[str, Any]:
+    """Headline and detailed figures of a run (plain JSON-able values, deterministic)."""
+    u: Units = units_of(settings)
+    fills = result.fills
+    closes = fills[fills["opening"] == 0]
+    net = closes["pnl_realized"].astype(float)
+    gross = closes["pnl_gross"].astype(float)
+    wins = net[net > 0]
+    losses = net[net <= 0]
+    equity = np.cumsum(net)
+    peak = np.maximum.accumulate(np.concatenate([[0.0], equity]))[1:] if len(equity) else np.zeros(0)
+    drawdown = float((peak - equity).max()) if len(equity) else 0.0
+    side = np.where(fills["side"] == 1, 1, -1)
+    half_spread = (fills["touch_px"] * 2 - fills["mid2"]) * side / 2.0 * settings.tick_size  # price units
+    qty = settings.order_qty
+    spread_cost = half_spread * qty
+    slippage = (fills["px"] - fills["touch_px"]) * side * settings.tick_size * qty
+    # exposure: share of minutes with an open position
+    exposure = float((result.signals["position"] != 0).mean()) if len(result.signals) else 0.0
+    feats = result.features
+    vol = feats["volume"].astype(float)
+    amb = np.where(vol > 0, feats["amb_qty"] / np.where(vol > 0, vol, 1), np.nan)
+    amb = amb[~np.isnan(amb)]
+    unreal = 0.0
+    if result.open_position != 0 and result.last_mid2 > 0:
+        unreal = result.open_position * (result.last_mid2 / 2.0 - result.open_entry_px) * settings.tick_size * qty
+    by_setup: dict[str, dict[str, float]] = {}
+    for tag in sorted(set(int(x) for x in closes["tag"])):
+        sel = net[closes["tag"] == tag]
+        by_setup[SETUP_NAMES[tag]] = {"trades": int(len(sel)), "net_pnl": _r(float(sel.sum())),
+                                      "win_rate": _r(float((sel > 0).mean()))}
+    exits: dict[str, int] = {}
+    for code in closes["reason"]:
+        exits[EXIT_NAMES[int(code)]] = exits.get(EXIT_NAMES[int(code)], 0) + 1
+    actions = result.signals["action"]
+    return {
+        "run_id": result.run_id,
+        "mode": result.mode,
+        "minutes": int(len(result.signals)),
+        "events": int(result.events),
+        "trades": int(len(closes)),
+        "fills": int(len(fills)),
+        "gross_pnl": _r(float(gross.sum())),
+        "net_pnl": _r(float(net.sum())),
+        "fees": _r(float(fills["fee"].sum())),
+        "funding": _r(float(closes["funding"].sum())),
+        "pnl_per_trade": _r(float(net.mean())) if len(net) else None,
+        "win_rate": _r(float(len(wins) / len(net))) if len(net) else None,
+        "avg_win": _r(float(wins.mean())) if len(wins) else None,
+        "avg_loss": _r(float(losses.mean())) if len(losses) else None,
+        "max_drawdown": _r(drawdown),
+        "spread_paid_total": _r(float(spread_cost.sum())),
+        "spread_paid_mean": _r(float(spread_cost.mean())) if len(fills) else None,
+        "spread_paid_ticks_p50": _r(_pct(half_spread / settings.tick_size, 50)),
+        "spread_paid_ticks_p90": _r(_pct(half_spread / settings.tick_size, 90)),
+        "spread_paid_ticks_max": _r(float((half_spread / settings.tick_size).max())) if len(fills) else None,
+        "slippage_total": _r(float(slippage.sum())),
+        "ambiguous_frac_mean": _r(float(amb.mean())) if len(amb) else None,
+        "ambiguous_frac_p95": _r(_pct(amb, 95)),
+        "ambiguous_minutes_over_max": _r(float((amb > settings.ambiguous_trade_frac_max).mean())) if len(amb) else None,
+        "exposure": _r(exposure),
+        "open_position": int(result.open_position),
+        "unrealized_at_end": _r(unreal),
+        "entries_signalled": int(((actions == 1) | (actions == 2)).sum()),
+        "by_setup": by_setup,
+        "exits": dict(sorted(exits.items())),
+        "equity_curve": [[int(ts), _r(float(e))] for ts, e in zip(closes["ts_fill"], equity, strict=True)],
+        "price_decimals": u.px_dec,
+    }
+
+
+def text_report(rep: dict[str, Any]) -> str:
+    lines = [f"backtest {rep['run_id']} ({rep['mode']} mode): {rep['minutes']} minutes, {rep['events']} events"]
+    for key in ("trades", "gross_pnl", "net_pnl", "fees", "funding", "pnl_per_trade", "win_rate", "avg_win",
+                "avg_loss", "max_drawdown", "spread_paid_total", "spread_paid_ticks_p50", "spread_paid_ticks_p90",
+                "slippage_total", "ambiguous_frac_mean", "ambiguous_frac_p95", "exposure", "unrealized_at_end"):
+        lines.append(f"  {key:<24} {rep[key]}")
+    lines.append("  by setup:")
+    for name, fig in rep["by_setup"].items():
+        lines.append(f"    {name:<12} {fig}")
+    lines.append(f"  exits: {rep['exits']}")
+    curve = rep["equity_curve"]
+    if curve:
+        lines.append("  equity curve: " + _sparkline([e for _, e in curve]))
+    return "\n".join(lines) + "\n"
+
+
+def _sparkline(values: list[float], width: int = 60) -> str:
+    if not values:
+        return ""
+    step = max(1, len(values) // width)
+    pts = values[::step]
+    lo, hi = min(pts), max(pts)
+    bars = "▁▂▃▄▅▆▇█"
+    span = hi - lo or 1.0
+    return "".join(bars[int((v - lo) / span * (len(bars) - 1))] for v in pts) + f"  [{lo:.2f} .. {hi:.2f}]"
+
+
+def headline(rep: dict[str, Any]) -> str:
+    return (f"{rep['run_id']}: {rep['trades']} trades, net {rep['net_pnl']} (gross {rep['gross_pnl']}, "
+            f"fees {rep['fees']}, funding {rep['funding']}), win rate {rep['win_rate']}, "
+            f"max drawdown {rep['max_drawdown']}, exposure {rep['exposure']}")
+
+
+def run_backtest(store: Store, settings: Any, mode: str = "tick", progress: Callable[[int, int], None] | None = None
+                 ) -> tuple[BacktestResult, dict[str, Any]]:
+    result = run_tick(store, settings, progress=progress) if mode == "tick" else run_bar(store, settings)
+    save_result(store, settings, result)
+    return result, report(settings, result)
+
+
+def run_backtest_cli(settings: Any, db: str, mode: str, out: str | None) -> int:
+    if not Path(db).exists():
+        raise FileNotFoundError(f"{db}: no such database")
+
+    def progress(i: int, n: int) -> None:
+        if n > 1:
+            print(f"\rbacktest: day {i}/{n}", end="", file=sys.stderr, flush=True)
+
+    with Store(db, instrument_of(settings)) as store:
+        result, rep = run_backtest(store, settings, mode, progress=progress)
+    print("", file=sys.stderr)
+    if out:
+        path = Path(out)
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "report.json").write_text(json.dumps(rep, indent=1, sort_keys=True) + "\n")
+        (path / "report.txt").write_text(text_report(rep))
+    rate = result.events / result.seconds if result.seconds > 0 else 0.0
+    print(headline(rep))
+    print(f"{result.events} events in {result.seconds:.2f} s ({rate / 1e6:.2f} M/s)")
+    return 0
