@@ -1,0 +1,352 @@
+"""Signals, positions, risk and fills on hand-built tick sequences (spec 12.2)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engine.config import Settings
+from engine.engine import Engine, concat
+from engine.types import (
+    ACTION_ENTER_LONG,
+    ACTION_ENTER_SHORT,
+    ACTION_EXIT,
+    EXIT_FLATTEN,
+    EXIT_STOP,
+    EXIT_TARGET,
+    EXIT_TIME,
+    REASON_COOLDOWN,
+    REASON_KILL_SWITCH,
+    REASON_MANUAL_KILL,
+    REASON_NAMES,
+    REASON_NOT_CONFIRMED,
+    SETUP_BREAKIN,
+    SETUP_BREAKOUT,
+    SETUP_FAILBREAK,
+    SIDE_BUY,
+    SIDE_SELL,
+)
+from tests.helpers import quotes, trades
+
+T0 = 1_767_600_000_000 // 60000 * 60000  # 2026-01-05 08:00 UTC
+M = 60_000
+
+# A balance minute: heavy volume at 1000, value area [1000, 1002) (see test below).
+BALANCE = [(998, 10), (999, 30), (1001, 30), (1002, 10), (1000, 100)]
+
+
+def settings(**over):
+    base = dict(rolling_window_minutes=5, accept_outside_k=3, failbreak_lookback=5, cooldown_minutes=0,
+                stop_buffer_ticks=2, max_hold_minutes=60, slippage_ticks_entry=1, slippage_ticks_exit=1,
+                taker_fee_bps=5.0, tick_size=0.1, qty_step=0.001, order_qty=0.001, max_daily_loss=1000.0,
+                feed_stale_halt_ms=5000, funding_rate_default=0.0001)
+    base.update(over)
+    return Settings().replace(**base)
+
+
+class Tape:
+    """Builds a tick sequence minute by minute."""
+
+    def __init__(self):
+        self.tr = []
+        self.qu = []
+        self.minute = 0
+
+    def bar(self, prints, close_quote=(1000, 50, 1001, 50), extra_quotes=()):
+        """One minute: ``prints`` [(px, qty)] in order, the close snapshot at +59 s."""
+        t = T0 + self.minute * M
+        for i, (px, qty) in enumerate(prints):
+            self.tr.append((t + 1000 + 10 * i, px, qty, 0))
+        for dt, q in extra_quotes:
+            self.qu.append((t + dt, *q))
+        self.qu.append((t + 59_000, *close_quote))
+        self.minute += 1
+        return t
+
+    def balance(self, n=1, close_quote=(1000, 50, 1001, 50)):
+        for _ in range(n):
+            self.bar(BALANCE, close_quote)
+
+    def arrays(self):
+        tr = trades(self.tr)
+        qu = quotes(self.qu)
+        return tr[np.argsort(tr["ts"], kind="stable")], qu[np.argsort(qu["ts"], kind="stable")]
+
+
+def run(tape, s=None, engine=None):
+    eng = engine or Engine(s or settings())
+    tr, qu = tape.arrays()
+    return eng, concat([eng.feed(tr, qu), eng.finish()])
+
+
+def any_long_setup(sig):
+    return bool(sig["breakin_long"] or sig["failbreak_long"] or sig["breakout_long"])
+
+
+def row_at(out, minute):
+    i = int(np.nonzero(out.signals["ts_min"] == T0 + minute * M)[0][0])
+    return out.signals[i], out.features[i], out.bars[i]
+
+
+# --- the value area the scenarios rely on -------------------------------------------
+
+
+def test_balance_minutes_build_value_area_1000_to_1002():
+    tape = Tape()
+    tape.balance(6)
+    _, out = run(tape)
+    f = out.features[-1]
+    assert (int(f["val"]), int(f["vah"]), int(f["poc2"])) == (1000, 1002, 2001)
+    assert int(f["k"]) == 1 and int(f["ready"]) == 0
+
+
+# --- setup A: break-in ---------------------------------------------------------------
+
+
+def test_break_in_long_needs_close_back_above_val_with_confirmation():
+    tape = Tape()
+    tape.balance(5)
+    tape.bar(BALANCE + [(995, 1), (1001, 1)], close_quote=(1000, 80, 1001, 20))  # qimb +0.6
+    tape.balance(1, close_quote=(996, 50, 997, 50))
+    _, out = run(tape)
+    sig, feat, bar = row_at(out, 5)
+    assert int(bar["low"]) == 995 and int(bar["close"]) == 1001
+    assert sig["breakin_long"] == 1 and sig["action"] == ACTION_ENTER_LONG
+    assert REASON_NAMES[int(sig["reason"])] == "BREAKIN"
+    entry = out.fills[0]
+    assert entry["side"] == SIDE_BUY and entry["tag"] == SETUP_BREAKIN
+    assert entry["ts_submit"] == T0 + 5 * M + 59_999 and entry["ts_fill"] > entry["ts_submit"]
+
+
+def test_break_in_long_near_misses_do_not_fire():
+    # no confirmation: qimb 0 and order flow untrusted (no quotes before the prints)
+    tape = Tape()
+    tape.balance(5)
+    tape.bar(BALANCE + [(995, 1), (1001, 1)], close_quote=(1000, 50, 1001, 50))
+    _, out = run(tape)
+    sig, _, _ = row_at(out, 5)
+    assert sig["breakin_long"] == 0 and sig["action"] == 0 and sig["reason"] == REASON_NOT_CONFIRMED
+    # poke below VAL but close still below it: no break-in
+    tape = Tape()
+    tape.balance(5)
+    tape.bar(BALANCE + [(995, 1), (996, 1)], close_quote=(1000, 80, 1001, 20))
+    _, out = run(tape)
+    sig, _, _ = row_at(out, 5)
+    assert sig["breakin_long"] == 0 and sig["action"] == 0
+    # no poke (every print at or above VAL): no break-in
+    tape = Tape()
+    tape.balance(5)
+    tape.bar([(1000, 100), (1001, 30), (1001, 1)], close_quote=(1000, 80, 1001, 20))
+    _, out = run(tape)
+    sig, _, _ = row_at(out, 5)
+    assert sig["breakin_long"] == 0
+
+
+def test_break_in_short_from_above():
+    tape = Tape()
+    tape.balance(5)
+    tape.bar(BALANCE + [(1006, 1), (1001, 1)], close_quote=(1000, 20, 1001, 80))  # qimb -0.6
+    tape.balance(1, close_quote=(1003, 50, 1004, 50))
+    _, out = run(tape)
+    sig, _, _ = row_at(out, 5)
+    assert sig["breakin_short"] == 1 and sig["action"] == ACTION_ENTER_SHORT
+    assert out.fills[0]["side"] == SIDE_SELL and out.fills[0]["px"] == 1003 - 1  # bid - 1 tick slippage
+
+
+# --- setup B: breakout -----------------------------------------------------------------
+
+
+def test_breakout_long_needs_k_consecutive_closes_above_vah():
+    tape = Tape()
+    tape.balance(5)
+    for px in (1004, 1005, 1006):
+        tape.bar(BALANCE + [(px, 2)], close_quote=(px, 80, px + 1, 20))
+    _, out = run(tape)
+    assert [int(row_at(out, m)[0]["breakout_long"]) for m in (5, 6, 7)] == [0, 0, 1]
+    sig, _, _ = row_at(out, 7)
+    assert sig["action"] == ACTION_ENTER_LONG and sig["acceptance_state"] == 2
+
+
+def test_breakout_near_miss_two_closes_then_back_inside():
+    tape = Tape()
+    tape.balance(5)
+    for px in (1004, 1005, 1001):
+        tape.bar(BALANCE + [(px, 2)], close_quote=(px, 80, px + 1, 20))
+    _, out = run(tape)
+    assert all(int(row_at(out, m)[0]["breakout_long"]) == 0 for m in (5, 6, 7))
+
+
+# --- setup C: failed breakout ------------------------------------------------------------
+
+
+def test_failed_breakout_short_after_one_close_above_then_back_inside():
+    tape = Tape()
+    tape.balance(5)
+    tape.bar(BALANCE + [(1004, 2)], close_quote=(1004, 50, 1005, 50))  # a close above VAH
+    tape.bar(BALANCE + [(1005, 1), (1001, 1)], close_quote=(1000, 20, 1001, 80))  # back inside, sellers
+    tape.balance(1, close_quote=(1000, 50, 1001, 50))
+    _, out = run(tape)
+    sig, _, _ = row_at(out, 6)
+    assert sig["failbreak_short"] == 1 and sig["breakin_short"] == 0  # previous close was outside
+    assert sig["action"] == ACTION_ENTER_SHORT and out.fills[0]["tag"] == SETUP_FAILBREAK
+
+
+def test_failed_breakout_not_after_acceptance():
+    tape = Tape()
+    tape.balance(5)
+    for px in (1004, 1005, 1006):  # accepted above (3 closes): that is a breakout, not an attempt
+        tape.bar(BALANCE + [(px, 2)], close_quote=(px, 50, px + 1, 50))
+    tape.bar(BALANCE + [(1005, 1), (1001, 1)], close_quote=(1000, 20, 1001, 80))
+    _, out = run(tape, settings(qimb_breakout_min=0.9))  # keep the breakout from entering
+    sig, _, _ = row_at(out, 8)
+    assert sig["failbreak_short"] == 0
+
+
+# --- exits ------------------------------------------------------------------------------
+
+
+def _long_entry_tape(after_quotes=(), after_minutes=1, close_quote=(996, 50, 997, 50)):
+    tape = Tape()
+    tape.balance(5)
+    tape.bar(BALANCE + [(995, 1), (1001, 1)], close_quote=(1000, 80, 1001, 20))
+    # the next minute: first quote fills the entry at ask 997 + 1
+    tape.bar([(997, 1)], close_quote=close_quote, extra_quotes=((100, (996, 50, 997, 50)),) + tuple(after_quotes))
+    for _ in range(after_minutes - 1):
+        tape.bar([(997, 1)], close_quote=close_quote)
+    return tape
+
+
+def test_stop_triggers_intraminute_on_the_quote_stream():
+    # entry stop = low 995 - 2 = 993; a quote with bid 993 triggers it
+    tape = _long_entry_tape(after_quotes=((30_000, (993, 5, 994, 5)),))
+    _, out = run(tape)
+    entry, exit_ = out.fills[0], out.fills[1]
+    assert entry["px"] == 998 and exit_["reason"] == EXIT_STOP
+    assert exit_["ts_fill"] == T0 + 6 * M + 30_000 and exit_["px"] == 993 - 1
+    assert abs(exit_["pnl_gross"] - (992 - 998) * 0.1 * 0.001) < 1e-15
+
+
+def test_target_poc_exits_on_first_quote_crossing_it():
+    tape = _long_entry_tape(after_quotes=((20_000, (1000, 5, 1001, 5)), (30_000, (1001, 5, 1002, 5))))
+    _, out = run(tape)
+    exit_ = out.fills[1]
+    assert exit_["reason"] == EXIT_TARGET and exit_["ts_fill"] == T0 + 6 * M + 30_000  # bid 1001 >= POC 1000.5
+    assert exit_["px"] == 1000
+
+
+def test_time_stop_exits_after_max_hold():
+    tape = _long_entry_tape(after_minutes=5)
+    _, out = run(tape, settings(max_hold_minutes=3))
+    exits = out.fills[out.fills["opening"] == 0]
+    assert len(exits) == 1 and exits[0]["reason"] == EXIT_TIME
+    held = exits[0]["ts_submit"] - out.fills[0]["ts_fill"]
+    assert 3 * M <= held < 4 * M and exits[0]["ts_fill"] > exits[0]["ts_submit"]
+    sig = out.signals[out.signals["ts_min"] == exits[0]["ts_submit"] - 59_999][0]
+    assert sig["action"] == ACTION_EXIT
+
+
+def test_cooldown_blocks_reentry_after_exit():
+    tape = _long_entry_tape(after_quotes=((30_000, (993, 5, 994, 5)),))  # stopped out in minute 6
+    tape.bar(BALANCE + [(995, 1), (1001, 1)], close_quote=(1000, 80, 1001, 20))  # minute 7: a break-in again
+    _, out = run(tape, settings(cooldown_minutes=3))
+    sig, _, _ = row_at(out, 7)
+    # minute 6 closed below VAL, so minute 7 reads as a failed breakdown (C), not a break-in (A)
+    assert sig["failbreak_long"] == 1 and sig["action"] == 0 and sig["reason"] == REASON_COOLDOWN
+    _, out = run(tape, settings(cooldown_minutes=1))
+    assert row_at(out, 7)[0]["action"] == ACTION_ENTER_LONG
+
+
+def test_daily_loss_kill_switch_blocks_entries_until_reset():
+    tape = _long_entry_tape(after_quotes=((30_000, (993, 5, 994, 5)),))
+    tape.bar(BALANCE + [(995, 1), (1001, 1)], close_quote=(1000, 80, 1001, 20))
+    _, out = run(tape, settings(max_daily_loss=0.0001))
+    sig, _, _ = row_at(out, 7)
+    assert any_long_setup(sig) and sig["reason"] == REASON_KILL_SWITCH and sig["action"] == 0
+    # reset hour at the next minute's hour: 08:00 + 7 minutes is still day 0 -> with reset at 8 the
+    # loss happened after the reset, so it still blocks; a reset after it would clear it (day roll)
+    _, out = run(tape, settings(max_daily_loss=0.0001, daily_reset_hour_utc=8))
+    assert row_at(out, 7)[0]["reason"] == REASON_KILL_SWITCH
+
+
+def test_daily_kill_resets_on_the_next_risk_day():
+    from engine.kernels.state import SI_KILL_DAILY
+    from engine.kernels.strategy import on_time
+    from engine.kernels.params import make_params
+
+    s = settings()
+    eng = Engine(s)
+    p = make_params(s)
+    on_time(eng.state, p, T0)
+    eng.state.si[SI_KILL_DAILY] = 1
+    on_time(eng.state, p, T0 + 15 * 3_600_000)  # 23:00 same UTC day
+    assert eng.state.si[SI_KILL_DAILY] == 1
+    on_time(eng.state, p, T0 + 16 * 3_600_000)  # 00:00 next day
+    assert eng.state.si[SI_KILL_DAILY] == 0
+
+
+def test_manual_kill_switch_and_flatten():
+    tape = Tape()
+    tape.balance(5)
+    tape.bar(BALANCE + [(995, 1), (1001, 1)], close_quote=(1000, 80, 1001, 20))
+    tr, qu = tape.arrays()
+    eng = Engine(settings())
+    eng.set_kill_switch(True)
+    out = concat([eng.feed(tr, qu), eng.finish()])
+    assert row_at(out, 5)[0]["reason"] == REASON_MANUAL_KILL and len(out.fills) == 0
+    # switch off, enter, then flatten
+    eng = Engine(settings())
+    out1 = eng.feed(tr, qu)
+    tape2 = Tape()
+    tape2.minute = 6
+    tape2.bar([(997, 1)], close_quote=(996, 50, 997, 50), extra_quotes=((100, (996, 50, 997, 50)),))
+    tr2, qu2 = tape2.arrays()
+    out2 = eng.feed(tr2[:0], qu2[:1])  # the entry fills on the first quote
+    assert eng.position().position == 1
+    eng.flatten()
+    out3 = eng.feed(tr2, qu2[1:])
+    fills = concat([out1, out2, out3]).fills
+    assert eng.position().position == 0
+    assert fills[-1]["reason"] == EXIT_FLATTEN and fills[-1]["ts_fill"] > fills[-1]["ts_submit"]
+
+
+def test_funding_charged_at_0800_utc_on_open_position():
+    # start at 07:50 so the position is open at 08:00
+    global T0
+    saved = T0
+    T0 = saved - 10 * M
+    try:
+        tape = _long_entry_tape(after_minutes=6)
+    finally:
+        T0 = saved
+    _, out = run(tape, settings(funding_rate_default=0.001, max_hold_minutes=4))
+    exit_ = out.fills[out.fills["opening"] == 0][0]
+    assert exit_["funding"] > 0  # long pays a positive rate
+    assert abs(exit_["funding"] - 0.001 * 0.001 * (996 + 997) / 2 * 0.1) < 1e-9
+
+
+def test_flat_long_flat_and_pnl_equals_fills_fees_funding():
+    tape = _long_entry_tape(after_quotes=((30_000, (993, 5, 994, 5)),))
+    tape.balance(1)
+    tape.bar(BALANCE + [(1006, 1), (1001, 1)], close_quote=(1000, 20, 1001, 80))  # short break-in
+    tape.bar([(1003, 1)], close_quote=(1003, 50, 1004, 50), extra_quotes=((100, (1003, 50, 1004, 50)),))
+    tape.bar([(1010, 1)], close_quote=(1010, 50, 1011, 50))  # stop above 1006 + 2
+    _, out = run(tape, settings(cooldown_minutes=0))
+    f = out.fills
+    # FLAT -> LONG -> FLAT -> SHORT -> FLAT
+    assert list(f["opening"]) == [1, 0, 1, 0]
+    assert list(f["side"]) == [SIDE_BUY, SIDE_SELL, SIDE_SELL, SIDE_BUY]
+    assert list(f["reason"]) == [0, EXIT_STOP, 0, EXIT_STOP]
+    assert -1 in [int(x) for x in out.signals["position"]]  # short held across a minute close
+    cash = sum((-1 if x["side"] == SIDE_BUY else 1) * x["px"] * 0.1 * x["qty"] * 0.001 for x in f)
+    assert abs(cash - f["fee"].sum() - f["funding"].sum() - f["pnl_realized"].sum()) < 1e-12
+    assert (f["ts_fill"] >= f["ts_submit"]).all()
+
+
+def test_every_entry_has_a_stop_on_the_right_side():
+    tape = Tape()
+    tape.balance(5)
+    for px in (1004, 1005, 1006, 1007):
+        tape.bar(BALANCE + [(px, 2)], close_quote=(px, 80, px + 1, 20))
+    eng, out = run(tape)
+    assert out.fills[0]["tag"] == SETUP_BREAKOUT
+    pos = eng.position()
+    assert pos.position == 1 and pos.stop < pos.entry_px
