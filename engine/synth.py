@@ -9,7 +9,7 @@ Model
 Two semi-Markov chains, drawn per minute up front (cheap: 1,440 rows a day):
 
 * market regime: BALANCE (the latent price mean-reverts around a slowly
-  drifting fair value, building a value area; 30 min - 6 h), TREND (the fair
+  drifting fair value, building a value area; 25 min - 5 h), TREND (the fair
   value moves 5-14 sigma-minutes to a new level over 15 min - 3 h, and the
   following BALANCE accepts it there), FAKEOUT (for 4-11 minutes the fair
   value jumps beyond the range of the last 90 minutes, then RETURN pulls the
@@ -54,7 +54,7 @@ DAY_MS = 86_400_000
 FUNDING_INTERVAL_MS = 8 * HOUR_MS  # 00:00, 08:00, 16:00 UTC
 BLOCK_MS = HOUR_MS
 
-RATE_REF = 0.051  # clock events per ms at sigma = SIGMA_REF (before bursts)
+RATE_REF = 0.044  # clock events per ms at sigma = SIGMA_REF (before bursts)
 SIGMA_REF = 0.0005  # per-minute return std of a normal-volatility minute
 PRICE_LOW, PRICE_HIGH = 65_000.0, 95_000.0  # initial price range, USDT
 
@@ -105,8 +105,8 @@ def _segments(rng: np.random.Generator, n_min: int) -> tuple[np.ndarray, ...]:
     i = 0
     while i < n_min:
         if state == k.REG_BALANCE:
-            d = int(np.clip(rng.lognormal(math.log(110.0), 0.5), 30, 360))
-            nxt = k.REG_TREND if rng.random() < 0.45 else (
+            d = int(np.clip(rng.lognormal(math.log(75.0), 0.5), 25, 300))
+            nxt = k.REG_TREND if rng.random() < 0.4 else (
                 k.REG_FAKE_UP if rng.random() < 0.5 else k.REG_FAKE_DOWN)
         elif state == k.REG_TREND:
             d = int(np.clip(rng.lognormal(math.log(45.0), 0.5), 15, 180))

@@ -77,7 +77,7 @@ SI_RETEST_UNTIL = 58  # last minute (ms) the retest may happen
 SI_FLATTEN = 59  # operator asked to flatten; served on the next quote
 SI_ENTRY_MIN = 60  # minute of the entry decision
 SI_FUND_IDX = 61  # next funding-rate record not yet applied
-SI_ENTRY_FEE_SLOT = 62  # unused, reserved
+SI_NEXT_DAY = 62  # start of the next risk day, ms (on_time does nothing before it)
 SI_ERROR = 63  # sticky error code (ERR_*)
 N_SI = 64
 
@@ -129,6 +129,12 @@ class EngineState(NamedTuple):
     lb: np.ndarray  # int64[LB_SIZE, N_LB]: recent minutes for the setups
 
 
+def _new_sf() -> np.ndarray:
+    sf = np.zeros(N_SF, dtype=np.float64)
+    sf[SF_FUNDING_RATE] = np.nan  # no recorded rate yet: the default applies
+    return sf
+
+
 def new_state(window: int, bvc_lookback: int, hist_bins: int = 1 << 20, fifo_size: int = 1 << 20) -> EngineState:
     """A fresh state for a rolling window of ``window`` minutes."""
     si = np.zeros(N_SI, dtype=np.int64)
@@ -142,9 +148,10 @@ def new_state(window: int, bvc_lookback: int, hist_bins: int = 1 << 20, fifo_siz
     si[SI_LAST_EXIT_MIN] = NO_MINUTE
     si[SI_DAY] = NO_MINUTE
     si[SI_NEXT_FUNDING] = NO_MINUTE
+    si[SI_NEXT_DAY] = NO_MINUTE
     return EngineState(
         si=si,
-        sf=np.zeros(N_SF, dtype=np.float64),
+        sf=_new_sf(),
         hist=np.zeros(hist_bins, dtype=np.int64),
         mhist=np.zeros(hist_bins, dtype=np.int64),
         agg=np.zeros(hist_bins, dtype=np.int64),

@@ -74,6 +74,7 @@ from engine.kernels.state import (
     SI_KILL_MANUAL,
     SI_LAST_EXIT_MIN,
     SI_NBARS,
+    SI_NEXT_DAY,
     SI_NEXT_FUNDING,
     SI_PEND_ACTION,
     SI_PEND_REASON,
@@ -266,26 +267,38 @@ def on_quote(st, p, ts, bid, ask, fills, nf):
 
 @njit(cache=True, nogil=True)
 def on_time(st, p, ts):
-    """Roll the risk day and charge funding at 00/08/16 UTC for an open position."""
+    """Roll the risk day and charge funding at 00/08/16 UTC for an open position.
+
+    Called for every event, so it returns after two comparisons unless a day
+    or funding boundary has passed.
+    """
     si = st.si
+    if ts < si[SI_NEXT_DAY] and ts < si[SI_NEXT_FUNDING]:
+        return
     sf = st.sf
-    day = (ts - int(p[P_RESET_HOUR]) * 3_600_000) // DAY_MS
-    if day != si[SI_DAY]:
-        si[SI_DAY] = day
-        sf[SF_DAY_PNL] = 0.0
-        si[SI_KILL_DAILY] = 0
+    reset = int(p[P_RESET_HOUR]) * 3_600_000
+    if ts >= si[SI_NEXT_DAY]:
+        day = (ts - reset) // DAY_MS
+        if day != si[SI_DAY]:
+            si[SI_DAY] = day
+            sf[SF_DAY_PNL] = 0.0
+            si[SI_KILL_DAILY] = 0
+        si[SI_NEXT_DAY] = (day + 1) * DAY_MS + reset
     if si[SI_NEXT_FUNDING] == NO_MINUTE:
         si[SI_NEXT_FUNDING] = (ts // FUNDING_MS + 1) * FUNDING_MS
-    while ts >= si[SI_NEXT_FUNDING]:
+        return
+    if ts >= si[SI_NEXT_FUNDING]:
+        # one charge per boundary crossed (a data gap can cross several)
+        crossed = (ts - si[SI_NEXT_FUNDING]) // FUNDING_MS + 1
         if si[SI_POS] != 0 and si[SI_Q_TS] >= 0:
             rate = p[P_FUNDING_DEFAULT]
             if p[P_FUNDING_REPLAY] != 0.0 and not math.isnan(sf[SF_FUNDING_RATE]):
                 rate = sf[SF_FUNDING_RATE]
             mid = (si[SI_Q_BID] + si[SI_Q_ASK]) * p[P_TICK] / 2.0
-            cost = si[SI_POS] * p[P_QTY] * p[P_QTY_STEP] * mid * rate
+            cost = crossed * si[SI_POS] * p[P_QTY] * p[P_QTY_STEP] * mid * rate
             sf[SF_POS_FUNDING] += cost
             sf[SF_FUNDING] += cost
-        si[SI_NEXT_FUNDING] += FUNDING_MS
+        si[SI_NEXT_FUNDING] += crossed * FUNDING_MS
 
 
 # --- signals -------------------------------------------------------------------

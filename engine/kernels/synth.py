@@ -97,7 +97,7 @@ HIST_N = 240  # minutes of x high/low kept for fakeout targets
 FAKE_LOOKBACK = 90  # minutes whose range a fakeout pokes out of
 MARGIN = 4096  # free output rows needed before an event is generated
 
-BRANCH = 0.35  # mean events excited per event (Hawkes branching ratio)
+BRANCH = 0.35  # share of the mean rate expected from excitation: baseline = rate * (1 - BRANCH)
 BETA = 1.0 / 1500.0  # excitation decay, per ms
 P_TRADE = 0.19  # share of clock events that are taker orders
 P_PERSIST = 0.25  # taker repeats the previous side (split meta-orders)
@@ -106,10 +106,10 @@ P_SWEEP = 0.20  # taker chasing x sweeps levels up to it
 P_IMPROVE = 0.45  # quote event in a wide spread improves it
 P_MERGE = 0.55  # refill published in the same snapshot as the sweep
 IMPACT = 5.0  # permanent impact of a taker order, per-event sigmas per sqrt(BTC)
-DIFFUSE = 0.82  # share of sigma left to diffusion (the rest comes from impact)
-EXCITE = 1.2  # events excited by a taker order of weight 1 (sqrt(size / 0.01 BTC), at most 10)
-MAX_LEVELS = 8
-SWEEP_MAX_LEVEL = 3.0  # BTC: a sweep stops at a level bigger than this  # deepest level a taker walks
+DIFFUSE = 0.82  # diffusion scale of x; taker impact supplies the rest of the variance
+EXCITE = 1.2  # events excited by a taker order of weight 1 (weight sqrt(size / 0.01 BTC), at most 10)
+MAX_LEVELS = 8  # levels a taker order walks at most (the rest is cancelled, IOC)
+SWEEP_MAX_LEVEL = 3.0  # BTC: a sweep stops at a level bigger than this
 PRESSURE = 4.0  # scales the expected drift (sigma-minutes per minute) into size tilt
 MU_DRIFT = 0.15  # per-minute drift of mu in balance, in sigma-minutes
 SQRT_MIN = math.sqrt(60_000.0)
@@ -183,7 +183,7 @@ def _taker_lots(rs, sf, lpb):
 
 @njit(cache=True, nogil=True)
 def _latency(rs):
-    """Receive delay, ms: 2 ms floor plus a skewed tail (mean about 8 ms)."""
+    """Receive delay, ms: 2 ms floor plus a skewed tail (mean about 10 ms, at most 102)."""
     u = _u01(rs)
     return np.int64(2.0 + 3.0 * u / (1.0 - 0.97 * u))
 
