@@ -32,7 +32,6 @@ from engine.kernels.state import new_state
 from engine.records import Units, bar_rows, feature_rows, fill_rows, signal_rows, units_of
 from engine.store import (
     BARS_COLUMNS,
-    DAY_MS,
     FEATURES_COLUMNS,
     SIGNALS_COLUMNS,
     TRADES_EXEC_COLUMNS,
@@ -75,22 +74,23 @@ def run_id_for(settings: Any, mode: str, data_range: tuple[int, int] | None) -> 
     return f"{mode}-{hashlib.blake2b(blob.encode(), digest_size=6).hexdigest()}"
 
 
-def run_tick(store: Store, settings: Any, window_ms: int = DAY_MS,
-             progress: Callable[[int, int], None] | None = None) -> BacktestResult:
-    """Mode 1 over every stored tick."""
+def run_tick(store: Store, settings: Any, progress: Callable[[float], None] | None = None) -> BacktestResult:
+    """Mode 1 over every stored tick, streamed chunk by chunk."""
     started = time.perf_counter()
     rng = store.tick_range()
     engine = Engine(settings, trading=True)
     funding = store.load_funding()
     parts = []
     events = 0
-    windows = 0 if rng is None else (rng[1] // window_ms) - (rng[0] // window_ms) + 1
-    for i, (end, trades, quotes) in enumerate(store.iter_windows(window_ms)):
-        fund = funding[(funding["ts"] >= end - window_ms) & (funding["ts"] < end)]
-        parts.append(engine.feed(trades, quotes, fund))
+    f_next = 0
+    for trades, quotes in store.iter_event_slices():
+        last = max(int(trades["ts"][-1]) if len(trades) else -1, int(quotes["ts"][-1]) if len(quotes) else -1)
+        f_end = int(np.searchsorted(funding["ts"], last, "right"))
+        parts.append(engine.feed(trades, quotes, funding[f_next:f_end]))
+        f_next = f_end
         events += len(trades) + len(quotes)
-        if progress is not None:
-            progress(i + 1, windows)
+        if progress is not None and rng is not None and rng[1] > rng[0]:
+            progress((last - rng[0]) / (rng[1] - rng[0]))
     parts.append(engine.finish())
     pos = engine.position()
     return BacktestResult(
@@ -293,7 +293,7 @@ def headline(rep: dict[str, Any]) -> str:
             f"max drawdown {rep['max_drawdown']}, exposure {rep['exposure']}")
 
 
-def run_backtest(store: Store, settings: Any, mode: str = "tick", progress: Callable[[int, int], None] | None = None
+def run_backtest(store: Store, settings: Any, mode: str = "tick", progress: Callable[[float], None] | None = None
                  ) -> tuple[BacktestResult, dict[str, Any]]:
     result = run_tick(store, settings, progress=progress) if mode == "tick" else run_bar(store, settings)
     save_result(store, settings, result)
@@ -304,13 +304,18 @@ def run_backtest_cli(settings: Any, db: str, mode: str, out: str | None) -> int:
     if not Path(db).exists():
         raise FileNotFoundError(f"{db}: no such database")
 
-    def progress(i: int, n: int) -> None:
-        if n > 1:
-            print(f"\rbacktest: day {i}/{n}", end="", file=sys.stderr, flush=True)
+    last_shown = [-1]
+
+    def progress(frac: float) -> None:
+        pct = int(frac * 100)
+        if pct != last_shown[0] and sys.stderr.isatty():
+            last_shown[0] = pct
+            print(f"\rbacktest: {pct:3d} %", end="", file=sys.stderr, flush=True)
 
     with Store(db, instrument_of(settings)) as store:
         result, rep = run_backtest(store, settings, mode, progress=progress)
-    print("", file=sys.stderr)
+    if sys.stderr.isatty():
+        print("", file=sys.stderr)
     if out:
         path = Path(out)
         path.mkdir(parents=True, exist_ok=True)

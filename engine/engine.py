@@ -160,7 +160,7 @@ class Engine:
     def flatten(self, ts: int | None = None) -> None:
         """Close any position on the first quote after ``ts`` (default: the newest event)."""
         when = int(self.state.si[SI_LAST_EVENT_TS]) if ts is None else int(ts)
-        request_flatten(self.state, when)
+        request_flatten(self.state.si, when)
 
     # --- views ------------------------------------------------------------------
 

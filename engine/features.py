@@ -1,7 +1,7 @@
 """Batch driver: stored ticks -> ``bars_1m`` and ``features_1m``.
 
-Streams the store one window (a day by default) at a time through a
-features-only engine, so memory stays bounded by one window of ticks, and
+Streams the stored chunks (zero-copy slices) through a features-only
+engine, so memory stays bounded by a couple of chunks, and
 replaces both tables in one transaction at the end: a failure midway leaves
 the previous tables intact.
 """
@@ -15,7 +15,7 @@ from typing import Any
 
 from engine.engine import Engine
 from engine.records import bar_rows, feature_rows, units_of
-from engine.store import BARS_COLUMNS, DAY_MS, FEATURES_COLUMNS, Store
+from engine.store import BARS_COLUMNS, FEATURES_COLUMNS, Store
 
 log = logging.getLogger("pbdtui.features")
 
@@ -41,7 +41,7 @@ class FeatureSummary:
         )
 
 
-def compute_features_to_store(store: Store, settings: Any, window_ms: int = DAY_MS) -> FeatureSummary:
+def compute_features_to_store(store: Store, settings: Any) -> FeatureSummary:
     """(Re)compute ``bars_1m`` and ``features_1m`` from every stored tick."""
     started = time.perf_counter()
     engine = Engine(settings, trading=False)
@@ -51,7 +51,7 @@ def compute_features_to_store(store: Store, settings: Any, window_ms: int = DAY_
     n_trades = n_quotes = 0
     kernel = 0.0
     ready = 0
-    for _end, trades, quotes in store.iter_windows(window_ms):
+    for trades, quotes in store.iter_event_slices():
         n_trades += len(trades)
         n_quotes += len(quotes)
         t0 = time.perf_counter()
@@ -60,7 +60,6 @@ def compute_features_to_store(store: Store, settings: Any, window_ms: int = DAY_
         bars += bar_rows(out.bars, units)
         feats += feature_rows(out.features, units, settings.base_bin_ticks)
         ready += int((out.features["ready"] == 0).sum())
-        log.info("features: %d minutes so far", len(bars))
     out = engine.finish()
     bars += bar_rows(out.bars, units)
     feats += feature_rows(out.features, units, settings.base_bin_ticks)

@@ -272,6 +272,53 @@ class Store:
             yield end, self.load_ticks("trade", start, end), self.load_ticks("quote", start, end)
             start = end
 
+    def _chunk_index(self, kind: str) -> list[tuple[int, int, int]]:
+        return [(int(a), int(b), int(c)) for a, b, c in self.db.execute(
+            "SELECT chunk_id, ts_first, ts_last FROM tick_chunks WHERE kind=? ORDER BY ts_first, chunk_id", (kind,))]
+
+    def _chunk(self, kind: str, chunk_id: int) -> np.ndarray:
+        n, data = self.db.execute("SELECT n, data FROM tick_chunks WHERE chunk_id=?", (chunk_id,)).fetchone()
+        dtype = KIND_DTYPES[kind]
+        if len(data) != n * dtype.itemsize:
+            raise StoreError(f"{self.path}: {kind} chunk {chunk_id} is corrupt ({len(data)} bytes for {n} rows)")
+        return np.frombuffer(data, dtype=dtype)
+
+    def iter_event_slices(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield ``(trades, quotes)`` slices covering every stored tick once, in time order.
+
+        Slices are read-only views of the stored chunks (no copy, no
+        concatenation); each holds every event with ``ts`` below a cut and at
+        or above the previous cut. When chunks of one kind overlap in time
+        (e.g. two imports of overlapping files), falls back to day windows,
+        which load and sort.
+        """
+        t_index, q_index = self._chunk_index("trade"), self._chunk_index("quote")
+        for index in (t_index, q_index):
+            if any(index[i][1] < index[i - 1][2] for i in range(1, len(index))):
+                for _end, trades, quotes in self.iter_windows(DAY_MS):
+                    yield trades, quotes
+                return
+        empty_t = np.zeros(0, dtype=TRADE_DTYPE)
+        empty_q = np.zeros(0, dtype=QUOTE_DTYPE)
+        ti = qi = 0  # next chunk to load
+        tr, qu = empty_t, empty_q
+        while True:
+            if len(tr) == 0 and ti < len(t_index):
+                tr = self._chunk("trade", t_index[ti][0])
+                ti += 1
+            if len(qu) == 0 and qi < len(q_index):
+                qu = self._chunk("quote", q_index[qi][0])
+                qi += 1
+            if len(tr) == 0 and len(qu) == 0:
+                return
+            # cut at the end of whichever loaded chunk ends first
+            ends = [int(a["ts"][-1]) + 1 for a in (tr, qu) if len(a)]
+            cut = min(ends)
+            nt = int(np.searchsorted(tr["ts"], cut, "left")) if len(tr) else 0
+            nq = int(np.searchsorted(qu["ts"], cut, "left")) if len(qu) else 0
+            yield tr[:nt], qu[:nq]
+            tr, qu = tr[nt:], qu[nq:]
+
     def purge_raw(self, keep_ms: int, now_ms: int | None = None) -> tuple[int, int]:
         """Drop raw ticks older than ``now_ms - keep_ms``; derived tables are untouched.
 

@@ -275,11 +275,11 @@ def test_daily_kill_resets_on_the_next_risk_day():
     s = settings()
     eng = Engine(s)
     p = make_params(s)
-    on_time(eng.state, p, T0)
+    on_time(eng.state.si, eng.state.sf, p, T0)
     eng.state.si[SI_KILL_DAILY] = 1
-    on_time(eng.state, p, T0 + 15 * 3_600_000)  # 23:00 same UTC day
+    on_time(eng.state.si, eng.state.sf, p, T0 + 15 * 3_600_000)  # 23:00 same UTC day
     assert eng.state.si[SI_KILL_DAILY] == 1
-    on_time(eng.state, p, T0 + 16 * 3_600_000)  # 00:00 next day
+    on_time(eng.state.si, eng.state.sf, p, T0 + 16 * 3_600_000)  # 00:00 next day
     assert eng.state.si[SI_KILL_DAILY] == 0
 
 

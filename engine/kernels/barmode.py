@@ -29,12 +29,12 @@ def run_bars(bars, feats, p, st, sigs, fills):
             si[SI_Q_TS] = t + MINUTE_MS - 1
             si[SI_Q_BID] = bars["bid_px"][i]
             si[SI_Q_ASK] = bars["ask_px"][i]
-        on_time(st, p, t + MINUTE_MS - 1)
+        on_time(si, st.sf, p, t + MINUTE_MS - 1)
         push_lookback(st, i, bars["close"][i], bars["high"][i], bars["low"][i], feats["vah"][i],
                       feats["val"][i], feats["poc2"][i], feats["va_valid"][i] == 1)
         si[SI_NBARS] = i + 1
         decide(st, p, t, feats[i:i + 1], sigs[i:i + 1], True)
         if bars["has_quote"][i] == 1:
             # the pending order (if any) fills on this minute's close snapshot
-            nf = on_quote(st, p, t + MINUTE_MS, bars["bid_px"][i], bars["ask_px"][i], fills, nf)
+            nf = on_quote(si, st.sf, p, t + MINUTE_MS, bars["bid_px"][i], bars["ask_px"][i], fills, nf)
     return nf

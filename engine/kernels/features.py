@@ -149,10 +149,9 @@ def trade_sign(si, p, ts, px):
 
 
 @njit(cache=True, nogil=True)
-def _recentre(st, b):
+def _recentre(si, hist, mhist, b):
     """Move the histogram window so base bin ``b`` fits; False if the data cannot fit."""
-    si = st.si
-    w = st.hist.shape[0]
+    w = hist.shape[0]
     lo = si[SI_LO]
     hi = si[SI_HI]
     # the live range is the rolling profile plus the open minute (both inside [lo, hi])
@@ -167,36 +166,35 @@ def _recentre(st, b):
     new_off = (new_lo + new_hi) // 2 - w // 2
     old_off = si[SI_OFFSET]
     if old_off != NO_MINUTE and lo <= hi:
-        tmp_h = st.hist[lo - old_off:hi - old_off + 1].copy()
-        tmp_m = st.mhist[lo - old_off:hi - old_off + 1].copy()
-        st.hist[lo - old_off:hi - old_off + 1] = 0
-        st.mhist[lo - old_off:hi - old_off + 1] = 0
-        st.hist[lo - new_off:hi - new_off + 1] = tmp_h
-        st.mhist[lo - new_off:hi - new_off + 1] = tmp_m
+        tmp_h = hist[lo - old_off:hi - old_off + 1].copy()
+        tmp_m = mhist[lo - old_off:hi - old_off + 1].copy()
+        hist[lo - old_off:hi - old_off + 1] = 0
+        mhist[lo - old_off:hi - old_off + 1] = 0
+        hist[lo - new_off:hi - new_off + 1] = tmp_h
+        mhist[lo - new_off:hi - new_off + 1] = tmp_m
     si[SI_OFFSET] = new_off
     return True
 
 
 @njit(cache=True, nogil=True)
-def on_trade(st, p, ts, px, qty, side):
+def on_trade(si, sf, hist, mhist, touched, p, ts, px, qty, side):
     """Add a trade to the open minute. Returns False if the histogram cannot hold it."""
-    si = st.si
     sign = trade_sign(si, p, ts, px)
     base_bin = int(p[P_BASE_BIN])
     b = px // base_bin
     off = si[SI_OFFSET]
-    w = st.hist.shape[0]
+    w = hist.shape[0]
     if off == NO_MINUTE or b < off or b >= off + w:
-        if not _recentre(st, b):
+        if not _recentre(si, hist, mhist, b):
             si[SI_ERROR] = ERR_PRICE_RANGE
             return False
         off = si[SI_OFFSET]
     j = b - off
-    if st.mhist[j] == 0:
-        st.touched[si[SI_TOUCHED_N]] = b
+    if mhist[j] == 0:
+        touched[si[SI_TOUCHED_N]] = b
         si[SI_TOUCHED_N] += 1
-    st.mhist[j] += qty
-    st.hist[j] += qty
+    mhist[j] += qty
+    hist[j] += qty
     si[SI_PROFILE_QTY] += qty
     if si[SI_LO] > si[SI_HI]:
         si[SI_LO] = b
@@ -217,7 +215,7 @@ def on_trade(st, p, ts, px, qty, side):
     si[SI_M_CLOSE] = px
     si[SI_M_VOL] += qty
     si[SI_M_N] += 1
-    st.sf[SF_M_PXQTY] += float(px) * float(qty)
+    sf[SF_M_PXQTY] += float(px) * float(qty)
     si[SI_M_OF] += sign * qty
     if sign == 0:
         si[SI_M_AMB] += qty

@@ -69,7 +69,13 @@ def run_events(trades, quotes, funding, p, st, bars, feats, sigs, fills, counts)
     unprocessed event of each input so the caller can fix the state (grow the
     FIFO) and call again.
     """
+    # the state tuple is unpacked once: passing it to per-event calls would cost
+    # 24 atomic reference-count updates each
     si = st.si
+    sf = st.sf
+    hist = st.hist
+    mhist = st.mhist
+    touched = st.touched
     trading = p[P_TRADING] != 0.0
     it = counts[C_TRADES]
     iq = counts[C_QUOTES]
@@ -110,9 +116,10 @@ def run_events(trades, quotes, funding, p, st, bars, feats, sigs, fills, counts)
                 counts[C_FUNDING] = ifu
                 return si[SI_ERROR]
         if trading:
-            on_time(st, p, ts)
+            on_time(si, sf, p, ts)
         if kind == 0:
-            if not on_trade(st, p, ts, trades["px"][it], trades["qty"][it], trades["side"][it]):
+            if not on_trade(si, sf, hist, mhist, touched, p, ts, trades["px"][it], trades["qty"][it],
+                            trades["side"][it]):
                 counts[C_TRADES] = it
                 counts[C_QUOTES] = iq
                 counts[C_FUNDING] = ifu
@@ -128,10 +135,10 @@ def run_events(trades, quotes, funding, p, st, bars, feats, sigs, fills, counts)
                 return ERR_FILLS_FULL
             feature_on_quote(si, ts, bid, quotes["bid_sz"][iq], ask, quotes["ask_sz"][iq])
             if trading:
-                counts[C_FILLS] = strategy_on_quote(st, p, ts, bid, ask, fills, counts[C_FILLS])
+                counts[C_FILLS] = strategy_on_quote(si, sf, p, ts, bid, ask, fills, counts[C_FILLS])
             iq += 1
         else:
-            st.sf[SF_FUNDING_RATE] = funding["rate"][ifu]
+            sf[SF_FUNDING_RATE] = funding["rate"][ifu]
             ifu += 1
         si[SI_LAST_EVENT_TS] = ts
     counts[C_TRADES] = it

@@ -146,10 +146,8 @@ def _slip(p, touch_px, ticks_param):
 
 
 @njit(cache=True, nogil=True)
-def _emit_fill(st, p, fills, nf, ts_submit, ts_fill, side, px, touch, mid2, opening, tag, reason):
+def _emit_fill(si, sf, p, fills, nf, ts_submit, ts_fill, side, px, touch, mid2, opening, tag, reason):
     """Write one fill; on a closing fill, realise the round trip's PnL."""
-    si = st.si
-    sf = st.sf
     qty = int(p[P_QTY])
     notional = px * p[P_TICK] * qty * p[P_QTY_STEP]
     fee = notional * p[P_FEE_BPS] * 1e-4
@@ -199,41 +197,42 @@ def _emit_fill(st, p, fills, nf, ts_submit, ts_fill, side, px, touch, mid2, open
 
 
 @njit(cache=True, nogil=True)
-def _close_at(st, p, fills, nf, ts_submit, ts, bid, ask, reason):
+def _close_at(si, sf, p, fills, nf, ts_submit, ts, bid, ask, reason):
     """Close the open position on the quote (bid, ask) with exit slippage."""
     mid2 = bid + ask
-    if st.si[SI_POS] > 0:
+    if si[SI_POS] > 0:
         px = bid - _slip(p, bid, P_SLIP_EXIT)
-        return _emit_fill(st, p, fills, nf, ts_submit, ts, SIDE_SELL, px, bid, mid2, False, st.si[SI_TAG], reason)
+        return _emit_fill(si, sf, p, fills, nf, ts_submit, ts, SIDE_SELL, px, bid, mid2, False, si[SI_TAG], reason)
     px = ask + _slip(p, ask, P_SLIP_EXIT)
-    return _emit_fill(st, p, fills, nf, ts_submit, ts, SIDE_BUY, px, ask, mid2, False, st.si[SI_TAG], reason)
+    return _emit_fill(si, sf, p, fills, nf, ts_submit, ts, SIDE_BUY, px, ask, mid2, False, si[SI_TAG], reason)
 
 
 @njit(cache=True, nogil=True)
-def _open_at(st, p, fills, nf, ts_submit, ts, bid, ask, direction, tag, stop, target2):
+def _open_at(si, sf, p, fills, nf, ts_submit, ts, bid, ask, direction, tag, stop, target2):
     mid2 = bid + ask
     if direction > 0:
         px = ask + _slip(p, ask, P_SLIP_ENTRY)
-        nf = _emit_fill(st, p, fills, nf, ts_submit, ts, SIDE_BUY, px, ask, mid2, True, tag, 0)
+        nf = _emit_fill(si, sf, p, fills, nf, ts_submit, ts, SIDE_BUY, px, ask, mid2, True, tag, 0)
     else:
         px = bid - _slip(p, bid, P_SLIP_ENTRY)
-        nf = _emit_fill(st, p, fills, nf, ts_submit, ts, SIDE_SELL, px, bid, mid2, True, tag, 0)
-    st.si[SI_STOP] = stop
-    st.si[SI_TARGET] = target2
+        nf = _emit_fill(si, sf, p, fills, nf, ts_submit, ts, SIDE_SELL, px, bid, mid2, True, tag, 0)
+    si[SI_STOP] = stop
+    si[SI_TARGET] = target2
     return nf
 
 
 @njit(cache=True, nogil=True)
-def on_quote(st, p, ts, bid, ask, fills, nf):
+def on_quote(si, sf, p, ts, bid, ask, fills, nf):
     """Paper execution on one quote: pending orders, flatten, stops and targets.
 
     Market orders fill on the first quote strictly after their decision time;
     a stop or target fills on the quote that crosses it. Returns the new fill count.
+    Takes the scalar vectors, not the state tuple: this runs for every quote,
+    and passing the 12-array tuple costs 24 atomic reference-count updates.
     """
-    si = st.si
     if si[SI_FLATTEN] > 0 and ts > si[SI_FLATTEN]:
         if si[SI_POS] != 0:
-            nf = _close_at(st, p, fills, nf, si[SI_FLATTEN], ts, bid, ask, EXIT_FLATTEN)
+            nf = _close_at(si, sf, p, fills, nf, si[SI_FLATTEN], ts, bid, ask, EXIT_FLATTEN)
         si[SI_FLATTEN] = 0
         si[SI_PEND_ACTION] = 0
         return nf
@@ -242,40 +241,38 @@ def on_quote(st, p, ts, bid, ask, fills, nf):
         si[SI_PEND_ACTION] = 0
         if action == ACTION_EXIT:
             if si[SI_POS] != 0:
-                nf = _close_at(st, p, fills, nf, si[SI_PEND_TS], ts, bid, ask, si[SI_PEND_REASON])
+                nf = _close_at(si, sf, p, fills, nf, si[SI_PEND_TS], ts, bid, ask, si[SI_PEND_REASON])
         else:
             direction = 1 if action == ACTION_ENTER_LONG else -1
             if si[SI_POS] == -direction:
-                nf = _close_at(st, p, fills, nf, si[SI_PEND_TS], ts, bid, ask, EXIT_SIGNAL)
+                nf = _close_at(si, sf, p, fills, nf, si[SI_PEND_TS], ts, bid, ask, EXIT_SIGNAL)
             if si[SI_POS] == 0:
-                nf = _open_at(st, p, fills, nf, si[SI_PEND_TS], ts, bid, ask, direction,
+                nf = _open_at(si, sf, p, fills, nf, si[SI_PEND_TS], ts, bid, ask, direction,
                               si[SI_PEND_TAG], si[SI_PEND_STOP], si[SI_PEND_TARGET])
         return nf
     pos = si[SI_POS]
     if pos > 0:
         if bid <= si[SI_STOP]:
-            nf = _close_at(st, p, fills, nf, ts, ts, bid, ask, EXIT_STOP)
+            nf = _close_at(si, sf, p, fills, nf, ts, ts, bid, ask, EXIT_STOP)
         elif si[SI_TARGET] > 0 and 2 * bid >= si[SI_TARGET]:
-            nf = _close_at(st, p, fills, nf, ts, ts, bid, ask, EXIT_TARGET)
+            nf = _close_at(si, sf, p, fills, nf, ts, ts, bid, ask, EXIT_TARGET)
     elif pos < 0:
         if ask >= si[SI_STOP]:
-            nf = _close_at(st, p, fills, nf, ts, ts, bid, ask, EXIT_STOP)
+            nf = _close_at(si, sf, p, fills, nf, ts, ts, bid, ask, EXIT_STOP)
         elif si[SI_TARGET] > 0 and 2 * ask <= si[SI_TARGET]:
-            nf = _close_at(st, p, fills, nf, ts, ts, bid, ask, EXIT_TARGET)
+            nf = _close_at(si, sf, p, fills, nf, ts, ts, bid, ask, EXIT_TARGET)
     return nf
 
 
 @njit(cache=True, nogil=True)
-def on_time(st, p, ts):
+def on_time(si, sf, p, ts):
     """Roll the risk day and charge funding at 00/08/16 UTC for an open position.
 
     Called for every event, so it returns after two comparisons unless a day
     or funding boundary has passed.
     """
-    si = st.si
     if ts < si[SI_NEXT_DAY] and ts < si[SI_NEXT_FUNDING]:
         return
-    sf = st.sf
     reset = int(p[P_RESET_HOUR]) * 3_600_000
     if ts >= si[SI_NEXT_DAY]:
         day = (ts - reset) // DAY_MS
@@ -598,10 +595,10 @@ def _set_pending(st, action, ts, tag, stop, target2, reason):
 
 
 @njit(cache=True, nogil=True)
-def request_flatten(st, ts):
+def request_flatten(si, ts):
     """Operator's flatten: close on the first quote after ``ts``; cancel pending entries."""
-    st.si[SI_FLATTEN] = max(ts, 1)
-    st.si[SI_PEND_ACTION] = 0
+    si[SI_FLATTEN] = max(ts, 1)
+    si[SI_PEND_ACTION] = 0
 
 
 
@@ -609,13 +606,13 @@ def request_flatten(st, ts):
 
 
 @njit(cache=True, nogil=True)
-def _exit_at(st, p, fills, nf, ts, touch, reason):
+def _exit_at(si, sf, p, fills, nf, ts, touch, reason):
     """Close at a price level (bar mode: no quotes), exit slippage applied."""
-    if st.si[SI_POS] > 0:
+    if si[SI_POS] > 0:
         px = touch - _slip(p, touch, P_SLIP_EXIT)
-        return _emit_fill(st, p, fills, nf, ts, ts, SIDE_SELL, px, touch, 2 * touch, False, st.si[SI_TAG], reason)
+        return _emit_fill(si, sf, p, fills, nf, ts, ts, SIDE_SELL, px, touch, 2 * touch, False, si[SI_TAG], reason)
     px = touch + _slip(p, touch, P_SLIP_EXIT)
-    return _emit_fill(st, p, fills, nf, ts, ts, SIDE_BUY, px, touch, 2 * touch, False, st.si[SI_TAG], reason)
+    return _emit_fill(si, sf, p, fills, nf, ts, ts, SIDE_BUY, px, touch, 2 * touch, False, si[SI_TAG], reason)
 
 
 @njit(cache=True, nogil=True)
@@ -633,12 +630,12 @@ def bar_exits(st, p, t, open_, high, low, fills, nf):
     t2 = si[SI_TARGET]
     if pos > 0:
         if low <= stop:
-            return _exit_at(st, p, fills, nf, t, min(open_, stop), EXIT_STOP)
+            return _exit_at(st.si, st.sf, p, fills, nf, t, min(open_, stop), EXIT_STOP)
         if t2 > 0 and 2 * high >= t2:
-            return _exit_at(st, p, fills, nf, t, max(open_, (t2 + 1) // 2), EXIT_TARGET)
+            return _exit_at(st.si, st.sf, p, fills, nf, t, max(open_, (t2 + 1) // 2), EXIT_TARGET)
     else:
         if high >= stop:
-            return _exit_at(st, p, fills, nf, t, max(open_, stop), EXIT_STOP)
+            return _exit_at(st.si, st.sf, p, fills, nf, t, max(open_, stop), EXIT_STOP)
         if t2 > 0 and 2 * low <= t2:
-            return _exit_at(st, p, fills, nf, t, min(open_, t2 // 2), EXIT_TARGET)
+            return _exit_at(st.si, st.sf, p, fills, nf, t, min(open_, t2 // 2), EXIT_TARGET)
     return nf
