@@ -42,7 +42,15 @@ from engine.kernels.state import (
     new_state,
 )
 from engine.kernels.strategy import request_flatten
-from engine.types import BAR_DTYPE, FEATURE_DTYPE, FILL_DTYPE, FUNDING_DTYPE, QUOTE_DTYPE, SIGNAL_DTYPE, TRADE_DTYPE
+from engine.types import (
+    BAR_DTYPE,
+    FEATURE_DTYPE,
+    FILL_DTYPE,
+    FUNDING_DTYPE,
+    QUOTE_DTYPE,
+    SIGNAL_DTYPE,
+    TRADE_DTYPE,
+)
 
 _EMPTY_TRADES = np.zeros(0, dtype=TRADE_DTYPE)
 _EMPTY_QUOTES = np.zeros(0, dtype=QUOTE_DTYPE)

@@ -333,10 +333,8 @@ class Store:
         cutoff = now - keep_ms
         dropped = 0
         with self.db:
-            for kind, n in self.db.execute(
-                "SELECT kind, SUM(n) FROM tick_chunks WHERE ts_last < ? GROUP BY kind", (cutoff,)
-            ).fetchall():
-                dropped += int(n)
+            row = self.db.execute("SELECT COALESCE(SUM(n), 0) FROM tick_chunks WHERE ts_last < ?", (cutoff,)).fetchone()
+            dropped += int(row[0])
             self.db.execute("DELETE FROM tick_chunks WHERE ts_last < ?", (cutoff,))
             for chunk_id, kind, source, data in self.db.execute(
                 "SELECT chunk_id, kind, source, data FROM tick_chunks WHERE ts_first < ?", (cutoff,)

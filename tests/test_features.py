@@ -7,14 +7,16 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from engine.config import Settings
 from engine.engine import Engine, concat
+from engine.kernels import features as fk
 from engine.kernels.features import value_area
 from engine.kernels.params import make_params
 from engine.kernels.state import new_state
-from engine.kernels import features as fk
 from tests.helpers import quotes, random_stream, run_all, shared_file, trades
 from tests.reference import RefParams, reference_features
 

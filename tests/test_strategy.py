@@ -268,9 +268,9 @@ def test_daily_loss_kill_switch_blocks_entries_until_reset():
 
 
 def test_daily_kill_resets_on_the_next_risk_day():
+    from engine.kernels.params import make_params
     from engine.kernels.state import SI_KILL_DAILY
     from engine.kernels.strategy import on_time
-    from engine.kernels.params import make_params
 
     s = settings()
     eng = Engine(s)
