@@ -350,3 +350,48 @@ def test_every_entry_has_a_stop_on_the_right_side():
     assert out.fills[0]["tag"] == SETUP_BREAKOUT
     pos = eng.position()
     assert pos.position == 1 and pos.stop < pos.entry_px
+
+
+# --- breakout retest mode ------------------------------------------------------------------
+
+
+def _breakout_then(tape, pullback_low, pullback_close, waits=0):
+    """Balance for 8 minutes, 3 closes above VAH (minutes 8-10), then waits and a pullback minute."""
+    tape.balance(8)
+    for px in (1004, 1005, 1006):
+        tape.bar([(px, 2)], close_quote=(px, 80, px + 1, 20))
+    for _ in range(waits):
+        tape.bar([(1006, 2)], close_quote=(1006, 80, 1007, 20))
+    tape.bar([(pullback_low, 1), (pullback_close, 2)], close_quote=(pullback_close, 80, pullback_close + 1, 20))
+    tape.bar([(pullback_close, 1)], close_quote=(pullback_close, 50, pullback_close + 1, 50),
+             extra_quotes=((100, (pullback_close, 50, pullback_close + 1, 50)),))
+
+
+RETEST = dict(rolling_window_minutes=8, breakout_retest=True, retest_buffer_ticks=1, breakout_target_va_multiple=0.0)
+
+
+def test_breakout_retest_waits_for_pullback_then_enters_with_stop_below_it():
+    tape = Tape()
+    _breakout_then(tape, pullback_low=1003, pullback_close=1005)
+    eng, out = run(tape, settings(retest_window_minutes=5, **RETEST))
+    breakout, feat, _ = row_at(out, 10)
+    assert int(feat["vah"]) == 1002
+    assert breakout["breakout_long"] == 1 and breakout["action"] == 0
+    assert REASON_NAMES[int(breakout["reason"])] == "RETEST_PENDING"
+    retest, _, bar = row_at(out, 11)
+    assert int(bar["low"]) == 1003 and retest["action"] == ACTION_ENTER_LONG
+    assert out.fills[0]["tag"] == SETUP_BREAKOUT and eng.position().stop == 1003 - 2
+
+
+def test_breakout_retest_expires_without_a_pullback():
+    tape = Tape()
+    _breakout_then(tape, pullback_low=1003, pullback_close=1005, waits=4)
+    _, out = run(tape, settings(retest_window_minutes=2, **RETEST))
+    assert len(out.fills) == 0 and (out.signals["action"] == 0).all()
+
+
+def test_breakout_retest_needs_the_pullback_to_reach_the_boundary():
+    tape = Tape()
+    _breakout_then(tape, pullback_low=1005, pullback_close=1006)  # stays 3 ticks above VAH
+    _, out = run(tape, settings(retest_window_minutes=5, **RETEST))
+    assert len(out.fills) == 0

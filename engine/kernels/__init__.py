@@ -7,12 +7,42 @@ project's machines the call resolved to a null address and crashed the
 process. We register libgcc's implementations once, before any kernel
 compiles (rewriting every such loop by hand was rejected: it is an optimizer
 decision we cannot see from the source).
+
+Numba's on-disk cache keys each function on its own file only, so a loop in
+``loop.py`` would keep a stale inlined copy of ``strategy.decide`` after
+``strategy.py`` changed. The cache directory is therefore named after a hash
+of every kernel source file: any kernel edit starts a fresh cache.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import hashlib
+import os
+import sys
+from pathlib import Path
+
+
+def _cache_dir() -> str:
+    sources = sorted(Path(__file__).parent.glob("*.py"))
+    digest = hashlib.blake2b(digest_size=8)
+    for path in sources:
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pbdtui"
+    return str(base / f"numba-{digest.hexdigest()}")
+
+
+def _set_cache_dir() -> None:
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return  # the user chose one
+    path = _cache_dir()
+    os.environ["NUMBA_CACHE_DIR"] = path
+    if "numba" in sys.modules:  # already configured: point the live config at it
+        import numba.core.config
+
+        numba.core.config.CACHE_DIR = path
 
 
 def _register_int128_helpers() -> None:
@@ -28,4 +58,5 @@ def _register_int128_helpers() -> None:
             llvm.add_symbol(name, ctypes.cast(func, ctypes.c_void_p).value)
 
 
+_set_cache_dir()
 _register_int128_helpers()

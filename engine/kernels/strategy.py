@@ -486,34 +486,34 @@ def decide(st, p, t, feat, sig, trading):
                 short_tag = 0
             else:
                 long_tag = 0
-        # breakout retest mode: a breakout arms a retest instead of entering
+        # breakout retest mode: the breakout arms a retest instead of entering; a
+        # later minute that pulls back to the boundary and closes beyond it enters
         if p[P_RETEST] != 0.0:
-            if si[SI_RETEST_DIR] != 0:
-                d = si[SI_RETEST_DIR]
-                if t > si[SI_RETEST_UNTIL] or (d > 0 and close <= vah) or (d < 0 and close >= val):
-                    si[SI_RETEST_DIR] = 0
-            retest_long = si[SI_RETEST_DIR] > 0 and low <= vah + int(p[P_RETEST_BUFFER]) and close > vah
-            retest_short = si[SI_RETEST_DIR] < 0 and high >= val - int(p[P_RETEST_BUFFER]) and close < val
+            d = si[SI_RETEST_DIR]
+            if d != 0 and (t > si[SI_RETEST_UNTIL] or (d > 0 and close <= vah) or (d < 0 and close >= val)):
+                si[SI_RETEST_DIR] = 0
+                d = 0
+            retest_long = d > 0 and low <= vah + int(p[P_RETEST_BUFFER]) and close > vah
+            retest_short = d < 0 and high >= val - int(p[P_RETEST_BUFFER]) and close < val
             if long_tag == SETUP_BREAKOUT:
-                if run_up == k and si[SI_RETEST_DIR] <= 0:
+                if d <= 0 and not retest_long:
                     si[SI_RETEST_DIR] = 1
                     si[SI_RETEST_UNTIL] = t + int(p[P_RETEST_WINDOW]) * MINUTE_MS
                 long_tag = 0
             if short_tag == SETUP_BREAKOUT:
-                if run_dn == k and si[SI_RETEST_DIR] >= 0:
+                if d >= 0 and not retest_short:
                     si[SI_RETEST_DIR] = -1
                     si[SI_RETEST_UNTIL] = t + int(p[P_RETEST_WINDOW]) * MINUTE_MS
                 short_tag = 0
-            if long_tag == 0 and short_tag == 0 and run_up < k and run_dn < k:
+            if long_tag == 0 and short_tag == 0:
+                mult = p[P_BREAKOUT_TARGET_MULT]
                 if retest_long:
                     long_tag = SETUP_BREAKOUT
-                    long_stop = low - buf
-                    mult = p[P_BREAKOUT_TARGET_MULT]
+                    long_stop = low - buf  # below the pullback low
                     long_t2 = 2 * (vah + int(round(mult * (vah - val)))) if mult > 0 and tgt_mode != 0 else 0
                 elif retest_short:
                     short_tag = SETUP_BREAKOUT
                     short_stop = high + buf
-                    mult = p[P_BREAKOUT_TARGET_MULT]
                     short_t2 = 2 * (val - int(round(mult * (vah - val)))) if mult > 0 and tgt_mode != 0 else 0
 
     direction = 1 if long_tag != 0 else (-1 if short_tag != 0 else 0)
@@ -553,6 +553,7 @@ def decide(st, p, t, feat, sig, trading):
         _set_pending(st, action, decision_ts, tag, long_stop if direction > 0 else short_stop,
                      long_t2 if direction > 0 else short_t2, 0)
         si[SI_ENTRY_MIN] = t
+        si[SI_RETEST_DIR] = 0  # a retest, if armed, is used up by this entry
         sig["action"][0] = action
         reason = _setup_reason(tag)
     elif p[P_RETEST] != 0.0 and si[SI_RETEST_DIR] != 0:
