@@ -40,18 +40,26 @@ from engine.store import (
     instrument_of,
 )
 from engine.types import (
+    ACTION_NAMES,
     BAR_DTYPE,
     EXIT_NAMES,
     FEATURE_DTYPE,
     FILL_DTYPE,
+    REASON_FEED_STALE,
+    REASON_KILL_SWITCH,
     REASON_NAMES,
+    REASON_NO_PROFILE,
+    REASON_NO_QUOTE,
     SETUP_NAMES,
     SIGNAL_DTYPE,
 )
 
 log = logging.getLogger("pbdtui.backtest")
+decisions_log = logging.getLogger("pbdtui.decisions")
 
 _REASON_CODES = {name: code for code, name in REASON_NAMES.items()}
+# readiness failures worth an alert when they start (spec 11: stale data, VA failure, loss limit)
+_ALERT_REASONS = {REASON_FEED_STALE, REASON_NO_PROFILE, REASON_NO_QUOTE, REASON_KILL_SWITCH}
 
 
 @dataclasses.dataclass
@@ -224,7 +232,16 @@ def report(settings: Any, result: BacktestResult) -> dict[str, Any]:
     for code in closes["reason"]:
         exits[EXIT_NAMES[int(code)]] = exits.get(EXIT_NAMES[int(code)], 0) + 1
     actions = result.signals["action"]
+    reasons = result.signals["reason"]
+    ready = feats["ready"] if len(feats) else np.zeros(0, dtype=np.int64)
+    alerts = {
+        "feed_stale_minutes": int((ready == REASON_FEED_STALE).sum()),
+        "no_profile_minutes": int((ready == REASON_NO_PROFILE).sum()),
+        "ambiguous_spike_minutes": int((amb > settings.ambiguous_trade_frac_max).sum()),
+        "kill_switch_minutes": int((reasons == REASON_KILL_SWITCH).sum()),
+    }
     return {
+        "alerts": alerts,
         "run_id": result.run_id,
         "mode": result.mode,
         "minutes": int(len(result.signals)),
@@ -260,6 +277,46 @@ def report(settings: Any, result: BacktestResult) -> dict[str, Any]:
     }
 
 
+def _utc(ts_ms: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts_ms / 1000)) + f".{ts_ms % 1000:03d}"
+
+
+def decision_log(settings: Any, result: BacktestResult) -> list[str]:
+    """Spec 11: every decision with its feature snapshot, every fill, every risk event and alert."""
+    u = units_of(settings)
+    feats = result.features
+    by_min = {int(f["ts_min"]): i for i, f in enumerate(feats)}
+    events: list[tuple[int, int, str]] = []
+    prev_reason = -1
+    for s in result.signals:
+        t = int(s["ts_min"])
+        f = feats[by_min[t]] if t in by_min else None
+        reason = int(s["reason"])
+        action = int(s["action"])
+        if f is not None and (action != 0 or reason != prev_reason and reason in _ALERT_REASONS):
+            vol = int(f["volume"])
+            amb = int(f["amb_qty"]) / vol if vol else float("nan")
+            snap = (f"VAH={u.px(f['vah'])} VAL={u.px(f['val'])} POC={u.px2(f['poc2'])} "
+                    f"bin_width={u.px(int(f['k']) * settings.base_bin_ticks)} OF_1m={u.qty(f['of'])} "
+                    f"qimb={float(f['qimb']):.3f} ambiguous={amb:.3f}")
+            kind = ACTION_NAMES[action] if action else f"ALERT {REASON_NAMES[reason]}"
+            events.append((t + 59_999, 0, f"{kind:<14} reason={REASON_NAMES[reason]} {snap}"))
+        prev_reason = reason
+        if f is not None and int(f["volume"]) and int(f["amb_qty"]) / int(f["volume"]) > settings.ambiguous_trade_frac_max:
+            events.append((t + 59_999, 1, f"ALERT ambiguous_trade_frac_1m {int(f['amb_qty']) / int(f['volume']):.3f} "
+                                          f"> {settings.ambiguous_trade_frac_max}"))
+    for x in result.fills:
+        side = "BUY" if int(x["side"]) == 1 else "SELL"
+        slip = abs(int(x["px"]) - int(x["touch_px"]))
+        what = "OPEN" if int(x["opening"]) else f"CLOSE {EXIT_NAMES[int(x['reason'])]}"
+        tail = "" if int(x["opening"]) else f" pnl_net={float(x['pnl_realized']):.6f} funding={float(x['funding']):.6f}"
+        events.append((int(x["ts_fill"]), 2, f"FILL {what:<14} {side} {u.qty(x['qty'])} @ {u.px(x['px'])} "
+                                             f"submitted {_utc(int(x['ts_submit']))} fee={float(x['fee']):.6f} "
+                                             f"slippage={u.px(slip)} setup={SETUP_NAMES[int(x['tag'])]}{tail}"))
+    events.sort(key=lambda e: (e[0], e[1]))
+    return [f"{_utc(ts)} {text}" for ts, _, text in events]
+
+
 def text_report(rep: dict[str, Any]) -> str:
     lines = [f"backtest {rep['run_id']} ({rep['mode']} mode): {rep['minutes']} minutes, {rep['events']} events"]
     for key in ("trades", "gross_pnl", "net_pnl", "fees", "funding", "pnl_per_trade", "win_rate", "avg_win",
@@ -270,6 +327,7 @@ def text_report(rep: dict[str, Any]) -> str:
     for name, fig in rep["by_setup"].items():
         lines.append(f"    {name:<12} {fig}")
     lines.append(f"  exits: {rep['exits']}")
+    lines.append(f"  alerts: {rep['alerts']}")
     curve = rep["equity_curve"]
     if curve:
         lines.append("  equity curve: " + _sparkline([e for _, e in curve]))
@@ -321,6 +379,7 @@ def run_backtest_cli(settings: Any, db: str, mode: str, out: str | None) -> int:
         path.mkdir(parents=True, exist_ok=True)
         (path / "report.json").write_text(json.dumps(rep, indent=1, sort_keys=True) + "\n")
         (path / "report.txt").write_text(text_report(rep))
+        (path / "decisions.log").write_text("\n".join(decision_log(settings, result)) + "\n")
     rate = result.events / result.seconds if result.seconds > 0 else 0.0
     print(headline(rep))
     print(f"{result.events} events in {result.seconds:.2f} s ({rate / 1e6:.2f} M/s)")

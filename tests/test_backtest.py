@@ -117,6 +117,12 @@ def test_cli_backtest_writes_reports(sim_db, tmp_path, capsys):
             "ambiguous_frac_mean", "exposure", "equity_curve"} <= set(rep)
     assert "net" in capsys.readouterr().out
     assert (out / "report.txt").read_text().startswith("backtest ")
+    log = (out / "decisions.log").read_text().splitlines()
+    enters = [line for line in log if " ENTER_" in line]
+    fills = [line for line in log if " FILL " in line]
+    assert len(enters) >= rep["trades"] and len(fills) == rep["fills"]
+    assert all("VAH=" in e and "OF_1m=" in e and "qimb=" in e and "ambiguous=" in e for e in enters)
+    assert "alerts" in rep and set(rep["alerts"]) >= {"feed_stale_minutes", "ambiguous_spike_minutes"}
 
 
 def test_slippage_and_fees_only_make_it_worse(sim_db, tmp_path):
