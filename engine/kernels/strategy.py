@@ -607,13 +607,9 @@ def request_flatten(si, ts):
 
 
 @njit(cache=True, nogil=True)
-def _exit_at(si, sf, p, fills, nf, ts, touch, reason):
-    """Close at a price level (bar mode: no quotes), exit slippage applied."""
-    if si[SI_POS] > 0:
-        px = touch - _slip(p, touch, P_SLIP_EXIT)
-        return _emit_fill(si, sf, p, fills, nf, ts, ts, SIDE_SELL, px, touch, 2 * touch, False, si[SI_TAG], reason)
-    px = touch + _slip(p, touch, P_SLIP_EXIT)
-    return _emit_fill(si, sf, p, fills, nf, ts, ts, SIDE_BUY, px, touch, 2 * touch, False, si[SI_TAG], reason)
+def _level_exit(st, p, fills, nf, t, level, reason):
+    """Close at a price level (bar mode has no quotes): the level is both bid and ask."""
+    return _close_at(st.si, st.sf, p, fills, nf, t, t, level, level, reason)
 
 
 @njit(cache=True, nogil=True)
@@ -631,12 +627,12 @@ def bar_exits(st, p, t, open_, high, low, fills, nf):
     t2 = si[SI_TARGET]
     if pos > 0:
         if low <= stop:
-            return _exit_at(st.si, st.sf, p, fills, nf, t, min(open_, stop), EXIT_STOP)
+            return _level_exit(st, p, fills, nf, t, min(open_, stop), EXIT_STOP)
         if t2 > 0 and 2 * high >= t2:
-            return _exit_at(st.si, st.sf, p, fills, nf, t, max(open_, (t2 + 1) // 2), EXIT_TARGET)
+            return _level_exit(st, p, fills, nf, t, max(open_, (t2 + 1) // 2), EXIT_TARGET)
     else:
         if high >= stop:
-            return _exit_at(st.si, st.sf, p, fills, nf, t, max(open_, stop), EXIT_STOP)
+            return _level_exit(st, p, fills, nf, t, max(open_, stop), EXIT_STOP)
         if t2 > 0 and 2 * low <= t2:
-            return _exit_at(st.si, st.sf, p, fills, nf, t, min(open_, t2 // 2), EXIT_TARGET)
+            return _level_exit(st, p, fills, nf, t, min(open_, t2 // 2), EXIT_TARGET)
     return nf
