@@ -1,0 +1,395 @@
+"""Pure text renderers for the console: the volume profile, the features panel, the header.
+
+No Textual here: each function takes plain values (ticks, lots, dicts of one
+record) and returns strings, so the layout is tested with hand-built inputs
+and the widgets stay thin (``pbdtui.widgets``). Prices arrive as int ticks and
+become text only here, at the edge.
+
+The profile is drawn as one row per aggregated price level, highest price at
+the top, like a ladder::
+
+    94270.0 │░░░
+    ────────┼──────────────────────── VAH 94250.0
+    94240.0 │████████████
+    94220.0 │██████████████████████████ POC 94225.0
+    94210.0 │████████████████ ◀ last 94213.4
+    ────────┼──────────────────────── VAL 94200.0
+    94190.0 │░░
+
+VAH and VAL are edges of the value area (the engine reports the upper edge of
+the top bin and the lower edge of the bottom bin), so they are drawn as lines
+*between* rows rather than as marks on a row; rows inside the value area are
+solid, rows outside are light. When there are more levels than rows, rows
+merge ``g`` consecutive levels, cut outward from the value area's edges so no
+row is half inside it (``profile_rows``). Cutting at multiples of ``g`` was
+tried first: at 100x30 the row holding VAL then also held prices below it,
+and a last price under VAL was drawn inside the value area.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from engine.types import (
+    ACCEPT_ABOVE,
+    ACCEPT_ABOVE_PENDING,
+    ACCEPT_BELOW,
+    ACCEPT_BELOW_PENDING,
+    ACCEPT_INSIDE,
+    ACCEPT_INVALID,
+    ACTION_NAMES,
+    REASON_NAMES,
+)
+from engine.units import decimals_of
+
+INSIDE_CHAR = "█"  # bar of a row inside the value area
+OUTSIDE_CHAR = "░"  # bar of a row outside it
+AXIS = "│"
+LINE = "─"
+CROSS = "┼"
+LAST_MARK = "◀ last"
+EMPTY_PROFILE = "no trades in the window yet"
+
+# engine.types has the ACCEPT_* ints but no names; these are display names only
+ACCEPT_NAMES = {
+    ACCEPT_INSIDE: "INSIDE",
+    ACCEPT_ABOVE_PENDING: "ABOVE (pending)",
+    ACCEPT_ABOVE: "ABOVE (accepted)",
+    ACCEPT_BELOW_PENDING: "BELOW (pending)",
+    ACCEPT_BELOW: "BELOW (accepted)",
+    ACCEPT_INVALID: "NO VALUE AREA",
+}
+
+SIGNAL_FLAGS = ("breakin_long", "breakin_short", "breakout_long", "breakout_short",
+                "failbreak_long", "failbreak_short")
+
+
+class PriceFormat:
+    """Prints ticks as prices: whole ticks with the tick's decimals, half ticks with one more."""
+
+    def __init__(self, tick_size: float):
+        self.tick = tick_size
+        self.dec = decimals_of(tick_size)
+        self.dec2 = decimals_of(tick_size / 2)
+
+    def px(self, ticks: int) -> str:
+        return f"{ticks * self.tick:.{self.dec}f}"
+
+    def px2(self, doubled_ticks: int) -> str:
+        """A doubled tick count (bin centres, mids); a whole tick prints like ``px``."""
+        if doubled_ticks % 2 == 0:
+            return self.px(doubled_ticks // 2)
+        return f"{doubled_ticks * self.tick / 2:.{self.dec2}f}"
+
+
+# --- volume profile -------------------------------------------------------------
+
+
+def profile_rows(lo: int, hi: int, va: tuple[int, int] | None, rows: int) -> tuple[int, list[tuple[int, int]]]:
+    """Cut levels ``lo..hi`` into at most ``rows`` rows of ``g`` levels; smallest g wins.
+
+    With a value area ``va = (first, last level)``, rows are cut outward from
+    its edges so no row straddles VAL or VAH (a straddling row would paint
+    prices outside the value area as inside it); the top row of the value
+    area may hold fewer than ``g`` levels. Without one, rows are aligned on
+    multiples of ``g``.
+
+    Returns:
+        (g, [(first level, last level), ...] lowest row first).
+    """
+    rows = max(1, rows)
+    g = max(1, math.ceil((hi - lo + 1) / rows))
+    while True:
+        cut: list[tuple[int, int]] = []
+        if va is None:
+            cut = [(q * g, q * g + g - 1) for q in range(lo // g, hi // g + 1)]
+        else:
+            va_lo, va_hi = va
+            below = -(-(va_lo - lo) // g)  # ceil
+            cut += [(va_lo - (j + 1) * g, va_lo - j * g - 1) for j in range(below - 1, -1, -1)]
+            cut += [(a, min(a + g - 1, va_hi)) for a in range(va_lo, va_hi + 1, g)]
+            cut += [(a, a + g - 1) for a in range(va_hi + 1, hi + 1, g)]
+        # a value area with levels on both sides needs three rows whatever g is;
+        # a smaller box gets those three and the caller crops
+        if len(cut) <= rows or g > hi - lo:
+            return g, cut
+        g += 1
+
+
+class _Levels:
+    """A profile aggregated to levels of ``w`` ticks, with its marks as level numbers."""
+
+    def __init__(self, bins: np.ndarray, volumes: np.ndarray, k: int, base_bin_ticks: int, poc2: int,
+                 val: int, vah: int, last_px: int, va_valid: bool):
+        vols = np.asarray(volumes, dtype=np.int64)
+        keep = vols > 0
+        self.empty = len(vols) == 0 or not keep.any()
+        self.w = max(1, int(k)) * base_bin_ticks
+        if self.empty:
+            return
+        levels = np.asarray(bins, dtype=np.int64)[keep] // max(1, int(k))
+        lo, hi = int(levels.min()), int(levels.max())
+        self.poc = poc2 // (2 * self.w) if va_valid else None
+        self.va = (val // self.w, (vah - 1) // self.w) if va_valid else None  # vah: exclusive edge
+        self.last = last_px // self.w if last_px >= 0 else None
+        for extra in (self.poc, self.last, *(self.va or ())):  # marks stay on screen
+            if extra is not None:
+                lo, hi = min(lo, extra), max(hi, extra)
+        self.lo, self.hi = lo, hi
+        self._levels = levels
+        self._vols = vols[keep]
+
+    def sums(self, ranges: list[tuple[int, int]]) -> np.ndarray:
+        """Volume in each (first, last) level range."""
+        base = min(r[0] for r in ranges)
+        top = max(r[1] for r in ranges)
+        per_level = np.bincount(self._levels - base, weights=self._vols.astype(np.float64),
+                                minlength=top - base + 1)
+        cum = np.concatenate([[0.0], np.cumsum(per_level)])
+        first = np.array([r[0] for r in ranges]) - base
+        last = np.array([r[1] for r in ranges]) - base
+        return cum[last + 1] - cum[first]
+
+    def layout(self, height: int) -> tuple[int, list[tuple[int, int]]]:
+        return profile_rows(self.lo, self.hi, self.va, height - 2 if self.va is not None else height)
+
+
+def render_profile(
+    bins: np.ndarray,
+    volumes: np.ndarray,
+    *,
+    k: int,
+    poc2: int,
+    val: int,
+    vah: int,
+    last_px: int,
+    tick_size: float,
+    height: int,
+    width: int,
+    base_bin_ticks: int = 1,
+    va_valid: bool = True,
+) -> list[str]:
+    """The rolling profile as at most ``height`` lines of at most ``width`` characters.
+
+    Args:
+        bins: base bins of the profile (``Engine.profile()``); base bin b
+            covers ticks [b * base_bin_ticks, (b + 1) * base_bin_ticks).
+        volumes: lots per base bin.
+        k: bin width in base bins (the engine's applied aggregation); level
+            j = b // k covers ticks [j * w, (j + 1) * w) with w = k * base_bin_ticks.
+        poc2: twice the POC bin centre, ticks.
+        val, vah: lower and upper edge of the value area, ticks.
+        last_px: last trade price, ticks (negative: none, no marker).
+        tick_size: price of one tick.
+        height, width: the space to fill.
+        base_bin_ticks: ticks per base bin.
+        va_valid: False when the engine has no value area (no POC/VA marks).
+
+    Returns:
+        Lines from the highest price down, trailing spaces stripped. A row's
+        label is the lower edge of its price range; its bar is the volume per
+        level in the row (the same as the row's volume except for a short
+        top row of the value area), scaled to the fullest row.
+    """
+    if height < 1 or width < 1:
+        return []
+    lv = _Levels(bins, volumes, k, base_bin_ticks, poc2, val, vah, last_px, va_valid)
+    if lv.empty:
+        return [EMPTY_PROFILE[:width]]
+    fmt = PriceFormat(tick_size)
+    w = lv.w
+    _, ranges = lv.layout(height)
+    density = lv.sums(ranges) / np.array([b - a + 1 for a, b in ranges], dtype=np.float64)
+    dmax = float(density.max())
+
+    rows = []  # (label, density, inside, notes), top first
+    for (first, last), dens in zip(reversed(ranges), reversed(density.tolist()), strict=True):
+        inside = lv.va is not None and lv.va[0] <= first and last <= lv.va[1]
+        notes = []
+        if lv.last is not None and first <= lv.last <= last:
+            notes.append(f"{LAST_MARK} {fmt.px(last_px)}")
+        if lv.poc is not None and first <= lv.poc <= last:
+            notes.append(f"POC {fmt.px2(poc2)}")
+        rows.append((fmt.px(first * w), dens, inside, "  ".join(notes)))
+
+    vah_note = f"VAH {fmt.px(vah)}" if va_valid else ""
+    val_note = f"VAL {fmt.px(val)}" if va_valid else ""
+    label_w = max(len(r[0]) for r in rows)
+    notes_w = max([len(r[3]) for r in rows] + [len(vah_note), len(val_note)])
+    bar_w = max(1, width - label_w - 2 - (notes_w + 1 if notes_w else 0))
+
+    def separator(note: str) -> str:
+        return f"{LINE * label_w}{LINE}{CROSS}{LINE * bar_w} {note}"
+
+    lines = []
+    inside_rows = [i for i, r in enumerate(rows) if r[2]]
+    for i, (label, dens, inside, notes) in enumerate(rows):
+        if inside_rows and i == inside_rows[0]:
+            lines.append(separator(vah_note))
+        n = 0 if dens <= 0 else max(1, round(dens / dmax * bar_w))
+        bar = (INSIDE_CHAR if inside else OUTSIDE_CHAR) * n
+        # marks follow the bar so the arrow points at it (a fixed notes column
+        # left a wide gap after short bars and was hard to read)
+        lines.append(f"{label:>{label_w}} {AXIS}{bar} {notes}")
+        if inside_rows and i == inside_rows[-1]:
+            lines.append(separator(val_note))
+    return [line.rstrip()[:width] for line in lines[:height]]
+
+
+def profile_title(bins: np.ndarray, volumes: np.ndarray, *, k: int, poc2: int, val: int, vah: int,
+                  last_px: int, base_bin_ticks: int, tick_size: float, window_minutes: int,
+                  height: int, va_valid: bool) -> str:
+    """The profile panel's title: window, bin width and how many levels one row holds."""
+    fmt = PriceFormat(tick_size)
+    hours = window_minutes / 60
+    span = f"{hours:g}h" if hours >= 1 else f"{window_minutes}m"
+    title = f"Volume profile {span} · bin {fmt.px(max(1, int(k)) * base_bin_ticks)}"
+    lv = _Levels(bins, volumes, k, base_bin_ticks, poc2, val, vah, last_px, va_valid)
+    if not lv.empty and height > 0:
+        g, _ = lv.layout(height)
+        if g > 1:
+            title += f" · {g} bins/row"
+    return title
+
+
+# --- features panel -------------------------------------------------------------
+
+
+def _signed(x: float, dec: int) -> str:
+    return f"{x:+.{dec}f}"
+
+
+def _hhmm(ts_ms: int) -> str:
+    return datetime.fromtimestamp(ts_ms / 1000, UTC).strftime("%H:%M UTC")
+
+
+def render_features(
+    features: Mapping[str, Any] | None,
+    signal: Mapping[str, Any] | None,
+    position: Any | None,
+    *,
+    tick_size: float,
+    qty_step: float,
+    order_qty: float,
+    base_bin_ticks: int = 1,
+    last_px: int = -1,
+    ambiguous_max: float | None = None,
+) -> list[str]:
+    """The latest closed minute's features, the decision, the position and PnL.
+
+    Args:
+        features: one ``FEATURE_DTYPE`` record as a dict (None before the first close).
+        signal: one ``SIGNAL_DTYPE`` record as a dict (None when not trading).
+        position: an ``engine.engine.PositionView`` (None: unknown).
+        tick_size, qty_step: the instrument's units.
+        order_qty: position size in coin (the engine's position is a direction).
+        base_bin_ticks: ticks per base bin (bin width = k * base_bin_ticks).
+        last_px: last trade price in ticks, to mark the open position.
+        ambiguous_max: flag the ambiguous fraction above this (config threshold).
+    """
+    fmt = PriceFormat(tick_size)
+    qty_dec = decimals_of(qty_step)
+    out: list[str] = []
+
+    def row(label: str, text: str) -> None:
+        out.append(f"{label:<9} {text}")
+
+    if features is None:
+        row("minute", "waiting for the first close")
+    else:
+        f = features
+        row("minute", _hhmm(int(f["ts_min"])))
+        row("ready", REASON_NAMES.get(int(f["ready"]), str(f["ready"])))
+        mid2 = int(f["mid2"])
+        sigma = float(f["sigma"])
+        row("mid", fmt.px2(mid2) if mid2 > 0 else "n/a")
+        row("sigma", f"{sigma * 1e4:.2f} bp/min" if math.isfinite(sigma) else "n/a")
+        row("bin", f"{fmt.px(int(f['k']) * base_bin_ticks)}  (k {int(f['k'])})")
+        if int(f["va_valid"]):
+            row("POC", fmt.px2(int(f["poc2"])))
+            row("VAH", fmt.px(int(f["vah"])))
+            row("VAL", f"{fmt.px(int(f['val']))}  cover {float(f['va_coverage']) * 100:.1f}%")
+        else:
+            row("VA", "none (empty profile)")
+        vol = int(f["volume"])
+        of = int(f["of"])
+        of_text = _signed(of * qty_step, qty_dec)
+        if vol > 0:
+            of_text += f"  ({of / vol:+.2f} of vol)"
+        row("OF", of_text)
+        qimb, ema = float(f["qimb"]), float(f["qimb_ema"])
+        row("qimb", (_signed(qimb, 2) if math.isfinite(qimb) else "n/a")
+            + (f"  ema {ema:+.2f}" if math.isfinite(ema) else ""))
+        if vol > 0:
+            amb = int(f["amb_qty"]) / vol
+            flag = "  HIGH" if ambiguous_max is not None and amb > ambiguous_max else ""
+            row("ambiguous", f"{amb * 100:.1f}%{flag}")
+        else:
+            row("ambiguous", "n/a (no trades)")
+
+    if signal is not None:
+        s = signal
+        row("accept", ACCEPT_NAMES.get(int(s["acceptance_state"]), str(s["acceptance_state"])))
+        flags = [name for name in SIGNAL_FLAGS if int(s[name])]
+        row("signal", f"{ACTION_NAMES.get(int(s['action']), '?')} · "
+            f"{REASON_NAMES.get(int(s['reason']), '?')}")
+        if flags:
+            row("setups", ", ".join(flags))
+
+    if position is not None:
+        p = position
+        if p.position == 0:
+            row("position", "flat")
+        else:
+            side = "LONG" if p.position > 0 else "SHORT"
+            row("position", f"{side} {order_qty:.{qty_dec}f} @ {fmt.px(p.entry_px)}")
+            row("stop", fmt.px(p.stop))
+        mark = last_px if last_px >= 0 else -1
+        unreal = (p.position * (mark - p.entry_px) * tick_size * order_qty
+                  if p.position != 0 and mark >= 0 else 0.0)
+        row("PnL", f"open {unreal:+.2f}  day {p.day_pnl:+.2f}")
+        row("", f"realized {p.realized:+.2f}  fees {p.fees:.2f}")
+        if p.kill_daily:
+            row("risk", "DAILY LOSS LIMIT: entries off")
+    return out
+
+
+# --- header ---------------------------------------------------------------------
+
+
+def format_clock(ts_ms: int) -> str:
+    """Event time as ``YYYY-MM-DD HH:MM:SS UTC`` (``--`` before the first event)."""
+    if ts_ms < 0:
+        return "----------  --:--:-- UTC"
+    return datetime.fromtimestamp(ts_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def render_header(*, symbol: str, ts: int, speed: float, paused: bool, warming_up: bool,
+                  finished: bool, kill_manual: bool, kill_daily: bool, ready: int | None,
+                  progress: float) -> str:
+    """One status line: symbol, replay clock, replay state and speed, kill switch, readiness."""
+    if finished:
+        state = "■ finished"
+    elif paused:
+        state = "⏸ paused"
+    elif warming_up:
+        state = "⏩ warm-up"
+    else:
+        state = "▶ replay"
+    parts = [
+        symbol,
+        format_clock(ts),
+        f"{state} {speed:g}x",
+        f"{progress * 100:3.0f}%",
+        "KILL ON" if kill_manual else "kill off",
+    ]
+    if kill_daily:
+        parts.append("LOSS LIMIT")
+    if ready is not None:
+        parts.append(REASON_NAMES.get(ready, str(ready)))
+    return " │ ".join(parts)

@@ -1,0 +1,333 @@
+"""The console: pure renderers on hand-built inputs, and the app driven through pilot.
+
+The app tests replay a real simulated session (``engine.synth``) from a real
+SQLite file through the real engine on the worker thread; nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.config import Settings
+from engine.engine import PositionView
+from engine.kernels.features import value_area
+from engine.kernels.state import SI_FLATTEN
+from engine.store import Store, instrument_of
+from engine.synth import synthesize
+from engine.types import ACCEPT_BELOW_PENDING, ACTION_HOLD, REASON_NO_SETUP
+from pbdtui.app import PbdApp, create_app, demo_database
+from pbdtui.messages import MinuteClosed, Snapshot, TicksReplayed
+from pbdtui.render import (
+    EMPTY_PROFILE,
+    profile_rows,
+    render_features,
+    render_header,
+    render_profile,
+)
+from pbdtui.widgets.features import FeaturesView
+from pbdtui.widgets.profile import ProfileView
+from tests.helpers import random_stream
+
+T_0358 = 1_767_585_480_000  # 2026-01-05 03:58 UTC
+
+
+# --- the profile renderer ---------------------------------------------------------------
+
+
+def _hand_profile():
+    """Twelve base bins (ticks 100..111), k=2: levels 50..55 hold 2, 3, 6, 4, 1, 1 lots."""
+    bins = np.arange(100, 112, dtype=np.int64)
+    vols = np.array([1, 1, 2, 1, 3, 3, 2, 2, 1, 0, 0, 1], dtype=np.int64)
+    return bins, vols
+
+
+def test_hand_profile_value_area_matches_the_engine_kernel():
+    # the marks the renderer is given below are the engine's own answer
+    bins, vols = _hand_profile()
+    out = np.zeros(5, np.int64)
+    value_area(vols, 100, 100, 111, 2, 1, 0, 0.7, np.zeros(8, np.int64), out)
+    assert list(out) == [210, 102, 108, 13, 17]  # poc2, val, vah, included, total
+
+
+def test_profile_marks_poc_value_area_edges_and_last_price():
+    bins, vols = _hand_profile()
+    lines = render_profile(bins, vols, k=2, poc2=210, val=102, vah=108, last_px=107,
+                           tick_size=0.5, height=10, width=40)
+    # bar width 22 = 40 - label 4 - " │" - the widest note "◀ last 53.5" and its space;
+    # each bar is its level's volume over the POC's (6 lots), rounded
+    assert lines == [
+        "55.0 │" + "░" * 4,
+        "54.0 │" + "░" * 4,
+        "─────┼" + "─" * 22 + " VAH 54.0",
+        "53.0 │" + "█" * 15 + " ◀ last 53.5",
+        "52.0 │" + "█" * 22 + " POC 52.5",
+        "51.0 │" + "█" * 11,
+        "─────┼" + "─" * 22 + " VAL 51.0",
+        "50.0 │" + "░" * 7,
+    ]
+
+
+def test_profile_merges_levels_when_taller_than_the_box():
+    bins, vols = _hand_profile()
+    lines = render_profile(bins, vols, k=2, poc2=210, val=102, vah=108, last_px=101,
+                           tick_size=0.5, height=6, width=40)
+    # 6 levels + 2 VA lines in 6 rows: two levels per row, cut outward from VAL and VAH,
+    # so the value area's three levels make one full row and one single-level row. Bars are
+    # volume per level: 2/2, 4/1, 9/2, 2/2 lots, scaled to 4.5 -> 22 characters
+    assert lines == [
+        "54.0 │" + "░" * 5,
+        "─────┼" + "─" * 22 + " VAH 54.0",
+        "53.0 │" + "█" * 20,
+        "51.0 │" + "█" * 22 + " POC 52.5",
+        "─────┼" + "─" * 22 + " VAL 51.0",
+        "49.0 │" + "░" * 5 + " ◀ last 50.5",
+    ]
+
+
+def test_rows_never_straddle_the_value_area_edges():
+    g, rows = profile_rows(0, 19, (5, 12), 8)
+    assert g == 3
+    assert rows == [(-1, 1), (2, 4), (5, 7), (8, 10), (11, 12), (13, 15), (16, 18), (19, 21)]
+    # without a value area rows sit on multiples of g, so they do not move with the range
+    assert profile_rows(5, 14, None, 4) == (3, [(3, 5), (6, 8), (9, 11), (12, 14)])
+
+
+def test_profile_without_value_area_has_no_marks_but_the_last_price():
+    bins, vols = _hand_profile()
+    lines = render_profile(bins, vols, k=2, poc2=0, val=0, vah=0, last_px=111, tick_size=0.5,
+                           height=10, width=30, va_valid=False)
+    assert len(lines) == 6
+    assert lines[0] == "55.0 │" + "░" * 2 + " ◀ last 55.5"
+    assert not any("POC" in x or "VAH" in x or "VAL" in x or "█" in x for x in lines)
+
+
+def test_empty_profile_says_so():
+    empty = np.zeros(0, np.int64)
+    assert render_profile(empty, empty, k=1, poc2=0, val=0, vah=0, last_px=-1, tick_size=0.1,
+                          height=5, width=40) == [EMPTY_PROFILE]
+
+
+@pytest.mark.parametrize("height,width", [(3, 20), (10, 30), (28, 52), (44, 110)])
+def test_profile_fits_any_box(height, width):
+    rng = np.random.default_rng(3)
+    bins = np.arange(940_000, 949_000, dtype=np.int64)
+    vols = rng.poisson(5, len(bins)).astype(np.int64)
+    lines = render_profile(bins, vols, k=106, poc2=2 * 944_500 + 106, val=942_000, vah=946_000,
+                           last_px=948_000, tick_size=0.1, height=height, width=width)
+    assert 0 < len(lines) <= height
+    assert all(len(x) <= width for x in lines)
+    if height >= 10:
+        text = "\n".join(lines)
+        for mark in ("POC", "VAH", "VAL", "◀ last"):
+            assert mark in text
+
+
+# --- the features panel and the header ----------------------------------------------------
+
+
+def test_features_panel_reads_the_last_minute_and_the_position():
+    features = dict(ts_min=T_0358, mid2=1_883_467, sigma=0.0004821, k=116, poc2=1_883_340,
+                    val=941_200, vah=942_100, va_valid=1, va_coverage=0.7198, volume=38_374,
+                    of=3_405, amb_qty=363, qimb=-0.4737, qimb_ema=-0.2704, ready=0)
+    signal = dict(acceptance_state=ACCEPT_BELOW_PENDING, action=ACTION_HOLD, reason=REASON_NO_SETUP,
+                  breakin_long=0, breakin_short=0, breakout_long=0, breakout_short=1,
+                  failbreak_long=0, failbreak_short=0)
+    position = PositionView(position=-1, entry_px=941_764, entry_ts=T_0358, stop=942_000, target2=0,
+                            tag=2, realized=-0.5, fees=0.25, funding=0.0, day_pnl=-0.5,
+                            kill_daily=False, kill_manual=False, bid=941_699, ask=941_700)
+    lines = render_features(features, signal, position, tick_size=0.1, qty_step=0.001,
+                            order_qty=0.001, last_px=941_700, ambiguous_max=0.35)
+    assert lines == [
+        "minute    03:58 UTC",
+        "ready     READY",
+        "mid       94173.35",
+        "sigma     4.82 bp/min",
+        "bin       11.6  (k 116)",
+        "POC       94167.0",
+        "VAH       94210.0",
+        "VAL       94120.0  cover 72.0%",
+        "OF        +3.405  (+0.09 of vol)",
+        "qimb      -0.47  ema -0.27",
+        "ambiguous 0.9%",
+        "accept    BELOW (pending)",
+        "signal    HOLD · NO_SETUP",
+        "setups    breakout_short",
+        "position  SHORT 0.001 @ 94176.4",
+        "stop      94200.0",
+        "PnL       open +0.01  day -0.50",
+        "          realized -0.50  fees 0.25",
+    ]
+
+
+def test_features_panel_before_the_first_close():
+    assert render_features(None, None, None, tick_size=0.1, qty_step=0.001, order_qty=0.001) == [
+        "minute    waiting for the first close"
+    ]
+
+
+def test_header_shows_clock_speed_kill_switch_and_readiness():
+    line = render_header(symbol="BTCUSDT", ts=T_0358 + 7_500, speed=600.0, paused=True,
+                         warming_up=False, finished=False, kill_manual=True, kill_daily=False,
+                         ready=0, progress=0.5)
+    assert line == "BTCUSDT │ 2026-01-05 03:58:07 UTC │ ⏸ paused 600x │  50% │ KILL ON │ READY"
+
+
+# --- the app --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def session_db(tmp_path_factory) -> Path:
+    """0.2 days of simulated ticks in a real SQLite file: 4 h of warm-up, then 48 minutes."""
+    path = tmp_path_factory.mktemp("console") / "session.db"
+    settings = Settings()
+    with Store(path, instrument_of(settings)) as store:
+        synthesize(store, settings, days=0.2, seed=11)
+    return path
+
+
+async def _until(pilot, condition, what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await pilot.pause(0.05)
+
+
+# Seconds with warm numba caches; the first run after a kernel edit compiles for a minute or more.
+WARM_UP_TIMEOUT = 240.0
+
+
+def _warmed_up(app: PbdApp) -> bool:
+    return (app.snapshot is not None and not app.snapshot.warming_up
+            and app.query_one(FeaturesView).features is not None)
+
+
+def _status(app: PbdApp) -> str:
+    return str(app.query_one("#status").render())
+
+
+@pytest.mark.parametrize("size", [(160, 48), (100, 30)])
+async def test_replay_draws_profile_with_value_area_and_last_price(session_db, size):
+    app = create_app(Settings(), session_db, speed=60.0)
+    async with app.run_test(size=size) as pilot:
+        await _until(pilot, lambda: _warmed_up(app), "the warm-up", WARM_UP_TIMEOUT)
+        await pilot.pause(0.3)  # a paced step or two after the warm-up
+        profile = app.query_one(ProfileView)
+        lines = profile.lines()
+        text = "\n".join(lines)
+        for mark in ("POC ", "VAH ", "VAL ", "◀ last "):
+            assert mark in text
+        assert len(lines) <= profile.size.height
+        assert all(len(x) <= profile.size.width for x in lines)
+        features = app.query_one(FeaturesView)
+        panel = "\n".join(features.lines())
+        assert "POC " in panel and "ready " in panel
+        status = _status(app)
+        assert status.startswith("BTCUSDT │ 2026-01-05 ") and "▶ replay 60x" in status
+        assert "kill off" in status
+        await pilot.press("q")
+    assert app.return_code == 0
+
+
+async def test_keys_reach_the_engine_on_its_thread(session_db):
+    app = create_app(Settings(), session_db, speed=60.0)
+    driver = app.driver
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _until(pilot, lambda: _warmed_up(app), "the warm-up", WARM_UP_TIMEOUT)
+
+        await pilot.press("k")
+        await _until(pilot, lambda: driver.engine.position().kill_manual, "the kill switch in the engine")
+        await _until(pilot, lambda: "KILL ON" in _status(app), "the header to show it")
+
+        await pilot.press("p")
+        await _until(pilot, lambda: driver.paused, "pause")
+        clock = driver.clock
+        await pilot.pause(0.3)
+        assert driver.clock == clock  # paused: no event time passes
+
+        await pilot.press("f")
+        await _until(pilot, lambda: app.flatten_requests, "the flatten confirmation")
+        # paused, so the request still waits for the next quote inside the engine
+        assert driver.engine.state.si[SI_FLATTEN] > 0
+        log_text = "\n".join(str(line.text) for line in app.query_one("#log").lines)
+        assert "FLATTEN" in log_text and "KILL SWITCH ON" in log_text
+
+        await pilot.press("plus")
+        await _until(pilot, lambda: driver.speed == 120.0, "speed x2")
+        await pilot.press("minus", "minus")
+        await _until(pilot, lambda: driver.speed == 30.0, "speed /4")
+
+        await pilot.press("p")
+        await _until(pilot, lambda: not driver.paused and driver.clock > clock, "resume")
+        # the next quote after the request closes any position; the engine clears the flag
+        await _until(pilot, lambda: driver.engine.state.si[SI_FLATTEN] == 0, "flatten applied")
+        assert driver.engine.position().position == 0  # and the kill switch keeps it flat
+
+        await pilot.press("k")
+        await _until(pilot, lambda: not driver.engine.position().kill_manual, "kill switch off")
+
+        await pilot.press("q")
+        await pilot.pause()
+    assert app.return_code == 0
+    assert app.replay_worker is not None and app.replay_worker.is_finished
+
+
+def test_high_rate_messages_replace_each_other():
+    # the screen draws only the newest snapshot when it falls behind
+    empty = np.zeros(0, np.int64)
+    position = PositionView(0, 0, 0, 0, 0, 0, 0.0, 0.0, 0.0, 0.0, False, False, 0, 0)
+    snap = Snapshot(ts=-1, last_px=-1, bid=0, ask=0, bins=empty, volumes=empty, k=0, poc2=0, val=0,
+                    vah=0, va_valid=False, position=position, speed=1.0, paused=False,
+                    warming_up=True, progress=0.0)
+    assert TicksReplayed(snap).can_replace(TicksReplayed(snap))
+    minute = MinuteClosed({}, {}, {})
+    assert minute.can_replace(MinuteClosed({}, {}, {}))
+    assert not minute.can_replace(TicksReplayed(snap))
+
+
+async def test_replay_error_is_shown_and_the_console_stays_up(session_db):
+    # a database of another instrument: the worker fails, the app reports it instead of crashing
+    app = create_app(Settings(tick_size=0.5), session_db, speed=60.0)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await _until(pilot, lambda: app.error is not None, "the worker error", WARM_UP_TIMEOUT)
+        log_text = "\n".join(str(line.text) for line in app.query_one("#log").lines)
+        assert "replay stopped" in log_text and "tick_size" in log_text
+        await pilot.press("q")
+    assert app.return_code == 0
+
+
+async def test_feed_gap_raises_a_stale_feed_alert_then_recovers(tmp_path):
+    # 20 minutes of ticks with nothing in minutes 12 and 13; a 5-minute window so the
+    # warm-up ends before the gap (readiness reports WARMUP ahead of FEED_STALE)
+    settings = Settings(rolling_window_minutes=5)
+    trades, quotes = random_stream(1, 20, gap_minutes=(12, 13))
+    path = tmp_path / "gap.db"
+    with Store(path, instrument_of(settings)) as store:
+        store.append_ticks("trade", trades, "test")
+        store.append_ticks("quote", quotes, "test")
+    app = create_app(settings, path, speed=3000.0)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _until(pilot, lambda: app.snapshot is not None and app.snapshot.finished, "the end",
+                     WARM_UP_TIMEOUT)
+        log_text = "\n".join(str(line.text) for line in app.query_one("#log").lines)
+        assert "FEED STALE" in log_text
+        assert log_text.index("FEED STALE") < log_text.index("FEED_STALE -> READY")
+        assert "replay finished: 20 minutes" in log_text
+        assert "■ finished" in _status(app)
+
+
+def test_demo_session_is_generated_once_then_reused(tmp_path):
+    settings = Settings()
+    path = demo_database(settings, seed=3, days=0.02, directory=tmp_path)
+    assert path == tmp_path / "demo-3.db"
+    stamp = path.stat().st_mtime_ns
+    assert demo_database(settings, seed=3, days=0.02, directory=tmp_path) == path
+    assert path.stat().st_mtime_ns == stamp
+    assert [p.name for p in tmp_path.iterdir() if "tmp" in p.name] == []  # no temporary left
+    # a truncated session (e.g. an older, shorter demo) is regenerated
+    assert demo_database(settings, seed=3, days=0.03, directory=tmp_path) == path
+    assert path.stat().st_mtime_ns != stamp
