@@ -23,6 +23,8 @@ go back to the parent, which writes one ``runs`` row per combination
 (``mode`` 'tick', the run id of ``run_id_for``; the summary is the report
 without ``equity_curve`` and with ``"sweep": true``), all in one transaction
 after every combination has finished, so a failed sweep writes nothing. A
+row an earlier sweep wrote is replaced; a row ``pbdtui backtest`` wrote for
+the same run id (same settings and data, so the same figures) is kept. A
 sweep does NOT write ``signals_1m``, ``trades_exec``, ``bars_1m`` or
 ``features_1m``: run ``pbdtui backtest`` with the chosen settings for the
 trade-level rows.
@@ -53,7 +55,8 @@ signal inputs. The groups are reported (``feature_groups`` in
 Output
 ------
 A table on stdout (grid values, trades, net_pnl, gross_pnl, fees, win_rate,
-max_drawdown, exposure, seconds), and in ``--out`` (default
+max_drawdown, exposure, seconds: ``run_tick``'s wall time in its worker, the
+first combination of each worker including numba's cache load), and in ``--out`` (default
 ``./sweep_out``): ``sweep.csv`` (the same columns without ``seconds``, plus
 ``run_id``) and ``sweep.json`` (grids, base settings, one full report per
 combination without the equity curve, the feature groups, and a separate
@@ -260,8 +263,12 @@ def run_sweep(store: Store, grid: Grid, combos: list[Settings], workers: int | N
             run_id = run_id_for(s, "tick", rng)
             if rep["run_id"] != run_id:
                 raise RuntimeError(f"sweep: run id mismatch {rep['run_id']} != {run_id}")
+            # replaces an earlier sweep's row; keeps a `pbdtui backtest` row of the same run id
+            # (same figures, plus the equity curve and its signals/trades rows)
             store.db.execute(
-                "INSERT OR REPLACE INTO runs(run_id, mode, config_json, summary_json) VALUES (?, ?, ?, ?)",
+                "INSERT INTO runs(run_id, mode, config_json, summary_json) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(run_id) DO UPDATE SET mode=excluded.mode, config_json=excluded.config_json, "
+                "summary_json=excluded.summary_json WHERE json_extract(runs.summary_json, '$.sweep') IS 1",
                 (run_id, "tick", json.dumps(dataclasses.asdict(s), sort_keys=True),
                  json.dumps(rep | {"sweep": True}, sort_keys=True)),
             )
@@ -338,12 +345,16 @@ def run_sweep_cli(settings: Settings, db: str, grid: Sequence[str], out: str | N
     if not Path(db).exists():
         raise FileNotFoundError(f"{db}: no such database")
 
+    tty = sys.stderr.isatty()
+
     def progress(i: int, n: int) -> None:
-        print(f"\rsweep: {i}/{n} combinations", end="", file=sys.stderr, flush=True)
+        if tty:
+            print(f"\rsweep: {i}/{n} combinations", end="", file=sys.stderr, flush=True)
 
     with Store(db, instrument_of(settings)) as store:
         res = run_sweep(store, parsed, combos, workers=workers, progress=progress)
-    print("", file=sys.stderr)
+    if tty:
+        print("", file=sys.stderr)
     path = write_outputs(res, settings, out if out is not None else DEFAULT_OUT)
     sys.stdout.write(table_text(res))
     print(f"{len(combos)} combinations, {len(res.groups)} feature group(s), {res.workers} worker(s), "
