@@ -150,6 +150,14 @@ ACCEPT_ABOVE = 2  # accepted above value
 ACCEPT_BELOW_PENDING = -1
 ACCEPT_BELOW = -2
 ACCEPT_INVALID = 9  # no value area
+ACCEPT_NAMES = {
+    ACCEPT_INSIDE: "INSIDE",
+    ACCEPT_ABOVE_PENDING: "ABOVE (pending)",
+    ACCEPT_ABOVE: "ABOVE (accepted)",
+    ACCEPT_BELOW_PENDING: "BELOW (pending)",
+    ACCEPT_BELOW: "BELOW (accepted)",
+    ACCEPT_INVALID: "NO VALUE AREA",
+}
 
 ORDER_MARKET = 0
 ORDER_LIMIT = 1

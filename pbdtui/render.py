@@ -36,12 +36,7 @@ from typing import Any
 import numpy as np
 
 from engine.types import (
-    ACCEPT_ABOVE,
-    ACCEPT_ABOVE_PENDING,
-    ACCEPT_BELOW,
-    ACCEPT_BELOW_PENDING,
-    ACCEPT_INSIDE,
-    ACCEPT_INVALID,
+    ACCEPT_NAMES,
     ACTION_NAMES,
     REASON_NAMES,
 )
@@ -55,15 +50,6 @@ CROSS = "┼"
 LAST_MARK = "◀ last"
 EMPTY_PROFILE = "no trades in the window yet"
 
-# engine.types has the ACCEPT_* ints but no names; these are display names only
-ACCEPT_NAMES = {
-    ACCEPT_INSIDE: "INSIDE",
-    ACCEPT_ABOVE_PENDING: "ABOVE (pending)",
-    ACCEPT_ABOVE: "ABOVE (accepted)",
-    ACCEPT_BELOW_PENDING: "BELOW (pending)",
-    ACCEPT_BELOW: "BELOW (accepted)",
-    ACCEPT_INVALID: "NO VALUE AREA",
-}
 
 SIGNAL_FLAGS = ("breakin_long", "breakin_short", "breakout_long", "breakout_short",
                 "failbreak_long", "failbreak_short")
