@@ -7,9 +7,12 @@ then a handful of BLOB reads and ``np.frombuffer`` instead of millions of row
 fetches (one SQL row per tick was rejected: ~1 M rows/s to read at best,
 against the 2 M events/s target for ``pbdtui features``).
 
-Each chunk carries a digest of its bytes under a UNIQUE constraint, and
-importers cut chunks deterministically from the start of a file, so
-re-importing the same file inserts nothing.
+Each chunk's digest is remembered in ``tick_digests`` for good (also after
+a purge drops or trims the chunk), and importers cut chunks
+deterministically from the start of a file, so re-importing the same file
+inserts nothing, and cannot bring back ticks a purge removed. Known limit:
+two different files covering the same ticks (a Tardis export and a Bybit
+archive of one day) are not deduplicated against each other.
 
 Derived tables (``bars_1m``, ``features_1m``, ``signals_1m``,
 ``trades_exec``) use spec.md's column names, prices in price units, ``ts_min``
@@ -64,15 +67,16 @@ CREATE TABLE IF NOT EXISTS tick_chunks(
     ts_first INTEGER NOT NULL,
     ts_last INTEGER NOT NULL,
     n INTEGER NOT NULL,
-    digest TEXT NOT NULL UNIQUE,
+    digest TEXT NOT NULL,
     source TEXT NOT NULL,
     data BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS tick_chunks_kind_ts ON tick_chunks(kind, ts_first);
 CREATE TABLE IF NOT EXISTS funding(ts INTEGER PRIMARY KEY, rate REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS tick_digests(digest TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS imports(
-    source TEXT NOT NULL, format TEXT NOT NULL, rows_ok INTEGER, rows_bad INTEGER,
-    rows_new INTEGER, PRIMARY KEY(source, format, rows_ok, rows_bad, rows_new)
+    seq INTEGER PRIMARY KEY, source TEXT NOT NULL, format TEXT NOT NULL, rows_ok INTEGER,
+    rows_bad INTEGER, rows_new INTEGER
 );
 CREATE TABLE IF NOT EXISTS bars_1m(
     ts_min INTEGER PRIMARY KEY, open REAL, high REAL, low REAL, close REAL, volume REAL,
@@ -210,7 +214,7 @@ class Store:
                 new += self._insert_chunk(kind, records[start:start + CHUNK_ROWS], source)
         return new
 
-    def _insert_chunk(self, kind: str, part: np.ndarray, source: str) -> int:
+    def _insert_chunk(self, kind: str, part: np.ndarray, source: str, keep_digest: str | None = None) -> int:
         if len(part) == 0:
             return 0
         ts = part["ts"]
@@ -218,12 +222,16 @@ class Store:
             part = part[np.argsort(ts, kind="stable")]
             ts = part["ts"]
         data = np.ascontiguousarray(part).tobytes()
+        digest = _digest(kind, data) if keep_digest is None else keep_digest
+        if keep_digest is None:
+            self.db.execute("INSERT OR IGNORE INTO tick_digests(digest) VALUES (?)", (digest,))
+            if not self.db.changes():
+                return 0  # stored before (and perhaps purged since)
         self.db.execute(
-            "INSERT OR IGNORE INTO tick_chunks(kind, ts_first, ts_last, n, digest, source, data) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (kind, int(ts[0]), int(ts[-1]), len(part), _digest(kind, data), source, data),
+            "INSERT INTO tick_chunks(kind, ts_first, ts_last, n, digest, source, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (kind, int(ts[0]), int(ts[-1]), len(part), digest, source, data),
         )
-        return len(part) if self.db.changes() else 0
+        return len(part)
 
     def tick_range(self) -> tuple[int, int] | None:
         """(first, last) exchange ts over all stored trades and quotes, or None."""
@@ -241,7 +249,7 @@ class Store:
         parts = []
         for chunk_id, n, data in self.db.execute(
             "SELECT chunk_id, n, data FROM tick_chunks WHERE kind=? AND ts_last>=? AND ts_first<? "
-            "ORDER BY ts_first, chunk_id",
+            "ORDER BY chunk_id",  # insertion (file) order; the stable sort below orders by ts
             (kind, lo, hi),
         ):
             if len(data) != n * dtype.itemsize:
@@ -348,14 +356,15 @@ class Store:
             row = self.db.execute("SELECT COALESCE(SUM(n), 0) FROM tick_chunks WHERE ts_last < ?", (cutoff,)).fetchone()
             dropped += int(row[0])
             self.db.execute("DELETE FROM tick_chunks WHERE ts_last < ?", (cutoff,))
-            for chunk_id, kind, source, data in self.db.execute(
-                "SELECT chunk_id, kind, source, data FROM tick_chunks WHERE ts_first < ?", (cutoff,)
+            for chunk_id, kind, source, digest, data in self.db.execute(
+                "SELECT chunk_id, kind, source, digest, data FROM tick_chunks WHERE ts_first < ?", (cutoff,)
             ).fetchall():
                 arr = np.frombuffer(data, dtype=KIND_DTYPES[kind])
                 keep = arr[arr["ts"] >= cutoff]
                 dropped += len(arr) - len(keep)
                 self.db.execute("DELETE FROM tick_chunks WHERE chunk_id=?", (chunk_id,))
-                self._insert_chunk(kind, keep, source)
+                # the trimmed chunk keeps its original digest: re-importing its file stays a no-op
+                self._insert_chunk(kind, keep, source, keep_digest=digest)
         return dropped, cutoff
 
     # --- funding ----------------------------------------------------------------
@@ -380,7 +389,7 @@ class Store:
     def log_import(self, source: str, fmt: str, rows_ok: int, rows_bad: int, rows_new: int) -> None:
         with self.db:
             self.db.execute(
-                "INSERT OR IGNORE INTO imports(source, format, rows_ok, rows_bad, rows_new) VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO imports(source, format, rows_ok, rows_bad, rows_new) VALUES (?, ?, ?, ?, ?)",
                 (source, fmt, rows_ok, rows_bad, rows_new),
             )
 

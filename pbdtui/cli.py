@@ -36,6 +36,10 @@ def _cmd_import(args: argparse.Namespace) -> int:
     from engine.store import Store, instrument_of
 
     settings = _settings(args)
+    for path in [args.trades, args.quotes, *args.files]:
+        if path and not Path(path).is_file():
+            # checked before the database is opened, so a typo leaves no empty database behind
+            raise FileNotFoundError(f"{path}: no such file")
     with Store(args.db, instrument_of(settings)) as store:
         if args.format == "tardis":
             if not args.trades and not args.quotes:

@@ -71,3 +71,29 @@ def test_unsorted_records_are_stored_sorted_stably(tmp_path):
         got = st.load_ticks("quote")
     assert list(got["ts"]) == [3, 3, 5] and list(got["bid_sz"]) == [2, 3, 1]
     assert np.all(np.diff(got["ts"]) >= 0)
+
+
+def test_reimport_after_purge_brings_nothing_back(tmp_path):
+    rows = [(i * 30 * 60_000, 100, 5, 101, 5) for i in range(200)]
+    qu = quotes(rows)
+    with Store(tmp_path / "a.db", BTC) as st:
+        st.append_ticks("quote", qu, "q")
+        st.purge_raw(48 * HOUR)
+        left = st.load_ticks("quote")
+        assert st.append_ticks("quote", qu, "q") == 0
+        assert st.load_ticks("quote").tobytes() == left.tobytes()
+
+
+def test_import_log_keeps_every_import(tmp_path):
+    with Store(tmp_path / "a.db", BTC) as st:
+        st.log_import("f.csv", "tardis", 10, 0, 10)
+        st.log_import("f.csv", "tardis", 10, 0, 0)
+        assert [r[0] for r in st.fetch("SELECT rows_new FROM imports ORDER BY seq")] == [10, 0]
+
+
+def test_missing_import_file_leaves_no_database(tmp_path, capsys):
+    from pbdtui.cli import main
+
+    db = tmp_path / "x.db"
+    assert main(["data", "import", "--db", str(db), "--format", "tardis", "--trades", str(tmp_path / "no.csv.gz")]) == 2
+    assert not db.exists() and "no such file" in capsys.readouterr().err
