@@ -26,9 +26,11 @@ from typing import Any
 import numpy as np
 
 from engine.engine import Engine
+from engine.kernels import loop
 from engine.kernels.barmode import run_bars
 from engine.kernels.params import make_params
-from engine.kernels.state import new_state
+from engine.kernels.replay import replay_finish, replay_quotes
+from engine.kernels.state import SI_ENTRY_PX, SI_POS, SI_Q_ASK, SI_Q_BID, new_state
 from engine.records import Units, bar_rows, feature_rows, fill_rows, signal_rows, units_of
 from engine.store import (
     BARS_COLUMNS,
@@ -110,6 +112,55 @@ def run_tick(store: Store, settings: Any, progress: Callable[[float], None] | No
     )
 
 
+def compute_minutes(store: Store, settings: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Bars and features (engine records) of every stored tick, features only."""
+    engine = Engine(settings, trading=False)
+    parts = [engine.feed(trades, quotes) for trades, quotes in store.iter_event_slices()]
+    parts.append(engine.finish())
+    return np.concatenate([o.bars for o in parts]), np.concatenate([o.features for o in parts])
+
+
+def run_tick_replay(store: Store, settings: Any, bars: np.ndarray, feats: np.ndarray) -> BacktestResult:
+    """Mode 1 with the minutes precomputed (``compute_minutes`` with the same feature settings).
+
+    Replays only quotes and funding through the strategy (``kernels.replay``);
+    signals, fills and the report equal ``run_tick``'s for the same settings.
+    """
+    started = time.perf_counter()
+    rng = store.tick_range()
+    p = make_params(settings, trading=True)
+    state = new_state(settings.rolling_window_minutes, settings.bvc_lookback, hist_bins=16, fifo_size=16)
+    funding = store.load_funding()
+    sigs = np.zeros(len(bars), dtype=SIGNAL_DTYPE)
+    counts = np.zeros(loop.N_COUNTS, dtype=np.int64)
+    fill_parts = []
+    events = store.count_ticks("trade")  # counted, not read: fills only need quotes
+    f_next = 0
+    for _, quotes in store.iter_event_slices(with_trades=False):
+        events += len(quotes)
+        last = int(quotes["ts"][-1]) if len(quotes) else -1
+        f_end = int(np.searchsorted(funding["ts"], last, "right"))
+        fund = funding[f_next:f_end]
+        f_next = f_end
+        counts[loop.C_QUOTES] = counts[loop.C_FUNDING] = 0
+        while True:
+            fills = np.zeros(len(quotes) // 64 + 64, dtype=FILL_DTYPE)
+            counts[loop.C_FILLS] = 0
+            err = replay_quotes(quotes, fund, bars, feats, p, state, sigs, fills, counts)
+            fill_parts.append(fills[:counts[loop.C_FILLS]].copy())
+            if err == 0:
+                break
+    replay_finish(bars, feats, p, state, sigs, counts)
+    si = state.si
+    return BacktestResult(
+        run_id=run_id_for(settings, "tick", rng), mode="tick", signals=sigs, features=feats, bars=bars,
+        fills=np.concatenate(fill_parts) if fill_parts else np.zeros(0, dtype=FILL_DTYPE),
+        events=events, seconds=time.perf_counter() - started,
+        last_mid2=int(si[SI_Q_BID] + si[SI_Q_ASK]), open_position=int(si[SI_POS]),
+        open_entry_px=int(si[SI_ENTRY_PX]),
+    )
+
+
 def load_minute_records(store: Store, settings: Any) -> tuple[np.ndarray, np.ndarray]:
     """``bars_1m`` + ``features_1m`` back into engine records (ticks and lots)."""
     rows = store.fetch(
@@ -162,8 +213,6 @@ def run_bar(store: Store, settings: Any) -> BacktestResult:
     if nf < 0:
         raise RuntimeError("bar backtest: fill buffer overflow")
     rng = (int(bars["ts_min"][0]), int(bars["ts_min"][-1]))
-    from engine.kernels.state import SI_ENTRY_PX, SI_POS
-
     last = bars[-1]
     return BacktestResult(
         run_id=run_id_for(settings, "bar", rng), mode="bar", signals=sigs, fills=fills[:nf].copy(),

@@ -303,20 +303,22 @@ class Store:
             blob.read_into(out.view(np.uint8))
         return out
 
-    def iter_event_slices(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def iter_event_slices(self, with_trades: bool = True) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield ``(trades, quotes)`` slices covering every stored tick once, in time order.
 
         Slices are read-only views of the stored chunks (no copy, no
         concatenation); each holds every event with ``ts`` below a cut and at
         or above the previous cut. When chunks of one kind overlap in time
         (e.g. two imports of overlapping files), falls back to day windows,
-        which load and sort.
+        which load and sort. ``with_trades=False`` reads quotes only (trades come
+        back empty), for drivers that only execute.
         """
-        t_index, q_index = self._chunk_index("trade"), self._chunk_index("quote")
+        t_index = self._chunk_index("trade") if with_trades else []
+        q_index = self._chunk_index("quote")
         for index in (t_index, q_index):
             if any(index[i][1] < index[i - 1][2] for i in range(1, len(index))):
                 for _end, trades, quotes in self.iter_windows(DAY_MS):
-                    yield trades, quotes
+                    yield (trades if with_trades else trades[:0]), quotes
                 return
         empty_t = np.zeros(0, dtype=TRADE_DTYPE)
         empty_q = np.zeros(0, dtype=QUOTE_DTYPE)

@@ -31,26 +31,23 @@ trade-level rows.
 
 What is reused across combinations, and what is not
 ---------------------------------------------------
-Combinations are grouped by their *feature key*: all settings except the
-execution / risk keys in ``EXECUTION_KEYS`` (slippage, fees, funding, size,
-daily loss, hold, cooldown, stop buffer, targets, flip). Combinations of one
-group produce identical ``bars_1m``/``features_1m`` rows and identical
-signal inputs. The groups are reported (``feature_groups`` in
-``sweep.json``) so a reader can see which rows share features.
+Combinations are grouped by their *feature key*: the settings the feature
+kernels read (``engine.kernels.params.FEATURE_KEYS``: bin width, window,
+staleness, ...). Signal, risk and execution keys (slippage, fees,
+accept_outside_k, thresholds, cooldown, ...) do not change bars or
+features.
 
-* Reused, per worker process: the loaded numba machine code (from numba's
-  on-disk cache, loaded once per process) and the SQLite connection with its
-  page cache. The OS page cache also serves every process's reads of the
-  same file.
-* NOT reused: reading the ticks, and the feature computation. Every
-  combination reads every stored tick chunk and its ``run_tick`` recomputes
-  the features (histogram updates, value area, sigma, ...) in the same pass
-  as signals and fills, even when only execution keys differ: ``run_tick``
-  cannot take precomputed features, and the kernel has no mode that skips
-  them.
-* ``features_1m``/``bars_1m`` are not computed or written by the parent: the
-  sweep table does not need them, and the ambiguous-trade figures in each
-  report come from the features the combination's own run computed.
+* Reused: each group's bars and features are computed once (a
+  features-only pass over all trades and quotes, in a worker), then every
+  combination of the group runs ``engine.backtest.run_tick_replay``: quotes
+  and funding only, through the same ``decide``/``on_quote``/``on_time`` as
+  the tick engine, against the stored minutes. Its signals, fills and report
+  are byte-identical to ``run_tick``'s (tested), at about half the work
+  (trades are not read, the profile is not rebuilt).
+* Also reused, per worker process: numba's loaded machine code and the
+  SQLite connection; the OS page cache serves every process's reads.
+* Not reused: reading the quotes, once per combination.
+* ``features_1m``/``bars_1m`` are not written by a sweep.
 
 Output
 ------
@@ -84,15 +81,8 @@ from typing import Any
 import yaml
 
 from engine.config import ConfigError, Settings
+from engine.kernels.params import FEATURE_KEYS
 from engine.store import Store, StoreError, instrument_of
-
-EXECUTION_KEYS = frozenset({
-    "slippage_ticks_entry", "slippage_ticks_exit", "slippage_bps", "taker_fee_bps", "maker_fee_bps",
-    "fee_model", "funding_model", "funding_rate_default", "order_qty", "max_daily_loss",
-    "daily_reset_hour_utc", "max_hold_minutes", "cooldown_minutes", "stop_buffer_ticks", "target",
-    "breakout_target_va_multiple", "flip_on_signal",
-})
-"""Keys that only change execution and risk: combinations differing only in these share features."""
 
 INSTRUMENT_KEYS = frozenset({"symbol", "tick_size", "qty_step", "instrument"})
 RESULT_COLUMNS = ("trades", "net_pnl", "gross_pnl", "fees", "win_rate", "max_drawdown", "exposure")
@@ -187,8 +177,8 @@ def parse_grid(settings: Settings, specs: Sequence[str]) -> tuple[Grid, list[Set
 
 
 def feature_key(settings: Settings) -> tuple[tuple[str, Any], ...]:
-    """The settings that can change features and signal inputs (all but EXECUTION_KEYS)."""
-    return tuple(sorted((k, v) for k, v in dataclasses.asdict(settings).items() if k not in EXECUTION_KEYS))
+    """The settings that can change bars and features (``FEATURE_KEYS``)."""
+    return tuple((k, getattr(settings, k)) for k in FEATURE_KEYS)
 
 
 def feature_groups(combos: Sequence[Settings]) -> list[list[int]]:
@@ -210,15 +200,28 @@ def _init_worker(db: str) -> None:
     _worker_store = Store(db, readonly=True)
 
 
-def _run_one(index: int, settings: Settings) -> tuple[int, dict[str, Any], float]:
-    """Worker: one combination through ``run_tick`` and ``report``; (index, report, seconds)."""
-    from engine.backtest import report, run_tick
-
+def _check_instrument(settings: Settings) -> Store:
     assert _worker_store is not None, "sweep worker used without _init_worker"
     if _worker_store.instrument != instrument_of(settings):
         raise StoreError(f"{_worker_store.path}: holds {_worker_store.instrument}, the combination asks for "
                          f"{instrument_of(settings)}")
-    result = run_tick(_worker_store, settings)
+    return _worker_store
+
+
+def _minutes_of(group: int, settings: Settings) -> tuple[int, Any, Any, float]:
+    """Worker: a feature group's bars and features, computed once; (group, bars, features, seconds)."""
+    from engine.backtest import compute_minutes
+
+    started = time.perf_counter()
+    bars, feats = compute_minutes(_check_instrument(settings), settings)
+    return group, bars, feats, time.perf_counter() - started
+
+
+def _run_one(index: int, settings: Settings, bars: Any, feats: Any) -> tuple[int, dict[str, Any], float]:
+    """Worker: one combination replayed on its group's minutes; (index, report, seconds)."""
+    from engine.backtest import report, run_tick_replay
+
+    result = run_tick_replay(_check_instrument(settings), settings, bars, feats)
     rep = report(settings, result)
     rep.pop("equity_curve", None)
     return index, rep, result.seconds
@@ -244,8 +247,12 @@ def run_sweep(store: Store, grid: Grid, combos: list[Settings], workers: int | N
     done = 0
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
                              initargs=(store.path,)) as pool:
-        futures = [pool.submit(_run_one, i, s) for i, s in enumerate(combos)]
         try:
+            futures = []
+            for fut in as_completed([pool.submit(_minutes_of, g, combos[idx[0]]) for g, idx in enumerate(groups)]):
+                g, bars, feats, _ = fut.result()
+                # a group's combinations start as soon as its minutes are ready
+                futures += [pool.submit(_run_one, i, combos[i], bars, feats) for i in groups[g]]
             for fut in as_completed(futures):
                 index, rep, secs = fut.result()
                 reports[index] = rep

@@ -133,3 +133,36 @@ def test_slippage_and_fees_only_make_it_worse(sim_db, tmp_path):
     if free["trades"] == paid["trades"]:
         assert free["net_pnl"] >= paid["net_pnl"]
     assert free["fees"] < 0 < paid["fees"]  # maker rebate vs taker fee
+
+
+def test_replay_on_precomputed_minutes_equals_the_full_tick_run(sim_db, tmp_path):
+    from engine.backtest import compute_minutes, report, run_tick, run_tick_replay
+
+    path = _copy(sim_db, tmp_path, "h.db")
+    variants = [SETTINGS, SETTINGS.replace(slippage_ticks_entry=0, fee_model="maker", accept_outside_k=2,
+                                           cooldown_minutes=0, max_hold_minutes=5, funding_rate_default=0.01)]
+    with Store(path, instrument_of(SETTINGS)) as st:
+        bars, feats = compute_minutes(st, SETTINGS)
+        for s in variants:  # execution and signal keys change; feature keys do not
+            full = run_tick(st, s)
+            fast = run_tick_replay(st, s, bars, feats)
+            assert len(full.fills) > 3
+            assert fast.signals.tobytes() == full.signals.tobytes()
+            assert fast.fills.tobytes() == full.fills.tobytes()
+            assert report(s, fast) == report(s, full)
+
+
+def test_feature_keys_are_exactly_what_feature_params_read():
+    from engine.kernels.params import FEATURE_KEYS, N_FEATURE_PARAMS, make_params
+
+    base = make_params(SETTINGS)[:N_FEATURE_PARAMS]
+    other = {"alpha_bin": 0.4, "base_bin_ticks": 2, "bin_width_max_ticks": 50, "rebucket_interval_minutes": 5,
+             "rebucket_change_pct": 0.5, "max_quote_staleness_ms": 100, "use_tick_rule_fallback": True,
+             "va_fraction": 0.6, "rolling_window_minutes": 30, "qimb_ema_span": 3, "bvc_lookback": 20,
+             "feed_stale_halt_ms": 1000, "tick_size": 0.5,
+             # not feature keys:
+             "accept_outside_k": 5, "slippage_ticks_entry": 3, "fee_model": "maker", "cooldown_minutes": 9,
+             "qimb_entry_min": 0.3, "of_entry_min": 1.0, "target": "tp2", "max_hold_minutes": 7}
+    for key, value in other.items():
+        changed = (make_params(SETTINGS.replace(**{key: value}))[:N_FEATURE_PARAMS] != base).any()
+        assert changed == (key in FEATURE_KEYS), key

@@ -75,7 +75,9 @@ def test_feature_groups():
     _, combos = sweep.parse_grid(Settings(), ["slippage_ticks_entry=0,1", "fee_model=taker,maker",
                                               "alpha_bin=0.2,0.3", "accept_outside_k=2,3"])
     groups = sweep.feature_groups(combos)
-    assert len(groups) == 4 and all(len(g) == 4 for g in groups)
+    # only alpha_bin changes features: accept_outside_k is a signal key, the rest execution
+    assert len(groups) == 2 and all(len(g) == 8 for g in groups)
+    assert {combos[g[0]].alpha_bin for g in groups} == {0.2, 0.3}
     for g in groups:
         keys = {sweep.feature_key(combos[i]) for i in g}
         assert len(keys) == 1

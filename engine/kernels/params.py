@@ -61,6 +61,16 @@ N_PARAMS = 44
 
 TARGET_CODES = {"none": 0, "tp1": 1, "tp2": 2}
 
+# The settings the feature kernels read (they fill P_TICK .. P_FEED_STALE_MS, plus
+# the instrument's units). Combinations that agree on these produce identical
+# bars and features, whatever their signal, risk and execution settings.
+FEATURE_KEYS = (
+    "symbol", "tick_size", "qty_step", "base_bin_ticks", "alpha_bin", "bin_width_max_ticks",
+    "rebucket_interval_minutes", "rebucket_change_pct", "max_quote_staleness_ms", "use_tick_rule_fallback",
+    "va_fraction", "rolling_window_minutes", "qimb_ema_span", "bvc_lookback", "feed_stale_halt_ms",
+)
+N_FEATURE_PARAMS = P_FEED_STALE_MS + 1
+
 
 def _inv_tick(tick: float) -> float:
     inv = 1.0 / tick

@@ -1,0 +1,87 @@
+"""Execution replay: quotes and funding against precomputed minute rows.
+
+For a sweep, combinations that share every feature parameter produce the
+same bars and features; only the strategy and execution differ. This loop
+runs the tick engine's own ``decide`` / ``on_quote`` / ``on_time`` in the
+same order as ``loop.run_events`` (minute close, then the event's on_time,
+then the quote), but takes each closed minute from ``bars``/``feats``
+instead of recomputing it, and skips trades (fills only ever read quotes).
+It gives byte-identical signals and fills to a full tick run with the same
+settings (tested), at a fraction of the work.
+"""
+
+from __future__ import annotations
+
+from numba import njit
+
+from engine.kernels.features import MINUTE_MS, push_lookback
+from engine.kernels.features import on_quote as feature_on_quote
+from engine.kernels.loop import BIG_TS, C_FILLS, C_FUNDING, C_QUOTES, C_ROWS
+from engine.kernels.state import ERR_FILLS_FULL, ERR_NONE, SF_FUNDING_RATE, SI_NBARS
+from engine.kernels.strategy import decide, on_time
+from engine.kernels.strategy import on_quote as strategy_on_quote
+
+
+@njit(cache=True, nogil=True)
+def _close_rows(st, p, until_min, bars, feats, sigs, counts):
+    """Decide on every stored minute before ``until_min`` not yet decided."""
+    si = st.si
+    row = counts[C_ROWS]
+    while row < bars.shape[0] and bars["ts_min"][row] < until_min:
+        push_lookback(st, row, bars["close"][row], bars["high"][row], bars["low"][row], feats["vah"][row],
+                      feats["val"][row], feats["poc2"][row], feats["va_valid"][row] == 1)
+        si[SI_NBARS] = row + 1
+        decide(st, p, bars["ts_min"][row], feats[row:row + 1], sigs[row:row + 1], True)
+        row += 1
+    counts[C_ROWS] = row
+
+
+@njit(cache=True, nogil=True)
+def replay_quotes(quotes, funding, bars, feats, p, st, sigs, fills, counts):
+    """Run quotes and funding (each sorted) against the stored minutes.
+
+    ``counts`` carries positions between calls: C_QUOTES / C_FUNDING into
+    this call's inputs, C_ROWS into ``bars``/``feats``/``sigs`` (the whole
+    run's), C_FILLS into this call's ``fills``. Returns ERR_NONE or
+    ERR_FILLS_FULL (flush the fills, reset C_FILLS, call again).
+    """
+    si = st.si
+    sf = st.sf
+    iq = counts[C_QUOTES]
+    ifu = counts[C_FUNDING]
+    nq = quotes.shape[0]
+    nfu = funding.shape[0]
+    n_rows = bars.shape[0]
+    while iq < nq or ifu < nfu:
+        q_ts = quotes["ts"][iq] if iq < nq else BIG_TS
+        f_ts = funding["ts"][ifu] if ifu < nfu else BIG_TS
+        is_funding = f_ts <= q_ts
+        ts = f_ts if is_funding else q_ts
+        if not is_funding and counts[C_FILLS] + 3 > fills.shape[0]:
+            counts[C_QUOTES] = iq
+            counts[C_FUNDING] = ifu
+            return ERR_FILLS_FULL
+        # test inline first: calling with the state tuple costs 24 refcount updates
+        row = counts[C_ROWS]
+        if row < n_rows and bars["ts_min"][row] + MINUTE_MS <= ts:
+            _close_rows(st, p, (ts // MINUTE_MS) * MINUTE_MS, bars, feats, sigs, counts)
+        on_time(si, sf, p, ts)
+        if is_funding:
+            sf[SF_FUNDING_RATE] = funding["rate"][ifu]
+            ifu += 1
+        else:
+            bid = quotes["bid_px"][iq]
+            ask = quotes["ask_px"][iq]
+            feature_on_quote(si, ts, bid, quotes["bid_sz"][iq], ask, quotes["ask_sz"][iq])
+            counts[C_FILLS] = strategy_on_quote(si, sf, p, ts, bid, ask, fills, counts[C_FILLS])
+            iq += 1
+    counts[C_QUOTES] = iq
+    counts[C_FUNDING] = ifu
+    return ERR_NONE
+
+
+@njit(cache=True, nogil=True)
+def replay_finish(bars, feats, p, st, sigs, counts):
+    """Decide on the stored minutes left after the last quote (end of data)."""
+    _close_rows(st, p, bars["ts_min"][bars.shape[0] - 1] + MINUTE_MS if bars.shape[0] else 0,
+                bars, feats, sigs, counts)
