@@ -152,7 +152,6 @@ class Store:
             self.db.execute("PRAGMA synchronous=NORMAL")
             with self.db:
                 self.db.execute(_SCHEMA)
-        self.db.execute("PRAGMA mmap_size=1073741824")  # chunk reads copy from the page cache
         self.instrument = self._bind(instrument, readonly)
 
     def close(self) -> None:
