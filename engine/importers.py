@@ -86,8 +86,53 @@ def stable_id(text: str | bytes) -> int:
     return int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "little") & MASK63
 
 
+_UUID_DASHES = (8, 13, 18, 23)
+_UUID_HEX_AT = np.array([i for i in range(36) if i not in _UUID_DASHES], dtype=np.int64)
+_NIBBLE = np.full(256, 255, dtype=np.uint8)
+for _i, _c in enumerate(b"0123456789abcdef"):
+    _NIBBLE[_c] = _i
+for _i, _c in enumerate(b"ABCDEF"):
+    _NIBBLE[_c] = 10 + _i
+
+
+def uuid_id(text: str | bytes) -> int | None:
+    """The 63-bit id of a canonical UUID text (its two 64-bit halves XORed), else None.
+
+    Exchange trade ids that are UUIDs (Bybit ``trdMatchID``) are random
+    128-bit numbers already, so folding them needs no hash: it is exact,
+    vectorizable (see ``uuid_ids_of``) and ~30x cheaper than blake2b per row.
+    """
+    raw = text.encode() if isinstance(text, str) else bytes(text)
+    buf = np.frombuffer(raw, dtype=np.uint8)
+    rows, ids = uuid_ids_of(buf, np.array([0]), np.array([len(raw)]))
+    return int(ids[0]) if rows[0] else None
+
+
+def uuid_ids_of(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For fields ``buf[starts:ends]``: which are canonical UUIDs, and their ids (``uuid_id``)."""
+    n = len(starts)
+    is_uuid = (ends - starts) == 36
+    ids = np.zeros(0, dtype=np.int64)
+    if not is_uuid.any():
+        return is_uuid, ids
+    base = starts[is_uuid]
+    ok = np.ones(len(base), dtype=bool)
+    for d in _UUID_DASHES:
+        ok &= buf[base + d] == 45  # '-'
+    nib = _NIBBLE[buf[base[:, None] + _UUID_HEX_AT[None, :]]]
+    ok &= (nib != 255).all(axis=1)
+    nib = nib.astype(np.uint64)
+    shifts = (np.uint64(4) * np.arange(15, -1, -1, dtype=np.uint64))[None, :]
+    hi = np.bitwise_or.reduce(nib[:, :16] << shifts, axis=1)
+    lo = np.bitwise_or.reduce(nib[:, 16:] << shifts, axis=1)
+    folded = ((hi ^ lo) & np.uint64(MASK63)).astype(np.int64)
+    rows = np.zeros(n, dtype=bool)
+    rows[np.flatnonzero(is_uuid)[ok]] = True
+    return rows, folded[ok]
+
+
 def trade_id_of(text: str | bytes) -> int:
-    """The int64 trade id of an exchange id: the integer itself, else ``stable_id``."""
+    """The int64 trade id of an exchange id: the integer itself, a UUID folded, else ``stable_id``."""
     raw = text.encode("utf-8") if isinstance(text, str) else bytes(text)
     body = raw.strip()
     digits = body[1:] if body[:1] in (b"+", b"-") else body
@@ -95,7 +140,8 @@ def trade_id_of(text: str | bytes) -> int:
         value = int(body)
         if INT64_MIN <= value <= INT64_MAX:
             return value
-    return stable_id(raw)
+    folded = uuid_id(raw)
+    return stable_id(raw) if folded is None else folded
 
 
 @dataclass
@@ -490,6 +536,10 @@ class _Fields:
         maybe_int = digits_only[todo] | (first == 43) | (first == 45) | (first == 32)
         data = self.data
         plain = ~maybe_int
+        if plain.any():
+            uuid_rows, uuid_ids = uuid_ids_of(self.buf, s[plain], e[plain])
+            val[todo[plain][uuid_rows]] = uuid_ids
+            plain[np.flatnonzero(plain)[uuid_rows]] = False
         if plain.any():
             # Copying a fresh 8-byte blake2b state skips the constructor's
             # keyword parsing: 450 instead of 620 ns a row, the largest cost

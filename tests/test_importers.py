@@ -96,6 +96,15 @@ def test_tardis_trades_parse_times_ticks_lots_sides_and_ids(tmp_path):
     assert report.summary().startswith("tardis trades t.csv.gz: 4 rows, 4 new, 0 bad (")
 
 
+def test_uuid_ids_are_their_halves_xor_folded_to_63_bits():
+    u = "9f4c6bd5-0e1a-5f3b-8d2c-1234567890AB"  # upper-case hex is a UUID too
+    assert importers.uuid_id(u) == (0x9F4C6BD50E1A5F3B ^ 0x8D2C1234567890AB) & (2**63 - 1)
+    assert importers.trade_id_of(u) == importers.uuid_id(u)
+    for not_uuid in ("9f4c6bd5-0e1a-5f3b-8d2c-1234567890A", "9f4c6bd5x0e1a-5f3b-8d2c-1234567890AB",
+                     "9f4c6bd5-0e1a-5f3b-8d2c-1234567890AG"):
+        assert importers.uuid_id(not_uuid) is None and importers.trade_id_of(not_uuid) == stable_id(not_uuid)
+
+
 def test_stable_id_is_63_bit_blake2b_of_the_text():
     import hashlib
 
@@ -334,13 +343,16 @@ def test_scanner_seconds_to_ms_is_exact_floor(texts):
 
 @hsettings(max_examples=40, deadline=None)
 @given(st.lists(st.one_of(st.integers(-(2**63), 2**63 - 1).map(str), st.integers(2**63, 2**70).map(str),
-                          st.text("abcdef0123456789-", max_size=40)), min_size=1, max_size=30))
+                          st.text("abcdef0123456789-", max_size=40), st.uuids().map(str)), min_size=1, max_size=30))
 def test_scanner_trade_ids_are_integers_or_hashes(texts):
     ids = _fields_of(texts).trade_ids(0)
     for text, got in zip(texts, ids.tolist(), strict=True):
         assert got == importers.trade_id_of(text)
         if re.fullmatch(r"-?[0-9]+", text) and -(2**63) <= int(text) < 2**63:
             assert got == int(text)
+        elif re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", text):
+            hexes = text.replace("-", "")
+            assert got == (int(hexes[:16], 16) ^ int(hexes[16:], 16)) & (2**63 - 1)
         else:
             assert got == stable_id(text)
 
@@ -525,7 +537,7 @@ def test_real_bitmex_tardis_sample_hashes_uuid_ids_and_other_symbols_are_bad(tmp
         got = store.load_ticks("trade")
     rows = [line.split(",") for line in path.read_text().splitlines()[1:]]
     assert (report.rows_ok, report.rows_bad) == (len(rows), 0)
-    assert got["trade_id"].tolist() == [stable_id(r[4]) for r in rows]
+    assert got["trade_id"].tolist() == [importers.uuid_id(r[4]) for r in rows]  # UUIDs, folded
     assert got["qty"].tolist() == [int(r[7]) for r in rows]
     with open_store(tmp_path, BTC, "btc.db") as store:
         (report,) = import_tardis(store, BTC, trades=path)
