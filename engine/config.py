@@ -118,7 +118,7 @@ _RULES: dict[str, tuple[Any, ...]] = {
     "slippage_ticks_exit": (0, 10**6),
     "taker_fee_bps": (-100.0, 100.0),
     "maker_fee_bps": (-100.0, 100.0),
-    "funding_model": ("simple", "replay"),
+    "funding_model": ("simple", "replay", "flat"),
     "tick_size": (1e-12, 1e9),
     "qty_step": (1e-12, 1e9),
     "bvc_lookback": (1, 100_000),

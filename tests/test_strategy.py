@@ -395,3 +395,24 @@ def test_breakout_retest_needs_the_pullback_to_reach_the_boundary():
     _breakout_then(tape, pullback_low=1005, pullback_close=1006)  # stays 3 ticks above VAH
     _, out = run(tape, settings(retest_window_minutes=5, **RETEST))
     assert len(out.fills) == 0
+
+
+def test_funding_uses_the_recorded_rate_when_present_else_the_default():
+    from engine.types import FUNDING_DTYPE
+
+    global T0
+    saved = T0
+    T0 = saved - 10 * M
+    try:
+        tape = _long_entry_tape(after_minutes=6)
+    finally:
+        T0 = saved
+    tr, qu = tape.arrays()
+    rate = np.zeros(1, dtype=FUNDING_DTYPE)
+    rate["ts"], rate["rate"] = saved - 5 * M, -0.002  # known before 08:00: shorts pay, longs receive
+    mid = (996 + 997) / 2 * 0.1
+    for model, expected in (("simple", -0.002 * 0.001 * mid), ("flat", 0.001 * 0.001 * mid)):
+        eng = Engine(settings(funding_rate_default=0.001, max_hold_minutes=4, funding_model=model))
+        out = concat([eng.feed(tr, qu, rate), eng.finish()])
+        exit_ = out.fills[out.fills["opening"] == 0][0]
+        assert abs(exit_["funding"] - expected) < 1e-12, model

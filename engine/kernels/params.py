@@ -121,7 +121,9 @@ def make_params(s: Any, trading: bool = True) -> np.ndarray:
     p[P_SLIP_BPS] = s.slippage_bps
     p[P_FEE_BPS] = s.taker_fee_bps if s.fee_model == "taker" else s.maker_fee_bps
     p[P_FUNDING_DEFAULT] = s.funding_rate_default
-    p[P_FUNDING_REPLAY] = 1.0 if s.funding_model == "replay" else 0.0
+    # SPEC_NOTES: recorded rates when present, else the default ("simple" and
+    # "replay" both read so); "flat" ignores recorded rates
+    p[P_FUNDING_REPLAY] = 0.0 if s.funding_model == "flat" else 1.0
     p[P_QTY_STEP] = s.qty_step
     p[P_TRADING] = 1.0 if trading else 0.0
     return p
