@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from engine.config import ConfigError, Settings, load_settings
+from engine.engine import EngineError
 from engine.store import StoreError
 
 log = logging.getLogger("pbdtui")
@@ -184,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, StoreError, FileNotFoundError) as exc:
+    except (ConfigError, StoreError, EngineError, FileNotFoundError) as exc:
         print(f"pbdtui: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -416,3 +416,46 @@ def test_funding_uses_the_recorded_rate_when_present_else_the_default():
         out = concat([eng.feed(tr, qu, rate), eng.finish()])
         exit_ = out.fills[out.fills["opening"] == 0][0]
         assert abs(exit_["funding"] - expected) < 1e-12, model
+
+
+# --- invariants on random streams ---------------------------------------------------------
+
+from hypothesis import given  # noqa: E402
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+
+from tests.helpers import random_stream  # noqa: E402
+
+
+@hsettings(max_examples=12, deadline=None)
+@given(st.integers(0, 10_000), st.sampled_from([0, 2]), st.booleans())
+def test_position_equals_the_sum_of_fills_and_pnl_adds_up(seed, cooldown, flip):
+    s = settings(rolling_window_minutes=6, cooldown_minutes=cooldown, flip_on_signal=flip, max_hold_minutes=4)
+    tr, qu = random_stream(seed, minutes=40, trades_per_min=30, quotes_per_min=40)
+    eng = Engine(s)
+    out = concat([eng.feed(tr, qu), eng.finish()])
+    f = out.fills
+    signed = np.where(f["side"] == SIDE_BUY, 1, -1) * f["qty"]
+    assert eng.position().position * round(s.order_qty / s.qty_step) == signed.sum()
+    # never more than one contract either way, at every fill
+    assert np.abs(np.cumsum(signed)).max(initial=0) <= round(s.order_qty / s.qty_step)
+    assert (f["ts_fill"] >= f["ts_submit"]).all()
+    closes = f[f["opening"] == 0]
+    assert abs(closes["pnl_realized"].sum() - eng.position().realized) < 1e-9
+    # fills alternate open, close (a flip closes then opens on one quote); the closed round
+    # trips are the first 2n fills, and their gross minus fees and funding is the realized PnL
+    n = len(closes)
+    assert list(f["opening"][:2 * n]) == [1, 0] * n and (f["opening"][2 * n:] == 1).all()
+    fees = f["fee"][:2 * n].sum()
+    assert abs((closes["pnl_gross"] - closes["funding"]).sum() - fees - eng.position().realized) < 1e-9
+
+
+def test_late_events_are_counted_and_dropped_not_fatal():
+    tape = Tape()
+    tape.balance(2)
+    tr, qu = tape.arrays()
+    eng = Engine(settings())
+    eng.feed(tr, qu)
+    late = trades([(T0 + 1000, 1000, 5, 1)])  # minute 0 closed long ago
+    out = eng.feed(late, None)
+    assert eng.late_events == 1 and len(out.bars) == 0
