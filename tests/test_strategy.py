@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from engine.config import Settings
 from engine.engine import Engine, concat
@@ -25,7 +28,7 @@ from engine.types import (
     SIDE_BUY,
     SIDE_SELL,
 )
-from tests.helpers import quotes, trades
+from tests.helpers import quotes, random_stream, trades
 
 T0 = 1_767_600_000_000 // 60000 * 60000  # 2026-01-05 08:00 UTC
 M = 60_000
@@ -420,11 +423,6 @@ def test_funding_uses_the_recorded_rate_when_present_else_the_default():
 
 # --- invariants on random streams ---------------------------------------------------------
 
-from hypothesis import given  # noqa: E402
-from hypothesis import settings as hsettings
-from hypothesis import strategies as st
-
-from tests.helpers import random_stream  # noqa: E402
 
 
 @hsettings(max_examples=12, deadline=None)
