@@ -457,3 +457,34 @@ def test_late_events_are_counted_and_dropped_not_fatal():
     late = trades([(T0 + 1000, 1000, 5, 1)])  # minute 0 closed long ago
     out = eng.feed(late, None)
     assert eng.late_events == 1 and len(out.bars) == 0
+
+
+def test_breakout_short_needs_k_consecutive_closes_below_val():
+    tape = Tape()
+    tape.balance(5)
+    for px in (997, 996, 995):
+        tape.bar(BALANCE + [(px, 2)], close_quote=(px - 1, 20, px, 80))  # qimb -0.6
+    _, out = run(tape)
+    assert [int(row_at(out, m)[0]["breakout_short"]) for m in (5, 6, 7)] == [0, 0, 1]
+    sig, _, _ = row_at(out, 7)
+    assert sig["action"] == ACTION_ENTER_SHORT and sig["acceptance_state"] == -2
+
+
+def test_failed_breakdown_long_after_one_close_below_then_back_inside():
+    tape = Tape()
+    tape.balance(5)
+    tape.bar(BALANCE + [(997, 2)], close_quote=(996, 50, 997, 50))  # a close below VAL
+    tape.bar(BALANCE + [(995, 1), (1001, 1)], close_quote=(1000, 80, 1001, 20))  # back inside, buyers
+    tape.balance(1)
+    _, out = run(tape)
+    sig, _, _ = row_at(out, 6)
+    assert sig["failbreak_long"] == 1 and sig["breakin_long"] == 0
+    assert sig["action"] == ACTION_ENTER_LONG and out.fills[0]["tag"] == SETUP_FAILBREAK
+    # near miss: same poke back inside, but sellers (qimb -0.6) do not confirm a long
+    tape = Tape()
+    tape.balance(5)
+    tape.bar(BALANCE + [(997, 2)], close_quote=(996, 50, 997, 50))
+    tape.bar(BALANCE + [(995, 1), (1001, 1)], close_quote=(1000, 20, 1001, 80))
+    # (order flow is untrusted here: the prints have no fresh quote, so all volume is ambiguous)
+    _, out = run(tape)
+    assert row_at(out, 6)[0]["failbreak_long"] == 0
