@@ -110,7 +110,7 @@ _RULES: dict[str, tuple[Any, ...]] = {
     "qimb_entry_min": (-1.0, 1.0),
     "qimb_breakout_min": (-1.0, 1.0),
     "qimb_fail_min": (-1.0, 1.0),
-    "accept_outside_k": (1, 1000),
+    "accept_outside_k": (1, 60),  # the setups look back at most 62 minutes (LB_SIZE - 2)
     "max_hold_minutes": (1, 10**7),
     "cooldown_minutes": (0, 10**7),
     "stop_buffer_ticks": (0, 10**9),
@@ -124,7 +124,7 @@ _RULES: dict[str, tuple[Any, ...]] = {
     "bvc_lookback": (1, 100_000),
     "qimb_ema_span": (1, 100_000),
     "feed_stale_halt_ms": (0, 10**9),
-    "failbreak_lookback": (1, 1000),
+    "failbreak_lookback": (1, 60),
     "retest_window_minutes": (1, 10_000),
     "retest_buffer_ticks": (0, 10**9),
     "target": ("tp1", "tp2", "none"),

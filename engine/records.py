@@ -56,7 +56,8 @@ def bar_rows(bars: np.ndarray, u: Units) -> list[tuple]:
     for b in bars:
         vol = int(b["volume"])
         has_q = bool(b["has_quote"])
-        vwap = round(float(b["pxqty"]) / vol * u.tick, u.px_dec + 4) if vol > 0 else None
+        # not on the price grid: stored unrounded (rounding would only add error)
+        vwap = float(b["pxqty"]) / vol * u.tick if vol > 0 else None
         rows.append((
             int(b["ts_min"]), u.px(b["open"]), u.px(b["high"]), u.px(b["low"]), u.px(b["close"]),
             u.qty(vol), vwap,
@@ -90,7 +91,7 @@ def feature_rows(feats: np.ndarray, u: Units, base_bin_ticks: int) -> list[tuple
             (int(f["amb_qty"]) / vol) if vol > 0 else None,
             (int(f["agree_qty"]) / den) if den > 0 else None,
             float(f["bvc_buy_frac"]),
-            round(float(f["bvc_net"]) * u.step, u.qty_dec + 6),
+            float(f["bvc_net"]) * u.step,
             REASON_NAMES[int(f["ready"])],
         ))
     return rows

@@ -192,6 +192,7 @@ REASON_RETEST_PENDING = 14
 REASON_TIME_STOP = 15
 REASON_FLIP = 16
 REASON_PENDING_ORDER = 17
+REASON_CONFLICT = 18  # long and short setups of the same rank in one minute
 REASON_NAMES = {
     0: "READY",
     1: "WARMUP",
@@ -211,4 +212,5 @@ REASON_NAMES = {
     15: "TIME_STOP",
     16: "FLIP",
     17: "ORDER_PENDING",
+    18: "CONFLICTING_SETUPS",
 }

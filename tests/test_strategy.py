@@ -349,7 +349,7 @@ def test_every_entry_has_a_stop_on_the_right_side():
     tape.balance(5)
     for px in (1004, 1005, 1006, 1007):
         tape.bar(BALANCE + [(px, 2)], close_quote=(px, 80, px + 1, 20))
-    eng, out = run(tape)
+    eng, out = run(tape, settings(breakout_target_va_multiple=0.0))  # no target: the position stays open
     assert out.fills[0]["tag"] == SETUP_BREAKOUT
     pos = eng.position()
     assert pos.position == 1 and pos.stop < pos.entry_px
@@ -488,3 +488,57 @@ def test_failed_breakdown_long_after_one_close_below_then_back_inside():
     # (order flow is untrusted here: the prints have no fresh quote, so all volume is ambiguous)
     _, out = run(tape)
     assert row_at(out, 6)[0]["failbreak_long"] == 0
+
+
+def test_entry_quote_that_already_crosses_the_target_exits_on_that_quote():
+    tape = Tape()
+    tape.balance(5)
+    for px in (1004, 1005, 1006, 1007):
+        tape.bar(BALANCE + [(px, 2)], close_quote=(px, 80, px + 1, 20))
+    _, out = run(tape)  # breakout target = VAH + VA width = 1004; the filling quote's bid is 1007
+    entry, exit_ = out.fills[0], out.fills[1]
+    assert exit_["reason"] == EXIT_TARGET and exit_["ts_fill"] == entry["ts_fill"]
+
+
+def test_funding_record_stamped_at_the_settlement_is_the_rate_charged():
+    from engine.types import FUNDING_DTYPE
+
+    global T0
+    saved = T0
+    T0 = saved - 10 * M
+    try:
+        tape = _long_entry_tape(after_minutes=6)
+    finally:
+        T0 = saved
+    tr, qu = tape.arrays()
+    rate = np.zeros(1, dtype=FUNDING_DTYPE)
+    rate["ts"], rate["rate"] = saved, 0.003  # stamped exactly at 08:00
+    eng = Engine(settings(funding_rate_default=0.001, max_hold_minutes=4))
+    out = concat([eng.feed(tr, qu, rate), eng.finish()])
+    exit_ = out.fills[out.fills["opening"] == 0][0]
+    assert abs(exit_["funding"] - 0.003 * 0.001 * (996 + 997) / 2 * 0.1) < 1e-12
+
+
+def test_readiness_reason_shows_while_in_position_and_time_stop_still_exits():
+    tape = _long_entry_tape(after_minutes=1)
+    # a long quiet spell: no quotes for 3 minutes, so the feed is stale at the minute closes
+    t = T0 + 7 * M
+    tape.tr += [(t + 1000, 997, 1, 0), (t + M + 1000, 997, 1, 0), (t + 2 * M + 1000, 997, 1, 0)]
+    tape.qu.append((t + 3 * M + 100, 996, 50, 997, 50))
+    _, out = run(tape, settings(max_hold_minutes=2))
+    reasons = [REASON_NAMES[int(r)] for r in out.signals["reason"]]
+    assert "FEED_STALE" in reasons
+    exits = out.fills[out.fills["opening"] == 0]
+    assert len(exits) == 1 and exits[0]["reason"] == EXIT_TIME
+
+
+def test_same_rank_setups_on_both_sides_hold():
+    tape = Tape()
+    tape.balance(5)
+    # one outside bar: pokes below VAL and above VAH, closes inside; qimb and order flow can't
+    # confirm both sides, so lower the thresholds until both confirm
+    tape.bar(BALANCE + [(995, 1), (1006, 1), (1001, 1)], close_quote=(1000, 50, 1001, 50))
+    _, out = run(tape, settings(qimb_entry_min=-0.5))  # qimb 0 > -0.5 and 0 < 0.5: both sides
+    sig, _, _ = row_at(out, 5)
+    assert sig["breakin_long"] == 1 and sig["breakin_short"] == 1
+    assert sig["action"] == 0 and REASON_NAMES[int(sig["reason"])] == "CONFLICTING_SETUPS"

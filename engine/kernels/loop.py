@@ -115,6 +115,9 @@ def run_events(trades, quotes, funding, p, st, bars, feats, sigs, fills, counts)
                 counts[C_QUOTES] = iq
                 counts[C_FUNDING] = ifu
                 return si[SI_ERROR]
+        if kind == 2:
+            # a rate stamped at a settlement applies to that settlement: set it before on_time charges
+            sf[SF_FUNDING_RATE] = funding["rate"][ifu]
         if trading:
             on_time(si, sf, p, ts)
         if kind == 0:
@@ -138,7 +141,6 @@ def run_events(trades, quotes, funding, p, st, bars, feats, sigs, fills, counts)
                 counts[C_FILLS] = strategy_on_quote(si, sf, p, ts, bid, ask, fills, counts[C_FILLS])
             iq += 1
         else:
-            sf[SF_FUNDING_RATE] = funding["rate"][ifu]
             ifu += 1
         si[SI_LAST_EVENT_TS] = ts
     counts[C_TRADES] = it

@@ -99,9 +99,10 @@ def make_params(s: Any, trading: bool = True) -> np.ndarray:
     p[P_QIMB_ENTRY] = s.qimb_entry_min
     p[P_QIMB_BREAKOUT] = s.qimb_breakout_min
     p[P_QIMB_FAIL] = s.qimb_fail_min
-    p[P_OF_ENTRY] = s.of_entry_min / s.qty_step
-    p[P_OF_BREAKOUT] = s.of_breakout_min / s.qty_step
-    p[P_OF_FAIL] = s.of_fail_min / s.qty_step
+    # whole lots, so "of > 0.7 BTC" means the same here as on the stored of_1m column
+    p[P_OF_ENTRY] = round(s.of_entry_min / s.qty_step)
+    p[P_OF_BREAKOUT] = round(s.of_breakout_min / s.qty_step)
+    p[P_OF_FAIL] = round(s.of_fail_min / s.qty_step)
     p[P_ACCEPT_K] = s.accept_outside_k
     p[P_FAIL_LOOKBACK] = s.failbreak_lookback
     p[P_RETEST] = 1.0 if s.breakout_retest else 0.0

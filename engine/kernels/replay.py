@@ -65,9 +65,10 @@ def replay_quotes(quotes, funding, bars, feats, p, st, sigs, fills, counts):
         row = counts[C_ROWS]
         if row < n_rows and bars["ts_min"][row] + MINUTE_MS <= ts:
             _close_rows(st, p, (ts // MINUTE_MS) * MINUTE_MS, bars, feats, sigs, counts)
+        if is_funding:  # set before on_time, as in loop.run_events
+            sf[SF_FUNDING_RATE] = funding["rate"][ifu]
         on_time(si, sf, p, ts)
         if is_funding:
-            sf[SF_FUNDING_RATE] = funding["rate"][ifu]
             ifu += 1
         else:
             bid = quotes["bid_px"][iq]

@@ -112,6 +112,7 @@ from engine.types import (
     READY,
     REASON_BREAKIN,
     REASON_BREAKOUT,
+    REASON_CONFLICT,
     REASON_COOLDOWN,
     REASON_FAILBREAK,
     REASON_FLIP,
@@ -242,14 +243,15 @@ def on_quote(si, sf, p, ts, bid, ask, fills, nf):
         if action == ACTION_EXIT:
             if si[SI_POS] != 0:
                 nf = _close_at(si, sf, p, fills, nf, si[SI_PEND_TS], ts, bid, ask, si[SI_PEND_REASON])
-        else:
-            direction = 1 if action == ACTION_ENTER_LONG else -1
-            if si[SI_POS] == -direction:
-                nf = _close_at(si, sf, p, fills, nf, si[SI_PEND_TS], ts, bid, ask, EXIT_SIGNAL)
-            if si[SI_POS] == 0:
-                nf = _open_at(si, sf, p, fills, nf, si[SI_PEND_TS], ts, bid, ask, direction,
-                              si[SI_PEND_TAG], si[SI_PEND_STOP], si[SI_PEND_TARGET])
-        return nf
+            return nf
+        direction = 1 if action == ACTION_ENTER_LONG else -1
+        if si[SI_POS] == -direction:
+            nf = _close_at(si, sf, p, fills, nf, si[SI_PEND_TS], ts, bid, ask, EXIT_SIGNAL)
+        if si[SI_POS] != 0:
+            return nf
+        nf = _open_at(si, sf, p, fills, nf, si[SI_PEND_TS], ts, bid, ask, direction,
+                      si[SI_PEND_TAG], si[SI_PEND_STOP], si[SI_PEND_TARGET])
+        # the filling quote may already cross the new stop or target: check it too
     pos = si[SI_POS]
     if pos > 0:
         if bid <= si[SI_STOP]:
@@ -399,6 +401,7 @@ def decide(st, p, t, feat, sig, trading):
 
     # --- setups on the price pattern, then confirmation ---
     raw_any = False
+    conflict = False
     long_tag = 0
     short_tag = 0
     long_stop = 0
@@ -480,12 +483,17 @@ def decide(st, p, t, feat, sig, trading):
             short_stop = val + buf
             mult = p[P_BREAKOUT_TARGET_MULT]
             short_t2 = 2 * (val - int(round(mult * (vah - val)))) if mult > 0 and tgt_mode != 0 else 0
-        # C and A outrank B across sides too: a reversal setup beats a continuation
+        # C and A outrank B across sides too: a reversal setup beats a continuation;
+        # two setups of the same rank on opposite sides contradict each other: no entry
         if long_tag != 0 and short_tag != 0:
-            if _rank(long_tag) <= _rank(short_tag):
+            if _rank(long_tag) < _rank(short_tag):
                 short_tag = 0
+            elif _rank(short_tag) < _rank(long_tag):
+                long_tag = 0
             else:
                 long_tag = 0
+                short_tag = 0
+                conflict = True
         # breakout retest mode: the breakout arms a retest instead of entering; a
         # later minute that pulls back to the boundary and closes beyond it enters
         if p[P_RETEST] != 0.0:
@@ -523,25 +531,26 @@ def decide(st, p, t, feat, sig, trading):
     # --- choose the action ---
     pos = si[SI_POS]
     ready = feat["ready"][0]
+    held_too_long = pos != 0 and decision_ts - si[SI_ENTRY_TS] >= int(p[P_MAX_HOLD_MIN]) * MINUTE_MS
     if not trading:
         reason = ready if ready != READY else (_setup_reason(tag) if direction != 0 else REASON_NO_SETUP)
+    elif held_too_long:
+        # exits run whatever the readiness: a stale feed must not keep a position open
+        _set_pending(st, ACTION_EXIT, decision_ts, 0, 0, 0, EXIT_TIME)
+        sig["action"][0] = ACTION_EXIT
+        reason = REASON_TIME_STOP
+    elif ready != READY:
+        reason = ready  # SPEC_NOTES: a minute that is not ready holds and says why
     elif si[SI_PEND_ACTION] != 0:
         reason = REASON_PENDING_ORDER
     elif pos != 0:
-        if decision_ts - si[SI_ENTRY_TS] >= int(p[P_MAX_HOLD_MIN]) * MINUTE_MS:
-            _set_pending(st, ACTION_EXIT, decision_ts, 0, 0, 0, EXIT_TIME)
-            sig["action"][0] = ACTION_EXIT
-            reason = REASON_TIME_STOP
-        elif (ready == READY and p[P_FLIP] != 0.0 and direction == -pos
-              and si[SI_KILL_MANUAL] == 0 and si[SI_KILL_DAILY] == 0):
+        if (p[P_FLIP] != 0.0 and direction == -pos and si[SI_KILL_MANUAL] == 0 and si[SI_KILL_DAILY] == 0):
             _set_pending(st, ACTION_ENTER_LONG if direction > 0 else ACTION_ENTER_SHORT, decision_ts, tag,
                          long_stop if direction > 0 else short_stop, long_t2 if direction > 0 else short_t2, 0)
             sig["action"][0] = ACTION_ENTER_LONG if direction > 0 else ACTION_ENTER_SHORT
             reason = REASON_FLIP
         else:
             reason = REASON_IN_POSITION
-    elif ready != READY:
-        reason = ready
     elif si[SI_KILL_MANUAL] != 0:
         reason = REASON_MANUAL_KILL
     elif si[SI_KILL_DAILY] != 0:
@@ -556,6 +565,8 @@ def decide(st, p, t, feat, sig, trading):
         si[SI_RETEST_DIR] = 0  # a retest, if armed, is used up by this entry
         sig["action"][0] = action
         reason = _setup_reason(tag)
+    elif conflict:
+        reason = REASON_CONFLICT
     elif p[P_RETEST] != 0.0 and si[SI_RETEST_DIR] != 0:
         reason = REASON_RETEST_PENDING
     elif raw_any:
