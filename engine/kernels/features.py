@@ -135,7 +135,10 @@ def trade_sign(si, p, ts, px):
             sign = 1
         elif px <= bid:
             sign = -1
-    # tick rule state runs on every trade, whether or not it is used
+    # tick rule state runs on every trade, whether or not it is used. "A zero
+    # change repeating the previous sign" is read as the classic tick rule: the
+    # sign of the last non-zero price change (not the previous trade's final,
+    # possibly quote-based, sign)
     last = si[SI_LAST_TRADE_PX]
     if last >= 0:
         if px > last:
