@@ -311,15 +311,19 @@ def test_manual_kill_switch_and_flatten():
     assert fills[-1]["reason"] == EXIT_FLATTEN and fills[-1]["ts_fill"] > fills[-1]["ts_submit"]
 
 
-def test_funding_charged_at_0800_utc_on_open_position():
-    # start at 07:50 so the position is open at 08:00
+def _long_across_0800():
+    """The long-entry tape started at 07:50 UTC, so the position is open at 08:00."""
     global T0
-    saved = T0
+    saved = T0  # 08:00 UTC
     T0 = saved - 10 * M
     try:
-        tape = _long_entry_tape(after_minutes=6)
+        return _long_entry_tape(after_minutes=6)
     finally:
         T0 = saved
+
+
+def test_funding_charged_at_0800_utc_on_open_position():
+    tape = _long_across_0800()
     _, out = run(tape, settings(funding_rate_default=0.001, max_hold_minutes=4))
     exit_ = out.fills[out.fills["opening"] == 0][0]
     assert exit_["funding"] > 0  # long pays a positive rate
@@ -403,13 +407,8 @@ def test_breakout_retest_needs_the_pullback_to_reach_the_boundary():
 def test_funding_uses_the_recorded_rate_when_present_else_the_default():
     from engine.types import FUNDING_DTYPE
 
-    global T0
-    saved = T0
-    T0 = saved - 10 * M
-    try:
-        tape = _long_entry_tape(after_minutes=6)
-    finally:
-        T0 = saved
+    tape = _long_across_0800()
+    saved = T0  # 08:00 UTC
     tr, qu = tape.arrays()
     rate = np.zeros(1, dtype=FUNDING_DTYPE)
     rate["ts"], rate["rate"] = saved - 5 * M, -0.002  # known before 08:00: shorts pay, longs receive
@@ -503,13 +502,8 @@ def test_entry_quote_that_already_crosses_the_target_exits_on_that_quote():
 def test_funding_record_stamped_at_the_settlement_is_the_rate_charged():
     from engine.types import FUNDING_DTYPE
 
-    global T0
-    saved = T0
-    T0 = saved - 10 * M
-    try:
-        tape = _long_entry_tape(after_minutes=6)
-    finally:
-        T0 = saved
+    tape = _long_across_0800()
+    saved = T0  # 08:00 UTC
     tr, qu = tape.arrays()
     rate = np.zeros(1, dtype=FUNDING_DTYPE)
     rate["ts"], rate["rate"] = saved, 0.003  # stamped exactly at 08:00
