@@ -15,11 +15,6 @@ def to_lots(size: np.ndarray | float, qty_step: float) -> np.ndarray:
     return np.rint(np.asarray(size, dtype=np.float64) / qty_step).astype(np.int64)
 
 
-def price_of(ticks: np.ndarray | float, tick_size: float, decimals: int) -> np.ndarray:
-    """Price units of ``ticks`` rounded to ``decimals`` so 1000.1 prints as 1000.1."""
-    return np.round(np.asarray(ticks, dtype=np.float64) * tick_size, decimals)
-
-
 def decimals_of(step: float) -> int:
     """Decimal places needed to write multiples of ``step`` exactly."""
     for d in range(13):

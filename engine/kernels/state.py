@@ -75,8 +75,8 @@ SI_FILLS = 56  # fills emitted so far (fill ids)
 SI_RETEST_DIR = 57  # pending breakout retest: 1 long, -1 short, 0 none
 SI_RETEST_UNTIL = 58  # last minute (ms) the retest may happen
 SI_FLATTEN = 59  # operator asked to flatten; served on the next quote
-SI_ENTRY_MIN = 60  # minute of the entry decision
-SI_FUND_IDX = 61  # next funding-rate record not yet applied
+# 60: free
+# 61: free
 SI_NEXT_DAY = 62  # start of the next risk day, ms (on_time does nothing before it)
 SI_ERROR = 63  # sticky error code (ERR_*)
 N_SI = 64

@@ -65,7 +65,6 @@ from engine.kernels.state import (
     SF_POS_FUNDING,
     SF_REALIZED,
     SI_DAY,
-    SI_ENTRY_MIN,
     SI_ENTRY_PX,
     SI_ENTRY_TS,
     SI_FILLS,
@@ -561,7 +560,6 @@ def decide(st, p, t, feat, sig, trading):
         action = ACTION_ENTER_LONG if direction > 0 else ACTION_ENTER_SHORT
         _set_pending(st, action, decision_ts, tag, long_stop if direction > 0 else short_stop,
                      long_t2 if direction > 0 else short_t2, 0)
-        si[SI_ENTRY_MIN] = t
         si[SI_RETEST_DIR] = 0  # a retest, if armed, is used up by this entry
         sig["action"][0] = action
         reason = _setup_reason(tag)
