@@ -56,8 +56,7 @@ from engine.types import (
     SIGNAL_DTYPE,
 )
 
-log = logging.getLogger("pbdtui.backtest")
-decisions_log = logging.getLogger("pbdtui.decisions")
+decisions_log = logging.getLogger("pbdtui.decisions")  # `pbdtui -v backtest` prints every decision
 
 _REASON_CODES = {name: code for code, name in REASON_NAMES.items()}
 # readiness failures worth an alert when they start (spec 11: stale data, VA failure, loss limit)
@@ -423,12 +422,15 @@ def run_backtest_cli(settings: Any, db: str, mode: str, out: str | None) -> int:
         result, rep = run_backtest(store, settings, mode, progress=progress)
     if sys.stderr.isatty():
         print("", file=sys.stderr)
+    lines = decision_log(settings, result) if out or decisions_log.isEnabledFor(logging.INFO) else []
+    for line in lines:
+        decisions_log.info(line)
     if out:
         path = Path(out)
         path.mkdir(parents=True, exist_ok=True)
         (path / "report.json").write_text(json.dumps(rep, indent=1, sort_keys=True) + "\n")
         (path / "report.txt").write_text(text_report(rep))
-        (path / "decisions.log").write_text("\n".join(decision_log(settings, result)) + "\n")
+        (path / "decisions.log").write_text("\n".join(lines) + "\n")
     rate = result.events / result.seconds if result.seconds > 0 else 0.0
     print(headline(rep))
     print(f"{result.events} events in {result.seconds:.2f} s ({rate / 1e6:.2f} M/s)")

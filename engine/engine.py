@@ -26,11 +26,14 @@ from engine.kernels.state import (
     SI_CUR_MIN,
     SI_ENTRY_PX,
     SI_ENTRY_TS,
+    SI_HI,
     SI_KILL_DAILY,
     SI_KILL_MANUAL,
     SI_LAST_EVENT_TS,
     SI_LATE,
+    SI_LO,
     SI_NBARS,
+    SI_OFFSET,
     SI_POS,
     SI_Q_ASK,
     SI_Q_BID,
@@ -196,8 +199,6 @@ class Engine:
 
     def profile(self) -> tuple[np.ndarray, np.ndarray]:
         """(base bins, volumes in lots) of the rolling profile, for display."""
-        from engine.kernels.state import SI_HI, SI_LO, SI_OFFSET
-
         si = self.state.si
         lo, hi, off = int(si[SI_LO]), int(si[SI_HI]), int(si[SI_OFFSET])
         if lo > hi:
