@@ -19,22 +19,21 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from engine.engine import Engine
+from engine.engine import Engine, concat
+from engine.features import write_minute_tables
 from engine.kernels import loop
 from engine.kernels.barmode import run_bars
 from engine.kernels.params import make_params
 from engine.kernels.replay import replay_finish, replay_quotes
 from engine.kernels.state import SI_ENTRY_PX, SI_POS, SI_Q_ASK, SI_Q_BID, new_state
-from engine.records import Units, bar_rows, feature_rows, fill_rows, signal_rows, units_of
+from engine.records import Units, fill_rows, signal_rows, units_of
 from engine.store import (
-    BARS_COLUMNS,
-    FEATURES_COLUMNS,
     SIGNALS_COLUMNS,
     TRADES_EXEC_COLUMNS,
     Store,
@@ -83,44 +82,45 @@ def run_id_for(settings: Any, mode: str, data_range: tuple[int, int] | None) -> 
     return f"{mode}-{hashlib.blake2b(blob.encode(), digest_size=6).hexdigest()}"
 
 
+def _slices_with_funding(store: Store, with_trades: bool = True
+                         ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, int]]:
+    """Stored tick slices, each with the funding records up to its last event: (trades, quotes, funding, last_ts).
+
+    Funding records after the last tick are dropped: they would only extend the run.
+    """
+    funding = store.load_funding()
+    f_next = 0
+    for trades, quotes in store.iter_event_slices(with_trades):
+        last = max(int(trades["ts"][-1]) if len(trades) else -1, int(quotes["ts"][-1]) if len(quotes) else -1)
+        f_end = int(np.searchsorted(funding["ts"], last, "right"))
+        yield trades, quotes, funding[f_next:f_end], last
+        f_next = f_end
+
+
 def run_tick(store: Store, settings: Any, progress: Callable[[float], None] | None = None) -> BacktestResult:
     """Mode 1 over every stored tick, streamed chunk by chunk."""
     started = time.perf_counter()
     rng = store.tick_range()
     engine = Engine(settings, trading=True)
-    funding = store.load_funding()
     parts = []
     events = 0
-    f_next = 0
-    for trades, quotes in store.iter_event_slices():
-        last = max(int(trades["ts"][-1]) if len(trades) else -1, int(quotes["ts"][-1]) if len(quotes) else -1)
-        f_end = int(np.searchsorted(funding["ts"], last, "right"))
-        parts.append(engine.feed(trades, quotes, funding[f_next:f_end]))
-        f_next = f_end
+    for trades, quotes, funding, last in _slices_with_funding(store):
+        parts.append(engine.feed(trades, quotes, funding))
         events += len(trades) + len(quotes)
         if progress is not None and rng is not None and rng[1] > rng[0]:
             progress((last - rng[0]) / (rng[1] - rng[0]))
     parts.append(engine.finish())
+    out = concat(parts)
     pos = engine.position()
     return BacktestResult(
-        run_id=run_id_for(settings, "tick", rng), mode="tick",
-        signals=np.concatenate([o.signals for o in parts]), fills=np.concatenate([o.fills for o in parts]),
-        features=np.concatenate([o.features for o in parts]), bars=np.concatenate([o.bars for o in parts]),
-        events=events, seconds=time.perf_counter() - started, last_mid2=pos.bid + pos.ask,
-        open_position=pos.position, open_entry_px=pos.entry_px,
+        run_id=run_id_for(settings, "tick", rng), mode="tick", signals=out.signals, fills=out.fills,
+        features=out.features, bars=out.bars, events=events, seconds=time.perf_counter() - started,
+        last_mid2=pos.bid + pos.ask, open_position=pos.position, open_entry_px=pos.entry_px,
     )
 
 
-def compute_minutes(store: Store, settings: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Bars and features (engine records) of every stored tick, features only."""
-    engine = Engine(settings, trading=False)
-    parts = [engine.feed(trades, quotes) for trades, quotes in store.iter_event_slices()]
-    parts.append(engine.finish())
-    return np.concatenate([o.bars for o in parts]), np.concatenate([o.features for o in parts])
-
-
 def run_tick_replay(store: Store, settings: Any, bars: np.ndarray, feats: np.ndarray) -> BacktestResult:
-    """Mode 1 with the minutes precomputed (``compute_minutes`` with the same feature settings).
+    """Mode 1 with the minutes precomputed (``engine.features.compute_minutes``, same feature settings).
 
     Replays only quotes and funding through the strategy (``kernels.replay``);
     signals, fills and the report equal ``run_tick``'s for the same settings.
@@ -129,18 +129,12 @@ def run_tick_replay(store: Store, settings: Any, bars: np.ndarray, feats: np.nda
     rng = store.tick_range()
     p = make_params(settings, trading=True)
     state = new_state(settings.rolling_window_minutes, settings.bvc_lookback, hist_bins=16, fifo_size=16)
-    funding = store.load_funding()
     sigs = np.zeros(len(bars), dtype=SIGNAL_DTYPE)
     counts = np.zeros(loop.N_COUNTS, dtype=np.int64)
     fill_parts = []
     events = store.count_ticks("trade")  # counted, not read: fills only need quotes
-    f_next = 0
-    for _, quotes in store.iter_event_slices(with_trades=False):
+    for _, quotes, fund, _ in _slices_with_funding(store, with_trades=False):
         events += len(quotes)
-        last = int(quotes["ts"][-1]) if len(quotes) else -1
-        f_end = int(np.searchsorted(funding["ts"], last, "right"))
-        fund = funding[f_next:f_end]
-        f_next = f_end
         counts[loop.C_QUOTES] = counts[loop.C_FUNDING] = 0
         while True:
             fills = np.zeros(len(quotes) // 64 + 64, dtype=FILL_DTYPE)
@@ -226,8 +220,7 @@ def save_result(store: Store, settings: Any, result: BacktestResult) -> None:
     u = units_of(settings)
     with store.db:
         if result.mode == "tick":
-            store.replace_rows("bars_1m", BARS_COLUMNS, bar_rows(result.bars, u))
-            store.replace_rows("features_1m", FEATURES_COLUMNS, feature_rows(result.features, u, settings.base_bin_ticks))
+            write_minute_tables(store, settings, result.bars, result.features)
         store.replace_rows("signals_1m", SIGNALS_COLUMNS, signal_rows(result.signals, result.run_id),
                            "run_id=?", (result.run_id,))
         rows = fill_rows(result.fills, u, result.run_id)

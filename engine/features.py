@@ -13,9 +13,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from engine.engine import Engine
+import numpy as np
+
+from engine.engine import Engine, concat
 from engine.records import bar_rows, feature_rows, units_of
 from engine.store import BARS_COLUMNS, FEATURES_COLUMNS, Store
+from engine.types import READY
 
 log = logging.getLogger("pbdtui.features")
 
@@ -41,33 +44,50 @@ class FeatureSummary:
         )
 
 
-def compute_features_to_store(store: Store, settings: Any) -> FeatureSummary:
-    """(Re)compute ``bars_1m`` and ``features_1m`` from every stored tick."""
-    started = time.perf_counter()
+@dataclass
+class Minutes:
+    """Bars and features (engine records, ticks and lots) of every stored tick."""
+
+    bars: np.ndarray
+    features: np.ndarray
+    trades: int
+    quotes: int
+    kernel_seconds: float
+    late_events: int
+
+
+def compute_minutes(store: Store, settings: Any) -> Minutes:
+    """The features-only pass over every stored tick, chunk by chunk."""
     engine = Engine(settings, trading=False)
-    units = units_of(settings)
-    bars: list[tuple] = []
-    feats: list[tuple] = []
+    parts = []
     n_trades = n_quotes = 0
     kernel = 0.0
-    ready = 0
     for trades, quotes in store.iter_event_slices():
         n_trades += len(trades)
         n_quotes += len(quotes)
         t0 = time.perf_counter()
-        out = engine.feed(trades, quotes)
+        parts.append(engine.feed(trades, quotes))
         kernel += time.perf_counter() - t0
-        bars += bar_rows(out.bars, units)
-        feats += feature_rows(out.features, units, settings.base_bin_ticks)
-        ready += int((out.features["ready"] == 0).sum())
-    out = engine.finish()
-    bars += bar_rows(out.bars, units)
-    feats += feature_rows(out.features, units, settings.base_bin_ticks)
-    ready += int((out.features["ready"] == 0).sum())
-    with store.db:
-        store.replace_rows("bars_1m", BARS_COLUMNS, bars)
-        store.replace_rows("features_1m", FEATURES_COLUMNS, feats)
+    parts.append(engine.finish())
     if engine.late_events:
         log.warning("features: %d events older than their minute were dropped", engine.late_events)
-    return FeatureSummary(len(bars), n_trades, n_quotes, time.perf_counter() - started, kernel, ready,
-                          engine.late_events)
+    out = concat(parts)
+    return Minutes(out.bars, out.features, n_trades, n_quotes, kernel, engine.late_events)
+
+
+def write_minute_tables(store: Store, settings: Any, bars: np.ndarray, features: np.ndarray) -> None:
+    """Replace ``bars_1m`` and ``features_1m`` with these records, in one transaction."""
+    units = units_of(settings)
+    with store.db:
+        store.replace_rows("bars_1m", BARS_COLUMNS, bar_rows(bars, units))
+        store.replace_rows("features_1m", FEATURES_COLUMNS, feature_rows(features, units, settings.base_bin_ticks))
+
+
+def compute_features_to_store(store: Store, settings: Any) -> FeatureSummary:
+    """(Re)compute ``bars_1m`` and ``features_1m`` from every stored tick."""
+    started = time.perf_counter()
+    m = compute_minutes(store, settings)
+    write_minute_tables(store, settings, m.bars, m.features)
+    ready = int((m.features["ready"] == READY).sum())
+    return FeatureSummary(len(m.bars), m.trades, m.quotes, time.perf_counter() - started, m.kernel_seconds,
+                          ready, m.late_events)

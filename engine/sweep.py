@@ -210,11 +210,11 @@ def _check_instrument(settings: Settings) -> Store:
 
 def _minutes_of(group: int, settings: Settings) -> tuple[int, Any, Any, float]:
     """Worker: a feature group's bars and features, computed once; (group, bars, features, seconds)."""
-    from engine.backtest import compute_minutes
+    from engine.features import compute_minutes
 
     started = time.perf_counter()
-    bars, feats = compute_minutes(_check_instrument(settings), settings)
-    return group, bars, feats, time.perf_counter() - started
+    m = compute_minutes(_check_instrument(settings), settings)
+    return group, m.bars, m.features, time.perf_counter() - started
 
 
 def _run_one(index: int, settings: Settings, bars: Any, feats: Any) -> tuple[int, dict[str, Any], float]:

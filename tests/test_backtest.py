@@ -136,13 +136,15 @@ def test_slippage_and_fees_only_make_it_worse(sim_db, tmp_path):
 
 
 def test_replay_on_precomputed_minutes_equals_the_full_tick_run(sim_db, tmp_path):
-    from engine.backtest import compute_minutes, report, run_tick, run_tick_replay
+    from engine.backtest import report, run_tick, run_tick_replay
+    from engine.features import compute_minutes
 
     path = _copy(sim_db, tmp_path, "h.db")
     variants = [SETTINGS, SETTINGS.replace(slippage_ticks_entry=0, fee_model="maker", accept_outside_k=2,
                                            cooldown_minutes=0, max_hold_minutes=5, funding_rate_default=0.01)]
     with Store(path, instrument_of(SETTINGS)) as st:
-        bars, feats = compute_minutes(st, SETTINGS)
+        m = compute_minutes(st, SETTINGS)
+        bars, feats = m.bars, m.features
         for s in variants:  # execution and signal keys change; feature keys do not
             full = run_tick(st, s)
             fast = run_tick_replay(st, s, bars, feats)

@@ -27,7 +27,6 @@ from engine.kernels.state import (
     SI_ERROR,
     SI_LAST_EVENT_TS,
     SI_LATE,
-    SI_NBARS,
 )
 from engine.kernels.strategy import decide, on_time
 from engine.kernels.strategy import on_quote as strategy_on_quote
@@ -167,5 +166,3 @@ def rows_needed(st, first_ts: int, last_ts: int) -> int:
     start = first_ts if cur < 0 else cur
     return max(0, (last_ts // MINUTE_MS) - (start // MINUTE_MS)) + 2
 
-
-__all__ = ["run_events", "close_now", "rows_needed", "SI_NBARS"]
