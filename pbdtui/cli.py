@@ -18,8 +18,6 @@ from engine.config import ConfigError, Settings, load_settings
 from engine.engine import EngineError
 from engine.store import StoreError
 
-log = logging.getLogger("pbdtui")
-
 
 def _settings(args: argparse.Namespace) -> Settings:
     path = args.config
@@ -37,24 +35,29 @@ def _cmd_import(args: argparse.Namespace) -> int:
     from engine.store import Store, instrument_of
 
     settings = _settings(args)
-    for path in [args.trades, args.quotes, *args.files]:
-        if path and not Path(path).is_file():
-            # checked before the database is opened, so a typo leaves no empty database behind
+    # every argument and file is checked before the database is opened, so a
+    # mistake leaves no empty database behind
+    if args.format == "tardis":
+        if not args.trades and not args.quotes:
+            raise ConfigError("--format tardis needs --trades and/or --quotes")
+        files = [f for f in (args.trades, args.quotes) if f]
+    elif args.format == "bybit-trades":
+        files = list(args.files) + ([args.trades] if args.trades else [])
+        if not files:
+            raise ConfigError("--format bybit-trades needs a FILE.csv.gz")
+    else:
+        files = list(args.files) + ([args.quotes] if args.quotes else [])
+        if not files:
+            raise ConfigError("--format bybit-book needs a FILE.data.zip")
+    for path in files:
+        if not Path(path).is_file():
             raise FileNotFoundError(f"{path}: no such file")
     with Store(args.db, instrument_of(settings)) as store:
         if args.format == "tardis":
-            if not args.trades and not args.quotes:
-                raise ConfigError("--format tardis needs --trades and/or --quotes")
             reports = importers.import_tardis(store, settings, trades=args.trades, quotes=args.quotes)
         elif args.format == "bybit-trades":
-            files = list(args.files) + ([args.trades] if args.trades else [])
-            if not files:
-                raise ConfigError("--format bybit-trades needs a FILE.csv.gz")
             reports = [importers.import_bybit_trades(store, settings, f) for f in files]
         else:
-            files = list(args.files) + ([args.quotes] if args.quotes else [])
-            if not files:
-                raise ConfigError("--format bybit-book needs a FILE.data.zip")
             reports = [importers.import_bybit_book(store, settings, f) for f in files]
     for r in reports:
         print(r.summary())

@@ -97,3 +97,6 @@ def test_missing_import_file_leaves_no_database(tmp_path, capsys):
     db = tmp_path / "x.db"
     assert main(["data", "import", "--db", str(db), "--format", "tardis", "--trades", str(tmp_path / "no.csv.gz")]) == 2
     assert not db.exists() and "no such file" in capsys.readouterr().err
+    for fmt in ("tardis", "bybit-trades", "bybit-book"):  # no file given at all
+        assert main(["data", "import", "--db", str(db), "--format", fmt]) == 2
+        assert not db.exists() and "needs" in capsys.readouterr().err
