@@ -38,6 +38,7 @@ from textual.widgets import Footer, RichLog, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from engine.engine import Engine, StepOutput
+from engine.records import units_of
 from engine.store import Store, StoreError, instrument_of
 from engine.types import (
     EXIT_NAMES,
@@ -146,9 +147,8 @@ class ReplayDriver:
         self._post: Callable[[Message], Any] = lambda message: None
         self._anchor: tuple[int, float] | None = None  # (event ms, wall s) the pacing counts from
         self._last_px = -1
-        self._features: dict[str, Any] | None = None
         self._minute_dirty = False
-        self._minute: tuple[dict[str, Any], dict[str, Any], dict[str, Any]] | None = None
+        self._minute: tuple[dict[str, Any], dict[str, Any]] | None = None  # features, signal
         self._ready = -1
         self._ambiguous_high = False
         self._va_missing = False
@@ -261,7 +261,7 @@ class ReplayDriver:
         for i in range(len(out.fills)):
             self._fills += 1
             fill = _record(out.fills, i)
-            events.append((fill["ts_fill"], len(events), OrderFilled(fill=fill, position=self.engine.position())))
+            events.append((fill["ts_fill"], len(events), OrderFilled(fill=fill)))
         feats = out.features
         for i in range(len(feats)):
             ts_min = int(feats["ts_min"][i])
@@ -288,8 +288,7 @@ class ReplayDriver:
         if len(feats):
             self._minutes += len(feats)
             last = len(feats) - 1
-            self._minute = (_record(out.bars, last), _record(feats, last), _record(out.signals, last))
-            self._features = self._minute[1]
+            self._minute = (_record(feats, last), _record(out.signals, last))
             self._minute_dirty = True
         kill_daily = self.engine.position().kill_daily
         if kill_daily and not self._kill_daily:
@@ -310,11 +309,11 @@ class ReplayDriver:
     def snapshot(self) -> Snapshot:
         """A copy of what the screen shows (driver thread)."""
         bins, vols = self.engine.profile()
-        f = self._features
+        f = self._minute[0] if self._minute else None
         pos = self.engine.position()
         span = max(1, self.end_ts - self.first_ts)
         return Snapshot(
-            ts=self.engine.last_event_ts, last_px=self._last_px, bid=pos.bid, ask=pos.ask,
+            ts=self.engine.last_event_ts, last_px=self._last_px,
             bins=bins, volumes=vols,
             k=int(f["k"]) if f else 0, poc2=int(f["poc2"]) if f else 0,
             val=int(f["val"]) if f else 0, vah=int(f["vah"]) if f else 0,
@@ -367,13 +366,13 @@ class PbdApp(App[int]):
         self.settings = settings
         self.driver = driver
         self.fmt = PriceFormat(settings.tick_size)
+        self.units = units_of(settings)
         self.snapshot: Snapshot | None = None
         self.ready: int | None = None
         self.kill_on = False
         self.speed = driver.speed
         self.paused = driver.paused
         self.flatten_requests: list[int] = []
-        self.fills: list[dict[str, Any]] = []
         self.error: BaseException | None = None
         self.replay_worker: Worker[None] | None = None
 
@@ -451,9 +450,8 @@ class PbdApp(App[int]):
 
     def on_order_filled(self, message: OrderFilled) -> None:
         f = message.fill
-        self.fills.append(f)
         side = "BUY" if f["side"] == SIDE_BUY else "SELL"
-        qty = f"{f['qty'] * self.settings.qty_step:g}"
+        qty = f"{self.units.qty(f['qty']):.{self.units.qty_dec}f}"  # as the features panel prints sizes
         price = self.fmt.px(f["px"])
         if f["opening"]:
             what = "LONG" if f["side"] == SIDE_BUY else "SHORT"

@@ -35,8 +35,6 @@ class Snapshot:
 
     ts: int  # exchange time of the newest event fed, ms UTC (-1 before the first)
     last_px: int  # last trade price, ticks (-1 before the first trade)
-    bid: int  # ticks, 0 before the first quote
-    ask: int
     bins: np.ndarray  # base bins of the rolling profile (int64)
     volumes: np.ndarray  # lots per base bin (int64)
     k: int  # applied bin width in base bins, from the last closed minute (0: none yet)
@@ -64,9 +62,8 @@ class TicksReplayed(Message):
 
 @dataclass
 class MinuteClosed(Message):
-    """A minute closed: its bar, features and signal rows as plain dicts."""
+    """A minute closed: its features and signal rows as plain dicts."""
 
-    bar: dict[str, Any]
     features: dict[str, Any]
     signal: dict[str, Any]
 
@@ -79,7 +76,6 @@ class OrderFilled(Message):
     """A paper fill (entry or exit) as a plain dict of ``FILL_DTYPE`` fields."""
 
     fill: dict[str, Any]
-    position: PositionView
 
 
 @dataclass

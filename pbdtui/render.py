@@ -335,9 +335,8 @@ def render_features(
             side = "LONG" if p.position > 0 else "SHORT"
             row("position", f"{side} {order_qty:.{qty_dec}f} @ {fmt.px(p.entry_px)}")
             row("stop", fmt.px(p.stop))
-        mark = last_px if last_px >= 0 else -1
-        unreal = (p.position * (mark - p.entry_px) * tick_size * order_qty
-                  if p.position != 0 and mark >= 0 else 0.0)
+        unreal = (p.position * (last_px - p.entry_px) * tick_size * order_qty
+                  if p.position != 0 and last_px >= 0 else 0.0)
         row("PnL", f"open {unreal:+.2f}  day {p.day_pnl:+.2f}")
         row("", f"realized {p.realized:+.2f}  fees {p.fees:.2f}")
         if p.kill_daily:
