@@ -89,11 +89,6 @@ class Settings:
         merged = dataclasses.asdict(self) | changes
         return _build(merged, source="<override>")
 
-    @property
-    def price_decimals(self) -> int:
-        """Decimals needed to print a half tick exactly (bin centres)."""
-        return _decimals(self.tick_size / 2)
-
 
 # key -> (low, high) inclusive numeric bounds, or a tuple of allowed strings.
 _RULES: dict[str, tuple[Any, ...]] = {
@@ -140,13 +135,6 @@ _RULES: dict[str, tuple[Any, ...]] = {
 
 _FIELDS: dict[str, type] = {f.name: f.type for f in dataclasses.fields(Settings)}  # type: ignore[misc]
 _TYPES = {"int": int, "float": float, "bool": bool, "str": str}
-
-
-def _decimals(x: float) -> int:
-    for d in range(13):
-        if abs(round(x, d) - x) < 1e-12 * max(1.0, abs(x)):
-            return d
-    return 12
 
 
 def _check_value(key: str, value: Any, source: str) -> Any:

@@ -65,8 +65,6 @@ REG_SIGMA_MULT = {k.REG_BALANCE: 1.0, k.REG_TREND: 1.3, k.REG_FAKE_UP: 1.5,
                   k.REG_FAKE_DOWN: 1.5, k.REG_RETURN: 1.2}
 REG_KAPPA = {k.REG_BALANCE: 0.05, k.REG_TREND: 0.12, k.REG_FAKE_UP: 0.6,
              k.REG_FAKE_DOWN: 0.6, k.REG_RETURN: 0.3}
-REGIME_NAMES = {k.REG_BALANCE: "balance", k.REG_TREND: "trend", k.REG_FAKE_UP: "fakeout_up",
-                k.REG_FAKE_DOWN: "fakeout_down", k.REG_RETURN: "return"}
 
 
 @dataclass

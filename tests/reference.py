@@ -17,18 +17,18 @@ import numpy as np
 
 @dataclass
 class RefParams:
-    tick: float = 0.1
-    base_bin: int = 1
-    alpha: float = 0.25
-    k_max_ticks: int = 200
-    rebucket_interval: int = 15
-    rebucket_pct: float = 0.25
-    stale_ms: int = 250
-    tick_rule: bool = False
-    va_fraction: float = 0.70
-    window: int = 240
-    bvc_lookback: int = 60
-    feed_stale_ms: int = 5000
+    tick: float
+    base_bin: int
+    alpha: float
+    k_max_ticks: int
+    rebucket_interval: int
+    rebucket_pct: float
+    stale_ms: int
+    tick_rule: bool
+    va_fraction: float
+    window: int
+    bvc_lookback: int
+    feed_stale_ms: int
 
 
 def reference_features(trades: np.ndarray, quotes: np.ndarray, rp: RefParams) -> list[dict]:

@@ -17,6 +17,7 @@ from engine.kernels import features as fk
 from engine.kernels.features import value_area
 from engine.kernels.params import make_params
 from engine.kernels.state import new_state
+from engine.units import to_lots, to_ticks
 from tests.helpers import quotes, random_stream, run_all, shared_file, trades
 from tests.reference import RefParams, reference_features
 
@@ -224,7 +225,6 @@ def test_truncating_later_data_leaves_earlier_minutes_unchanged():
     s = Settings().replace(rolling_window_minutes=10)
     tr, qu = random_stream(6, minutes=30)
     full = run_all(s, tr, qu)
-    cut = T0 + 0  # any boundary inside the stream
     cut = int(tr["ts"][len(tr) // 2]) // 60000 * 60000
     part = run_all(s, tr[tr["ts"] < cut], qu[qu["ts"] < cut])
     n = len(part.bars)
@@ -295,12 +295,16 @@ def _load_tardis(day):
     qpath = shared_file(f"binance_usdm_btcusdt/{day}_quotes.csv.gz")
     with gzip.open(tpath, "rt") as fh:
         rows = list(csv.reader(fh))[1:]
-    tr = trades([(int(r[2]) // 1000, round(float(r[6]) * 10), round(float(r[7]) * 1000),
-                  1 if r[5] == "buy" else -1) for r in rows])
+    s = Settings()
+    px = to_ticks([float(r[6]) for r in rows], s.tick_size)
+    qty = to_lots([float(r[7]) for r in rows], s.qty_step)
+    tr = trades([(int(r[2]) // 1000, int(px[i]), int(qty[i]), 1 if r[5] == "buy" else -1)
+                 for i, r in enumerate(rows)])
     with gzip.open(qpath, "rt") as fh:
         rows = list(csv.reader(fh))[1:]
-    qu = quotes([(int(r[2]) // 1000, round(float(r[6]) * 10), round(float(r[7]) * 1000),
-                  round(float(r[5]) * 10), round(float(r[4]) * 1000)) for r in rows])
+    bid, ask = to_ticks([float(r[6]) for r in rows], s.tick_size), to_ticks([float(r[5]) for r in rows], s.tick_size)
+    bsz, asz = to_lots([float(r[7]) for r in rows], s.qty_step), to_lots([float(r[4]) for r in rows], s.qty_step)
+    qu = quotes([(int(r[2]) // 1000, int(bid[i]), int(bsz[i]), int(ask[i]), int(asz[i])) for i, r in enumerate(rows)])
     return tr[np.argsort(tr["ts"], kind="stable")], qu[np.argsort(qu["ts"], kind="stable")]
 
 

@@ -28,8 +28,7 @@ from engine.config import ConfigError, Settings
 from engine.importers import import_bybit_book, import_bybit_trades, import_tardis, stable_id
 from engine.store import Store, instrument_of
 from engine.types import QUOTE_DTYPE, SIDE_BUY, SIDE_SELL, SIDE_UNKNOWN, TRADE_DTYPE
-
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from tests.helpers import shared_file
 
 TRADE_HEADER = "exchange,symbol,timestamp,local_timestamp,id,side,price,amount"
 QUOTE_HEADER = "exchange,symbol,timestamp,local_timestamp,ask_amount,ask_price,bid_price,bid_amount"
@@ -37,13 +36,6 @@ BYBIT_HEADER = "timestamp,symbol,side,size,price,tickDirection,trdMatchID,grossV
 
 BTC = Settings()  # BTCUSDT, tick 0.1, qty_step 0.001
 XRP = Settings().replace(symbol="XRPUSDT", tick_size=0.0001, qty_step=1.0, order_qty=1.0)
-
-
-def shared_file(rel: str) -> Path:
-    path = SHARED_DATA / rel
-    if not path.exists():
-        pytest.skip(f"real data {path} is absent (../shared/data is not committed; CI provides it)")
-    return path
 
 
 def write_gz(path: Path, lines: list[str]) -> Path:
