@@ -225,9 +225,7 @@ def save_result(store: Store, settings: Any, result: BacktestResult) -> None:
                            "run_id=?", (result.run_id,))
         rows = fill_rows(result.fills, u, result.run_id)
         store.replace_rows("trades_exec", TRADES_EXEC_COLUMNS, rows, "run_id=?", (result.run_id,))
-        store.db.execute("INSERT OR REPLACE INTO runs(run_id, mode, config_json, summary_json) VALUES (?, ?, ?, ?)",
-                         (result.run_id, result.mode, json.dumps(dataclasses.asdict(settings), sort_keys=True),
-                          json.dumps(report(settings, result), sort_keys=True)))
+        store.put_run(result.run_id, result.mode, dataclasses.asdict(settings), report(settings, result))
 
 
 def _pct(values: np.ndarray, q: float) -> float | None:

@@ -22,6 +22,7 @@ in ms. The database runs in WAL mode: one writer, any number of readers.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -393,6 +394,28 @@ class Store:
                 "INSERT INTO imports(source, format, rows_ok, rows_bad, rows_new) VALUES (?, ?, ?, ?, ?)",
                 (source, fmt, rows_ok, rows_bad, rows_new),
             )
+
+    # --- runs ---------------------------------------------------------------
+
+    def put_run(self, run_id: str, mode: str, settings: dict[str, Any], summary: dict[str, Any],
+                sweep: bool = False) -> None:
+        """Write a run's ``runs`` row (call inside the caller's transaction).
+
+        A sweep row (``sweep=True``, marked ``"sweep": true``) replaces only an
+        earlier sweep's row: a ``pbdtui backtest`` row of the same run id holds
+        the same figures plus the equity curve and its trade rows, and is kept.
+        """
+        config_json = json.dumps(settings, sort_keys=True)
+        if not sweep:
+            self.db.execute("INSERT OR REPLACE INTO runs(run_id, mode, config_json, summary_json) VALUES (?, ?, ?, ?)",
+                            (run_id, mode, config_json, json.dumps(summary, sort_keys=True)))
+            return
+        self.db.execute(
+            "INSERT INTO runs(run_id, mode, config_json, summary_json) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(run_id) DO UPDATE SET mode=excluded.mode, config_json=excluded.config_json, "
+            "summary_json=excluded.summary_json WHERE json_extract(runs.summary_json, '$.sweep') IS 1",
+            (run_id, mode, config_json, json.dumps(summary | {"sweep": True}, sort_keys=True)),
+        )
 
     # --- derived tables -----------------------------------------------------
 

@@ -3,10 +3,12 @@
 ``pbdtui sweep --db D --grid key=v1,v2 [--grid ...]`` parses every grid
 (values are YAML scalars), validates every combination with
 ``Settings.replace`` before any work starts (an unknown key or a bad value
-is a ``ConfigError`` naming the key), and runs each combination through
-``engine.backtest.run_tick`` and ``engine.backtest.report``, unchanged, so a
-sweep row has exactly the figures ``pbdtui backtest`` would print for the
-same settings (and the same run id).
+is a ``ConfigError`` naming the key), computes each feature group's minutes
+once (``engine.features.compute_minutes``) and runs each combination through
+``engine.backtest.run_tick_replay`` and ``engine.backtest.report``: its
+signals and fills are byte-identical to ``run_tick``'s, so a sweep row has
+exactly the figures ``pbdtui backtest`` would print for the same settings
+(and the same run id).
 
 Combinations are ordered as ``itertools.product`` of the grids in the order
 given (the first grid varies slowest).
@@ -16,15 +18,17 @@ Processes and the database
 Combinations run in a ``ProcessPoolExecutor`` with the ``spawn`` start
 method (no fork: numba and the importer/synth threads do not survive it),
 ``workers`` processes (default ``os.cpu_count()``, never more than there are
-combinations), one combination per task. Each worker process opens one
+combinations): one task per feature group (its minutes), then one per
+combination, started as soon as its group's minutes are ready. Each worker process opens one
 read-only connection (SQLite WAL: readers never block the writer or each
 other) when it starts and writes nothing. Reports (minus the equity curve)
 go back to the parent, which writes one ``runs`` row per combination
 (``mode`` 'tick', the run id of ``run_id_for``; the summary is the report
-without ``equity_curve`` and with ``"sweep": true``), all in one transaction
-after every combination has finished, so a failed sweep writes nothing. A
-row an earlier sweep wrote is replaced; a row ``pbdtui backtest`` wrote for
-the same run id (same settings and data, so the same figures) is kept. A
+without ``equity_curve``; ``Store.put_run(..., sweep=True)``), all in one
+transaction after every combination has finished, so a failed sweep writes
+nothing. A row an earlier sweep wrote is replaced; a row ``pbdtui backtest``
+wrote for the same run id (same settings and data, so the same figures) is
+kept. A
 sweep does NOT write ``signals_1m``, ``trades_exec``, ``bars_1m`` or
 ``features_1m``: run ``pbdtui backtest`` with the chosen settings for the
 trade-level rows.
@@ -52,8 +56,9 @@ features.
 Output
 ------
 A table on stdout (grid values, trades, net_pnl, gross_pnl, fees, win_rate,
-max_drawdown, exposure, seconds: ``run_tick``'s wall time in its worker, the
-first combination of each worker including numba's cache load), and in ``--out`` (default
+max_drawdown, exposure, seconds: ``run_tick_replay``'s wall time in its
+worker, the first one of each worker including numba's cache load; the
+groups' minute passes are timed separately in ``timings``), and in ``--out`` (default
 ``./sweep_out``): ``sweep.csv`` (the same columns without ``seconds``, plus
 ``run_id``) and ``sweep.json`` (grids, base settings, one full report per
 combination without the equity curve, the feature groups, and a separate
@@ -109,6 +114,7 @@ class SweepResult:
     reports: list[dict[str, Any]]
     seconds: list[float]
     groups: list[list[int]]
+    group_seconds: list[float]  # each feature group's minutes pass
     total_seconds: float
     workers: int
     data_range: tuple[int, int]
@@ -243,6 +249,7 @@ def run_sweep(store: Store, grid: Grid, combos: list[Settings], workers: int | N
     workers = min(len(combos), max(1, int(workers or os.cpu_count() or 1)))
     reports: list[dict[str, Any] | None] = [None] * len(combos)
     seconds = [0.0] * len(combos)
+    group_seconds = [0.0] * len(groups)
     ctx = multiprocessing.get_context("spawn")
     done = 0
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
@@ -250,7 +257,7 @@ def run_sweep(store: Store, grid: Grid, combos: list[Settings], workers: int | N
         try:
             futures = []
             for fut in as_completed([pool.submit(_minutes_of, g, combos[idx[0]]) for g, idx in enumerate(groups)]):
-                g, bars, feats, _ = fut.result()
+                g, bars, feats, group_seconds[g] = fut.result()
                 # a group's combinations start as soon as its minutes are ready
                 futures += [pool.submit(_run_one, i, combos[i], bars, feats) for i in groups[g]]
             for fut in as_completed(futures):
@@ -270,17 +277,9 @@ def run_sweep(store: Store, grid: Grid, combos: list[Settings], workers: int | N
             run_id = run_id_for(s, "tick", rng)
             if rep["run_id"] != run_id:
                 raise RuntimeError(f"sweep: run id mismatch {rep['run_id']} != {run_id}")
-            # replaces an earlier sweep's row; keeps a `pbdtui backtest` row of the same run id
-            # (same figures, plus the equity curve and its signals/trades rows)
-            store.db.execute(
-                "INSERT INTO runs(run_id, mode, config_json, summary_json) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT(run_id) DO UPDATE SET mode=excluded.mode, config_json=excluded.config_json, "
-                "summary_json=excluded.summary_json WHERE json_extract(runs.summary_json, '$.sweep') IS 1",
-                (run_id, "tick", json.dumps(dataclasses.asdict(s), sort_keys=True),
-                 json.dumps(rep | {"sweep": True}, sort_keys=True)),
-            )
+            store.put_run(run_id, "tick", dataclasses.asdict(s), rep, sweep=True)
     return SweepResult(grid=grid, combos=grid.combinations(), reports=final, seconds=seconds, groups=groups,
-                       total_seconds=time.perf_counter() - started, workers=workers, data_range=rng)
+                       group_seconds=group_seconds, total_seconds=time.perf_counter() - started, workers=workers, data_range=rng)
 
 
 # --- output ----------------------------------------------------------------------
@@ -331,7 +330,8 @@ def json_doc(res: SweepResult, settings: Settings) -> dict[str, Any]:
                          for combo, rep in zip(res.combos, res.reports, strict=True)],
         "feature_groups": res.groups,
         "timings": {"total_seconds": round(res.total_seconds, 3), "workers": res.workers,
-                    "seconds": [round(s, 3) for s in res.seconds]},
+                    "seconds": [round(s, 3) for s in res.seconds],
+                    "group_seconds": [round(s, 3) for s in res.group_seconds]},
     }
 
 
