@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
 
@@ -40,15 +42,13 @@ def kernel_rate(db: Path, repeat: int) -> dict:
         rng = store.tick_range()
         assert rng is not None, "empty database"
         t0 = time.perf_counter()
-        windows = []
-        start = (rng[0] // DAY_MS) * DAY_MS
-        while start <= rng[1]:
-            windows.append((store.load_ticks("trade", start, start + DAY_MS),
-                            store.load_ticks("quote", start, start + DAY_MS)))
-            start += DAY_MS
+        loaded = list(store.iter_windows(DAY_MS))
         load_s = time.perf_counter() - t0
         funding = store.load_funding()
-    events = sum(len(t) + len(q) for t, q in windows)
+    # each window's funding records, cut before timing starts
+    cuts = np.searchsorted(funding["ts"], [end - DAY_MS for end, _, _ in loaded] + [loaded[-1][0]])
+    windows = [(tr, qu, funding[cuts[i]:cuts[i + 1]]) for i, (_, tr, qu) in enumerate(loaded)]
+    events = sum(len(t) + len(q) for t, q, _ in windows)
     # warm-up: numba loads (or compiles) every specialisation the timed runs use
     t0 = time.perf_counter()
     for trading in (False, True):
@@ -63,19 +63,13 @@ def kernel_rate(db: Path, repeat: int) -> dict:
         for _ in range(repeat):
             e = Engine(s, trading=trading)
             t0 = time.perf_counter()
-            for i, (tr, qu) in enumerate(windows):
-                lo, hi = start_of(rng) + i * DAY_MS, start_of(rng) + (i + 1) * DAY_MS
-                fund = funding[(funding["ts"] >= lo) & (funding["ts"] < hi)] if trading else None
-                e.feed(tr, qu, fund)
+            for tr, qu, fund in windows:
+                e.feed(tr, qu, fund if trading else None)
             e.finish()
             best = min(best, time.perf_counter() - t0)
         key = "trading" if trading else "features_only"
         out[key] = {"best_s": round(best, 3), "events_per_s": round(events / best)}
     return out
-
-
-def start_of(rng: tuple[int, int]) -> int:
-    return (rng[0] // DAY_MS) * DAY_MS
 
 
 def end_to_end(db: Path, cwd: str, repeat: int) -> dict:
