@@ -49,14 +49,15 @@ def settings(**over):
 class Tape:
     """Builds a tick sequence minute by minute."""
 
-    def __init__(self):
+    def __init__(self, t0=T0):
+        self.t0 = t0
         self.tr = []
         self.qu = []
         self.minute = 0
 
     def bar(self, prints, close_quote=(1000, 50, 1001, 50), extra_quotes=()):
         """One minute: ``prints`` [(px, qty)] in order, the close snapshot at +59 s."""
-        t = T0 + self.minute * M
+        t = self.t0 + self.minute * M
         for i, (px, qty) in enumerate(prints):
             self.tr.append((t + 1000 + 10 * i, px, qty, 0))
         for dt, q in extra_quotes:
@@ -207,8 +208,8 @@ def test_failed_breakout_not_after_acceptance():
 # --- exits ------------------------------------------------------------------------------
 
 
-def _long_entry_tape(after_quotes=(), after_minutes=1, close_quote=(996, 50, 997, 50)):
-    tape = Tape()
+def _long_entry_tape(after_quotes=(), after_minutes=1, close_quote=(996, 50, 997, 50), t0=T0):
+    tape = Tape(t0)
     tape.balance(5)
     tape.bar(BALANCE + [(995, 1), (1001, 1)], close_quote=(1000, 80, 1001, 20))
     # the next minute: first quote fills the entry at ask 997 + 1
@@ -312,14 +313,8 @@ def test_manual_kill_switch_and_flatten():
 
 
 def _long_across_0800():
-    """The long-entry tape started at 07:50 UTC, so the position is open at 08:00."""
-    global T0
-    saved = T0  # 08:00 UTC
-    T0 = saved - 10 * M
-    try:
-        return _long_entry_tape(after_minutes=6)
-    finally:
-        T0 = saved
+    """The long-entry tape started at 07:50 UTC, so the position is open at 08:00 (T0)."""
+    return _long_entry_tape(after_minutes=6, t0=T0 - 10 * M)
 
 
 def test_funding_charged_at_0800_utc_on_open_position():
@@ -408,10 +403,9 @@ def test_funding_uses_the_recorded_rate_when_present_else_the_default():
     from engine.types import FUNDING_DTYPE
 
     tape = _long_across_0800()
-    saved = T0  # 08:00 UTC
     tr, qu = tape.arrays()
     rate = np.zeros(1, dtype=FUNDING_DTYPE)
-    rate["ts"], rate["rate"] = saved - 5 * M, -0.002  # known before 08:00: shorts pay, longs receive
+    rate["ts"], rate["rate"] = T0 - 5 * M, -0.002  # known before 08:00: shorts pay, longs receive
     mid = (996 + 997) / 2 * 0.1
     for model, expected in (("simple", -0.002 * 0.001 * mid), ("flat", 0.001 * 0.001 * mid)):
         eng = Engine(settings(funding_rate_default=0.001, max_hold_minutes=4, funding_model=model))
@@ -503,10 +497,9 @@ def test_funding_record_stamped_at_the_settlement_is_the_rate_charged():
     from engine.types import FUNDING_DTYPE
 
     tape = _long_across_0800()
-    saved = T0  # 08:00 UTC
     tr, qu = tape.arrays()
     rate = np.zeros(1, dtype=FUNDING_DTYPE)
-    rate["ts"], rate["rate"] = saved, 0.003  # stamped exactly at 08:00
+    rate["ts"], rate["rate"] = T0, 0.003  # stamped exactly at 08:00
     eng = Engine(settings(funding_rate_default=0.001, max_hold_minutes=4))
     out = concat([eng.feed(tr, qu, rate), eng.finish()])
     exit_ = out.fills[out.fills["opening"] == 0][0]
