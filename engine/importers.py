@@ -54,9 +54,9 @@ BLOCK_BYTES = 1 << 22  # text read per block; only the parse cost depends on it,
 PREFETCH = True  # read the next block in a helper thread
 MAX_LOGGED = 20  # bad rows logged one by one per file; the rest are only counted
 GRID_TOLERANCE = 1e-6  # |price / tick_size - round(...)| above this is off the grid
-MASK63 = (1 << 63) - 1
 INT64_MAX = (1 << 63) - 1
 INT64_MIN = -(1 << 63)
+MASK63 = INT64_MAX  # the low 63 bits: a non-negative int64
 
 TARDIS_TRADE_COLUMNS = ("exchange", "symbol", "timestamp", "local_timestamp", "id", "side", "price", "amount")
 TARDIS_QUOTE_COLUMNS = (
@@ -131,15 +131,23 @@ def uuid_ids_of(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[
     return rows, folded[ok]
 
 
-def trade_id_of(text: str | bytes) -> int:
-    """The int64 trade id of an exchange id: the integer itself, a UUID folded, else ``stable_id``."""
-    raw = text.encode("utf-8") if isinstance(text, str) else bytes(text)
-    body = raw.strip()
-    digits = body[1:] if body[:1] in (b"+", b"-") else body
-    if digits.isdigit():
+def int64_or_none(text: str | bytes) -> int | None:
+    """``text`` (blanks and an optional sign allowed) as an int64, or None if it is not one."""
+    body = text.strip()
+    digits = body[1:] if body[:1] in ("+", "-", b"+", b"-") else body
+    if digits.isascii() and digits.isdigit():
         value = int(body)
         if INT64_MIN <= value <= INT64_MAX:
             return value
+    return None
+
+
+def trade_id_of(text: str | bytes) -> int:
+    """The int64 trade id of an exchange id: the integer itself, a UUID folded, else ``stable_id``."""
+    raw = text.encode("utf-8") if isinstance(text, str) else bytes(text)
+    value = int64_or_none(raw)
+    if value is not None:
+        return value
     folded = uuid_id(raw)
     return stable_id(raw) if folded is None else folded
 
@@ -489,12 +497,11 @@ class _Fields:
         val, _, ok, _ = self._scan(k, allow_dot=False, max_digits=18)
         bad = np.zeros(self.n, dtype=bool)
         for i in np.flatnonzero(~ok).tolist():
-            body = self.text(i, k).strip()
-            digits = body[1:] if body[:1] in ("+", "-") else body
-            if digits.isascii() and digits.isdigit() and INT64_MIN <= int(body) <= INT64_MAX:
-                val[i] = int(body)
-            else:
+            value = int64_or_none(self.text(i, k))
+            if value is None:
                 bad[i] = True
+            else:
+                val[i] = value
         return val, bad
 
     def seconds_ms(self, k: int) -> tuple[np.ndarray, np.ndarray]:
