@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                 "workers": args.workers,
                 "wall_s": round(run.wall_s, 1),
                 "combination_seconds": per,
-                # stored events times combinations, per second (replays read only quotes, so
+                # stored events times combinations, per second (minute passes read only quotes, so
                 # this is what a sweep covers, not what it reads)
                 "stored_events_x_combinations_per_s": round(COMBINATIONS * events / run.wall_s),
                 "cpu_s_all_processes": run.cpu_s,

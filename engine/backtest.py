@@ -29,8 +29,8 @@ from engine.engine import Engine, concat
 from engine.features import write_minute_tables
 from engine.kernels import loop
 from engine.kernels.barmode import run_bars
+from engine.kernels.minutepass import minutes_finish, quotes_on_minutes
 from engine.kernels.params import make_params
-from engine.kernels.replay import replay_finish, replay_quotes
 from engine.kernels.state import SI_ENTRY_PX, SI_POS, SI_Q_ASK, SI_Q_BID, new_state
 from engine.records import Units, fill_rows, signal_rows, units_of
 from engine.store import (
@@ -119,10 +119,10 @@ def run_tick(store: Store, settings: Any, progress: Callable[[float], None] | No
     )
 
 
-def run_tick_replay(store: Store, settings: Any, bars: np.ndarray, feats: np.ndarray) -> BacktestResult:
+def run_tick_on_minutes(store: Store, settings: Any, bars: np.ndarray, feats: np.ndarray) -> BacktestResult:
     """Mode 1 with the minutes precomputed (``engine.features.compute_minutes``, same feature settings).
 
-    Replays only quotes and funding through the strategy (``kernels.replay``);
+    Replays only quotes and funding through the strategy (``kernels.minutepass``);
     signals, fills and the report equal ``run_tick``'s for the same settings.
     """
     started = time.perf_counter()
@@ -139,11 +139,11 @@ def run_tick_replay(store: Store, settings: Any, bars: np.ndarray, feats: np.nda
         while True:
             fills = np.zeros(len(quotes) // 64 + 64, dtype=FILL_DTYPE)
             counts[loop.C_FILLS] = 0
-            err = replay_quotes(quotes, fund, bars, feats, p, state, sigs, fills, counts)
+            err = quotes_on_minutes(quotes, fund, bars, feats, p, state, sigs, fills, counts)
             fill_parts.append(fills[:counts[loop.C_FILLS]].copy())
             if err == 0:
                 break
-    replay_finish(bars, feats, p, state, sigs, counts)
+    minutes_finish(bars, feats, p, state, sigs, counts)
     si = state.si
     return BacktestResult(
         run_id=run_id_for(settings, "tick", rng), mode="tick", signals=sigs, features=feats, bars=bars,

@@ -5,7 +5,7 @@
 ``Settings.replace`` before any work starts (an unknown key or a bad value
 is a ``ConfigError`` naming the key), computes each feature group's minutes
 once (``engine.features.compute_minutes``) and runs each combination through
-``engine.backtest.run_tick_replay`` and ``engine.backtest.report``: its
+``engine.backtest.run_tick_on_minutes`` and ``engine.backtest.report``: its
 signals and fills are byte-identical to ``run_tick``'s, so a sweep row has
 exactly the figures ``pbdtui backtest`` would print for the same settings
 (and the same run id).
@@ -43,7 +43,7 @@ features.
 
 * Reused: each group's bars and features are computed once (a
   features-only pass over all trades and quotes, in a worker), then every
-  combination of the group runs ``engine.backtest.run_tick_replay``: quotes
+  combination of the group runs ``engine.backtest.run_tick_on_minutes``: quotes
   and funding only, through the same ``decide``/``on_quote``/``on_time`` as
   the tick engine, against the stored minutes. Its signals, fills and report
   are byte-identical to ``run_tick``'s (tested), at about half the work
@@ -56,7 +56,7 @@ features.
 Output
 ------
 A table on stdout (grid values, trades, net_pnl, gross_pnl, fees, win_rate,
-max_drawdown, exposure, seconds: ``run_tick_replay``'s wall time in its
+max_drawdown, exposure, seconds: ``run_tick_on_minutes``'s wall time in its
 worker, the first one of each worker including numba's cache load; the
 groups' minute passes are timed separately in ``timings``), and in ``--out`` (default
 ``./sweep_out``): ``sweep.csv`` (the same columns without ``seconds``, plus
@@ -224,10 +224,10 @@ def _minutes_of(group: int, settings: Settings) -> tuple[int, Any, Any, float]:
 
 
 def _run_one(index: int, settings: Settings, bars: Any, feats: Any) -> tuple[int, dict[str, Any], float]:
-    """Worker: one combination replayed on its group's minutes; (index, report, seconds)."""
-    from engine.backtest import report, run_tick_replay
+    """Worker: one combination run on its group's minutes; (index, report, seconds)."""
+    from engine.backtest import report, run_tick_on_minutes
 
-    result = run_tick_replay(_check_instrument(settings), settings, bars, feats)
+    result = run_tick_on_minutes(_check_instrument(settings), settings, bars, feats)
     rep = report(settings, result)
     rep.pop("equity_curve", None)
     return index, rep, result.seconds

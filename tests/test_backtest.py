@@ -136,8 +136,8 @@ def test_slippage_and_fees_only_make_it_worse(sim_db, tmp_path):
     assert free["fees"] < 0 < paid["fees"]  # maker rebate vs taker fee
 
 
-def test_replay_on_precomputed_minutes_equals_the_full_tick_run(sim_db, tmp_path):
-    from engine.backtest import report, run_tick, run_tick_replay
+def test_minute_pass_on_precomputed_minutes_equals_the_full_tick_run(sim_db, tmp_path):
+    from engine.backtest import report, run_tick, run_tick_on_minutes
     from engine.features import compute_minutes
 
     path = _copy(sim_db, tmp_path, "h.db")
@@ -148,7 +148,7 @@ def test_replay_on_precomputed_minutes_equals_the_full_tick_run(sim_db, tmp_path
         bars, feats = m.bars, m.features
         for s in variants:  # execution and signal keys change; feature keys do not
             full = run_tick(st, s)
-            fast = run_tick_replay(st, s, bars, feats)
+            fast = run_tick_on_minutes(st, s, bars, feats)
             assert len(full.fills) > 3
             assert fast.signals.tobytes() == full.signals.tobytes()
             assert fast.fills.tobytes() == full.fills.tobytes()

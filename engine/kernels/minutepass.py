@@ -1,4 +1,4 @@
-"""Execution replay: quotes and funding against precomputed minute rows.
+"""Minute pass: quotes and funding against precomputed minute rows (the sweep's fast path).
 
 For a sweep, combinations that share every feature parameter produce the
 same bars and features; only the strategy and execution differ. This loop
@@ -37,7 +37,7 @@ def _close_rows(st, p, until_min, bars, feats, sigs, counts):
 
 
 @njit(cache=True, nogil=True)
-def replay_quotes(quotes, funding, bars, feats, p, st, sigs, fills, counts):
+def quotes_on_minutes(quotes, funding, bars, feats, p, st, sigs, fills, counts):
     """Run quotes and funding (each sorted) against the stored minutes.
 
     ``counts`` carries positions between calls: C_QUOTES / C_FUNDING into
@@ -82,7 +82,7 @@ def replay_quotes(quotes, funding, bars, feats, p, st, sigs, fills, counts):
 
 
 @njit(cache=True, nogil=True)
-def replay_finish(bars, feats, p, st, sigs, counts):
+def minutes_finish(bars, feats, p, st, sigs, counts):
     """Decide on the stored minutes left after the last quote (end of data)."""
     _close_rows(st, p, bars["ts_min"][bars.shape[0] - 1] + MINUTE_MS if bars.shape[0] else 0,
                 bars, feats, sigs, counts)
