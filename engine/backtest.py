@@ -17,7 +17,6 @@ import hashlib
 import json
 import logging
 import math
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -40,6 +39,7 @@ from engine.store import (
     StoreError,
     instrument_of,
 )
+from engine.timerange import range_text
 from engine.types import (
     ACTION_NAMES,
     BAR_DTYPE,
@@ -75,6 +75,7 @@ class BacktestResult:
     last_mid2: int
     open_position: int
     open_entry_px: int
+    window: tuple[int | None, int | None] = (None, None)  # the requested --from/--to (ms; None: open)
 
 
 def run_id_for(settings: Any, mode: str, data_range: tuple[int, int] | None) -> str:
@@ -82,33 +83,46 @@ def run_id_for(settings: Any, mode: str, data_range: tuple[int, int] | None) -> 
     return f"{mode}-{hashlib.blake2b(blob.encode(), digest_size=6).hexdigest()}"
 
 
-def _slices_with_funding(store: Store, with_trades: bool = True
-                         ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, int]]:
+def _data_range(store: Store, start_ms: int | None, end_ms: int | None) -> tuple[int, int] | None:
+    """The first and last stored tick in the range; an empty requested range is an error."""
+    rng = store.tick_range(start_ms, end_ms)
+    if rng is None and (start_ms is not None or end_ms is not None):
+        raise StoreError(f"{store.path}: no ticks {range_text(start_ms, end_ms)}")
+    return rng
+
+
+def _slices_with_funding(store: Store, with_trades: bool = True, start_ms: int | None = None,
+                         end_ms: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, int]]:
     """Stored tick slices, each with the funding records up to its last event: (trades, quotes, funding, last_ts).
 
-    Funding records after the last tick are dropped: they would only extend the run.
+    Funding records after the last tick are dropped: they would only extend the run;
+    so are those before ``start_ms``, which belong to data the run does not see.
     """
     funding = store.load_funding()
-    f_next = 0
-    for trades, quotes in store.iter_event_slices(with_trades):
+    f_next = 0 if start_ms is None else int(np.searchsorted(funding["ts"], start_ms, "left"))
+    for trades, quotes in store.iter_event_slices(with_trades, start_ms, end_ms):
         last = max(int(trades["ts"][-1]) if len(trades) else -1, int(quotes["ts"][-1]) if len(quotes) else -1)
         f_end = int(np.searchsorted(funding["ts"], last, "right"))
         yield trades, quotes, funding[f_next:f_end], last
         f_next = f_end
 
 
-def run_tick(store: Store, settings: Any, progress: Callable[[float], None] | None = None) -> BacktestResult:
-    """Mode 1 over every stored tick, streamed chunk by chunk."""
+def run_tick(store: Store, settings: Any, progress: Callable[[float, float], None] | None = None,
+             start_ms: int | None = None, end_ms: int | None = None) -> BacktestResult:
+    """Mode 1 over the stored ticks with ``start_ms <= ts < end_ms`` (all when None), chunk by chunk.
+
+    ``progress(done, total)`` gets the event time covered so far, in ms.
+    """
     started = time.perf_counter()
-    rng = store.tick_range()
+    rng = _data_range(store, start_ms, end_ms)
     engine = Engine(settings, trading=True)
     parts = []
     events = 0
-    for trades, quotes, funding, last in _slices_with_funding(store):
+    for trades, quotes, funding, last in _slices_with_funding(store, True, start_ms, end_ms):
         parts.append(engine.feed(trades, quotes, funding))
         events += len(trades) + len(quotes)
-        if progress is not None and rng is not None and rng[1] > rng[0]:
-            progress((last - rng[0]) / (rng[1] - rng[0]))
+        if progress is not None and rng is not None:
+            progress(last - rng[0], max(1, rng[1] - rng[0]))
     parts.append(engine.finish())
     out = concat(parts)
     pos = engine.position()
@@ -116,24 +130,26 @@ def run_tick(store: Store, settings: Any, progress: Callable[[float], None] | No
         run_id=run_id_for(settings, "tick", rng), mode="tick", signals=out.signals, fills=out.fills,
         features=out.features, bars=out.bars, events=events, seconds=time.perf_counter() - started,
         last_mid2=pos.bid + pos.ask, open_position=pos.position, open_entry_px=pos.entry_px,
+        window=(start_ms, end_ms),
     )
 
 
-def run_tick_on_minutes(store: Store, settings: Any, bars: np.ndarray, feats: np.ndarray) -> BacktestResult:
-    """Mode 1 with the minutes precomputed (``engine.features.compute_minutes``, same feature settings).
+def run_tick_on_minutes(store: Store, settings: Any, bars: np.ndarray, feats: np.ndarray,
+                        start_ms: int | None = None, end_ms: int | None = None) -> BacktestResult:
+    """Mode 1 with the minutes precomputed (``engine.features.compute_minutes``, same feature settings and range).
 
     Replays only quotes and funding through the strategy (``kernels.minutepass``);
     signals, fills and the report equal ``run_tick``'s for the same settings.
     """
     started = time.perf_counter()
-    rng = store.tick_range()
+    rng = _data_range(store, start_ms, end_ms)
     p = make_params(settings, trading=True)
     state = new_state(settings.rolling_window_minutes, settings.bvc_lookback, hist_bins=16, fifo_size=16)
     sigs = np.zeros(len(bars), dtype=SIGNAL_DTYPE)
     counts = np.zeros(loop.N_COUNTS, dtype=np.int64)
     fill_parts = []
-    events = store.count_ticks("trade")  # counted, not read: fills only need quotes
-    for _, quotes, fund, _ in _slices_with_funding(store, with_trades=False):
+    events = store.count_ticks("trade", start_ms, end_ms)  # counted, not read: fills only need quotes
+    for _, quotes, fund, _ in _slices_with_funding(store, False, start_ms, end_ms):
         events += len(quotes)
         counts[loop.C_QUOTES] = counts[loop.C_FUNDING] = 0
         while True:
@@ -150,18 +166,23 @@ def run_tick_on_minutes(store: Store, settings: Any, bars: np.ndarray, feats: np
         fills=np.concatenate(fill_parts) if fill_parts else np.zeros(0, dtype=FILL_DTYPE),
         events=events, seconds=time.perf_counter() - started,
         last_mid2=int(si[SI_Q_BID] + si[SI_Q_ASK]), open_position=int(si[SI_POS]),
-        open_entry_px=int(si[SI_ENTRY_PX]),
+        open_entry_px=int(si[SI_ENTRY_PX]), window=(start_ms, end_ms),
     )
 
 
-def load_minute_records(store: Store, settings: Any) -> tuple[np.ndarray, np.ndarray]:
-    """``bars_1m`` + ``features_1m`` back into engine records (ticks and lots)."""
+def load_minute_records(store: Store, settings: Any, start_ms: int | None = None, end_ms: int | None = None
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """``bars_1m`` + ``features_1m`` rows with ``start_ms <= ts_min < end_ms`` as engine records (ticks and lots)."""
     rows = store.fetch(
         "SELECT b.ts_min, b.open, b.high, b.low, b.close, b.volume, b.bid_px_close, b.ask_px_close, "
         "b.bid_sz_close, b.ask_sz_close, f.bin_width, f.poc, f.vah, f.val, f.of_1m, "
         "f.ambiguous_trade_frac_1m, f.qimb_close, f.ready_code, b.n_trades "
-        "FROM bars_1m b JOIN features_1m f USING (ts_min) ORDER BY b.ts_min"
+        "FROM bars_1m b JOIN features_1m f USING (ts_min) WHERE b.ts_min>=? AND b.ts_min<? ORDER BY b.ts_min",
+        (-(2**62) if start_ms is None else start_ms, 2**62 if end_ms is None else end_ms),
     )
+    if not rows and (start_ms is not None or end_ms is not None):
+        raise StoreError(f"{store.path}: no bars_1m/features_1m rows {range_text(start_ms, end_ms)}: run "
+                         f"`pbdtui features --db {store.path}` over that range first")
     if not rows:
         raise StoreError(f"{store.path}: no bars_1m/features_1m rows: run `pbdtui features --db {store.path}` first")
     n = len(rows)
@@ -194,10 +215,10 @@ def load_minute_records(store: Store, settings: Any) -> tuple[np.ndarray, np.nda
     return bars, feats
 
 
-def run_bar(store: Store, settings: Any) -> BacktestResult:
-    """Mode 2 over the stored minute tables."""
+def run_bar(store: Store, settings: Any, start_ms: int | None = None, end_ms: int | None = None) -> BacktestResult:
+    """Mode 2 over the stored minute rows with ``start_ms <= ts_min < end_ms`` (all when None)."""
     started = time.perf_counter()
-    bars, feats = load_minute_records(store, settings)
+    bars, feats = load_minute_records(store, settings, start_ms, end_ms)
     p = make_params(settings, trading=True)
     state = new_state(settings.rolling_window_minutes, settings.bvc_lookback, hist_bins=16, fifo_size=16)
     sigs = np.zeros(len(bars), dtype=SIGNAL_DTYPE)
@@ -211,7 +232,7 @@ def run_bar(store: Store, settings: Any) -> BacktestResult:
         run_id=run_id_for(settings, "bar", rng), mode="bar", signals=sigs, fills=fills[:nf].copy(),
         features=feats, bars=bars, events=len(bars), seconds=time.perf_counter() - started,
         last_mid2=int(last["bid_px"] + last["ask_px"]), open_position=int(state.si[SI_POS]),
-        open_entry_px=int(state.si[SI_ENTRY_PX]),
+        open_entry_px=int(state.si[SI_ENTRY_PX]), window=(start_ms, end_ms),
     )
 
 
@@ -220,7 +241,7 @@ def save_result(store: Store, settings: Any, result: BacktestResult) -> None:
     u = units_of(settings)
     with store.db:
         if result.mode == "tick":
-            write_minute_tables(store, settings, result.bars, result.features)
+            write_minute_tables(store, settings, result.bars, result.features, *result.window)
         store.replace_rows("signals_1m", SIGNALS_COLUMNS, signal_rows(result.signals, result.run_id),
                            "run_id=?", (result.run_id,))
         rows = fill_rows(result.fills, u, result.run_id)
@@ -390,29 +411,25 @@ def headline(rep: dict[str, Any]) -> str:
             f"max drawdown {rep['max_drawdown']}, exposure {rep['exposure']}")
 
 
-def run_backtest(store: Store, settings: Any, mode: str = "tick", progress: Callable[[float], None] | None = None
-                 ) -> tuple[BacktestResult, dict[str, Any]]:
-    result = run_tick(store, settings, progress=progress) if mode == "tick" else run_bar(store, settings)
+def run_backtest(store: Store, settings: Any, mode: str = "tick", progress: Callable[[float, float], None] | None = None,
+                 start_ms: int | None = None, end_ms: int | None = None) -> tuple[BacktestResult, dict[str, Any]]:
+    if mode == "tick":
+        result = run_tick(store, settings, progress, start_ms, end_ms)
+    else:
+        result = run_bar(store, settings, start_ms, end_ms)
     save_result(store, settings, result)
     return result, report(settings, result)
 
 
-def run_backtest_cli(settings: Any, db: str, mode: str, out: str | None) -> int:
+def run_backtest_cli(settings: Any, db: str, mode: str, out: str | None, start_ms: int | None = None,
+                     end_ms: int | None = None, progress: Callable[[float, float], None] | None = None) -> int:
+    """``pbdtui backtest``; ``progress(done, total)`` is the caller's display (it prints nothing itself)."""
     if not Path(db).exists():
         raise FileNotFoundError(f"{db}: no such database")
-
-    last_shown = [-1]
-
-    def progress(frac: float) -> None:
-        pct = int(frac * 100)
-        if pct != last_shown[0] and sys.stderr.isatty():
-            last_shown[0] = pct
-            print(f"\rbacktest: {pct:3d} %", end="", file=sys.stderr, flush=True)
-
     with Store(db, instrument_of(settings)) as store:
-        result, rep = run_backtest(store, settings, mode, progress=progress)
-    if sys.stderr.isatty():
-        print("", file=sys.stderr)
+        result, rep = run_backtest(store, settings, mode, progress, start_ms, end_ms)
+    if progress is not None:
+        progress(1, 1)  # done: the display closes before the report is printed
     lines = decision_log(settings, result) if out or decisions_log.isEnabledFor(logging.INFO) else []
     for line in lines:
         decisions_log.info(line)

@@ -88,6 +88,7 @@ import yaml
 from engine.config import ConfigError, Settings, parse_value
 from engine.kernels.params import FEATURE_KEYS
 from engine.store import Store, StoreError, instrument_of
+from engine.timerange import range_text
 
 INSTRUMENT_KEYS = frozenset({"symbol", "tick_size", "qty_step", "instrument"})
 RESULT_COLUMNS = ("trades", "net_pnl", "gross_pnl", "fees", "win_rate", "max_drawdown", "exposure")
@@ -214,20 +215,22 @@ def _check_instrument(settings: Settings) -> Store:
     return _worker_store
 
 
-def _minutes_of(group: int, settings: Settings) -> tuple[int, Any, Any, float]:
+def _minutes_of(group: int, settings: Settings, window: tuple[int | None, int | None] = (None, None)
+                ) -> tuple[int, Any, Any, float]:
     """Worker: a feature group's bars and features, computed once; (group, bars, features, seconds)."""
     from engine.features import compute_minutes
 
     started = time.perf_counter()
-    m = compute_minutes(_check_instrument(settings), settings)
+    m = compute_minutes(_check_instrument(settings), settings, *window)
     return group, m.bars, m.features, time.perf_counter() - started
 
 
-def _run_one(index: int, settings: Settings, bars: Any, feats: Any) -> tuple[int, dict[str, Any], float]:
+def _run_one(index: int, settings: Settings, bars: Any, feats: Any,
+             window: tuple[int | None, int | None] = (None, None)) -> tuple[int, dict[str, Any], float]:
     """Worker: one combination run on its group's minutes; (index, report, seconds)."""
     from engine.backtest import report, run_tick_on_minutes
 
-    result = run_tick_on_minutes(_check_instrument(settings), settings, bars, feats)
+    result = run_tick_on_minutes(_check_instrument(settings), settings, bars, feats, *window)
     rep = report(settings, result)
     rep.pop("equity_curve", None)
     return index, rep, result.seconds
@@ -237,14 +240,19 @@ def _run_one(index: int, settings: Settings, bars: Any, feats: Any) -> tuple[int
 
 
 def run_sweep(store: Store, grid: Grid, combos: list[Settings], workers: int | None = None,
-              progress: Any = None) -> SweepResult:
-    """Run every combination in worker processes; write one ``runs`` row each (one transaction)."""
+              progress: Any = None, start_ms: int | None = None, end_ms: int | None = None) -> SweepResult:
+    """Run every combination over the ticks with ``start_ms <= ts < end_ms`` (all when None) in worker
+    processes; write one ``runs`` row each (one transaction). ``progress(done, total)`` counts combinations.
+    """
     from engine.backtest import run_id_for
 
     started = time.perf_counter()
-    rng = store.tick_range()
+    rng = store.tick_range(start_ms, end_ms)
+    if rng is None and (start_ms is not None or end_ms is not None):
+        raise StoreError(f"{store.path}: no ticks {range_text(start_ms, end_ms)}")
     if rng is None:
         raise StoreError(f"{store.path}: no stored ticks: import or synthesize data first")
+    window = (start_ms, end_ms)
     groups = feature_groups(combos)
     workers = min(len(combos), max(1, int(workers or os.cpu_count() or 1)))
     reports: list[dict[str, Any] | None] = [None] * len(combos)
@@ -256,10 +264,10 @@ def run_sweep(store: Store, grid: Grid, combos: list[Settings], workers: int | N
                              initargs=(store.path,)) as pool:
         try:
             futures = []
-            for fut in as_completed([pool.submit(_minutes_of, g, combos[idx[0]]) for g, idx in enumerate(groups)]):
+            for fut in as_completed([pool.submit(_minutes_of, g, combos[idx[0]], window) for g, idx in enumerate(groups)]):
                 g, bars, feats, group_seconds[g] = fut.result()
                 # a group's combinations start as soon as its minutes are ready
-                futures += [pool.submit(_run_one, i, combos[i], bars, feats) for i in groups[g]]
+                futures += [pool.submit(_run_one, i, combos[i], bars, feats, window) for i in groups[g]]
             for fut in as_completed(futures):
                 index, rep, secs = fut.result()
                 reports[index] = rep
@@ -344,24 +352,22 @@ def write_outputs(res: SweepResult, settings: Settings, out: str | os.PathLike[s
 
 
 def run_sweep_cli(settings: Settings, db: str, grid: Sequence[str], out: str | None = None,
-                  workers: int | None = None) -> int:
-    """``pbdtui sweep``: validate, run, print the table, write sweep.csv and sweep.json."""
+                  workers: int | None = None, start_ms: int | None = None, end_ms: int | None = None,
+                  progress: Any = None) -> int:
+    """``pbdtui sweep``: validate, run, print the table, write sweep.csv and sweep.json.
+
+    ``progress(done, total)`` is the caller's display of finished combinations (this prints nothing to stderr).
+    """
     parsed, combos = parse_grid(settings, grid)  # before touching the database
     if workers is not None and workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}")
     if not Path(db).exists():
         raise FileNotFoundError(f"{db}: no such database")
 
-    tty = sys.stderr.isatty()
-
-    def progress(i: int, n: int) -> None:
-        if tty:
-            print(f"\rsweep: {i}/{n} combinations", end="", file=sys.stderr, flush=True)
-
     with Store(db, instrument_of(settings)) as store:
-        res = run_sweep(store, parsed, combos, workers=workers, progress=progress)
-    if tty:
-        print("", file=sys.stderr)
+        res = run_sweep(store, parsed, combos, workers=workers, progress=progress, start_ms=start_ms, end_ms=end_ms)
+    if progress is not None:
+        progress(len(combos), len(combos))  # done: the display closes before the table is printed
     path = write_outputs(res, settings, out if out is not None else DEFAULT_OUT)
     sys.stdout.write(table_text(res))
     print(f"{len(combos)} combinations, {len(res.groups)} feature group(s), {res.workers} worker(s), "

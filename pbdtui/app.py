@@ -38,8 +38,10 @@ from textual.widgets import Footer, RichLog, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from engine.engine import Engine, StepOutput
+from engine.kernel_cache import uncompiled
 from engine.records import units_of
 from engine.store import Store, StoreError, instrument_of
+from engine.timerange import range_text
 from engine.types import (
     EXIT_NAMES,
     QUOTE_DTYPE,
@@ -153,9 +155,11 @@ class ReplayDriver:
     GAP_SKIP_MS = MINUTE_MS  # a stretch without ticks longer than this is jumped, not waited out
 
     def __init__(self, settings: Any, db_path: str | os.PathLike[str], speed: float = 600.0,
-                 warmup_minutes: int | None = None, ui_interval: float = 0.25):
+                 warmup_minutes: int | None = None, ui_interval: float = 0.25,
+                 start_ms: int | None = None, end_ms: int | None = None):
         self.settings = settings
         self.db_path = Path(db_path)
+        self.window = (start_ms, end_ms)  # replay only ticks with start_ms <= ts < end_ms
         self.engine = Engine(settings, trading=True)
         self.speed = float(min(max(speed, SPEED_MIN), SPEED_MAX))
         self.paused = False
@@ -196,13 +200,13 @@ class ReplayDriver:
         """Replay until the end of the data, then keep serving commands until stopped or cancelled."""
         self._post = post
         with Store(self.db_path, instrument_of(self.settings), readonly=True) as store:
-            span = store.tick_range()
+            span = store.tick_range(*self.window)
             if span is None:
-                raise StoreError(f"{self.db_path}: holds no ticks to replay")
+                raise StoreError(f"{self.db_path}: no ticks to replay {range_text(*self.window)}")
             self.first_ts, self.end_ts = span[0], span[1] + 1
             self.clock = self.first_ts
             funding = store.load_funding()
-            cursor = _TickCursor(store, self.first_ts)
+            cursor = _TickCursor(store, self.first_ts)  # end_ts caps every take: nothing past the range
             self._warm_end = self.first_ts + self.warmup_ms
             while not (self._stop.is_set() or cancelled()):
                 self._apply_commands()
@@ -566,7 +570,8 @@ class PbdApp(App[int]):
 
 
 def create_app(settings: Any, db_path: str | os.PathLike[str], speed: float = 600.0, *,
-               warmup_minutes: int | None = None, ui_interval: float = 0.25) -> PbdApp:
+               warmup_minutes: int | None = None, ui_interval: float = 0.25,
+               start_ms: int | None = None, end_ms: int | None = None) -> PbdApp:
     """The console replaying ``db_path`` (the factory tests and ``run_demo`` use).
 
     Args:
@@ -575,11 +580,14 @@ def create_app(settings: Any, db_path: str | os.PathLike[str], speed: float = 60
         speed: replay speed, x real time, after the warm-up.
         warmup_minutes: event time fed at full speed first (None: the profile window).
         ui_interval: least wall time between two screen updates, s.
+        start_ms: replay ticks from this time (ms UTC, inclusive; None: the first).
+        end_ms: replay ticks before this time (ms UTC, exclusive; None: to the last).
     """
     path = Path(db_path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such database")
-    driver = ReplayDriver(settings, path, speed=speed, warmup_minutes=warmup_minutes, ui_interval=ui_interval)
+    driver = ReplayDriver(settings, path, speed=speed, warmup_minutes=warmup_minutes, ui_interval=ui_interval,
+                          start_ms=start_ms, end_ms=end_ms)
     return PbdApp(settings, driver)
 
 
@@ -594,10 +602,7 @@ def kernels_cached(name: str) -> bool:
     the first run compiles for a while; the screen says so instead of
     looking stuck.
     """
-    root = os.environ.get("NUMBA_CACHE_DIR")
-    if not root or not Path(root).is_dir():
-        return False
-    return any(Path(root).glob(f"**/{name}-*.nbi"))
+    return not uncompiled([name])
 
 
 def cache_dir() -> Path:
@@ -655,13 +660,13 @@ def demo_database(settings: Any, seed: int = 7, days: float = DEMO_DAYS, directo
 
 
 def run_demo(settings: Any, db: str | os.PathLike[str] | None = None, speed: float = 600.0,
-             seed: int = 7) -> int:
-    """``pbdtui demo``: open the console on ``db``, or on a generated session when None."""
+             seed: int = 7, start_ms: int | None = None, end_ms: int | None = None) -> int:
+    """``pbdtui demo``: open the console on ``db`` (its ticks in [start_ms, end_ms)), or on a generated session."""
     def say(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
     path = demo_database(settings, seed=seed, log=say) if db is None else Path(db)
-    app = create_app(settings, path, speed=speed)
+    app = create_app(settings, path, speed=speed, start_ms=start_ms, end_ms=end_ms)
     code = app.run()
     if app.error is not None:
         say(f"pbdtui: error: replay stopped: {app.error}")
