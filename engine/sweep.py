@@ -225,7 +225,8 @@ def _minutes_of(group: int, settings: Settings) -> tuple[int, Any, Any, float]:
 
 def _run_one(index: int, settings: Settings, bars: Any, feats: Any) -> tuple[int, dict[str, Any], float]:
     """Worker: one combination run on its group's minutes; (index, report, seconds)."""
-    from engine.backtest import report, run_tick_on_minutes
+    from engine.backtest import run_tick_on_minutes
+    from engine.report import report
 
     result = run_tick_on_minutes(_check_instrument(settings), settings, bars, feats)
     rep = report(settings, result)

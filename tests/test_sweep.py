@@ -8,8 +8,9 @@ import json
 import pytest
 
 from engine import sweep
-from engine.backtest import report, run_tick, save_result
+from engine.backtest import run_tick, save_result
 from engine.config import ConfigError, Settings
+from engine.report import report
 from engine.store import Store, instrument_of
 from engine.synth import synthesize
 
