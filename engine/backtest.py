@@ -32,7 +32,7 @@ from engine.kernels.minutepass import minutes_finish, quotes_on_minutes
 from engine.kernels.params import make_params
 from engine.kernels.state import SI_ENTRY_PX, SI_POS, SI_Q_ASK, SI_Q_BID, new_state
 from engine.records import fill_rows, signal_rows, units_of
-from engine.report import decision_log, headline, report, text_report
+from engine.report import decision_log, headline, report, text_report, trades_csv
 from engine.store import (
     SIGNALS_COLUMNS,
     TRADES_EXEC_COLUMNS,
@@ -220,7 +220,30 @@ def run_backtest(store: Store, settings: Any, mode: str = "tick", progress: Call
     return result, report(settings, result)
 
 
+DEFAULT_OUT_ROOT = "backtests"  # `pbdtui backtest` without --out writes to ./backtests/<run_id>/
+OUTPUT_FILES = ("report.json", "report.txt", "trades.csv", "decisions.log")
+
+
+def write_outputs(settings: Any, result: BacktestResult, rep: dict[str, Any], out: str | Path) -> Path:
+    """Write report.json, report.txt, trades.csv and decisions.log into ``out`` (created); returns it.
+
+    Every file is a function of the result and the settings only, so a rerun
+    writes the same bytes.
+    """
+    path = Path(out)
+    path.mkdir(parents=True, exist_ok=True)
+    lines = decision_log(settings, result)
+    for line in lines:
+        decisions_log.info(line)
+    (path / "report.json").write_text(json.dumps(rep, indent=1, sort_keys=True) + "\n")
+    (path / "report.txt").write_text(text_report(rep))
+    (path / "trades.csv").write_text(trades_csv(settings, result))
+    (path / "decisions.log").write_text("\n".join(lines) + "\n")
+    return path
+
+
 def run_backtest_cli(settings: Any, db: str, mode: str, out: str | None) -> int:
+    """``pbdtui backtest``: run, save the run's rows, write the report files and say where."""
     if not Path(db).exists():
         raise FileNotFoundError(f"{db}: no such database")
 
@@ -236,16 +259,9 @@ def run_backtest_cli(settings: Any, db: str, mode: str, out: str | None) -> int:
         result, rep = run_backtest(store, settings, mode, progress=progress)
     if sys.stderr.isatty():
         print("", file=sys.stderr)
-    lines = decision_log(settings, result) if out or decisions_log.isEnabledFor(logging.INFO) else []
-    for line in lines:
-        decisions_log.info(line)
-    if out:
-        path = Path(out)
-        path.mkdir(parents=True, exist_ok=True)
-        (path / "report.json").write_text(json.dumps(rep, indent=1, sort_keys=True) + "\n")
-        (path / "report.txt").write_text(text_report(rep))
-        (path / "decisions.log").write_text("\n".join(lines) + "\n")
+    path = write_outputs(settings, result, rep, out if out else Path(DEFAULT_OUT_ROOT) / result.run_id)
     rate = result.events / result.seconds if result.seconds > 0 else 0.0
     print(headline(rep))
     print(f"{result.events} events in {result.seconds:.2f} s ({rate / 1e6:.2f} M/s)")
+    print(f"wrote {', '.join(OUTPUT_FILES)} to {path}")
     return 0

@@ -1,13 +1,45 @@
-"""What a backtest reports: figures, text report, decision log.
+"""What a backtest reports: figures, text report, trades CSV, decision log.
 
-``report`` turns a ``BacktestResult`` (fills, signals, features) into plain
-JSON-able figures; ``text_report`` and ``headline`` print them;
-``decision_log`` explains every decision, fill and alert (spec 11).
-Kept apart from ``engine.backtest``, which only runs the engine.
+``report`` turns a ``BacktestResult`` (fills, signals, features, bars) into
+plain JSON-able figures (``report.json``); ``text_report`` prints them with
+their units, as aligned tables and a terminal equity plot (``report.txt``);
+``trades_csv`` lists every round trip (``trades.csv``); ``decision_log``
+explains every decision, fill and alert (spec 11, ``decisions.log``). Kept
+apart from ``engine.backtest``, which only runs the engine. Every output is
+a function of the result and the settings alone (no wall clock, no run
+time), so the same input and config write the same bytes.
+
+Conventions (the issue left these open):
+
+* Units: money in the quote currency (USDT), rates as fractions in JSON
+  (0.25) and as % in the text, costs in bps of the filled notional
+  (``fee / (price * size) * 1e4`` summed over fills), hold times in
+  minutes. ``report()["units"]`` names the unit of every figure.
+* A round trip is an opening fill and the closing fill after it. A *win* has
+  net PnL > 0; everything else (net <= 0) counts as a loss, for the win rate,
+  the average loss, the profit factor and the losing streaks alike.
+* Profit factor = sum of winning trades' net PnL / |sum of losing trades'
+  net PnL|. ``None`` when it is undefined: no trades, or no losing trade
+  (then ``gross_losses`` is 0 and the factor is infinite; the sweep ranks
+  such a run above every finite one).
+* Daily PnL: net PnL of the round trips closed in each UTC calendar day
+  (closing fill time), for every day from the first to the last minute of
+  data, days without a closed trade counted as 0. Sharpe = mean / standard
+  deviation (ddof=1) * sqrt(365); Sortino = mean / downside deviation *
+  sqrt(365), the downside deviation being sqrt(mean(min(pnl, 0)^2)) over all
+  days (target 0). sqrt(365), not sqrt(252): crypto trades every day. Both
+  are ``None`` with fewer than 2 days, or when their denominator is 0. They
+  are ratios of USDT figures (no capital base is assumed), so they do not
+  depend on the order size.
 """
 
 from __future__ import annotations
 
+import csv
+import dataclasses
+import hashlib
+import io
+import json
 import math
 import time
 from typing import TYPE_CHECKING, Any
@@ -20,17 +52,80 @@ from engine.types import (
     EXIT_NAMES,
     REASON_FEED_STALE,
     REASON_KILL_SWITCH,
+    REASON_MANUAL_KILL,
     REASON_NAMES,
     REASON_NO_PROFILE,
     REASON_NO_QUOTE,
     SETUP_NAMES,
+    SIDE_BUY,
 )
 
 if TYPE_CHECKING:
     from engine.backtest import BacktestResult
 
 # readiness failures worth an alert when they start (spec 11: stale data, VA failure, loss limit)
-_ALERT_REASONS = {REASON_FEED_STALE, REASON_NO_PROFILE, REASON_NO_QUOTE, REASON_KILL_SWITCH}
+_ALERT_REASONS = {REASON_FEED_STALE, REASON_NO_PROFILE, REASON_NO_QUOTE, REASON_KILL_SWITCH,
+                  REASON_MANUAL_KILL}
+
+MINUTE_MS = 60_000
+DAY_MS = 86_400_000
+ANNUALISATION_DAYS = 365  # crypto trades every calendar day
+
+# One round trip per row, prices in ticks (converted only at the edges).
+TRIP_DTYPE = np.dtype([
+    ("entry_ts", "i8"),  # opening fill time, ms UTC
+    ("exit_ts", "i8"),  # closing fill time, ms UTC
+    ("side", "i8"),  # +1 long, -1 short
+    ("tag", "i8"),  # SETUP_*
+    ("entry_px", "i8"),  # ticks
+    ("exit_px", "i8"),  # ticks
+    ("qty", "i8"),  # lots
+    ("entry_notional", "f8"),  # quote currency
+    ("gross", "f8"),  # price PnL, quote currency
+    ("fees", "f8"),  # both fills' fees
+    ("funding", "f8"),
+    ("net", "f8"),  # gross - fees - funding
+    ("reason", "i8"),  # EXIT_*
+])
+
+
+def quote_currency(settings: Any) -> str:
+    """The currency PnL is counted in (linear perpetuals settle in their quote currency)."""
+    for ccy in ("USDT", "USDC", "USD"):
+        if settings.symbol.endswith(ccy):
+            return ccy
+    return "quote currency"
+
+
+def round_trips(fills: np.ndarray, settings: Any) -> np.ndarray:
+    """Pair each opening fill with the closing fill after it (a position still open at the end is left out)."""
+    out = np.zeros(int((fills["opening"] == 0).sum()), dtype=TRIP_DTYPE)
+    n = 0
+    entry = None
+    for f in fills:
+        if int(f["opening"]):
+            entry = f
+            continue
+        if entry is None:  # a close without its entry cannot come from one run; skip rather than guess
+            continue
+        t = out[n:n + 1]
+        t["entry_ts"] = entry["ts_fill"]
+        t["exit_ts"] = f["ts_fill"]
+        t["side"] = 1 if int(entry["side"]) == SIDE_BUY else -1
+        t["tag"] = entry["tag"]
+        t["entry_px"] = entry["px"]
+        t["exit_px"] = f["px"]
+        t["qty"] = entry["qty"]
+        t["entry_notional"] = int(entry["px"]) * settings.tick_size * int(entry["qty"]) * settings.qty_step
+        t["gross"] = f["pnl_gross"]
+        t["fees"] = float(entry["fee"]) + float(f["fee"])
+        t["funding"] = f["funding"]
+        t["net"] = f["pnl_realized"]
+        t["reason"] = f["reason"]
+        n += 1
+        entry = None
+    return out[:n]
+
 
 def _pct(values: np.ndarray, q: float) -> float | None:
     return None if len(values) == 0 else float(np.percentile(values, q))
@@ -40,23 +135,140 @@ def _r(x: float | None, nd: int = 6) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), nd)
 
 
+def _day(ts_ms: int) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(ts_ms // 1000))
+
+
+def _iso(ts_ms: int) -> str:
+    """UTC time to the second (minute boundaries and fills are exchange times in ms)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts_ms // 1000))
+
+
+def _duration(ms: int) -> str:
+    minutes = ms // MINUTE_MS
+    d, rem = divmod(minutes, 1440)
+    h, m = divmod(rem, 60)
+    return f"{d}d {h:02d}h {m:02d}m"
+
+
+def settings_digest(settings: Any) -> str:
+    """Short digest of every setting (same settings, same digest)."""
+    blob = json.dumps(dataclasses.asdict(settings), sort_keys=True)
+    return hashlib.blake2b(blob.encode(), digest_size=6).hexdigest()
+
+
+def settings_changed(settings: Any) -> dict[str, list[Any]]:
+    """Keys whose value differs from the built-in defaults: key -> [default, used]."""
+    default = dataclasses.asdict(type(settings)())
+    return {k: [default[k], v] for k, v in sorted(dataclasses.asdict(settings).items()) if default[k] != v}
+
+
+def profit_factor(net: np.ndarray) -> tuple[float | None, float, float]:
+    """(profit factor, sum of wins, |sum of losses|); the factor is None without trades or without losses."""
+    wins = float(net[net > 0].sum())
+    losses = float(-net[net <= 0].sum())
+    if len(net) == 0 or losses == 0.0:
+        return None, wins, losses
+    return wins / losses, wins, losses
+
+
+def daily_pnl(trips: np.ndarray, first_ts: int, last_ts: int) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Per UTC day from ``first_ts``'s day to ``last_ts``'s: (dates, net PnL, trades closed), zeros included."""
+    if len(trips):
+        first_ts = min(first_ts, int(trips["exit_ts"].min()))
+        last_ts = max(last_ts, int(trips["exit_ts"].max()))
+    d0, d1 = first_ts // DAY_MS, last_ts // DAY_MS
+    n = int(d1 - d0 + 1)
+    pnl = np.zeros(n)
+    count = np.zeros(n, dtype=np.int64)
+    idx = (trips["exit_ts"] // DAY_MS - d0).astype(np.int64)
+    np.add.at(pnl, idx, trips["net"])
+    np.add.at(count, idx, 1)
+    return [_day(int((d0 + i) * DAY_MS)) for i in range(n)], pnl, count
+
+
+def sharpe_sortino(daily: np.ndarray) -> tuple[float | None, float | None]:
+    """Annualised (sqrt(365)) Sharpe and Sortino of daily PnL; None with < 2 days or a zero denominator."""
+    if len(daily) < 2:
+        return None, None
+    mean = float(daily.mean())
+    sd = float(daily.std(ddof=1))
+    down = math.sqrt(float((np.minimum(daily, 0.0) ** 2).mean()))
+    scale = math.sqrt(ANNUALISATION_DAYS)
+    return (mean / sd * scale if sd > 0 else None), (mean / down * scale if down > 0 else None)
+
+
+def max_streak(losing: np.ndarray) -> int:
+    """Longest run of True in ``losing`` (trades in closing order)."""
+    best = run = 0
+    for x in losing:
+        run = run + 1 if x else 0
+        best = max(best, run)
+    return best
+
+
+def _group(trips: np.ndarray, sel: np.ndarray) -> dict[str, Any]:
+    """Figures of the round trips selected by ``sel``."""
+    t = trips[sel]
+    net = t["net"]
+    pf, _, _ = profit_factor(net)
+    hold = (t["exit_ts"] - t["entry_ts"]) / MINUTE_MS
+    return {
+        "trades": int(len(t)),
+        "wins": int((net > 0).sum()),
+        "win_rate": _r(float((net > 0).mean())) if len(t) else None,
+        "gross_pnl": _r(float(t["gross"].sum())),
+        "fees": _r(float(t["fees"].sum())),
+        "net_pnl": _r(float(net.sum())),
+        "expectancy": _r(float(net.mean())) if len(t) else None,
+        "profit_factor": _r(pf),
+        "avg_hold_minutes": _r(float(hold.mean())) if len(t) else None,
+    }
+
+
+# unit of every figure in report.json ("" for counts and labels)
+_UNITS = {
+    "gross_pnl": "{ccy}", "net_pnl": "{ccy}", "fees": "{ccy}", "funding": "{ccy}", "pnl_per_trade": "{ccy}",
+    "expectancy": "{ccy} per trade", "avg_win": "{ccy}", "avg_loss": "{ccy}", "max_drawdown": "{ccy}",
+    "gross_wins": "{ccy}", "gross_losses": "{ccy}", "spread_paid_total": "{ccy}", "spread_paid_mean": "{ccy} per fill",
+    "slippage_total": "{ccy}", "unrealized_at_end": "{ccy}", "daily_pnl_mean": "{ccy} per day",
+    "daily_pnl_std": "{ccy} per day",
+    "fees_bps": "bps of filled notional", "spread_paid_bps": "bps of filled notional",
+    "slippage_bps": "bps of filled notional", "net_pnl_bps": "bps of entry notional per trade",
+    "spread_paid_ticks_p50": "ticks per fill", "spread_paid_ticks_p90": "ticks per fill",
+    "spread_paid_ticks_max": "ticks per fill",
+    "win_rate": "fraction (0-1)", "exposure": "fraction of minutes (0-1)",
+    "ambiguous_frac_mean": "fraction of volume (0-1)", "ambiguous_frac_p95": "fraction of volume (0-1)",
+    "ambiguous_minutes_over_max": "fraction of minutes (0-1)",
+    "sharpe_daily": "annualised, sqrt(365)", "sortino_daily": "annualised, sqrt(365)",
+    "profit_factor": "ratio", "avg_hold_minutes": "minutes", "median_hold_minutes": "minutes",
+    "duration_minutes": "minutes", "data_from": "UTC", "data_from_ms": "ms UTC", "data_to_ms": "ms UTC", "data_to": "UTC (end of the last minute)",
+}
+
+
 def report(settings: Any, result: BacktestResult) -> dict[str, Any]:
-    """Headline and detailed figures of a run (plain JSON-able values, deterministic)."""
+    """Every figure of a run (plain JSON-able values, deterministic); see the module doc for conventions."""
     u: Units = units_of(settings)
+    ccy = quote_currency(settings)
     fills = result.fills
-    closes = fills[fills["opening"] == 0]
-    net = closes["pnl_realized"].astype(float)
-    gross = closes["pnl_gross"].astype(float)
+    trips = round_trips(fills, settings)
+    net = trips["net"]
+    gross = trips["gross"]
     wins = net[net > 0]
     losses = net[net <= 0]
     equity = np.cumsum(net)
     peak = np.maximum.accumulate(np.concatenate([[0.0], equity]))[1:] if len(equity) else np.zeros(0)
     drawdown = float((peak - equity).max()) if len(equity) else 0.0
-    side = np.where(fills["side"] == 1, 1, -1)
+    side = np.where(fills["side"] == SIDE_BUY, 1, -1)
     half_spread = (fills["touch_px"] * 2 - fills["mid2"]) * side / 2.0 * settings.tick_size  # price units
-    qty = settings.order_qty
-    spread_cost = half_spread * qty
-    slippage = (fills["px"] - fills["touch_px"]) * side * settings.tick_size * qty
+    lots = fills["qty"] * settings.qty_step
+    spread_cost = half_spread * lots
+    slippage = (fills["px"] - fills["touch_px"]) * side * settings.tick_size * lots
+    notional = float((fills["px"] * settings.tick_size * lots).sum())
+
+    def bps(x: float) -> float | None:
+        return _r(x / notional * 1e4) if notional > 0 else None
+
     # exposure: share of minutes with an open position
     exposure = float((result.signals["position"] != 0).mean()) if len(result.signals) else 0.0
     feats = result.features
@@ -65,15 +277,8 @@ def report(settings: Any, result: BacktestResult) -> dict[str, Any]:
     amb = amb[~np.isnan(amb)]
     unreal = 0.0
     if result.open_position != 0 and result.last_mid2 > 0:
-        unreal = result.open_position * (result.last_mid2 / 2.0 - result.open_entry_px) * settings.tick_size * qty
-    by_setup: dict[str, dict[str, float]] = {}
-    for tag in sorted(set(int(x) for x in closes["tag"])):
-        sel = net[closes["tag"] == tag]
-        by_setup[SETUP_NAMES[tag]] = {"trades": int(len(sel)), "net_pnl": _r(float(sel.sum())),
-                                      "win_rate": _r(float((sel > 0).mean()))}
-    exits: dict[str, int] = {}
-    for code in closes["reason"]:
-        exits[EXIT_NAMES[int(code)]] = exits.get(EXIT_NAMES[int(code)], 0) + 1
+        unreal = (result.open_position * (result.last_mid2 / 2.0 - result.open_entry_px) * settings.tick_size
+                  * settings.order_qty)
     actions = result.signals["action"]
     reasons = result.signals["reason"]
     ready = feats["ready"] if len(feats) else np.zeros(0, dtype=np.int64)
@@ -81,31 +286,67 @@ def report(settings: Any, result: BacktestResult) -> dict[str, Any]:
         "feed_stale_minutes": int((ready == REASON_FEED_STALE).sum()),
         "no_profile_minutes": int((ready == REASON_NO_PROFILE).sum()),
         "ambiguous_spike_minutes": int((amb > settings.ambiguous_trade_frac_max).sum()),
-        "kill_switch_minutes": int((reasons == REASON_KILL_SWITCH).sum()),
+        "daily_loss_kill_minutes": int((reasons == REASON_KILL_SWITCH).sum()),
+        "manual_kill_minutes": int((reasons == REASON_MANUAL_KILL).sum()),
     }
+    # the data range: the minutes the run covered
+    minutes = result.bars["ts_min"] if len(result.bars) else result.signals["ts_min"]
+    first = int(minutes[0]) if len(minutes) else 0
+    last_end = int(minutes[-1]) + MINUTE_MS if len(minutes) else 0
+    dates, day_pnl, day_trades = daily_pnl(trips, first, last_end - 1) if len(minutes) else ([], np.zeros(0), [])
+    sharpe, sortino = sharpe_sortino(day_pnl)
+    pf, gross_wins, gross_losses = profit_factor(net)
+    hold = (trips["exit_ts"] - trips["entry_ts"]) / MINUTE_MS
+    cum = np.cumsum(day_pnl)
     return {
         "alerts": alerts,
         "run_id": result.run_id,
         "mode": result.mode,
+        "currency": ccy,
+        "units": {k: v.format(ccy=ccy) for k, v in sorted(_UNITS.items())},
+        "data_from": _iso(first) if len(minutes) else None,
+        "data_to": _iso(last_end) if len(minutes) else None,
+        "data_from_ms": first,
+        "data_to_ms": last_end,
+        "duration_minutes": int((last_end - first) // MINUTE_MS),
+        "duration": _duration(last_end - first),
+        "settings_digest": settings_digest(settings),
+        "settings_changed": settings_changed(settings),
         "minutes": int(len(result.signals)),
         "events": int(result.events),
-        "trades": int(len(closes)),
+        "trades": int(len(trips)),
         "fills": int(len(fills)),
         "gross_pnl": _r(float(gross.sum())),
         "net_pnl": _r(float(net.sum())),
         "fees": _r(float(fills["fee"].sum())),
-        "funding": _r(float(closes["funding"].sum())),
+        "funding": _r(float(trips["funding"].sum())),
         "pnl_per_trade": _r(float(net.mean())) if len(net) else None,
+        "expectancy": _r(float(net.mean())) if len(net) else None,
+        "net_pnl_bps": _r(float((net / trips["entry_notional"]).mean() * 1e4)) if len(net) else None,
         "win_rate": _r(float(len(wins) / len(net))) if len(net) else None,
         "avg_win": _r(float(wins.mean())) if len(wins) else None,
         "avg_loss": _r(float(losses.mean())) if len(losses) else None,
+        "profit_factor": _r(pf),
+        "gross_wins": _r(gross_wins),
+        "gross_losses": _r(gross_losses),
+        "max_consecutive_losses": max_streak(net <= 0),
+        "max_consecutive_wins": max_streak(net > 0),
         "max_drawdown": _r(drawdown),
+        "sharpe_daily": _r(sharpe),
+        "sortino_daily": _r(sortino),
+        "daily_pnl_mean": _r(float(day_pnl.mean())) if len(day_pnl) else None,
+        "daily_pnl_std": _r(float(day_pnl.std(ddof=1))) if len(day_pnl) > 1 else None,
+        "avg_hold_minutes": _r(float(hold.mean())) if len(hold) else None,
+        "median_hold_minutes": _r(float(np.median(hold))) if len(hold) else None,
+        "fees_bps": bps(float(fills["fee"].sum())),
         "spread_paid_total": _r(float(spread_cost.sum())),
         "spread_paid_mean": _r(float(spread_cost.mean())) if len(fills) else None,
+        "spread_paid_bps": bps(float(spread_cost.sum())),
         "spread_paid_ticks_p50": _r(_pct(half_spread / settings.tick_size, 50)),
         "spread_paid_ticks_p90": _r(_pct(half_spread / settings.tick_size, 90)),
         "spread_paid_ticks_max": _r(float((half_spread / settings.tick_size).max())) if len(fills) else None,
         "slippage_total": _r(float(slippage.sum())),
+        "slippage_bps": bps(float(slippage.sum())),
         "ambiguous_frac_mean": _r(float(amb.mean())) if len(amb) else None,
         "ambiguous_frac_p95": _r(_pct(amb, 95)),
         "ambiguous_minutes_over_max": _r(float((amb > settings.ambiguous_trade_frac_max).mean())) if len(amb) else None,
@@ -113,11 +354,38 @@ def report(settings: Any, result: BacktestResult) -> dict[str, Any]:
         "open_position": int(result.open_position),
         "unrealized_at_end": _r(unreal),
         "entries_signalled": int(((actions == 1) | (actions == 2)).sum()),
-        "by_setup": by_setup,
-        "exits": dict(sorted(exits.items())),
-        "equity_curve": [[int(ts), _r(float(e))] for ts, e in zip(closes["ts_fill"], equity, strict=True)],
+        "daily": [{"date": d, "trades": int(n), "net_pnl": _r(float(p)), "cumulative": _r(float(c))}
+                  for d, n, p, c in zip(dates, day_trades, day_pnl, cum, strict=True)],
+        "by_side": {"long": _group(trips, trips["side"] > 0), "short": _group(trips, trips["side"] < 0)},
+        "by_setup": {SETUP_NAMES[tag]: _group(trips, trips["tag"] == tag)
+                     for tag in sorted(set(int(x) for x in trips["tag"]))},
+        "by_exit": {EXIT_NAMES[code]: _group(trips, trips["reason"] == code)
+                    for code in sorted(set(int(x) for x in trips["reason"]))},
+        "equity_curve": [[int(ts), _r(float(e))] for ts, e in zip(trips["exit_ts"], equity, strict=True)],
         "price_decimals": u.px_dec,
     }
+
+
+TRADES_CSV_COLUMNS = ("entry_time_utc", "exit_time_utc", "side", "setup", "entry_px", "exit_px", "qty",
+                      "gross_pnl", "fees", "funding", "net_pnl", "exit_reason", "hold_minutes")
+
+
+def _ms_iso(ts_ms: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts_ms // 1000)) + f".{ts_ms % 1000:03d}Z"
+
+
+def trades_csv(settings: Any, result: BacktestResult) -> str:
+    """``trades.csv``: one row per round trip (money in the quote currency, times UTC to the ms)."""
+    u = units_of(settings)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(TRADES_CSV_COLUMNS)
+    for t in round_trips(result.fills, settings):
+        w.writerow([_ms_iso(int(t["entry_ts"])), _ms_iso(int(t["exit_ts"])), "long" if t["side"] > 0 else "short",
+                    SETUP_NAMES[int(t["tag"])], u.px(t["entry_px"]), u.px(t["exit_px"]), u.qty(t["qty"]),
+                    _r(float(t["gross"])), _r(float(t["fees"])), _r(float(t["funding"])), _r(float(t["net"])),
+                    EXIT_NAMES[int(t["reason"])], _r((int(t["exit_ts"]) - int(t["entry_ts"])) / MINUTE_MS, 3)])
+    return buf.getvalue()
 
 
 def _utc(ts_ms: int) -> str:
@@ -160,35 +428,156 @@ def decision_log(settings: Any, result: BacktestResult) -> list[str]:
     return [f"{_utc(ts)} {text}" for ts, _, text in events]
 
 
+# --- text ------------------------------------------------------------------------
+
+
+def _money(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.4f}"
+
+
+def _pct_text(x: float | None) -> str:
+    return "n/a" if x is None else f"{x * 100:.1f} %"
+
+
+def _num(x: float | None, nd: int = 2) -> str:
+    return "n/a" if x is None else f"{x:.{nd}f}"
+
+
+def _pf_text(pf: float | None, wins: float | None, losses: float | None) -> str:
+    if pf is not None:
+        return f"{pf:.2f}"
+    return "inf (no losing trade)" if (wins or 0.0) > 0 and not losses else "n/a"
+
+
+def table(header: list[str], rows: list[list[str]], align: str = "", indent: str = "  ") -> list[str]:
+    """Aligned text table; ``align`` has one letter per column, ``l`` or ``r`` (default: first left, rest right)."""
+    align = align or "l" + "r" * (len(header) - 1)
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+
+    def line(cells: list[str]) -> str:
+        return indent + "  ".join(c.ljust(w) if a == "l" else c.rjust(w)
+                                  for c, w, a in zip(cells, widths, align, strict=True)).rstrip()
+
+    return [line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)]
+
+
+def _group_rows(groups: dict[str, dict[str, Any]]) -> list[list[str]]:
+    return [[name, str(g["trades"]), str(g["wins"]), _pct_text(g["win_rate"]), _money(g["gross_pnl"]),
+             _money(g["fees"]), _money(g["net_pnl"]), _money(g["expectancy"]),
+             _num(g["profit_factor"]), _num(g["avg_hold_minutes"], 1)] for name, g in groups.items()]
+
+
+def equity_plot(curve: list[list[float]], t0: int, t1: int, width: int = 64, height: int = 12) -> list[str]:
+    """Net equity of closed trades over the run's time range, as text.
+
+    Column c shows the equity after the last trade closed before the end of
+    its slice of ``[t0, t1)``; a jump between columns is drawn as a vertical
+    stroke. Own renderer, not a plotting library: the output must be the same
+    bytes on every machine and terminal size.
+    """
+    if t1 <= t0:
+        return []
+    ts = [int(p[0]) for p in curve]
+    eq = [float(p[1]) for p in curve]
+    values = []
+    j = 0
+    cur = 0.0
+    for c in range(width):
+        end = t0 + (t1 - t0) * (c + 1) // width
+        while j < len(ts) and ts[j] < end:
+            cur = eq[j]
+            j += 1
+        values.append(cur)
+    lo, hi = min(0.0, *values), max(0.0, *values)
+    span = hi - lo or 1.0
+
+    def row(v: float) -> int:
+        return int(round((hi - v) / span * (height - 1)))
+
+    grid = [[" "] * width for _ in range(height)]
+    zero = row(0.0)
+    for c in range(width):
+        grid[zero][c] = "·"
+    prev = zero
+    for c, v in enumerate(values):
+        r = row(v)
+        for k in range(min(r, prev), max(r, prev) + 1):
+            grid[k][c] = "│"
+        grid[r][c] = "•"
+        prev = r
+    labels = {0: f"{hi:.2f}", height - 1: f"{lo:.2f}", zero: "0.00"}
+    lw = max(len(s) for s in labels.values())
+    lines = [f"  {labels.get(i, ''):>{lw}} ┤{''.join(g)}".rstrip() for i, g in enumerate(grid)]
+    lines.append(f"  {'':>{lw}} └{'─' * width}")
+    start, stop = _iso(t0)[:16].replace("T", " "), _iso(t1)[:16].replace("T", " ")
+    lines.append(f"  {'':>{lw}}  {start}{' ' * max(1, width - len(start) - len(stop))}{stop}")
+    return lines
+
+
 def text_report(rep: dict[str, Any]) -> str:
-    lines = [f"backtest {rep['run_id']} ({rep['mode']} mode): {rep['minutes']} minutes, {rep['events']} events"]
-    for key in ("trades", "gross_pnl", "net_pnl", "fees", "funding", "pnl_per_trade", "win_rate", "avg_win",
-                "avg_loss", "max_drawdown", "spread_paid_total", "spread_paid_ticks_p50", "spread_paid_ticks_p90",
-                "slippage_total", "ambiguous_frac_mean", "ambiguous_frac_p95", "exposure", "unrealized_at_end"):
-        lines.append(f"  {key:<24} {rep[key]}")
-    lines.append("  by setup:")
-    for name, fig in rep["by_setup"].items():
-        lines.append(f"    {name:<12} {fig}")
-    lines.append(f"  exits: {rep['exits']}")
-    lines.append(f"  alerts: {rep['alerts']}")
-    curve = rep["equity_curve"]
-    if curve:
-        lines.append("  equity curve: " + _sparkline([e for _, e in curve]))
+    """``report.txt``: the figures with their units, tables and the equity plot."""
+    ccy = rep["currency"]
+    lines = [f"backtest {rep['run_id']} ({rep['mode']} mode)",
+             f"  data       {rep['data_from']} .. {rep['data_to']} ({rep['duration']}, {rep['minutes']} minutes, "
+             f"{rep['events']} events)",
+             f"  settings   digest {rep['settings_digest']}; "
+             + ("all defaults" if not rep["settings_changed"] else
+                f"{len(rep['settings_changed'])} changed from defaults (below)"),
+             f"  units      money in {ccy}; rates in %; costs in bps of filled notional; times UTC", ""]
+    if rep["settings_changed"]:
+        lines += ["Settings changed from defaults",
+                  *table(["key", "default", "used"], [[k, str(d), str(v)] for k, (d, v) in rep["settings_changed"].items()],
+                         align="lll"), ""]
+    summary = [
+        ("trades", str(rep["trades"]), ""),
+        ("net PnL", _money(rep["net_pnl"]), ccy),
+        ("gross PnL", _money(rep["gross_pnl"]), ccy),
+        ("fees", _money(rep["fees"]), ccy),
+        ("funding", _money(rep["funding"]), ccy),
+        ("win rate", _pct_text(rep["win_rate"]), ""),
+        ("expectancy", _money(rep["expectancy"]), f"{ccy} per trade"),
+        ("net per trade", _num(rep["net_pnl_bps"]), "bps of entry notional"),
+        ("average win", _money(rep["avg_win"]), ccy),
+        ("average loss", _money(rep["avg_loss"]), ccy),
+        ("profit factor", _pf_text(rep["profit_factor"], rep["gross_wins"], rep["gross_losses"]), ""),
+        ("max drawdown", _money(rep["max_drawdown"]), ccy),
+        ("max consecutive losses", str(rep["max_consecutive_losses"]), "trades"),
+        ("Sharpe (daily PnL)", _num(rep["sharpe_daily"]), "annualised, sqrt(365)"),
+        ("Sortino (daily PnL)", _num(rep["sortino_daily"]), "annualised, sqrt(365)"),
+        ("average hold", _num(rep["avg_hold_minutes"], 1), "minutes"),
+        ("median hold", _num(rep["median_hold_minutes"], 1), "minutes"),
+        ("fees", _num(rep["fees_bps"]), "bps of filled notional"),
+        ("spread paid", _num(rep["spread_paid_bps"]), "bps of filled notional"),
+        ("spread paid", f"{_money(rep['spread_paid_total'])}", ccy),
+        ("half spread p50 / p90", f"{_num(rep['spread_paid_ticks_p50'])} / {_num(rep['spread_paid_ticks_p90'])}",
+         "ticks per fill"),
+        ("slippage", _num(rep["slippage_bps"]), "bps of filled notional"),
+        ("ambiguous volume mean / p95", f"{_pct_text(rep['ambiguous_frac_mean'])} / "
+                                        f"{_pct_text(rep['ambiguous_frac_p95'])}", ""),
+        ("exposure", _pct_text(rep["exposure"]), "of minutes in a position"),
+        ("open at end", str(rep["open_position"]), f"unrealized {_money(rep['unrealized_at_end'])} {ccy}"),
+    ]
+    lines += ["Summary", *table(["figure", "value", "unit"], [list(r) for r in summary], align="lrl"), ""]
+    head = ["", "trades", "wins", "win rate", f"gross {ccy}", f"fees {ccy}", f"net {ccy}",
+            f"per trade {ccy}", "profit factor", "avg hold min"]
+    lines += ["Long / short", *table(["side", *head[1:]], _group_rows(rep["by_side"])), ""]
+    lines += ["By setup", *table(["setup", *head[1:]], _group_rows(rep["by_setup"])), ""]
+    lines += ["By exit", *table(["exit", *head[1:]], _group_rows(rep["by_exit"])), ""]
+    lines += ["Per day (UTC)", *table(["date", "trades", f"net {ccy}", f"cumulative {ccy}"],
+                                      [[d["date"], str(d["trades"]), _money(d["net_pnl"]), _money(d["cumulative"])]
+                                       for d in rep["daily"]]), ""]
+    lines += ["Alerts", *table(["alert", "minutes"], [[k.removesuffix("_minutes"), str(v)]
+                                                      for k, v in rep["alerts"].items()]), ""]
+    if rep["data_from"] is not None:
+        lines += [f"Equity curve (net {ccy} of closed trades)",
+                  *equity_plot(rep["equity_curve"], rep["data_from_ms"], rep["data_to_ms"])]
     return "\n".join(lines) + "\n"
 
 
-def _sparkline(values: list[float], width: int = 60) -> str:
-    if not values:
-        return ""
-    step = max(1, len(values) // width)
-    pts = values[::step]
-    lo, hi = min(pts), max(pts)
-    bars = "▁▂▃▄▅▆▇█"
-    span = hi - lo or 1.0
-    return "".join(bars[int((v - lo) / span * (len(bars) - 1))] for v in pts) + f"  [{lo:.2f} .. {hi:.2f}]"
-
-
 def headline(rep: dict[str, Any]) -> str:
-    return (f"{rep['run_id']}: {rep['trades']} trades, net {rep['net_pnl']} (gross {rep['gross_pnl']}, "
-            f"fees {rep['fees']}, funding {rep['funding']}), win rate {rep['win_rate']}, "
-            f"max drawdown {rep['max_drawdown']}, exposure {rep['exposure']}")
+    ccy = rep["currency"]
+    return (f"{rep['run_id']}: {rep['data_from']} .. {rep['data_to']} ({rep['duration']}), {rep['trades']} trades, "
+            f"net {_money(rep['net_pnl'])} {ccy} (gross {_money(rep['gross_pnl'])}, fees {_money(rep['fees'])}, "
+            f"funding {_money(rep['funding'])}), win rate {_pct_text(rep['win_rate'])}, "
+            f"profit factor {_pf_text(rep['profit_factor'], rep['gross_wins'], rep['gross_losses'])}, "
+            f"max drawdown {_money(rep['max_drawdown'])} {ccy}, exposure {_pct_text(rep['exposure'])}")
