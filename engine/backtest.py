@@ -262,6 +262,8 @@ def run_backtest_cli(settings: Any, db: str, mode: str, out: str | None) -> int:
     path = write_outputs(settings, result, rep, out if out else Path(DEFAULT_OUT_ROOT) / result.run_id)
     rate = result.events / result.seconds if result.seconds > 0 else 0.0
     print(headline(rep))
+    for w in rep["warnings"]:
+        print(f"warning: {w}")
     print(f"{result.events} events in {result.seconds:.2f} s ({rate / 1e6:.2f} M/s)")
     print(f"wrote {', '.join(OUTPUT_FILES)} to {path}")
     return 0

@@ -303,6 +303,7 @@ def report(settings: Any, result: BacktestResult) -> dict[str, Any]:
         "run_id": result.run_id,
         "mode": result.mode,
         "currency": ccy,
+        "warnings": [w for w in (fee_warning(settings),) if w],
         "units": {k: v.format(ccy=ccy) for k, v in sorted(_UNITS.items())},
         "data_from": _iso(first) if len(minutes) else None,
         "data_to": _iso(last_end) if len(minutes) else None,
@@ -523,7 +524,8 @@ def text_report(rep: dict[str, Any]) -> str:
              f"  settings   digest {rep['settings_digest']}; "
              + ("all defaults" if not rep["settings_changed"] else
                 f"{len(rep['settings_changed'])} changed from defaults (below)"),
-             f"  units      money in {ccy}; rates in %; costs in bps of filled notional; times UTC", ""]
+             f"  units      money in {ccy}; rates in %; costs in bps of filled notional; times UTC",
+             *(f"  WARNING    {w}" for w in rep["warnings"]), ""]
     if rep["settings_changed"]:
         lines += ["Settings changed from defaults",
                   *table(["key", "default", "used"], [[k, str(d), str(v)] for k, (d, v) in rep["settings_changed"].items()],
@@ -581,3 +583,50 @@ def headline(rep: dict[str, Any]) -> str:
             f"funding {_money(rep['funding'])}), win rate {_pct_text(rep['win_rate'])}, "
             f"profit factor {_pf_text(rep['profit_factor'], rep['gross_wins'], rep['gross_losses'])}, "
             f"max drawdown {_money(rep['max_drawdown'])} {ccy}, exposure {_pct_text(rep['exposure'])}")
+
+
+def fee_warning(settings: Any) -> str | None:
+    """Why maker fees cannot hold: every paper fill is a market order, which pays the taker fee."""
+    if settings.fee_model != "maker":
+        return None
+    return (f"fee_model=maker charges maker_fee_bps={settings.maker_fee_bps} but the engine fills every entry "
+            f"and exit with a market order (taker, taker_fee_bps={settings.taker_fee_bps}): maker fees cannot "
+            "hold for these fills, so fees and net PnL are too optimistic")
+
+
+def slice_result(result: BacktestResult, start_ms: int, end_ms: int, label: str) -> BacktestResult:
+    """The part of a run in ``[start_ms, end_ms)``: its minutes, and the round trips closed in it.
+
+    A round trip belongs to the window its closing fill is in (PnL is
+    realised on the close, as in the daily PnL). A position still open at
+    the window's end (entered before it, closed after) is the window's open
+    position, valued at the mid of its last minute's close snapshot.
+    ``events`` is 0: ticks are counted per run, not per window.
+    """
+
+    def minutes(a: np.ndarray) -> np.ndarray:
+        return a[(a["ts_min"] >= start_ms) & (a["ts_min"] < end_ms)]
+
+    fills = result.fills
+    keep = np.zeros(len(fills), dtype=bool)
+    open_pos, open_px = 0, 0
+    i = 0
+    while i < len(fills):
+        if int(fills["opening"][i]) and i + 1 < len(fills) and not int(fills["opening"][i + 1]):
+            t_in, t_out = int(fills["ts_fill"][i]), int(fills["ts_fill"][i + 1])
+            keep[i:i + 2] = start_ms <= t_out < end_ms
+            if t_in < end_ms <= t_out:
+                open_pos = 1 if int(fills["side"][i]) == SIDE_BUY else -1
+                open_px = int(fills["px"][i])
+            i += 2
+        else:  # an entry never closed: the run's own open position, if the run ends in this window
+            i += 1
+    bars = minutes(result.bars)
+    ends_here = len(result.bars) and start_ms <= int(result.bars["ts_min"][-1]) < end_ms
+    if ends_here:
+        open_pos, open_px, mid2 = result.open_position, result.open_entry_px, result.last_mid2
+    else:
+        mid2 = int(bars["bid_px"][-1] + bars["ask_px"][-1]) if len(bars) else 0
+    return dataclasses.replace(result, run_id=f"{result.run_id}/{label}", signals=minutes(result.signals),
+                      fills=fills[keep], features=minutes(result.features), bars=bars, events=0,
+                      last_mid2=mid2, open_position=open_pos, open_entry_px=open_px)

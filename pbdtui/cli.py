@@ -115,7 +115,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from engine.sweep import run_sweep_cli
 
     settings = _settings(args)
-    return run_sweep_cli(settings, db=args.db, grid=args.grid, out=args.out, workers=args.workers)
+    return run_sweep_cli(settings, db=args.db, grid=args.grid, out=args.out, workers=args.workers,
+                         rank_by=args.rank_by, train_until=args.train_until)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -165,7 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     bt = sub.add_parser("backtest", help="backtest the strategy on stored data")
     bt.add_argument("--db", required=True)
     bt.add_argument("--mode", choices=["tick", "bar"], default="tick")
-    bt.add_argument("--out", default=None, help="directory for report.json and report.txt")
+    bt.add_argument("--out", default=None, help="directory for report.json, report.txt, trades.csv and "
+                    "decisions.log (default ./backtests/<run_id>/)")
     _add_config(bt)
     bt.set_defaults(func=_cmd_backtest)
 
@@ -174,6 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2", required=True)
     sw.add_argument("--out", default=None)
     sw.add_argument("--workers", type=int, default=None)
+    sw.add_argument("--rank-by", default="net_pnl", metavar="OBJECTIVE",
+                    help="sort by net_pnl (default), profit_factor, sharpe, sortino, expectancy, win_rate or "
+                         "max_drawdown (smallest first)")
+    sw.add_argument("--train-until", default=None, metavar="DATE",
+                    help="rank on data through DATE (UTC; YYYY-MM-DD or YYYY-MM-DDTHH:MM) and show the later data "
+                         "as the test period beside it")
     _add_config(sw)
     sw.set_defaults(func=_cmd_sweep)
     return parser

@@ -251,3 +251,24 @@ def test_backtest_writes_to_a_default_folder_per_run_id_and_says_so(sim_db, tmp_
     assert main(["backtest", "--db", str(db), "--out", "elsewhere"]) == 0
     assert "to elsewhere" in capsys.readouterr().out
     assert _files(tmp_path / "elsewhere") == first
+
+
+def test_slice_result_keeps_the_round_trips_closed_in_the_window():
+    full = _result(_fills())
+    cut = T0 + 14 * H + 30 * MIN  # during trip 3 (long, entered 14:00, closed 15:00)
+    train = rp.report(SETTINGS, rp.slice_result(full, -(2**62), cut, "train"))
+    test = rp.report(SETTINGS, rp.slice_result(full, cut, 2**62, "test"))
+    assert train["trades"] == 2 and train["net_pnl"] == pytest.approx(0.8)
+    assert train["data_to"] == "2026-01-05T14:30:00Z" and train["open_position"] == 1
+    assert test["trades"] == 3 and test["net_pnl"] == pytest.approx(1.0)
+    assert test["data_from"] == "2026-01-05T14:30:00Z" and test["open_position"] == 0
+    assert [e[0] for e in train["equity_curve"]] == [T0 + 10 * H + 30 * MIN, T0 + 12 * H + 10 * MIN]
+    assert train["run_id"] == "tick-test/train"
+
+
+def test_maker_fees_are_flagged():
+    assert rp.report(SETTINGS, _result(_fills()))["warnings"] == []
+    rep = rp.report(SETTINGS.replace(fee_model="maker"), _result(_fills()))
+    (w,) = rep["warnings"]
+    assert "market order (taker" in w and "maker fees cannot hold" in w
+    assert f"WARNING    {w}" in rp.text_report(rep)
