@@ -50,8 +50,8 @@ from engine.records import Units, units_of
 from engine.types import (
     ACTION_NAMES,
     EXIT_NAMES,
+    REASON_DAILY_LOSS_KILL,
     REASON_FEED_STALE,
-    REASON_KILL_SWITCH,
     REASON_MANUAL_KILL,
     REASON_NAMES,
     REASON_NO_PROFILE,
@@ -64,7 +64,7 @@ if TYPE_CHECKING:
     from engine.backtest import BacktestResult
 
 # readiness failures worth an alert when they start (spec 11: stale data, VA failure, loss limit)
-_ALERT_REASONS = {REASON_FEED_STALE, REASON_NO_PROFILE, REASON_NO_QUOTE, REASON_KILL_SWITCH,
+_ALERT_REASONS = {REASON_FEED_STALE, REASON_NO_PROFILE, REASON_NO_QUOTE, REASON_DAILY_LOSS_KILL,
                   REASON_MANUAL_KILL}
 
 MINUTE_MS = 60_000
@@ -286,7 +286,7 @@ def report(settings: Any, result: BacktestResult) -> dict[str, Any]:
         "feed_stale_minutes": int((ready == REASON_FEED_STALE).sum()),
         "no_profile_minutes": int((ready == REASON_NO_PROFILE).sum()),
         "ambiguous_spike_minutes": int((amb > settings.ambiguous_trade_frac_max).sum()),
-        "daily_loss_kill_minutes": int((reasons == REASON_KILL_SWITCH).sum()),
+        "daily_loss_kill_minutes": int((reasons == REASON_DAILY_LOSS_KILL).sum()),
         "manual_kill_minutes": int((reasons == REASON_MANUAL_KILL).sum()),
     }
     # the data range: the minutes the run covered

@@ -157,16 +157,18 @@ def test_minute_pass_on_precomputed_minutes_equals_the_full_tick_run(sim_db, tmp
 
 
 def test_feature_keys_are_exactly_what_feature_params_read():
-    from engine.kernels.params import FEATURE_KEYS, N_FEATURE_PARAMS, make_params
+    from engine.kernels.params import FEATURE_KEYS, FEATURE_PARAM_SLOTS, make_params
 
-    base = make_params(SETTINGS)[:N_FEATURE_PARAMS]
+    slots = list(FEATURE_PARAM_SLOTS)
+    base = make_params(SETTINGS)[slots]
     other = {"alpha_bin": 0.4, "base_bin_ticks": 2, "bin_width_max_ticks": 50, "rebucket_interval_minutes": 5,
              "rebucket_change_pct": 0.5, "max_quote_staleness_ms": 100, "use_tick_rule_fallback": True,
              "va_fraction": 0.6, "rolling_window_minutes": 30, "qimb_ema_span": 3, "bvc_lookback": 20,
-             "feed_stale_halt_ms": 1000, "tick_size": 0.5,
+             "feed_stale_halt_ms": 1000, "tick_size": 0.5, "min_window_coverage": 0.5,
              # not feature keys:
              "accept_outside_k": 5, "slippage_ticks_entry": 3, "fee_model": "maker", "cooldown_minutes": 9,
-             "qimb_entry_min": 0.3, "of_entry_min": 1.0, "target": "tp2", "max_hold_minutes": 7}
+             "qimb_entry_min": 0.3, "of_entry_min": 1.0, "target": "tp2", "max_hold_minutes": 7,
+             "min_reward_risk": 1.5}
     for key, value in other.items():
-        changed = (make_params(SETTINGS.replace(**{key: value}))[:N_FEATURE_PARAMS] != base).any()
+        changed = (make_params(SETTINGS.replace(**{key: value}))[slots] != base).any()
         assert changed == (key in FEATURE_KEYS), key

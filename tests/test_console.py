@@ -302,8 +302,9 @@ async def test_replay_error_is_shown_and_the_console_stays_up(session_db):
 
 async def test_feed_gap_raises_a_stale_feed_alert_then_recovers(tmp_path):
     # 20 minutes of ticks with nothing in minutes 12 and 13; a 5-minute window so the
-    # warm-up ends before the gap (readiness reports WARMUP ahead of FEED_STALE)
-    settings = Settings(rolling_window_minutes=5)
+    # warm-up ends before the gap (readiness reports WARMUP ahead of FEED_STALE); no coverage
+    # floor, else the 2 empty minutes of 5 report INSUFFICIENT_HISTORY ahead of FEED_STALE
+    settings = Settings(rolling_window_minutes=5, min_window_coverage=0.0)
     trades, quotes = random_stream(1, 20, gap_minutes=(12, 13))
     path = tmp_path / "gap.db"
     with Store(path, instrument_of(settings)) as store:

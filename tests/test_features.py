@@ -30,11 +30,11 @@ def _ref_params(s: Settings) -> RefParams:
                      rebucket_pct=s.rebucket_change_pct, stale_ms=s.max_quote_staleness_ms,
                      tick_rule=s.use_tick_rule_fallback, va_fraction=s.va_fraction,
                      window=s.rolling_window_minutes, bvc_lookback=s.bvc_lookback,
-                     feed_stale_ms=s.feed_stale_halt_ms)
+                     feed_stale_ms=s.feed_stale_halt_ms, min_coverage=s.min_window_coverage)
 
 
 FIELDS_EXACT = ("ts_min", "open", "high", "low", "close", "volume", "mid2", "k", "poc2", "val", "vah",
-                "va_valid", "of", "amb_qty", "agree_qty", "agree_den", "ready")
+                "va_valid", "of", "amb_qty", "agree_qty", "agree_den", "ready", "covered", "segment_ts")
 FIELDS_FLOAT = ("sigma", "va_coverage", "qimb", "bvc_buy_frac", "bvc_net")
 
 

@@ -21,7 +21,7 @@ from engine.types import (
     EXIT_TIME,
     FEATURE_DTYPE,
     FILL_DTYPE,
-    REASON_KILL_SWITCH,
+    REASON_DAILY_LOSS_KILL,
     REASON_MANUAL_KILL,
     SETUP_BREAKIN,
     SETUP_BREAKOUT,
@@ -55,7 +55,7 @@ def _fills() -> np.ndarray:
     for i, (ts, hold, side, tag, px_in, px_out, fee_in, fee_out, funding, reason) in enumerate(TRIPS):
         gross = side * (px_out - px_in) * 0.1 * 0.1
         for j, (t, s, px, fee) in enumerate([(ts, side, px_in, fee_in), (ts + hold * MIN, -side, px_out, fee_out)]):
-            f[2 * i + j] = (2 * i + j + 1, t - 1, t, s, 100, 0, px, px, 2 * px, fee, 0.0, 0.0, 0.0, tag, 0, 1)
+            f[2 * i + j] = (2 * i + j + 1, t - 1, t, s, 100, 0, px, px, 2 * px, fee, 0.0, 0.0, 0.0, tag, 0, 1, 0)
         close = f[2 * i + 1:2 * i + 2]
         close["opening"], close["reason"], close["funding"] = 0, reason, funding
         close["pnl_gross"], close["pnl_realized"] = gross, gross - fee_in - fee_out - funding
@@ -68,7 +68,7 @@ def _result(fills: np.ndarray) -> BacktestResult:
     bars["ts_min"] = T0 + np.arange(n) * MIN
     sigs = np.zeros(n, dtype=SIGNAL_DTYPE)
     sigs["ts_min"] = bars["ts_min"]
-    sigs["reason"][100:107] = REASON_KILL_SWITCH
+    sigs["reason"][100:107] = REASON_DAILY_LOSS_KILL
     sigs["reason"][200:203] = REASON_MANUAL_KILL
     sigs["position"][:432] = 1  # a tenth of the minutes in a position
     feats = np.zeros(n, dtype=FEATURE_DTYPE)
