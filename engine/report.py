@@ -48,14 +48,28 @@ import numpy as np
 
 from engine.records import Units, units_of
 from engine.types import (
+    ACTION_ENTER_LONG,
+    ACTION_ENTER_SHORT,
     ACTION_NAMES,
+    CONFIRM_OF,
+    CONFIRM_QIMB,
+    EXIT_FLATTEN,
     EXIT_NAMES,
+    EXIT_SIGNAL,
+    EXIT_STOP,
+    EXIT_TARGET,
+    EXIT_TIME,
     REASON_DAILY_LOSS_KILL,
     REASON_FEED_STALE,
+    REASON_INSUFFICIENT_HISTORY,
     REASON_MANUAL_KILL,
     REASON_NAMES,
     REASON_NO_PROFILE,
     REASON_NO_QUOTE,
+    REASON_REWARD_RISK,
+    REASON_TARGET_PASSED,
+    SETUP_BREAKIN,
+    SETUP_BREAKOUT,
     SETUP_NAMES,
     SIDE_BUY,
 )
@@ -65,7 +79,9 @@ if TYPE_CHECKING:
 
 # readiness failures worth an alert when they start (spec 11: stale data, VA failure, loss limit)
 _ALERT_REASONS = {REASON_FEED_STALE, REASON_NO_PROFILE, REASON_NO_QUOTE, REASON_DAILY_LOSS_KILL,
-                  REASON_MANUAL_KILL}
+                  REASON_MANUAL_KILL, REASON_INSUFFICIENT_HISTORY}
+# entries not taken although a confirmed setup fired: logged with the candidate's detail
+_SKIP_REASONS = {REASON_TARGET_PASSED, REASON_REWARD_RISK}
 
 MINUTE_MS = 60_000
 DAY_MS = 86_400_000
@@ -285,6 +301,7 @@ def report(settings: Any, result: BacktestResult) -> dict[str, Any]:
     alerts = {
         "feed_stale_minutes": int((ready == REASON_FEED_STALE).sum()),
         "no_profile_minutes": int((ready == REASON_NO_PROFILE).sum()),
+        "insufficient_history_minutes": int((ready == REASON_INSUFFICIENT_HISTORY).sum()),
         "ambiguous_spike_minutes": int((amb > settings.ambiguous_trade_frac_max).sum()),
         "daily_loss_kill_minutes": int((reasons == REASON_DAILY_LOSS_KILL).sum()),
         "manual_kill_minutes": int((reasons == REASON_MANUAL_KILL).sum()),
@@ -393,11 +410,94 @@ def _utc(ts_ms: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts_ms / 1000)) + f".{ts_ms % 1000:03d}"
 
 
+def _signed(x: float) -> str:
+    return f"{x + 0.0:g}"  # + 0.0: a negated zero threshold prints as 0, not -0
+
+
+def _confirmation(settings: Any, u: Units, s: np.void, f: np.void) -> str:
+    """Which confirmation passed for the candidate, each test with its threshold (SPEC_NOTES, Signals)."""
+    setup, side, bits = int(s["setup"]), int(s["side"]), int(s["confirm"])
+    if setup == SETUP_BREAKIN:
+        op, of_t, q_t = (">", "<")[side < 0], settings.of_entry_min, settings.qimb_entry_min
+    elif setup == SETUP_BREAKOUT:
+        op, of_t, q_t = (">=", "<=")[side < 0], settings.of_breakout_min, settings.qimb_breakout_min
+    else:  # failed breakout: the thresholds are stated for the short side (of_fail_min <= 0 leans sell)
+        op, of_t, q_t = (">=", "<=")[side < 0], settings.of_fail_min, settings.qimb_fail_min
+        side = -side
+    of_t, q_t = of_t * side, q_t * side
+    vol = int(f["volume"])
+    amb = int(f["amb_qty"]) / vol if vol else float("nan")
+    of_text = f"OF_1m {u.qty(f['of']):+g} {op} {_signed(of_t)} BTC: {'yes' if bits & CONFIRM_OF else 'no'}"
+    if not (vol > 0 and amb <= settings.ambiguous_trade_frac_max):
+        of_text += " (not trusted: " + ("no trades" if not vol else
+                                        f"ambiguous {amb:.3f} > {settings.ambiguous_trade_frac_max}") + ")"
+    qimb = float(f["qimb"])
+    if not settings.use_qimb:
+        q_text = "qimb off"
+    elif math.isnan(qimb):
+        q_text = "qimb undefined: no"
+    else:
+        q_text = f"qimb {qimb:+.3f} {op} {_signed(q_t)}: {'yes' if bits & CONFIRM_QIMB else 'no'}"
+    name = {CONFIRM_OF: "OF", CONFIRM_QIMB: "qimb", CONFIRM_OF | CONFIRM_QIMB: "both"}.get(bits, "none")
+    return f"confirm={name} [{of_text}; {q_text}]"
+
+
+def reward_risk(expected: int, stop: int, target2: int) -> float | None:
+    """|target - expected fill| / |expected fill - stop|; None without a target, an expected fill or a risk."""
+    if target2 == 0 or expected == 0 or expected == stop:
+        return None
+    return abs(target2 - 2 * expected) / (2 * abs(expected - stop))
+
+
+def _candidate(settings: Any, u: Units, s: np.void, f: np.void, bar: np.void | None) -> str:
+    """The entry candidate of a minute: its bar, boundary, acceptance, confirmation, stop, target, reward/risk."""
+    side, boundary = int(s["side"]), int(s["boundary"])
+    edge = "VAL" if boundary == int(f["val"]) else ("VAH" if boundary == int(f["vah"]) else "edge")
+    ohlc = "n/a" if bar is None else "/".join(str(u.px(bar[k])) for k in ("open", "high", "low", "close"))
+    target2, expected, stop = int(s["target2"]), int(s["expected_px"]), int(s["stop"])
+    rr = reward_risk(expected, stop, target2)
+    return (f"setup={SETUP_NAMES[int(s['setup'])]} {'long' if side > 0 else 'short'} O/H/L/C={ohlc} "
+            f"boundary={edge} {u.px(boundary)} acceptance={int(s['run_len'])}/{settings.accept_outside_k} "
+            f"{_confirmation(settings, u, s, f)} stop={u.px(stop)} "
+            f"target={u.px2(target2) if target2 else 'none'} expected_fill={u.px(expected) if expected else 'n/a'} "
+            f"reward/risk={'n/a' if rr is None else f'{rr:.2f}'}")
+
+
+def _exit_cause(settings: Any, u: Units, x: np.void, entry: np.void | None) -> str:
+    """What triggered a closing fill, from the fill's own record."""
+    reason = int(x["reason"])
+    long = int(x["side"]) != SIDE_BUY  # a sell closes a long
+    touch = u.px(x["touch_px"])
+    level = u.px2(x["level2"])
+    if reason == EXIT_STOP:
+        return (f"stop {level} crossed: bid {touch} <= {level}" if long else
+                f"stop {level} crossed: ask {touch} >= {level}")
+    if reason == EXIT_TARGET:
+        return (f"target {level} reached: bid {touch} >= {level}" if long else
+                f"target {level} reached: ask {touch} <= {level}")
+    if reason == EXIT_TIME:
+        held = (int(x["ts_submit"]) - int(entry["ts_fill"])) / MINUTE_MS if entry is not None else float("nan")
+        return f"time stop after {held:.1f} minutes (max_hold_minutes={settings.max_hold_minutes})"
+    if reason == EXIT_SIGNAL:
+        return f"flip: opposite entry signal decided {_utc(int(x['ts_submit']))}"
+    if reason == EXIT_FLATTEN:
+        return f"operator flatten at {_utc(int(x['ts_submit']))}"
+    return EXIT_NAMES.get(reason, str(reason)) or "exit"
+
+
 def decision_log(settings: Any, result: BacktestResult) -> list[str]:
-    """Spec 11: every decision with its feature snapshot, every fill, every risk event and alert."""
+    """Spec 11: every decision with its feature snapshot, every fill, every risk event and alert.
+
+    Entry lines (ENTER_* and the entries skipped for TARGET_PASSED or
+    REWARD_RISK, as SKIP_ENTRY) carry the trigger minute's bar, the boundary,
+    the acceptance count (closes beyond the boundary / accept_outside_k),
+    which confirmation passed with its thresholds, stop, target, expected
+    fill and reward/risk; closing fills say what triggered them.
+    """
     u = units_of(settings)
     feats = result.features
     by_min = {int(f["ts_min"]): i for i, f in enumerate(feats)}
+    bar_at = {int(b["ts_min"]): i for i, b in enumerate(result.bars)}
     events: list[tuple[int, int, str]] = []
     prev_reason = -1
     for s in result.signals:
@@ -405,26 +505,38 @@ def decision_log(settings: Any, result: BacktestResult) -> list[str]:
         f = feats[by_min[t]] if t in by_min else None
         reason = int(s["reason"])
         action = int(s["action"])
-        if f is not None and (action != 0 or reason != prev_reason and reason in _ALERT_REASONS):
+        skipped = reason in _SKIP_REASONS
+        if f is not None and (action != 0 or skipped or reason != prev_reason and reason in _ALERT_REASONS):
             vol = int(f["volume"])
             amb = int(f["amb_qty"]) / vol if vol else float("nan")
             snap = (f"VAH={u.px(f['vah'])} VAL={u.px(f['val'])} POC={u.px2(f['poc2'])} "
                     f"bin_width={u.px(int(f['k']) * settings.base_bin_ticks)} OF_1m={u.qty(f['of'])} "
                     f"qimb={float(f['qimb']):.3f} ambiguous={amb:.3f}")
-            kind = ACTION_NAMES[action] if action else f"ALERT {REASON_NAMES[reason]}"
-            events.append((t + 59_999, 0, f"{kind:<14} reason={REASON_NAMES[reason]} {snap}"))
+            kind = ACTION_NAMES[action] if action else ("SKIP_ENTRY" if skipped else f"ALERT {REASON_NAMES[reason]}")
+            detail = ""
+            if int(s["side"]) != 0 and action in (ACTION_ENTER_LONG, ACTION_ENTER_SHORT) or skipped:
+                bar = result.bars[bar_at[t]] if t in bar_at else None
+                detail = _candidate(settings, u, s, f, bar) + " | "
+                if reason == REASON_REWARD_RISK:
+                    detail = f"min_reward_risk={settings.min_reward_risk} " + detail
+            events.append((t + 59_999, 0, f"{kind:<14} reason={REASON_NAMES[reason]} {detail}{snap}"))
         prev_reason = reason
         if f is not None and int(f["volume"]) and int(f["amb_qty"]) / int(f["volume"]) > settings.ambiguous_trade_frac_max:
             events.append((t + 59_999, 1, f"ALERT ambiguous_trade_frac_1m {int(f['amb_qty']) / int(f['volume']):.3f} "
                                           f"> {settings.ambiguous_trade_frac_max}"))
+    entry = None
     for x in result.fills:
         side = "BUY" if int(x["side"]) == 1 else "SELL"
         slip = abs(int(x["px"]) - int(x["touch_px"]))
         what = "OPEN" if int(x["opening"]) else f"CLOSE {EXIT_NAMES[int(x['reason'])]}"
-        tail = "" if int(x["opening"]) else f" pnl_net={float(x['pnl_realized']):.6f} funding={float(x['funding']):.6f}"
+        tail = ""
+        if not int(x["opening"]):
+            tail = (f" pnl_net={float(x['pnl_realized']):.6f} funding={float(x['funding']):.6f} "
+                    f"exit: {_exit_cause(settings, u, x, entry)}")
         events.append((int(x["ts_fill"]), 2, f"FILL {what:<14} {side} {u.qty(x['qty'])} @ {u.px(x['px'])} "
                                              f"submitted {_utc(int(x['ts_submit']))} fee={float(x['fee']):.6f} "
                                              f"slippage={u.px(slip)} setup={SETUP_NAMES[int(x['tag'])]}{tail}"))
+        entry = x if int(x["opening"]) else None
     events.sort(key=lambda e: (e[0], e[1]))
     return [f"{_utc(ts)} {text}" for ts, _, text in events]
 

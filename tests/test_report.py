@@ -15,14 +15,19 @@ from engine.config import Settings
 from engine.store import Store, instrument_of
 from engine.synth import synthesize
 from engine.types import (
+    ACTION_ENTER_LONG,
     BAR_DTYPE,
+    CONFIRM_OF,
+    CONFIRM_QIMB,
     EXIT_STOP,
     EXIT_TARGET,
     EXIT_TIME,
     FEATURE_DTYPE,
     FILL_DTYPE,
+    REASON_BREAKIN,
     REASON_DAILY_LOSS_KILL,
     REASON_MANUAL_KILL,
+    REASON_TARGET_PASSED,
     SETUP_BREAKIN,
     SETUP_BREAKOUT,
     SETUP_FAILBREAK,
@@ -272,3 +277,60 @@ def test_maker_fees_are_flagged():
     (w,) = rep["warnings"]
     assert "market order (taker" in w and "maker fees cannot hold" in w
     assert f"WARNING    {w}" in rp.text_report(rep)
+
+
+# --- decision log ----------------------------------------------------------------------
+
+
+def _log_result():
+    """Two minutes: a break-in long entered, then a breakout short skipped (target passed); three exits."""
+    res = _result(_fills())
+    bars, feats, sigs = res.bars, res.features, res.signals
+    for i, (o, h, lo, c) in ((600, (1_000_010, 1_000_020, 999_980, 1_000_005)),
+                             (601, (1_000_005, 1_000_030, 1_000_000, 1_000_025))):
+        bars["open"][i], bars["high"][i], bars["low"][i], bars["close"][i] = o, h, lo, c
+        feats["val"][i], feats["vah"][i], feats["poc2"][i] = 999_990, 1_000_100, 2_000_081  # POC 100004.05
+        feats["volume"][i], feats["amb_qty"][i], feats["k"][i] = 1000, 100, 1
+    feats["of"][600], feats["qimb"][600] = 250, 0.4  # +0.25 BTC, both confirm the long
+    feats["of"][601], feats["qimb"][601], feats["amb_qty"][601] = -10, -0.3, 500  # OF not trusted
+    s = sigs[600:601]
+    s["action"], s["reason"], s["setup"], s["side"], s["boundary"], s["run_len"] = (
+        ACTION_ENTER_LONG, REASON_BREAKIN, SETUP_BREAKIN, 1, 999_990, 0)
+    s["confirm"], s["stop"], s["target2"], s["expected_px"] = CONFIRM_OF | CONFIRM_QIMB, 999_978, 2_000_081, 1_000_007
+    s = sigs[601:602]
+    s["reason"], s["setup"], s["side"], s["boundary"], s["run_len"] = REASON_TARGET_PASSED, SETUP_BREAKOUT, -1, 1_000_100, 4
+    s["confirm"], s["stop"], s["target2"], s["expected_px"] = CONFIRM_QIMB, 1_000_102, 2_000_060, 1_000_024
+    fills = res.fills
+    fills["touch_px"][1], fills["level2"][1] = 1_000_200, 2_000_399  # trip 1 long, target 100019.95
+    fills["touch_px"][3], fills["level2"][3] = 1_000_099, 2_000_198  # trip 2 short, stop 100009.8
+    return res
+
+
+def test_decision_log_entry_lines_carry_the_candidate():
+    settings = SETTINGS.replace(qimb_breakout_min=0.2)
+    log = rp.decision_log(settings, _log_result())
+    (enter,) = [line for line in log if " ENTER_LONG " in line]
+    assert enter.startswith("2026-01-05 10:00:59.999 ENTER_LONG     reason=BREAKIN setup=breakin long ")
+    assert ("O/H/L/C=100001.0/100002.0/99998.0/100000.5 boundary=VAL 99999.0 acceptance=0/3 "
+            "confirm=both [OF_1m +0.25 > 0 BTC: yes; qimb +0.400 > 0.1: yes] stop=99997.8 target=100004.05 "
+            "expected_fill=100000.7 reward/risk=1.16 | VAH=100010.0") in enter  # 3.35 / 2.9
+    (skip,) = [line for line in log if " SKIP_ENTRY " in line]
+    assert skip.startswith("2026-01-05 10:01:59.999 SKIP_ENTRY     reason=TARGET_PASSED setup=breakout short ")
+    assert ("boundary=VAH 100010.0 acceptance=4/3 confirm=qimb [OF_1m -0.01 <= 0 BTC: no (not trusted: ambiguous "
+            "0.500 > 0.35); qimb -0.300 <= -0.2: yes] stop=100010.2 target=100003.0 expected_fill=100002.4 "
+            "reward/risk=0.08") in skip
+
+
+def test_decision_log_exit_lines_say_what_triggered_them():
+    log = rp.decision_log(SETTINGS, _log_result())
+    closes = [line for line in log if " FILL CLOSE " in line]
+    assert len(closes) == 5
+    assert closes[0].endswith("exit: target 100019.95 reached: bid 100020.0 >= 100019.95")
+    assert closes[1].endswith("exit: stop 100009.9 crossed: ask 100009.9 >= 100009.9")
+    assert "exit: time stop after 60.0 minutes (max_hold_minutes=60)" in closes[2]
+
+
+def test_reward_risk():
+    assert rp.reward_risk(expected=100, stop=90, target2=260) == 3.0  # target 130: 30 / 10
+    assert rp.reward_risk(expected=100, stop=110, target2=141) == pytest.approx(29.5 / 10)  # short, half tick
+    assert rp.reward_risk(expected=100, stop=90, target2=0) is None
