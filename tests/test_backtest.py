@@ -172,3 +172,39 @@ def test_feature_keys_are_exactly_what_feature_params_read():
     for key, value in other.items():
         changed = (make_params(SETTINGS.replace(**{key: value}))[slots] != base).any()
         assert changed == (key in FEATURE_KEYS), key
+
+
+@pytest.fixture(scope="module")
+def two_sessions_db(tmp_path_factory):
+    """Two simulated sessions 3 days apart: two segments (SPEC_NOTES, long gaps)."""
+    path = tmp_path_factory.mktemp("bt2") / "two.db"
+    start = 1_767_571_200_000  # 2026-01-05 00:00 UTC
+    with Store(path, instrument_of(SETTINGS)) as store:
+        synthesize(store, SETTINGS, days=0.2, seed=11, start_ms=start)
+        synthesize(store, SETTINGS, days=0.2, seed=12, start_ms=start + 3 * 86_400_000)
+    return path
+
+
+def test_long_gap_makes_no_rows_and_every_pass_agrees_on_the_two_segments(two_sessions_db, tmp_path):
+    from engine.backtest import report, run_bar, run_tick, run_tick_on_minutes
+    from engine.features import compute_minutes
+
+    path = _copy(two_sessions_db, tmp_path, "g.db")
+    s = SETTINGS.replace(cooldown_minutes=0, max_hold_minutes=5)
+    with Store(path, instrument_of(s)) as st:
+        m = compute_minutes(st, s)
+        assert len(m.bars) <= 2 * 0.2 * 1440 + 2  # the 2.8 days between the sessions have no rows
+        assert len(set(m.features["segment_ts"].tolist())) == 2
+        full = run_tick(st, s)
+        fast = run_tick_on_minutes(st, s, m.bars, m.features)
+        assert len(full.fills) > 3
+        assert full.bars.tobytes() == m.bars.tobytes()
+        assert fast.signals.tobytes() == full.signals.tobytes()
+        assert fast.fills.tobytes() == full.fills.tobytes()
+        assert report(s, fast) == report(s, full)
+        # every segment warms up again: the first window of each is not ready
+        seg_first = np.nonzero(np.diff(m.features["segment_ts"]))[0] + 1
+        assert (m.features["ready"][seg_first[0]:seg_first[0] + 59] == 1).all()
+        run_backtest(st, s)  # writes the minute tables the bar mode reads
+        bar = run_bar(st, s)
+        assert len(bar.signals) == len(full.signals)

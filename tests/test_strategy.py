@@ -13,6 +13,7 @@ from engine.types import (
     ACTION_ENTER_LONG,
     ACTION_ENTER_SHORT,
     ACTION_EXIT,
+    CONFIRM_QIMB,
     EXIT_FLATTEN,
     EXIT_STOP,
     EXIT_TARGET,
@@ -533,3 +534,101 @@ def test_same_rank_setups_on_both_sides_hold():
     sig, _, _ = row_at(out, 5)
     assert sig["breakin_long"] == 1 and sig["breakin_short"] == 1
     assert sig["action"] == 0 and REASON_NAMES[int(sig["reason"])] == "CONFLICTING_SETUPS"
+
+
+# --- no entry past its own target; reward/risk (SPEC_NOTES, Signals) ---------------------
+
+
+def test_break_in_long_whose_poc_target_is_below_the_ask_is_not_taken():
+    tape = Tape()
+    tape.balance(5)
+    # confirmed break-in, but ask 1001 + 1 tick slippage = 1002 is beyond the POC target 1000.5
+    tape.bar(BALANCE + [(995, 1), (1001, 1)], close_quote=(1000, 80, 1001, 20))
+    tape.balance(1, close_quote=(996, 50, 997, 50))
+    _, out = run(tape)
+    sig, _, _ = row_at(out, 5)
+    assert sig["breakin_long"] == 1 and sig["action"] == 0
+    assert REASON_NAMES[int(sig["reason"])] == "TARGET_PASSED" and len(out.fills) == 0
+    assert (int(sig["setup"]), int(sig["side"]), int(sig["target2"]), int(sig["expected_px"])) == \
+        (SETUP_BREAKIN, 1, 2001, 1002)
+    # with no target the same minute enters
+    _, out = run(tape, settings(target="none"))
+    assert row_at(out, 5)[0]["action"] == ACTION_ENTER_LONG
+
+
+def test_short_target_at_the_expected_fill_counts_as_passed():
+    tape = Tape()
+    tape.balance(5)
+    # bid 1001 - 1 = 1000 expected; the short's target POC 1000.5 is above it: passed
+    tape.bar(BALANCE + [(1006, 1), (1001, 1)], close_quote=(1001, 20, 1002, 80))
+    _, out = run(tape)
+    assert REASON_NAMES[int(row_at(out, 5)[0]["reason"])] == "TARGET_PASSED"
+    # one tick higher the target is ahead of the fill: the short is taken
+    tape = Tape()
+    tape.balance(5)
+    tape.bar(BALANCE + [(1006, 1), (1001, 1)], close_quote=(1002, 20, 1003, 80))
+    _, out = run(tape)
+    assert row_at(out, 5)[0]["action"] == ACTION_ENTER_SHORT
+
+
+def test_min_reward_risk_filters_entries_by_distance_to_target_over_distance_to_stop():
+    tape = Tape()
+    tape.balance(5)
+    tape.bar(BALANCE + [(995, 1), (1001, 1)], close_quote=(998, 80, 999, 20))
+    tape.balance(1, close_quote=(996, 50, 997, 50))
+    # expected fill 1000, target 1000.5 (reward 0.5 tick), stop 995 - 2 = 993 (risk 7 ticks): R/R 1/14
+    _, out = run(tape, settings(min_reward_risk=0.07))
+    sig = row_at(out, 5)[0]
+    assert sig["action"] == ACTION_ENTER_LONG and int(sig["stop"]) == 993
+    _, out = run(tape, settings(min_reward_risk=0.08))
+    sig = row_at(out, 5)[0]
+    assert sig["action"] == 0 and REASON_NAMES[int(sig["reason"])] == "REWARD_RISK"
+
+
+def test_signal_record_explains_the_entry():
+    tape = Tape()
+    tape.balance(5)
+    for px in (1004, 1005, 1006):
+        tape.bar(BALANCE + [(px, 2)], close_quote=(px, 80, px + 1, 20))
+    _, out = run(tape, settings(breakout_target_va_multiple=5.0))
+    sig = row_at(out, 7)[0]
+    assert int(sig["setup"]) == SETUP_BREAKOUT and int(sig["boundary"]) == 1002 and int(sig["run_len"]) == 3
+    assert int(sig["confirm"]) == CONFIRM_QIMB  # order flow untrusted: no fresh quote before the prints
+    assert (int(sig["stop"]), int(sig["target2"]), int(sig["expected_px"])) == (1000, 2024, 1008)
+
+
+def test_exit_fill_records_the_level_that_triggered_it():
+    tape = _long_entry_tape(after_quotes=((30_000, (993, 5, 994, 5)),))
+    _, out = run(tape)
+    assert int(out.fills[1]["level2"]) == 2 * 993 and int(out.fills[0]["level2"]) == 0
+
+
+# --- long gaps: the strategy side --------------------------------------------------------
+
+
+def test_entry_decided_before_a_long_gap_is_cancelled_not_filled_hours_later():
+    s = settings()
+    tape = Tape()
+    tape.balance(5)
+    tape.bar(BALANCE + [(995, 1), (1001, 1)], close_quote=(998, 80, 999, 20))  # ENTER_LONG at minute 5
+    later = Tape(T0 + 6 * M + 10 * s.rolling_window_minutes * M)
+    later.balance(3)
+    tr = np.concatenate([tape.arrays()[0], later.arrays()[0]])
+    qu = np.concatenate([tape.arrays()[1], later.arrays()[1]])
+    eng = Engine(s)
+    out = concat([eng.feed(tr, qu), eng.finish()])
+    assert row_at(out, 5)[0]["action"] == ACTION_ENTER_LONG
+    assert len(out.fills) == 0 and eng.position().position == 0
+
+
+def test_funding_across_a_long_gap_is_charged_at_the_first_mid_after_it():
+    s = settings(funding_rate_default=0.001, max_hold_minutes=10_000, target="none")
+    tape = _long_entry_tape(t0=T0 - 10 * M)  # long from 07:56
+    later = Tape(T0 + 3 * 60 * M)  # 11:00: the gap crossed 08:00
+    later.bar([(997, 1)], close_quote=(1010, 50, 1011, 50), extra_quotes=((100, (1010, 50, 1011, 50)),))
+    tr = np.concatenate([tape.arrays()[0], later.arrays()[0]])
+    qu = np.concatenate([tape.arrays()[1], later.arrays()[1]])
+    eng = Engine(s)
+    concat([eng.feed(tr, qu), eng.finish()])
+    assert eng.position().position == 1
+    assert abs(eng.position().funding - 0.001 * 0.001 * (1010 + 1011) / 2 * 0.1) < 1e-12

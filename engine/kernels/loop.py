@@ -193,7 +193,7 @@ def close_now(st, p, until_ts, bars, feats, sigs, fills, counts):
     return ERR_NONE
 
 
-MAX_ROWS_PER_BUFFER = 1 << 16
+MAX_ROWS_PER_BUFFER = 1 << 12  # a UTC day is 1440 rows; more flushes and goes on
 
 
 def rows_needed(st, first_ts: int, last_ts: int) -> int:
