@@ -356,7 +356,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     _compile_notice(EVENTS + MINUTES)
     with progress("sweep", "combinations") as update:
         return run_sweep_cli(settings, db=args.db, grid=args.grid, out=args.out, workers=args.workers,
-                             start_ms=start, end_ms=end, progress=update)
+                             start_ms=start, end_ms=end, progress=update, rank_by=args.rank_by,
+                             train_until=args.train_until)
 
 
 # --- the parser -------------------------------------------------------------------------
@@ -478,7 +479,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="tick: replay every trade and quote (spec mode 1); bar: bars_1m/features_1m with a "
                          "bar fill model (mode 2; run `pbdtui features` first). Default %(default)s")
     bt.add_argument("--out", default=None, metavar="DIR",
-                    help="directory for report.json, report.txt and decisions.log")
+                    help="directory for report.json, report.txt, trades.csv and decisions.log "
+                         "(default ./backtests/<run_id>/)")
     _add_range(bt, "ticks (bar mode: minutes)")
     _add_instrument(bt)
     _add_config(bt)
@@ -493,6 +495,12 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--out", default=None, metavar="DIR", help="directory for sweep.csv and sweep.json "
                                                                "(default ./sweep_out)")
     sw.add_argument("--workers", type=int, default=None, help="worker processes (default: CPU count)")
+    sw.add_argument("--rank-by", default="net_pnl", metavar="OBJECTIVE",
+                    help="sort by net_pnl (default), profit_factor, sharpe, sortino, expectancy, win_rate or "
+                         "max_drawdown (smallest first)")
+    sw.add_argument("--train-until", default=None, metavar="DATE",
+                    help="rank on data through DATE (UTC; a bare date is the whole day) and show the later "
+                         "data as the test period beside it")
     _add_range(sw, "ticks")
     _add_instrument(sw)
     _add_config(sw)
