@@ -46,8 +46,8 @@ from engine.types import (
     EXIT_NAMES,
     FEATURE_DTYPE,
     FILL_DTYPE,
+    REASON_DAILY_LOSS_KILL,
     REASON_FEED_STALE,
-    REASON_KILL_SWITCH,
     REASON_NAMES,
     REASON_NO_PROFILE,
     REASON_NO_QUOTE,
@@ -59,7 +59,7 @@ decisions_log = logging.getLogger("pbdtui.decisions")  # `pbdtui -v backtest` pr
 
 _REASON_CODES = {name: code for code, name in REASON_NAMES.items()}
 # readiness failures worth an alert when they start (spec 11: stale data, VA failure, loss limit)
-_ALERT_REASONS = {REASON_FEED_STALE, REASON_NO_PROFILE, REASON_NO_QUOTE, REASON_KILL_SWITCH}
+_ALERT_REASONS = {REASON_FEED_STALE, REASON_NO_PROFILE, REASON_NO_QUOTE, REASON_DAILY_LOSS_KILL}
 
 
 @dataclasses.dataclass
@@ -298,7 +298,7 @@ def report(settings: Any, result: BacktestResult) -> dict[str, Any]:
         "feed_stale_minutes": int((ready == REASON_FEED_STALE).sum()),
         "no_profile_minutes": int((ready == REASON_NO_PROFILE).sum()),
         "ambiguous_spike_minutes": int((amb > settings.ambiguous_trade_frac_max).sum()),
-        "kill_switch_minutes": int((reasons == REASON_KILL_SWITCH).sum()),
+        "kill_switch_minutes": int((reasons == REASON_DAILY_LOSS_KILL).sum()),
     }
     return {
         "alerts": alerts,

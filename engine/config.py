@@ -83,11 +83,19 @@ class Settings:
     fee_model: str = "taker"
     funding_rate_default: float = 0.0001
     retention_hours: int = 48
+    min_window_coverage: float = 0.95
+    min_reward_risk: float = 0.0
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied and checked like a file's values."""
-        merged = dataclasses.asdict(self) | changes
-        return _build(merged, source="<override>")
+        return self._replace(changes, "<override>")
+
+    def _replace(self, changes: dict[str, Any], source: str) -> Settings:
+        changes = dict(changes)
+        # an instrument name that followed the symbol keeps following it
+        if "symbol" in changes and "instrument" not in changes and self.instrument == _perp(self.symbol):
+            changes["instrument"] = _perp(str(changes["symbol"]))
+        return _build(dataclasses.asdict(self) | changes, source)
 
 
 # key -> (low, high) inclusive numeric bounds, or a tuple of allowed strings.
@@ -131,6 +139,8 @@ _RULES: dict[str, tuple[Any, ...]] = {
     "fee_model": ("taker", "maker"),
     "funding_rate_default": (-1.0, 1.0),
     "retention_hours": (1, 10**6),
+    "min_window_coverage": (0.0, 1.0),
+    "min_reward_risk": (0.0, 1000.0),
 }
 
 _FIELDS: dict[str, type] = {f.name: f.type for f in dataclasses.fields(Settings)}  # type: ignore[misc]
@@ -165,13 +175,26 @@ def _check_value(key: str, value: Any, source: str) -> Any:
     return value
 
 
+def _perp(symbol: str) -> str:
+    return f"{symbol}_PERP"
+
+
 def _build(raw: dict[str, Any], source: str) -> Settings:
     values = {}
     for key, value in raw.items():
         if key not in _FIELDS:
             raise ConfigError(f"{source}: unknown key '{key}'")
         values[key] = _check_value(key, value, source)
+    if "symbol" in values and "instrument" not in values:
+        values["instrument"] = _perp(values["symbol"])  # the name follows the symbol unless given
     settings = Settings(**values)
+    # spec 10 keys the engine has one way to honour: any other value is refused, not ignored
+    if not settings.fill_on_next_quote:
+        raise ConfigError(f"{source}: key 'fill_on_next_quote': only true is supported (market orders fill on "
+                          "the first quote after the decision, SPEC_NOTES 'Fills')")
+    if settings.instrument not in (settings.symbol, _perp(settings.symbol)):
+        raise ConfigError(f"{source}: key 'instrument': {settings.instrument!r} does not match symbol "
+                          f"{settings.symbol!r} (only the linear perpetual {_perp(settings.symbol)!r} is traded)")
     ratio = settings.order_qty / settings.qty_step
     if abs(ratio - round(ratio)) > 1e-6:
         raise ConfigError(f"{source}: key 'order_qty': {settings.order_qty} is not a multiple of qty_step {settings.qty_step}")
@@ -219,7 +242,7 @@ def load_settings(path: str | os.PathLike[str] | None = None, env: dict[str, str
         except yaml.YAMLError as exc:
             raise ConfigError(f"environment: key '{key}' (from {name}): not a value: {exc}") from exc
     if overrides:
-        settings = _build(dataclasses.asdict(settings) | overrides, f"{source} + environment")
+        settings = settings._replace(overrides, f"{source} + environment")
     return settings
 
 

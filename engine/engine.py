@@ -19,6 +19,7 @@ from engine.kernels.state import (
     ERR_FILLS_FULL,
     ERR_NONE,
     ERR_PRICE_RANGE,
+    ERR_ROWS_FULL,
     SF_DAY_PNL,
     SF_FEES,
     SF_FUNDING,
@@ -26,6 +27,7 @@ from engine.kernels.state import (
     SI_CUR_MIN,
     SI_ENTRY_PX,
     SI_ENTRY_TS,
+    SI_ERROR,
     SI_HI,
     SI_KILL_DAILY,
     SI_KILL_MANUAL,
@@ -133,34 +135,52 @@ class Engine:
             err = loop.run_events(trades, quotes, funding, self.params, self.state, *outs, counts)
             if err == ERR_NONE:
                 break
-            if err == ERR_FILLS_FULL:
+            if err in (ERR_FILLS_FULL, ERR_ROWS_FULL):
                 # hand back what is done, then go on with fresh buffers
                 parts.append(self._collect(outs, counts))
                 outs = self._alloc(loop.rows_needed(self.state, first, last))
                 counts[loop.C_ROWS] = 0
                 counts[loop.C_FILLS] = 0
+                self.state.si[SI_ERROR] = ERR_NONE
                 continue
             self._recover(err)
         parts.append(self._collect(outs, counts))
         return parts[0] if len(parts) == 1 else concat(parts)
 
     def close_until(self, ts: int) -> StepOutput:
-        """Close every minute that ended before ``ts`` (end of data, or the live clock)."""
+        """Close every minute that ended before ``ts`` (end of data, or the live clock).
+
+        Minutes more than a window after the newest event are not closed: they
+        would be rows inside a long gap (SPEC_NOTES, Bars).
+        """
         outs = self._alloc(loop.rows_needed(self.state, ts, ts))
         counts = np.zeros(loop.N_COUNTS, dtype=np.int64)
+        parts = []
         while True:
             err = loop.close_now(self.state, self.params, ts, *outs, counts)
             if err == ERR_NONE:
                 break
+            if err == ERR_ROWS_FULL:
+                parts.append(self._collect(outs, counts))
+                outs = self._alloc(loop.rows_needed(self.state, ts, ts))
+                counts[loop.C_ROWS] = 0
+                self.state.si[SI_ERROR] = ERR_NONE
+                continue
             self._recover(err)
-        return self._collect(outs, counts)
+        parts.append(self._collect(outs, counts))
+        return parts[0] if len(parts) == 1 else concat(parts)
 
     def finish(self) -> StepOutput:
-        """Close the open minute (end of a finite stream)."""
+        """Close the minute of the newest event if it is still open (end of a finite stream).
+
+        A minute the live clock has already moved past is not closed again,
+        and no empty minute after the last event is made.
+        """
         cur = int(self.state.si[SI_CUR_MIN])
-        if cur < 0:
+        last_min = self.last_event_ts // loop.MINUTE_MS * loop.MINUTE_MS
+        if cur < 0 or cur > last_min:
             return self._empty()
-        return self.close_until(cur + loop.MINUTE_MS)
+        return self.close_until(last_min + loop.MINUTE_MS)
 
     # --- operator commands ------------------------------------------------------
 

@@ -335,6 +335,22 @@ class Store:
             out = out[np.argsort(ts, kind="stable")]
         return out
 
+    def next_tick_ts(self, ts_from: int) -> int | None:
+        """The first exchange ts at or after ``ts_from`` over trades and quotes, or None.
+
+        Reads only the chunks that straddle ``ts_from``; a replay asks this to
+        jump over a gap instead of waiting it out.
+        """
+        row = self.db.execute("SELECT MIN(ts_first) FROM tick_chunks WHERE ts_first>=?", (ts_from,)).fetchone()
+        best = None if row[0] is None else int(row[0])
+        for kind, chunk_id in self.db.execute(
+                "SELECT kind, chunk_id FROM tick_chunks WHERE ts_first<? AND ts_last>=?", (ts_from, ts_from)).fetchall():
+            ts = self.read_chunk(kind, chunk_id)["ts"]
+            i = int(np.searchsorted(ts, ts_from, "left"))
+            if i < len(ts) and (best is None or int(ts[i]) < best):
+                best = int(ts[i])
+        return best
+
     def iter_windows(self, window_ms: int = DAY_MS, start_ms: int | None = None, end_ms: int | None = None
                      ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
         """Yield ``(window_end, trades, quotes)`` for consecutive time windows, in order.

@@ -89,6 +89,8 @@ FEATURE_DTYPE = np.dtype(
         ("bvc_net", "f8"),  # lots
         ("profile_qty", "i8"),  # total volume in the rolling profile, lots
         ("ready", "i8"),  # READY or the first failing readiness reason
+        ("covered", "i8"),  # minutes of the window (minute t included) that hold trades
+        ("segment_ts", "i8"),  # first event of this minute's segment (a gap > window starts one), ms
     ]
 )
 
@@ -105,8 +107,20 @@ SIGNAL_DTYPE = np.dtype(
         ("action", "i8"),  # ACTION_* constant
         ("reason", "i8"),  # REASON_* constant
         ("position", "i8"),  # position after the decision: -1, 0, 1
+        # the minute's best candidate entry (also when it was not taken), for the decision log
+        ("setup", "i8"),  # SETUP_* of the candidate; SETUP_NONE when no confirmed setup
+        ("side", "i8"),  # 1 long, -1 short, 0 none
+        ("boundary", "i8"),  # the value-area edge the setup traded (VAL or VAH), ticks
+        ("run_len", "i8"),  # acceptance count: consecutive closes beyond that edge, ending at t
+        ("confirm", "i8"),  # CONFIRM_* bits: which confirmation passed for the candidate
+        ("stop", "i8"),  # stop, ticks; 0 without a candidate
+        ("target2", "i8"),  # target, doubled ticks (the POC can sit on a half tick); 0 none
+        ("expected_px", "i8"),  # expected fill at the close snapshot (ask + slip long, bid - slip short)
     ]
 )
+
+CONFIRM_OF = 1  # order flow beyond its threshold (and trusted)
+CONFIRM_QIMB = 2  # quote imbalance beyond its threshold
 
 FILL_DTYPE = np.dtype(
     [
@@ -126,6 +140,7 @@ FILL_DTYPE = np.dtype(
         ("tag", "i8"),  # SETUP_* of the position
         ("reason", "i8"),  # EXIT_* for closing fills, 0 for entries
         ("opening", "i8"),  # 1 opens a position, 0 closes one
+        ("level2", "i8"),  # stop or target level that triggered the exit, doubled ticks; 0 otherwise
     ]
 )
 
@@ -168,10 +183,10 @@ EXIT_STOP = 1
 EXIT_TARGET = 2
 EXIT_TIME = 3
 EXIT_SIGNAL = 4  # flip on an opposite signal
-EXIT_KILL = 5  # daily-loss kill switch
+# 5: was a daily-loss kill exit; that kill only blocks entries (spec 7.4), it never exits
 EXIT_FLATTEN = 6  # operator's flatten command
-EXIT_END = 7  # end of backtest data
-EXIT_NAMES = {0: "", 1: "stop", 2: "target", 3: "time", 4: "flip", 5: "kill", 6: "flatten", 7: "end"}
+# an open position at the end of a backtest is left open and marked to market (no fill)
+EXIT_NAMES = {0: "", 1: "stop", 2: "target", 3: "time", 4: "flip", 6: "flatten"}
 
 # Readiness and decision reasons, in the order they are checked.
 READY = 0
@@ -179,8 +194,8 @@ REASON_WARMUP = 1
 REASON_NO_PROFILE = 2
 REASON_NO_QUOTE = 3
 REASON_FEED_STALE = 4
-REASON_KILL_SWITCH = 5
-REASON_MANUAL_KILL = 6
+REASON_DAILY_LOSS_KILL = 5  # spec 7.4: realized loss of the day beyond max_daily_loss
+REASON_MANUAL_KILL = 6  # the operator's kill switch
 REASON_COOLDOWN = 7
 REASON_IN_POSITION = 8
 REASON_NO_SETUP = 9
@@ -193,6 +208,9 @@ REASON_TIME_STOP = 15
 REASON_FLIP = 16
 REASON_PENDING_ORDER = 17
 REASON_CONFLICT = 18  # long and short setups of the same rank in one minute
+REASON_TARGET_PASSED = 19  # the target is already reached at the expected fill
+REASON_REWARD_RISK = 20  # reward/risk at the expected fill below min_reward_risk
+REASON_INSUFFICIENT_HISTORY = 21  # the window holds trades in too few of its minutes
 REASON_NAMES = {
     0: "READY",
     1: "WARMUP",
@@ -213,4 +231,7 @@ REASON_NAMES = {
     16: "FLIP",
     17: "ORDER_PENDING",
     18: "CONFLICTING_SETUPS",
+    19: "TARGET_PASSED",
+    20: "REWARD_RISK",
+    21: "INSUFFICIENT_HISTORY",
 }

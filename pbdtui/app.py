@@ -74,6 +74,19 @@ DEMO_DAYS = 0.3  # 7.2 h: a 4 h warm-up, then a bit over 3 h of trading to watch
 SPEED_MIN, SPEED_MAX = 1.0, 100_000.0
 
 
+def _utc(ts_ms: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.gmtime(ts_ms / 1000)) + " UTC"
+
+
+def _duration(ms: int) -> str:
+    minutes = ms // MINUTE_MS
+    if minutes < 120:
+        return f"{minutes} min"
+    if minutes < 2 * 1440:
+        return f"{minutes / 60:.1f} h"
+    return f"{minutes / 1440:.1f} days"
+
+
 def _record(arr: np.ndarray, i: int) -> dict[str, Any]:
     """One record as a dict of Python scalars (a copy, never a view into engine output)."""
     row = arr[i]
@@ -111,6 +124,13 @@ class _TickCursor:
         self.trades, self.quotes = self.trades[i:], self.quotes[j:]
         return out
 
+    def next_ts(self) -> int | None:
+        """Exchange time of the next tick not handed out yet, or None at the end of the data."""
+        firsts = [int(a["ts"][0]) for a in (self.trades, self.quotes) if len(a)]
+        if firsts:
+            return min(firsts)
+        return self.store.next_tick_ts(self.loaded_to)  # nothing buffered: none before loaded_to
+
 
 class ReplayDriver:
     """Replays a tick database through one engine at ``speed`` x real time.
@@ -132,6 +152,7 @@ class ReplayDriver:
     WARM_SLICE_MS = 10 * MINUTE_MS  # warm-up step: small enough to draw the profile growing
     MAX_SLICE_MS = 5 * MINUTE_MS  # paced step cap: a slow machine runs slower, not in bursts
     STEP_S = 0.05  # paced loop period
+    GAP_SKIP_MS = MINUTE_MS  # a stretch without ticks longer than this is jumped, not waited out
 
     def __init__(self, settings: Any, db_path: str | os.PathLike[str], speed: float = 600.0,
                  warmup_minutes: int | None = None, ui_interval: float = 0.25,
@@ -161,6 +182,7 @@ class ReplayDriver:
         self._fills = 0
         self._last_post = 0.0
         self.first_ts = self.end_ts = self.clock = -1
+        self._warm_end = -1  # event time the current segment's full-speed warm-up ends
         self.finished = False
 
     # --- any thread -------------------------------------------------------------
@@ -185,7 +207,7 @@ class ReplayDriver:
             self.clock = self.first_ts
             funding = store.load_funding()
             cursor = _TickCursor(store, self.first_ts)  # end_ts caps every take: nothing past the range
-            warm_end = self.first_ts + self.warmup_ms
+            self._warm_end = self.first_ts + self.warmup_ms
             while not (self._stop.is_set() or cancelled()):
                 self._apply_commands()
                 if self.clock >= self.end_ts:
@@ -193,13 +215,14 @@ class ReplayDriver:
                         self._finish()
                     self._stop.wait(self.STEP_S)
                     continue
-                paced = self.clock >= warm_end
+                paced = self.clock >= self._warm_end
                 if paced and self.paused:
                     self._anchor = None
                     self._stop.wait(self.STEP_S)
                     continue
+                self._skip_gap(cursor)
                 step_start = time.monotonic()
-                target = self._target(warm_end, step_start)
+                target = self._target(self._warm_end, step_start)
                 if target <= self.clock:
                     self._stop.wait(self.STEP_S)
                     continue
@@ -210,9 +233,26 @@ class ReplayDriver:
                     self._last_px = int(trades["px"][-1])
                 self.clock = target
                 self._handle(out)
-                self._publish(force=not paced and self.clock >= warm_end)
+                self._publish(force=not paced and self.clock >= self._warm_end)
                 if paced:
                     self._stop.wait(max(0.0, self.STEP_S - (time.monotonic() - step_start)))
+
+    def _skip_gap(self, cursor: _TickCursor) -> None:
+        """Jump the clock to the next tick when none comes for more than GAP_SKIP_MS.
+
+        A gap longer than the window starts a new segment that warms up again
+        (SPEC_NOTES, long gaps), so its warm-up runs at full speed like the first.
+        """
+        nxt = cursor.next_ts()
+        if nxt is None or nxt >= self.end_ts or nxt - self.clock <= self.GAP_SKIP_MS:  # past --to: not a gap
+            return
+        last = self.engine.last_event_ts
+        self._post(AlertRaised(ts=nxt, text=f"no data for {_duration(nxt - self.clock)}: "
+                                            f"skipped to {_utc(nxt)}"))
+        if last > 0 and nxt - last > self.settings.rolling_window_minutes * MINUTE_MS:
+            self._warm_end = nxt + self.warmup_ms
+        self.clock = nxt
+        self._anchor = None
 
     def _target(self, warm_end: int, now: float) -> int:
         """Event time to feed up to in this step."""
@@ -323,7 +363,7 @@ class ReplayDriver:
             val=int(f["val"]) if f else 0, vah=int(f["vah"]) if f else 0,
             va_valid=bool(f["va_valid"]) if f else False,
             position=pos, speed=self.speed, paused=self.paused,
-            warming_up=self.clock < self.first_ts + self.warmup_ms,
+            warming_up=self.clock < self._warm_end,
             progress=min(1.0, max(0.0, (self.clock - self.first_ts) / span)),
             finished=self.finished,
         )

@@ -29,10 +29,32 @@ class RefParams:
     window: int
     bvc_lookback: int
     feed_stale_ms: int
+    min_coverage: float = 0.95
 
 
 def reference_features(trades: np.ndarray, quotes: np.ndarray, rp: RefParams) -> list[dict]:
-    """One dict per bar row, values in ticks/lots like the engine's records."""
+    """One dict per bar row, values in ticks/lots like the engine's records.
+
+    A gap of more than a window between consecutive events (trades and quotes
+    merged) splits the data into segments, each computed as if the data began
+    there (SPEC_NOTES, Bars, "Long gaps").
+    """
+    times = sorted([(int(x), 0) for x in trades["ts"]] + [(int(x), 1) for x in quotes["ts"]])
+    cuts = [times[i][0] for i in range(1, len(times)) if times[i][0] - times[i - 1][0] > rp.window * 60000]
+    bounds = [-1, *cuts, 2**62]
+    rows: list[dict] = []
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        seg_tr = trades[(trades["ts"] >= lo) & (trades["ts"] < hi)]
+        seg_qu = quotes[(quotes["ts"] >= lo) & (quotes["ts"] < hi)]
+        seg_rows = _segment(seg_tr, seg_qu, rp)
+        first = min([int(x) for x in seg_tr["ts"][:1]] + [int(x) for x in seg_qu["ts"][:1]], default=0)
+        for r in seg_rows:
+            r["segment_ts"] = first
+        rows += seg_rows
+    return rows
+
+
+def _segment(trades: np.ndarray, quotes: np.ndarray, rp: RefParams) -> list[dict]:
     if len(trades) == 0:
         return []
     q_ts = [int(x) for x in quotes["ts"]]
@@ -177,9 +199,13 @@ def reference_features(trades: np.ndarray, quotes: np.ndarray, rp: RefParams) ->
             bf = 0.5 * (1 + math.erf(dp / std / math.sqrt(2))) if std > 0 else 0.5
         row["bvc_buy_frac"] = bf
         row["bvc_net"] = vol * (2 * bf - 1)
-        # readiness
+        # readiness: minutes of the window [t - window + 1, t] with at least one trade
+        covered = sum(1 for m in range(t - (rp.window - 1) * 60000, t + 60000, 60000) if by_minute.get(m))
+        row["covered"] = covered
         if i_bar < rp.window - 1:
             ready = 1
+        elif covered / rp.window < rp.min_coverage and not math.isclose(covered / rp.window, rp.min_coverage):
+            ready = 21
         elif not row["va_valid"]:
             ready = 2
         elif qi < 0:

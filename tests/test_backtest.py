@@ -156,16 +156,54 @@ def test_minute_pass_on_precomputed_minutes_equals_the_full_tick_run(sim_db, tmp
 
 
 def test_feature_keys_are_exactly_what_feature_params_read():
-    from engine.kernels.params import FEATURE_KEYS, N_FEATURE_PARAMS, make_params
+    from engine.kernels.params import FEATURE_KEYS, FEATURE_PARAM_SLOTS, make_params
 
-    base = make_params(SETTINGS)[:N_FEATURE_PARAMS]
+    slots = list(FEATURE_PARAM_SLOTS)
+    base = make_params(SETTINGS)[slots]
     other = {"alpha_bin": 0.4, "base_bin_ticks": 2, "bin_width_max_ticks": 50, "rebucket_interval_minutes": 5,
              "rebucket_change_pct": 0.5, "max_quote_staleness_ms": 100, "use_tick_rule_fallback": True,
              "va_fraction": 0.6, "rolling_window_minutes": 30, "qimb_ema_span": 3, "bvc_lookback": 20,
-             "feed_stale_halt_ms": 1000, "tick_size": 0.5,
+             "feed_stale_halt_ms": 1000, "tick_size": 0.5, "min_window_coverage": 0.5,
              # not feature keys:
              "accept_outside_k": 5, "slippage_ticks_entry": 3, "fee_model": "maker", "cooldown_minutes": 9,
-             "qimb_entry_min": 0.3, "of_entry_min": 1.0, "target": "tp2", "max_hold_minutes": 7}
+             "qimb_entry_min": 0.3, "of_entry_min": 1.0, "target": "tp2", "max_hold_minutes": 7,
+             "min_reward_risk": 1.5}
     for key, value in other.items():
-        changed = (make_params(SETTINGS.replace(**{key: value}))[:N_FEATURE_PARAMS] != base).any()
+        changed = (make_params(SETTINGS.replace(**{key: value}))[slots] != base).any()
         assert changed == (key in FEATURE_KEYS), key
+
+
+@pytest.fixture(scope="module")
+def two_sessions_db(tmp_path_factory):
+    """Two simulated sessions 3 days apart: two segments (SPEC_NOTES, long gaps)."""
+    path = tmp_path_factory.mktemp("bt2") / "two.db"
+    start = 1_767_571_200_000  # 2026-01-05 00:00 UTC
+    with Store(path, instrument_of(SETTINGS)) as store:
+        synthesize(store, SETTINGS, days=0.2, seed=11, start_ms=start)
+        synthesize(store, SETTINGS, days=0.2, seed=12, start_ms=start + 3 * 86_400_000)
+    return path
+
+
+def test_long_gap_makes_no_rows_and_every_pass_agrees_on_the_two_segments(two_sessions_db, tmp_path):
+    from engine.backtest import report, run_bar, run_tick, run_tick_on_minutes
+    from engine.features import compute_minutes
+
+    path = _copy(two_sessions_db, tmp_path, "g.db")
+    s = SETTINGS.replace(cooldown_minutes=0, max_hold_minutes=5)
+    with Store(path, instrument_of(s)) as st:
+        m = compute_minutes(st, s)
+        assert len(m.bars) <= 2 * 0.2 * 1440 + 2  # the 2.8 days between the sessions have no rows
+        assert len(set(m.features["segment_ts"].tolist())) == 2
+        full = run_tick(st, s)
+        fast = run_tick_on_minutes(st, s, m.bars, m.features)
+        assert len(full.fills) > 3
+        assert full.bars.tobytes() == m.bars.tobytes()
+        assert fast.signals.tobytes() == full.signals.tobytes()
+        assert fast.fills.tobytes() == full.fills.tobytes()
+        assert report(s, fast) == report(s, full)
+        # every segment warms up again: the first window of each is not ready
+        seg_first = np.nonzero(np.diff(m.features["segment_ts"]))[0] + 1
+        assert (m.features["ready"][seg_first[0]:seg_first[0] + 59] == 1).all()
+        run_backtest(st, s)  # writes the minute tables the bar mode reads
+        bar = run_bar(st, s)
+        assert len(bar.signals) == len(full.signals)

@@ -302,8 +302,9 @@ async def test_replay_error_is_shown_and_the_console_stays_up(session_db):
 
 async def test_feed_gap_raises_a_stale_feed_alert_then_recovers(tmp_path):
     # 20 minutes of ticks with nothing in minutes 12 and 13; a 5-minute window so the
-    # warm-up ends before the gap (readiness reports WARMUP ahead of FEED_STALE)
-    settings = Settings(rolling_window_minutes=5)
+    # warm-up ends before the gap (readiness reports WARMUP ahead of FEED_STALE); no coverage
+    # floor, else the 2 empty minutes of 5 report INSUFFICIENT_HISTORY ahead of FEED_STALE
+    settings = Settings(rolling_window_minutes=5, min_window_coverage=0.0)
     trades, quotes = random_stream(1, 20, gap_minutes=(12, 13))
     path = tmp_path / "gap.db"
     with Store(path, instrument_of(settings)) as store:
@@ -318,6 +319,26 @@ async def test_feed_gap_raises_a_stale_feed_alert_then_recovers(tmp_path):
         assert log_text.index("FEED STALE") < log_text.index("FEED_STALE -> READY")
         assert "replay finished: 20 minutes" in log_text
         assert "■ finished" in _status(app)
+
+
+async def test_replay_jumps_a_15_month_gap_instead_of_waiting_it_out(tmp_path):
+    # two 20-minute sessions 15 months apart; at 60x a waited-out gap would take 2.5 hours
+    settings = Settings(rolling_window_minutes=5, min_window_coverage=0.0)
+    start = 1_700_000_000_000 // 60000 * 60000
+    first = random_stream(1, 20, start_ms=start)
+    second = random_stream(2, 20, start_ms=start + 456 * 86_400_000)
+    path = tmp_path / "two.db"
+    with Store(path, instrument_of(settings)) as store:
+        for part in (first, second):
+            store.append_ticks("trade", part[0], "test")
+            store.append_ticks("quote", part[1], "test")
+    app = create_app(settings, path, speed=60.0 * 20)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _until(pilot, lambda: app.snapshot is not None and app.snapshot.finished, "the end",
+                     WARM_UP_TIMEOUT)
+        log_text = "\n".join(str(line.text) for line in app.query_one("#log").lines)
+        assert "no data for 456.0 days" in log_text.replace("\n", " ")
+        assert "replay finished: 40 minutes" in log_text
 
 
 def test_demo_session_is_generated_once_then_reused(tmp_path):

@@ -17,6 +17,7 @@ from engine.kernels import features as fk
 from engine.kernels.features import value_area
 from engine.kernels.params import make_params
 from engine.kernels.state import new_state
+from engine.types import REASON_NAMES
 from engine.units import to_lots, to_ticks
 from tests.helpers import quotes, random_stream, run_all, shared_file, trades
 from tests.reference import RefParams, reference_features
@@ -30,11 +31,11 @@ def _ref_params(s: Settings) -> RefParams:
                      rebucket_pct=s.rebucket_change_pct, stale_ms=s.max_quote_staleness_ms,
                      tick_rule=s.use_tick_rule_fallback, va_fraction=s.va_fraction,
                      window=s.rolling_window_minutes, bvc_lookback=s.bvc_lookback,
-                     feed_stale_ms=s.feed_stale_halt_ms)
+                     feed_stale_ms=s.feed_stale_halt_ms, min_coverage=s.min_window_coverage)
 
 
 FIELDS_EXACT = ("ts_min", "open", "high", "low", "close", "volume", "mid2", "k", "poc2", "val", "vah",
-                "va_valid", "of", "amb_qty", "agree_qty", "agree_den", "ready")
+                "va_valid", "of", "amb_qty", "agree_qty", "agree_den", "ready", "covered", "segment_ts")
 FIELDS_FLOAT = ("sigma", "va_coverage", "qimb", "bvc_buy_frac", "bvc_net")
 
 
@@ -323,3 +324,95 @@ def test_real_binance_window_matches_reference_and_inference_agrees(day):
     # float noise only: a regression to "at or before" drops it to 71-91 %.
     assert agree > 0.999, f"inferred side agrees with the true aggressor for {agree:.4%}"
     assert ambiguous < 0.02, f"ambiguous volume {ambiguous:.3%}"
+
+
+# --- readiness needs data coverage; long gaps start a new segment (SPEC_NOTES) ------------
+
+
+def test_window_with_an_empty_minute_is_not_ready_until_that_minute_leaves_it():
+    # 5-minute window, coverage 0.95: every minute of the window must hold trades
+    s = Settings().replace(rolling_window_minutes=5)
+    rows = [(T0 + m * 60000 + 1000, 500, 1, 1) for m in range(12) if m != 6]
+    qu = quotes([(T0 + m * 60000 + 59_000, 499, 3, 500, 4) for m in range(12)])
+    out = run_all(s, trades(rows), qu)
+    ready = [REASON_NAMES[int(r)] for r in out.features["ready"]]
+    # minutes 0-3 warm up; 4-5 ready; 6-10 hold the empty minute 6; 11 is ready again
+    assert ready == ["WARMUP"] * 4 + ["READY"] * 2 + ["INSUFFICIENT_HISTORY"] * 5 + ["READY"]
+    assert list(out.features["covered"][4:]) == [5, 5, 4, 4, 4, 4, 4, 5]
+    # coverage 0.8 accepts one empty minute in five
+    out = run_all(s.replace(min_window_coverage=0.8), trades(rows), qu)
+    assert (out.features["ready"][4:] == 0).all()
+
+
+def _two_parts(gap_minutes: int, window: int = 5):
+    first = random_stream(1, 8, start_ms=T0)
+    second = random_stream(2, 8, start_ms=T0 + (8 + gap_minutes) * 60000)
+    return tuple(np.concatenate([a, b]) for a, b in zip(first, second, strict=True))
+
+
+def test_gap_longer_than_the_window_starts_a_new_segment_as_if_the_data_began_there():
+    s = Settings().replace(rolling_window_minutes=5, min_window_coverage=0.0)
+    tr, qu = _two_parts(gap_minutes=600)
+    out = run_all(s, tr, qu)
+    second_start = T0 + 608 * 60000
+    # no rows inside the gap
+    assert len(out.bars) == 16 and not ((out.bars["ts_min"] > T0 + 7 * 60000)
+                                         & (out.bars["ts_min"] < second_start)).any()
+    # the second part equals a run on the second part alone, cell for cell
+    alone = run_all(s, tr[tr["ts"] >= second_start], qu[qu["ts"] >= second_start])
+    assert out.bars[8:].tobytes() == alone.bars.tobytes()
+    assert out.features[8:].tobytes() == alone.features.tobytes()
+    assert set(out.features["segment_ts"][:8]) == {min(int(tr["ts"][0]), int(qu["ts"][0]))}
+    assert [REASON_NAMES[int(r)] for r in out.features["ready"][8:12]] == ["WARMUP"] * 4
+    assert_matches_reference(out, reference_features(tr, qu, _ref_params(s)))
+
+
+def test_gap_of_exactly_the_window_or_less_is_part_of_the_window():
+    s = Settings().replace(rolling_window_minutes=5, min_window_coverage=0.0)
+    tr, qu = _two_parts(gap_minutes=4)
+    out = run_all(s, tr, qu)
+    assert len(out.bars) == 20 and len(set(out.features["segment_ts"])) == 1  # 4 empty rows, one segment
+    assert_matches_reference(out, reference_features(tr, qu, _ref_params(s)))
+
+
+def test_fifteen_months_between_two_windows_allocate_nothing_for_the_gap():
+    import tracemalloc
+
+    s = Settings().replace(rolling_window_minutes=5, min_window_coverage=0.0)
+    tr, qu = _two_parts(gap_minutes=15 * 30 * 24 * 60)
+    eng = Engine(s)
+    tracemalloc.start()
+    out = concat([eng.feed(tr, qu), eng.finish()])
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert len(out.bars) == 16
+    assert peak < 20_000_000, f"peak {peak / 1e6:.1f} MB for 16 minutes of data"
+
+
+@pytest.mark.realdata
+def test_real_windows_15_months_apart_are_two_segments_each_as_if_alone():
+    parts = [_load_tardis(day) for day in ("2023-04-04", "2024-07-18")]
+    tr = np.concatenate([p[0] for p in parts])
+    qu = np.concatenate([p[1] for p in parts])
+    s = Settings().replace(rolling_window_minutes=3)
+    out = run_all(s, tr, qu)
+    alone = [run_all(s, *p) for p in parts]
+    assert len(out.bars) == sum(len(a.bars) for a in alone) < 30
+    n0 = len(alone[0].bars)
+    assert out.features[n0:].tobytes() == alone[1].features.tobytes()
+    assert out.bars[:n0].tobytes() == alone[0].bars.tobytes()
+    assert_matches_reference(out, reference_features(tr, qu, _ref_params(s)))
+
+
+@pytest.mark.realdata
+def test_real_window_with_a_hole_warms_up_on_data_not_clock_minutes():
+    tr, qu = _load_tardis("2024-07-18")
+    t_first = int(tr["ts"][0]) // 60000 * 60000
+    hole = (tr["ts"] >= t_first + 3 * 60000) & (tr["ts"] < t_first + 5 * 60000)
+    qhole = (qu["ts"] >= t_first + 3 * 60000) & (qu["ts"] < t_first + 5 * 60000)
+    tr, qu = tr[~hole], qu[~qhole]
+    s = Settings().replace(rolling_window_minutes=3)
+    out = run_all(s, tr, qu)
+    names = [REASON_NAMES[int(r)] for r in out.features["ready"]]
+    assert "INSUFFICIENT_HISTORY" in names and "READY" in names
+    assert_matches_reference(out, reference_features(tr, qu, _ref_params(s)))

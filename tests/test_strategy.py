@@ -13,12 +13,13 @@ from engine.types import (
     ACTION_ENTER_LONG,
     ACTION_ENTER_SHORT,
     ACTION_EXIT,
+    CONFIRM_QIMB,
     EXIT_FLATTEN,
     EXIT_STOP,
     EXIT_TARGET,
     EXIT_TIME,
     REASON_COOLDOWN,
-    REASON_KILL_SWITCH,
+    REASON_DAILY_LOSS_KILL,
     REASON_MANUAL_KILL,
     REASON_NAMES,
     REASON_NOT_CONFIRMED,
@@ -109,7 +110,8 @@ def test_balance_minutes_build_value_area_1000_to_1002():
 def test_break_in_long_needs_close_back_above_val_with_confirmation():
     tape = Tape()
     tape.balance(5)
-    tape.bar(BALANCE + [(995, 1), (1001, 1)], close_quote=(1000, 80, 1001, 20))  # qimb +0.6
+    # qimb +0.6; ask 999 + 1 tick slippage = 1000 is below the POC target 1000.5
+    tape.bar(BALANCE + [(995, 1), (1001, 1)], close_quote=(998, 80, 999, 20))
     tape.balance(1, close_quote=(996, 50, 997, 50))
     _, out = run(tape)
     sig, feat, bar = row_at(out, 5)
@@ -148,7 +150,8 @@ def test_break_in_long_near_misses_do_not_fire():
 def test_break_in_short_from_above():
     tape = Tape()
     tape.balance(5)
-    tape.bar(BALANCE + [(1006, 1), (1001, 1)], close_quote=(1000, 20, 1001, 80))  # qimb -0.6
+    # qimb -0.6; bid 1002 - 1 tick = 1001 is above the POC target 1000.5
+    tape.bar(BALANCE + [(1006, 1), (1001, 1)], close_quote=(1002, 20, 1003, 80))
     tape.balance(1, close_quote=(1003, 50, 1004, 50))
     _, out = run(tape)
     sig, _, _ = row_at(out, 5)
@@ -164,7 +167,7 @@ def test_breakout_long_needs_k_consecutive_closes_above_vah():
     tape.balance(5)
     for px in (1004, 1005, 1006):
         tape.bar(BALANCE + [(px, 2)], close_quote=(px, 80, px + 1, 20))
-    _, out = run(tape)
+    _, out = run(tape, settings(breakout_target_va_multiple=5.0))  # target 1012, ahead of the fill
     assert [int(row_at(out, m)[0]["breakout_long"]) for m in (5, 6, 7)] == [0, 0, 1]
     sig, _, _ = row_at(out, 7)
     assert sig["action"] == ACTION_ENTER_LONG and sig["acceptance_state"] == 2
@@ -186,7 +189,7 @@ def test_failed_breakout_short_after_one_close_above_then_back_inside():
     tape = Tape()
     tape.balance(5)
     tape.bar(BALANCE + [(1004, 2)], close_quote=(1004, 50, 1005, 50))  # a close above VAH
-    tape.bar(BALANCE + [(1005, 1), (1001, 1)], close_quote=(1000, 20, 1001, 80))  # back inside, sellers
+    tape.bar(BALANCE + [(1005, 1), (1001, 1)], close_quote=(1002, 20, 1003, 80))  # back inside, sellers
     tape.balance(1, close_quote=(1000, 50, 1001, 50))
     _, out = run(tape)
     sig, _, _ = row_at(out, 6)
@@ -211,7 +214,7 @@ def test_failed_breakout_not_after_acceptance():
 def _long_entry_tape(after_quotes=(), after_minutes=1, close_quote=(996, 50, 997, 50), t0=T0):
     tape = Tape(t0)
     tape.balance(5)
-    tape.bar(BALANCE + [(995, 1), (1001, 1)], close_quote=(1000, 80, 1001, 20))
+    tape.bar(BALANCE + [(995, 1), (1001, 1)], close_quote=(998, 80, 999, 20))
     # the next minute: first quote fills the entry at ask 997 + 1
     tape.bar([(997, 1)], close_quote=close_quote, extra_quotes=((100, (996, 50, 997, 50)),) + tuple(after_quotes))
     for _ in range(after_minutes - 1):
@@ -250,7 +253,7 @@ def test_time_stop_exits_after_max_hold():
 
 def test_cooldown_blocks_reentry_after_exit():
     tape = _long_entry_tape(after_quotes=((30_000, (993, 5, 994, 5)),))  # stopped out in minute 6
-    tape.bar(BALANCE + [(995, 1), (1001, 1)], close_quote=(1000, 80, 1001, 20))  # minute 7: a break-in again
+    tape.bar(BALANCE + [(995, 1), (1001, 1)], close_quote=(998, 80, 999, 20))  # minute 7: a break-in again
     _, out = run(tape, settings(cooldown_minutes=3))
     sig, _, _ = row_at(out, 7)
     # minute 6 closed below VAL, so minute 7 reads as a failed breakdown (C), not a break-in (A)
@@ -261,14 +264,14 @@ def test_cooldown_blocks_reentry_after_exit():
 
 def test_daily_loss_kill_switch_blocks_entries_until_reset():
     tape = _long_entry_tape(after_quotes=((30_000, (993, 5, 994, 5)),))
-    tape.bar(BALANCE + [(995, 1), (1001, 1)], close_quote=(1000, 80, 1001, 20))
+    tape.bar(BALANCE + [(995, 1), (1001, 1)], close_quote=(998, 80, 999, 20))
     _, out = run(tape, settings(max_daily_loss=0.0001))
     sig, _, _ = row_at(out, 7)
-    assert any_long_setup(sig) and sig["reason"] == REASON_KILL_SWITCH and sig["action"] == 0
+    assert any_long_setup(sig) and sig["reason"] == REASON_DAILY_LOSS_KILL and sig["action"] == 0
     # reset hour at the next minute's hour: 08:00 + 7 minutes is still day 0 -> with reset at 8 the
     # loss happened after the reset, so it still blocks; a reset after it would clear it (day roll)
     _, out = run(tape, settings(max_daily_loss=0.0001, daily_reset_hour_utc=8))
-    assert row_at(out, 7)[0]["reason"] == REASON_KILL_SWITCH
+    assert row_at(out, 7)[0]["reason"] == REASON_DAILY_LOSS_KILL
 
 
 def test_daily_kill_resets_on_the_next_risk_day():
@@ -290,7 +293,7 @@ def test_daily_kill_resets_on_the_next_risk_day():
 def test_manual_kill_switch_and_flatten():
     tape = Tape()
     tape.balance(5)
-    tape.bar(BALANCE + [(995, 1), (1001, 1)], close_quote=(1000, 80, 1001, 20))
+    tape.bar(BALANCE + [(995, 1), (1001, 1)], close_quote=(998, 80, 999, 20))
     tr, qu = tape.arrays()
     eng = Engine(settings())
     eng.set_kill_switch(True)
@@ -328,7 +331,7 @@ def test_funding_charged_at_0800_utc_on_open_position():
 def test_flat_long_flat_and_pnl_equals_fills_fees_funding():
     tape = _long_entry_tape(after_quotes=((30_000, (993, 5, 994, 5)),))
     tape.balance(1)
-    tape.bar(BALANCE + [(1006, 1), (1001, 1)], close_quote=(1000, 20, 1001, 80))  # short break-in
+    tape.bar(BALANCE + [(1006, 1), (1001, 1)], close_quote=(1002, 20, 1003, 80))  # short break-in
     tape.bar([(1003, 1)], close_quote=(1003, 50, 1004, 50), extra_quotes=((100, (1003, 50, 1004, 50)),))
     tape.bar([(1010, 1)], close_quote=(1010, 50, 1011, 50))  # stop above 1006 + 2
     _, out = run(tape, settings(cooldown_minutes=0))
@@ -457,7 +460,7 @@ def test_breakout_short_needs_k_consecutive_closes_below_val():
     tape.balance(5)
     for px in (997, 996, 995):
         tape.bar(BALANCE + [(px, 2)], close_quote=(px - 1, 20, px, 80))  # qimb -0.6
-    _, out = run(tape)
+    _, out = run(tape, settings(breakout_target_va_multiple=5.0))  # target 990, ahead of the fill
     assert [int(row_at(out, m)[0]["breakout_short"]) for m in (5, 6, 7)] == [0, 0, 1]
     sig, _, _ = row_at(out, 7)
     assert sig["action"] == ACTION_ENTER_SHORT and sig["acceptance_state"] == -2
@@ -467,7 +470,7 @@ def test_failed_breakdown_long_after_one_close_below_then_back_inside():
     tape = Tape()
     tape.balance(5)
     tape.bar(BALANCE + [(997, 2)], close_quote=(996, 50, 997, 50))  # a close below VAL
-    tape.bar(BALANCE + [(995, 1), (1001, 1)], close_quote=(1000, 80, 1001, 20))  # back inside, buyers
+    tape.bar(BALANCE + [(995, 1), (1001, 1)], close_quote=(998, 80, 999, 20))  # back inside, buyers
     tape.balance(1)
     _, out = run(tape)
     sig, _, _ = row_at(out, 6)
@@ -487,8 +490,10 @@ def test_entry_quote_that_already_crosses_the_target_exits_on_that_quote():
     tape = Tape()
     tape.balance(5)
     for px in (1004, 1005, 1006, 1007):
-        tape.bar(BALANCE + [(px, 2)], close_quote=(px, 80, px + 1, 20))
-    _, out = run(tape)  # breakout target = VAH + VA width = 1004; the filling quote's bid is 1007
+        # minute 7's close snapshot (ask 1002 + 1 = 1003) is below the target VAH + VA width = 1004,
+        # so the entry is taken; the filling quote (bid 1007) is already beyond it
+        tape.bar(BALANCE + [(px, 2)], close_quote=(px, 80, px + 1, 20) if px != 1006 else (1001, 80, 1002, 20))
+    _, out = run(tape)
     entry, exit_ = out.fills[0], out.fills[1]
     assert exit_["reason"] == EXIT_TARGET and exit_["ts_fill"] == entry["ts_fill"]
 
@@ -529,3 +534,101 @@ def test_same_rank_setups_on_both_sides_hold():
     sig, _, _ = row_at(out, 5)
     assert sig["breakin_long"] == 1 and sig["breakin_short"] == 1
     assert sig["action"] == 0 and REASON_NAMES[int(sig["reason"])] == "CONFLICTING_SETUPS"
+
+
+# --- no entry past its own target; reward/risk (SPEC_NOTES, Signals) ---------------------
+
+
+def test_break_in_long_whose_poc_target_is_below_the_ask_is_not_taken():
+    tape = Tape()
+    tape.balance(5)
+    # confirmed break-in, but ask 1001 + 1 tick slippage = 1002 is beyond the POC target 1000.5
+    tape.bar(BALANCE + [(995, 1), (1001, 1)], close_quote=(1000, 80, 1001, 20))
+    tape.balance(1, close_quote=(996, 50, 997, 50))
+    _, out = run(tape)
+    sig, _, _ = row_at(out, 5)
+    assert sig["breakin_long"] == 1 and sig["action"] == 0
+    assert REASON_NAMES[int(sig["reason"])] == "TARGET_PASSED" and len(out.fills) == 0
+    assert (int(sig["setup"]), int(sig["side"]), int(sig["target2"]), int(sig["expected_px"])) == \
+        (SETUP_BREAKIN, 1, 2001, 1002)
+    # with no target the same minute enters
+    _, out = run(tape, settings(target="none"))
+    assert row_at(out, 5)[0]["action"] == ACTION_ENTER_LONG
+
+
+def test_short_target_at_the_expected_fill_counts_as_passed():
+    tape = Tape()
+    tape.balance(5)
+    # bid 1001 - 1 = 1000 expected; the short's target POC 1000.5 is above it: passed
+    tape.bar(BALANCE + [(1006, 1), (1001, 1)], close_quote=(1001, 20, 1002, 80))
+    _, out = run(tape)
+    assert REASON_NAMES[int(row_at(out, 5)[0]["reason"])] == "TARGET_PASSED"
+    # one tick higher the target is ahead of the fill: the short is taken
+    tape = Tape()
+    tape.balance(5)
+    tape.bar(BALANCE + [(1006, 1), (1001, 1)], close_quote=(1002, 20, 1003, 80))
+    _, out = run(tape)
+    assert row_at(out, 5)[0]["action"] == ACTION_ENTER_SHORT
+
+
+def test_min_reward_risk_filters_entries_by_distance_to_target_over_distance_to_stop():
+    tape = Tape()
+    tape.balance(5)
+    tape.bar(BALANCE + [(995, 1), (1001, 1)], close_quote=(998, 80, 999, 20))
+    tape.balance(1, close_quote=(996, 50, 997, 50))
+    # expected fill 1000, target 1000.5 (reward 0.5 tick), stop 995 - 2 = 993 (risk 7 ticks): R/R 1/14
+    _, out = run(tape, settings(min_reward_risk=0.07))
+    sig = row_at(out, 5)[0]
+    assert sig["action"] == ACTION_ENTER_LONG and int(sig["stop"]) == 993
+    _, out = run(tape, settings(min_reward_risk=0.08))
+    sig = row_at(out, 5)[0]
+    assert sig["action"] == 0 and REASON_NAMES[int(sig["reason"])] == "REWARD_RISK"
+
+
+def test_signal_record_explains_the_entry():
+    tape = Tape()
+    tape.balance(5)
+    for px in (1004, 1005, 1006):
+        tape.bar(BALANCE + [(px, 2)], close_quote=(px, 80, px + 1, 20))
+    _, out = run(tape, settings(breakout_target_va_multiple=5.0))
+    sig = row_at(out, 7)[0]
+    assert int(sig["setup"]) == SETUP_BREAKOUT and int(sig["boundary"]) == 1002 and int(sig["run_len"]) == 3
+    assert int(sig["confirm"]) == CONFIRM_QIMB  # order flow untrusted: no fresh quote before the prints
+    assert (int(sig["stop"]), int(sig["target2"]), int(sig["expected_px"])) == (1000, 2024, 1008)
+
+
+def test_exit_fill_records_the_level_that_triggered_it():
+    tape = _long_entry_tape(after_quotes=((30_000, (993, 5, 994, 5)),))
+    _, out = run(tape)
+    assert int(out.fills[1]["level2"]) == 2 * 993 and int(out.fills[0]["level2"]) == 0
+
+
+# --- long gaps: the strategy side --------------------------------------------------------
+
+
+def test_entry_decided_before_a_long_gap_is_cancelled_not_filled_hours_later():
+    s = settings()
+    tape = Tape()
+    tape.balance(5)
+    tape.bar(BALANCE + [(995, 1), (1001, 1)], close_quote=(998, 80, 999, 20))  # ENTER_LONG at minute 5
+    later = Tape(T0 + 6 * M + 10 * s.rolling_window_minutes * M)
+    later.balance(3)
+    tr = np.concatenate([tape.arrays()[0], later.arrays()[0]])
+    qu = np.concatenate([tape.arrays()[1], later.arrays()[1]])
+    eng = Engine(s)
+    out = concat([eng.feed(tr, qu), eng.finish()])
+    assert row_at(out, 5)[0]["action"] == ACTION_ENTER_LONG
+    assert len(out.fills) == 0 and eng.position().position == 0
+
+
+def test_funding_across_a_long_gap_is_charged_at_the_first_mid_after_it():
+    s = settings(funding_rate_default=0.001, max_hold_minutes=10_000, target="none")
+    tape = _long_entry_tape(t0=T0 - 10 * M)  # long from 07:56
+    later = Tape(T0 + 3 * 60 * M)  # 11:00: the gap crossed 08:00
+    later.bar([(997, 1)], close_quote=(1010, 50, 1011, 50), extra_quotes=((100, (1010, 50, 1011, 50)),))
+    tr = np.concatenate([tape.arrays()[0], later.arrays()[0]])
+    qu = np.concatenate([tape.arrays()[1], later.arrays()[1]])
+    eng = Engine(s)
+    concat([eng.feed(tr, qu), eng.finish()])
+    assert eng.position().position == 1
+    assert abs(eng.position().funding - 0.001 * 0.001 * (1010 + 1011) / 2 * 0.1) < 1e-12

@@ -4,6 +4,9 @@ The setups are the tick engine's own (``strategy.decide`` on the same
 look-back ring); only the fill model differs: market orders fill on the
 decision minute's close snapshot (bid/ask) stamped at the next minute's open,
 and stops and targets are read from each later bar's high and low.
+
+A gap in the stored rows is a segment boundary (within a segment every
+minute has a row, SPEC_NOTES "Long gaps"): the look-backs restart there.
 """
 
 from __future__ import annotations
@@ -11,8 +14,8 @@ from __future__ import annotations
 from numba import njit
 
 from engine.kernels.features import MINUTE_MS, push_lookback
-from engine.kernels.state import SI_NBARS, SI_Q_ASK, SI_Q_BID, SI_Q_TS
-from engine.kernels.strategy import bar_exits, decide, on_quote, on_time
+from engine.kernels.state import SI_NBARS, SI_Q_ASK, SI_Q_BID, SI_Q_TS, SI_SEG_ROW
+from engine.kernels.strategy import bar_exits, decide, on_quote, on_time, start_segment
 
 
 @njit(cache=True, nogil=True)
@@ -30,9 +33,13 @@ def run_bars(bars, feats, p, st, sigs, fills):
             si[SI_Q_BID] = bars["bid_px"][i]
             si[SI_Q_ASK] = bars["ask_px"][i]
         on_time(si, st.sf, p, t + MINUTE_MS - 1)
-        push_lookback(st, i, bars["close"][i], bars["high"][i], bars["low"][i], feats["vah"][i],
+        if i > 0 and t - bars["ts_min"][i - 1] > MINUTE_MS:
+            si[SI_SEG_ROW] = i
+            start_segment(si)
+        i_bar = i - si[SI_SEG_ROW]
+        push_lookback(st, i_bar, bars["close"][i], bars["high"][i], bars["low"][i], feats["vah"][i],
                       feats["val"][i], feats["poc2"][i], feats["va_valid"][i] == 1)
-        si[SI_NBARS] = i + 1
+        si[SI_NBARS] = i_bar + 1
         decide(st, p, t, feats[i:i + 1], sigs[i:i + 1], True)
         if bars["has_quote"][i] == 1:
             # the pending order (if any) fills on this minute's close snapshot

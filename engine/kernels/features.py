@@ -28,6 +28,7 @@ from engine.kernels.params import (
     P_FEED_STALE_MS,
     P_INV_TICK,
     P_K_MAX,
+    P_MIN_COVERAGE,
     P_QIMB_EMA_ALPHA,
     P_QUOTE_STALE_MS,
     P_REBUCKET_INTERVAL,
@@ -50,6 +51,7 @@ from engine.kernels.state import (
     NO_MINUTE,
     SF_M_PXQTY,
     SF_QIMB_EMA,
+    SI_COVERED,
     SI_ERROR,
     SI_FIFO_COUNT,
     SI_FIFO_HEAD,
@@ -84,6 +86,7 @@ from engine.kernels.state import (
     SI_Q_BID,
     SI_Q_BSZ,
     SI_Q_TS,
+    SI_SEG_TS,
     SI_STARTED,
     SI_TICK_SIGN,
     SI_TOUCHED_N,
@@ -91,6 +94,7 @@ from engine.kernels.state import (
 from engine.types import (
     READY,
     REASON_FEED_STALE,
+    REASON_INSUFFICIENT_HISTORY,
     REASON_NO_PROFILE,
     REASON_NO_QUOTE,
     REASON_WARMUP,
@@ -256,6 +260,8 @@ def _push_minute_hist(st, slot):
     si[SI_FIFO_COUNT] += n
     si[SI_TOUCHED_N] = 0
     st.slot_n[slot] = n
+    if n > 0:
+        si[SI_COVERED] += 1
 
 
 @njit(cache=True, nogil=True)
@@ -265,6 +271,8 @@ def _pop_minute_hist(st, slot):
     size = st.fifo_bin.shape[0]
     off = si[SI_OFFSET]
     n = st.slot_n[slot]
+    if n > 0:
+        si[SI_COVERED] -= 1
     tail = si[SI_FIFO_TAIL]
     for _ in range(n):
         b = st.fifo_bin[tail]
@@ -530,9 +538,15 @@ def close_minute(st, p, t, bars, feats, n_out):
     f["bvc_buy_frac"][0] = buy_frac
     f["bvc_net"][0] = si[SI_M_VOL] * (2.0 * buy_frac - 1.0)
     # --- readiness ---
+    # minutes with trades in the window: the closed ones in the FIFO plus minute t
+    covered = si[SI_COVERED] + (1 if si[SI_M_N] > 0 else 0)
+    f["covered"][0] = covered
+    f["segment_ts"][0] = si[SI_SEG_TS]
     ready = READY
     if i_bar < window - 1:
         ready = REASON_WARMUP
+    elif covered < p[P_MIN_COVERAGE] * window - 1e-9:
+        ready = REASON_INSUFFICIENT_HISTORY  # history means data, not clock time (SPEC_NOTES)
     elif not va_valid:
         ready = REASON_NO_PROFILE
     elif not has_q:
@@ -558,3 +572,45 @@ def close_minute(st, p, t, bars, feats, n_out):
     st.sf[SF_M_PXQTY] = 0.0
     return True
 
+
+
+@njit(cache=True, nogil=True)
+def start_segment(st, ts):
+    """Forget every feature input: the data from ``ts`` on is computed as if it began there.
+
+    SPEC_NOTES, Bars, "Long gaps": after more than a window without events the
+    profile, returns, BVC history, look-backs, quotes and warm-up start empty.
+    The caller has closed the previous segment's minutes.
+    """
+    si = st.si
+    off = si[SI_OFFSET]
+    if si[SI_LO] <= si[SI_HI]:
+        st.hist[si[SI_LO] - off:si[SI_HI] - off + 1] = 0
+    for i in range(si[SI_TOUCHED_N]):
+        st.mhist[st.touched[i] - off] = 0
+    si[SI_TOUCHED_N] = 0
+    si[SI_LO] = 1
+    si[SI_HI] = 0
+    si[SI_PROFILE_QTY] = 0
+    si[SI_FIFO_HEAD] = 0
+    si[SI_FIFO_TAIL] = 0
+    si[SI_FIFO_COUNT] = 0
+    st.slot_n[:] = 0
+    si[SI_COVERED] = 0
+    st.ret[:] = np.nan
+    si[SI_NRET] = 0
+    st.dp[:] = 0.0
+    si[SI_NDP] = 0
+    st.lb[:, :] = 0
+    si[SI_NBARS] = 0
+    si[SI_STARTED] = 0
+    si[SI_K] = 0
+    si[SI_PREV_CLOSE] = 0
+    si[SI_PREV_MID2] = 0
+    si[SI_Q_TS] = -1
+    si[SI_PQ_TS] = -1
+    si[SI_LAST_TRADE_PX] = -1
+    si[SI_TICK_SIGN] = 0
+    si[SI_HAVE_EMA] = 0
+    st.sf[SF_QIMB_EMA] = 0.0
+    si[SI_SEG_TS] = ts

@@ -9,24 +9,38 @@ minute's end: both paths run the same close routine.
 Order at equal ms: funding, then quotes, then trades. No feature depends on
 it (a trade only sees quotes strictly earlier than itself), and fills only
 see quotes strictly after a decision.
+
+Funding records only set the rate: they are not market events, so they
+neither close minutes nor end a gap (a rate published during an outage
+must not create minute rows inside it). Risk-day rolls and funding charges
+happen on the next trade or quote, as they do for every event.
+
+Long gaps (SPEC_NOTES, Bars): a trade or quote more than a window after the
+previous one first closes the old segment's minutes, then starts a new
+segment (``features.start_segment`` and ``strategy.start_segment``), so no
+rows are made inside the gap and nothing is allocated in proportion to it.
 """
 
 from __future__ import annotations
 
 from numba import njit
 
+from engine.kernels import features as fk
+from engine.kernels import strategy as sk
 from engine.kernels.features import MINUTE_MS, close_minute, fifo_room, on_trade
 from engine.kernels.features import on_quote as feature_on_quote
-from engine.kernels.params import P_TRADING
+from engine.kernels.params import P_TRADING, P_WINDOW
 from engine.kernels.state import (
     ERR_FIFO_FULL,
     ERR_FILLS_FULL,
     ERR_NONE,
+    ERR_ROWS_FULL,
     SF_FUNDING_RATE,
     SI_CUR_MIN,
     SI_ERROR,
     SI_LAST_EVENT_TS,
     SI_LATE,
+    SI_SEG_TS,
 )
 from engine.kernels.strategy import decide, on_time
 from engine.kernels.strategy import on_quote as strategy_on_quote
@@ -44,7 +58,7 @@ BIG_TS = 2**62
 
 @njit(cache=True, nogil=True)
 def _close_through(st, p, until_min, bars, feats, sigs, fills, counts):
-    """Close every open minute before ``until_min``. False if the FIFO is full."""
+    """Close every open minute before ``until_min``. False if the FIFO or the row buffers are full."""
     si = st.si
     trading = p[P_TRADING] != 0.0
     while si[SI_CUR_MIN] < until_min:
@@ -52,6 +66,9 @@ def _close_through(st, p, until_min, bars, feats, sigs, fills, counts):
             si[SI_ERROR] = ERR_FIFO_FULL
             return False
         n = counts[C_ROWS]
+        if n >= bars.shape[0]:
+            si[SI_ERROR] = ERR_ROWS_FULL
+            return False
         t = si[SI_CUR_MIN]
         if close_minute(st, p, t, bars, feats, n):
             decide(st, p, t, feats[n:n + 1], sigs[n:n + 1], trading)
@@ -82,14 +99,18 @@ def run_events(trades, quotes, funding, p, st, bars, feats, sigs, fills, counts)
     nt = trades.shape[0]
     nq = quotes.shape[0]
     nfu = funding.shape[0]
+    window_ms = int(p[P_WINDOW]) * MINUTE_MS
     while it < nt or iq < nq or ifu < nfu:
         t_ts = trades["ts"][it] if it < nt else BIG_TS
         q_ts = quotes["ts"][iq] if iq < nq else BIG_TS
         f_ts = funding["ts"][ifu] if ifu < nfu else BIG_TS
         if f_ts <= q_ts and f_ts <= t_ts:
-            kind = 2
-            ts = f_ts
-        elif q_ts <= t_ts:
+            # a rate stamped at a settlement applies to that settlement: the charge
+            # happens on the next trade or quote, after this
+            sf[SF_FUNDING_RATE] = funding["rate"][ifu]
+            ifu += 1
+            continue
+        if q_ts <= t_ts:
             kind = 1
             ts = q_ts
         else:
@@ -98,25 +119,32 @@ def run_events(trades, quotes, funding, p, st, bars, feats, sigs, fills, counts)
         minute = (ts // MINUTE_MS) * MINUTE_MS
         if si[SI_CUR_MIN] < 0:
             si[SI_CUR_MIN] = minute
+            si[SI_SEG_TS] = ts
         elif minute < si[SI_CUR_MIN]:
             # older than the open minute: its minute is already closed
             si[SI_LATE] += 1
             if kind == 0:
                 it += 1
-            elif kind == 1:
-                iq += 1
             else:
-                ifu += 1
+                iq += 1
             continue
+        elif ts - si[SI_LAST_EVENT_TS] > window_ms:
+            # a long gap: close what the old segment has, then start afresh
+            last_min = (si[SI_LAST_EVENT_TS] // MINUTE_MS) * MINUTE_MS
+            if not _close_through(st, p, last_min + MINUTE_MS, bars, feats, sigs, fills, counts):
+                counts[C_TRADES] = it
+                counts[C_QUOTES] = iq
+                counts[C_FUNDING] = ifu
+                return si[SI_ERROR]
+            fk.start_segment(st, ts)
+            sk.start_segment(si)
+            si[SI_CUR_MIN] = minute
         elif minute > si[SI_CUR_MIN]:
             if not _close_through(st, p, minute, bars, feats, sigs, fills, counts):
                 counts[C_TRADES] = it
                 counts[C_QUOTES] = iq
                 counts[C_FUNDING] = ifu
                 return si[SI_ERROR]
-        if kind == 2:
-            # a rate stamped at a settlement applies to that settlement: set it before on_time charges
-            sf[SF_FUNDING_RATE] = funding["rate"][ifu]
         if trading:
             on_time(si, sf, p, ts)
         if kind == 0:
@@ -127,7 +155,7 @@ def run_events(trades, quotes, funding, p, st, bars, feats, sigs, fills, counts)
                 counts[C_FUNDING] = ifu
                 return si[SI_ERROR]
             it += 1
-        elif kind == 1:
+        else:
             bid = quotes["bid_px"][iq]
             ask = quotes["ask_px"][iq]
             if trading and counts[C_FILLS] + 3 > fills.shape[0]:
@@ -139,8 +167,6 @@ def run_events(trades, quotes, funding, p, st, bars, feats, sigs, fills, counts)
             if trading:
                 counts[C_FILLS] = strategy_on_quote(si, sf, p, ts, bid, ask, fills, counts[C_FILLS])
             iq += 1
-        else:
-            ifu += 1
         si[SI_LAST_EVENT_TS] = ts
     counts[C_TRADES] = it
     counts[C_QUOTES] = iq
@@ -150,19 +176,34 @@ def run_events(trades, quotes, funding, p, st, bars, feats, sigs, fills, counts)
 
 @njit(cache=True, nogil=True)
 def close_now(st, p, until_ts, bars, feats, sigs, fills, counts):
-    """Close every minute that ends before ``until_ts`` (end of data, or wall clock live)."""
+    """Close every minute that ends before ``until_ts`` (end of data, or wall clock live).
+
+    Never past a window after the newest event: an event later than that starts
+    a new segment, so those minutes would be rows inside a long gap.
+    """
     si = st.si
     if si[SI_CUR_MIN] < 0:
         return ERR_NONE
     until_min = (until_ts // MINUTE_MS) * MINUTE_MS
+    horizon = ((si[SI_LAST_EVENT_TS] + int(p[P_WINDOW]) * MINUTE_MS) // MINUTE_MS) * MINUTE_MS
+    if until_min > horizon:
+        until_min = horizon
     if not _close_through(st, p, until_min, bars, feats, sigs, fills, counts):
         return si[SI_ERROR]
     return ERR_NONE
 
 
+MAX_ROWS_PER_BUFFER = 1 << 12  # a UTC day is 1440 rows; more flushes and goes on
+
+
 def rows_needed(st, first_ts: int, last_ts: int) -> int:
-    """Upper bound of minute rows a call can close for events in [first_ts, last_ts]."""
+    """Minute rows to allocate for events in [first_ts, last_ts].
+
+    The span bound, capped: a call that needs more (a span with long gaps
+    makes no rows inside them) returns ERR_ROWS_FULL and the caller flushes,
+    so memory follows the data, never the time span.
+    """
     cur = int(st.si[SI_CUR_MIN])
     start = first_ts if cur < 0 else cur
-    return max(0, (last_ts // MINUTE_MS) - (start // MINUTE_MS)) + 2
+    return min(MAX_ROWS_PER_BUFFER, max(0, (last_ts // MINUTE_MS) - (start // MINUTE_MS)) + 2)
 

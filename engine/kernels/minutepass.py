@@ -8,18 +8,54 @@ then the quote), but takes each closed minute from ``bars``/``feats``
 instead of recomputing it, and skips trades (fills only ever read quotes).
 It gives byte-identical signals and fills to a full tick run with the same
 settings (tested), at a fraction of the work.
+
+Segments (SPEC_NOTES, long gaps) are read from ``feats["segment_ts"]``: a
+quote at or after a new segment's first event first decides the old
+segment's minutes, then starts the new segment the way the tick loop does
+(look-backs, quote state, pending entry), so both stay byte-identical.
 """
 
 from __future__ import annotations
 
 from numba import njit
 
+from engine.kernels import strategy as sk
 from engine.kernels.features import MINUTE_MS, push_lookback
 from engine.kernels.features import on_quote as feature_on_quote
 from engine.kernels.loop import BIG_TS, C_FILLS, C_FUNDING, C_QUOTES, C_ROWS
-from engine.kernels.state import ERR_FILLS_FULL, ERR_NONE, SF_FUNDING_RATE, SI_NBARS
+from engine.kernels.state import (
+    ERR_FILLS_FULL,
+    ERR_NONE,
+    SF_FUNDING_RATE,
+    SI_NBARS,
+    SI_NEXT_SEG_ROW,
+    SI_PQ_TS,
+    SI_Q_TS,
+    SI_SEG_ROW,
+)
 from engine.kernels.strategy import decide, on_time
 from engine.kernels.strategy import on_quote as strategy_on_quote
+
+
+@njit(cache=True, nogil=True)
+def _next_segment_row(feats, row):
+    """First row after ``row`` that starts a new segment (or the row count)."""
+    n = feats.shape[0]
+    r = row + 1
+    while r < n and feats["segment_ts"][r] == feats["segment_ts"][r - 1]:
+        r += 1
+    return r
+
+
+@njit(cache=True, nogil=True)
+def _begin_segment(st, feats, row):
+    """The tick loop's segment start, from the strategy's side (features are stored)."""
+    si = st.si
+    si[SI_SEG_ROW] = row
+    si[SI_Q_TS] = -1
+    si[SI_PQ_TS] = -1
+    sk.start_segment(si)
+    si[SI_NEXT_SEG_ROW] = _next_segment_row(feats, row)
 
 
 @njit(cache=True, nogil=True)
@@ -27,10 +63,15 @@ def _close_rows(st, p, until_min, bars, feats, sigs, counts):
     """Decide on every stored minute before ``until_min`` not yet decided."""
     si = st.si
     row = counts[C_ROWS]
+    if si[SI_NEXT_SEG_ROW] == 0:
+        si[SI_NEXT_SEG_ROW] = _next_segment_row(feats, 0)
     while row < bars.shape[0] and bars["ts_min"][row] < until_min:
-        push_lookback(st, row, bars["close"][row], bars["high"][row], bars["low"][row], feats["vah"][row],
+        if row == si[SI_NEXT_SEG_ROW]:
+            _begin_segment(st, feats, row)
+        i_bar = row - si[SI_SEG_ROW]
+        push_lookback(st, i_bar, bars["close"][row], bars["high"][row], bars["low"][row], feats["vah"][row],
                       feats["val"][row], feats["poc2"][row], feats["va_valid"][row] == 1)
-        si[SI_NBARS] = row + 1
+        si[SI_NBARS] = i_bar + 1
         decide(st, p, bars["ts_min"][row], feats[row:row + 1], sigs[row:row + 1], True)
         row += 1
     counts[C_ROWS] = row
@@ -52,30 +93,36 @@ def quotes_on_minutes(quotes, funding, bars, feats, p, st, sigs, fills, counts):
     nq = quotes.shape[0]
     nfu = funding.shape[0]
     n_rows = bars.shape[0]
+    if si[SI_NEXT_SEG_ROW] == 0:
+        si[SI_NEXT_SEG_ROW] = _next_segment_row(feats, 0)
     while iq < nq or ifu < nfu:
         q_ts = quotes["ts"][iq] if iq < nq else BIG_TS
         f_ts = funding["ts"][ifu] if ifu < nfu else BIG_TS
-        is_funding = f_ts <= q_ts
-        ts = f_ts if is_funding else q_ts
-        if not is_funding and counts[C_FILLS] + 3 > fills.shape[0]:
+        if f_ts <= q_ts:
+            # funding records only set the rate, as in loop.run_events
+            sf[SF_FUNDING_RATE] = funding["rate"][ifu]
+            ifu += 1
+            continue
+        ts = q_ts
+        if counts[C_FILLS] + 3 > fills.shape[0]:
             counts[C_QUOTES] = iq
             counts[C_FUNDING] = ifu
             return ERR_FILLS_FULL
+        nxt = si[SI_NEXT_SEG_ROW]
+        if nxt < n_rows and si[SI_SEG_ROW] != nxt and ts >= feats["segment_ts"][nxt]:
+            # the first quote of a new segment: the old one's minutes first
+            _close_rows(st, p, bars["ts_min"][nxt], bars, feats, sigs, counts)
+            _begin_segment(st, feats, nxt)
         # test inline first: calling with the state tuple costs 24 refcount updates
         row = counts[C_ROWS]
         if row < n_rows and bars["ts_min"][row] + MINUTE_MS <= ts:
             _close_rows(st, p, (ts // MINUTE_MS) * MINUTE_MS, bars, feats, sigs, counts)
-        if is_funding:  # set before on_time, as in loop.run_events
-            sf[SF_FUNDING_RATE] = funding["rate"][ifu]
         on_time(si, sf, p, ts)
-        if is_funding:
-            ifu += 1
-        else:
-            bid = quotes["bid_px"][iq]
-            ask = quotes["ask_px"][iq]
-            feature_on_quote(si, ts, bid, quotes["bid_sz"][iq], ask, quotes["ask_sz"][iq])
-            counts[C_FILLS] = strategy_on_quote(si, sf, p, ts, bid, ask, fills, counts[C_FILLS])
-            iq += 1
+        bid = quotes["bid_px"][iq]
+        ask = quotes["ask_px"][iq]
+        feature_on_quote(si, ts, bid, quotes["bid_sz"][iq], ask, quotes["ask_sz"][iq])
+        counts[C_FILLS] = strategy_on_quote(si, sf, p, ts, bid, ask, fills, counts[C_FILLS])
+        iq += 1
     counts[C_QUOTES] = iq
     counts[C_FUNDING] = ifu
     return ERR_NONE

@@ -57,19 +57,23 @@ P_FUNDING_DEFAULT = 40
 P_FUNDING_REPLAY = 41
 P_QTY_STEP = 42
 P_TRADING = 43  # 1: run signals and paper execution; 0: features only
-N_PARAMS = 44
+P_MIN_COVERAGE = 44  # min_window_coverage: share of the window's minutes that must hold trades
+P_MIN_RR = 45  # min_reward_risk (0: off)
+N_PARAMS = 46
 
 TARGET_CODES = {"none": 0, "tp1": 1, "tp2": 2}
 
-# The settings the feature kernels read (they fill P_TICK .. P_FEED_STALE_MS, plus
-# the instrument's units). Combinations that agree on these produce identical
+# The settings the feature kernels read (P_TICK .. P_FEED_STALE_MS and P_MIN_COVERAGE,
+# plus the instrument's units). Combinations that agree on these produce identical
 # bars and features, whatever their signal, risk and execution settings.
 FEATURE_KEYS = (
     "symbol", "tick_size", "qty_step", "base_bin_ticks", "alpha_bin", "bin_width_max_ticks",
     "rebucket_interval_minutes", "rebucket_change_pct", "max_quote_staleness_ms", "use_tick_rule_fallback",
     "va_fraction", "rolling_window_minutes", "qimb_ema_span", "bvc_lookback", "feed_stale_halt_ms",
+    "min_window_coverage",
 )
-N_FEATURE_PARAMS = P_FEED_STALE_MS + 1
+# the parameter slots those keys fill
+FEATURE_PARAM_SLOTS = (*range(P_FEED_STALE_MS + 1), P_MIN_COVERAGE)
 
 
 def _inv_tick(tick: float) -> float:
@@ -127,4 +131,6 @@ def make_params(s: Any, trading: bool = True) -> np.ndarray:
     p[P_FUNDING_REPLAY] = 0.0 if s.funding_model == "flat" else 1.0
     p[P_QTY_STEP] = s.qty_step
     p[P_TRADING] = 1.0 if trading else 0.0
+    p[P_MIN_COVERAGE] = s.min_window_coverage
+    p[P_MIN_RR] = s.min_reward_risk
     return p

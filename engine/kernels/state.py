@@ -75,11 +75,13 @@ SI_FILLS = 56  # fills emitted so far (fill ids)
 SI_RETEST_DIR = 57  # pending breakout retest: 1 long, -1 short, 0 none
 SI_RETEST_UNTIL = 58  # last minute (ms) the retest may happen
 SI_FLATTEN = 59  # operator asked to flatten; served on the next quote
-# 60: free
-# 61: free
+SI_COVERED = 60  # closed minutes with trades among those the rolling profile holds
+SI_SEG_TS = 61  # exchange time of the first event of the current segment (SPEC_NOTES, long gaps)
 SI_NEXT_DAY = 62  # start of the next risk day, ms (on_time does nothing before it)
 SI_ERROR = 63  # sticky error code (ERR_*)
-N_SI = 64
+SI_SEG_ROW = 64  # minute and bar passes: row of the current segment's first minute
+SI_NEXT_SEG_ROW = 65  # minute pass: first row of the next segment (0: not looked up yet)
+N_SI = 72
 
 # --- sf: float64 scalars -----------------------------------------------------
 SF_M_PXQTY = 0  # open minute's sum(px * qty)
@@ -108,6 +110,7 @@ ERR_NONE = 0
 ERR_FIFO_FULL = 1  # wrapper grows the FIFO and resumes
 ERR_PRICE_RANGE = 2  # the rolling window spans more base bins than the histogram holds
 ERR_FILLS_FULL = 3  # the call's fill buffer is full: the wrapper flushes it and resumes
+ERR_ROWS_FULL = 4  # the call's minute buffers are full: the wrapper flushes them and resumes
 
 NO_MINUTE = -(2**62)
 

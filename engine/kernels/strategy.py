@@ -28,6 +28,7 @@ from engine.kernels.params import (
     P_FUNDING_REPLAY,
     P_MAX_DAILY_LOSS,
     P_MAX_HOLD_MIN,
+    P_MIN_RR,
     P_OF_BREAKOUT,
     P_OF_ENTRY,
     P_OF_FAIL,
@@ -102,6 +103,8 @@ from engine.types import (
     ACTION_ENTER_SHORT,
     ACTION_EXIT,
     ACTION_HOLD,
+    CONFIRM_OF,
+    CONFIRM_QIMB,
     EXIT_FLATTEN,
     EXIT_SIGNAL,
     EXIT_STOP,
@@ -113,15 +116,17 @@ from engine.types import (
     REASON_BREAKOUT,
     REASON_CONFLICT,
     REASON_COOLDOWN,
+    REASON_DAILY_LOSS_KILL,
     REASON_FAILBREAK,
     REASON_FLIP,
     REASON_IN_POSITION,
-    REASON_KILL_SWITCH,
     REASON_MANUAL_KILL,
     REASON_NO_SETUP,
     REASON_NOT_CONFIRMED,
     REASON_PENDING_ORDER,
     REASON_RETEST_PENDING,
+    REASON_REWARD_RISK,
+    REASON_TARGET_PASSED,
     REASON_TIME_STOP,
     SETUP_BREAKIN,
     SETUP_BREAKOUT,
@@ -146,7 +151,7 @@ def _slip(p, touch_px, ticks_param):
 
 
 @njit(cache=True, nogil=True)
-def _emit_fill(si, sf, p, fills, nf, ts_submit, ts_fill, side, px, touch, mid2, opening, tag, reason):
+def _emit_fill(si, sf, p, fills, nf, ts_submit, ts_fill, side, px, touch, mid2, opening, tag, reason, level2):
     """Write one fill; on a closing fill, realise the round trip's PnL."""
     qty = int(p[P_QTY])
     notional = px * p[P_TICK] * qty * p[P_QTY_STEP]
@@ -166,6 +171,7 @@ def _emit_fill(si, sf, p, fills, nf, ts_submit, ts_fill, side, px, touch, mid2, 
     f["tag"][0] = tag
     f["reason"][0] = reason
     f["opening"][0] = 1 if opening else 0
+    f["level2"][0] = level2
     sf[SF_FEES] += fee
     if opening:
         si[SI_POS] = 1 if side == SIDE_BUY else -1
@@ -197,14 +203,19 @@ def _emit_fill(si, sf, p, fills, nf, ts_submit, ts_fill, side, px, touch, mid2, 
 
 
 @njit(cache=True, nogil=True)
-def _close_at(si, sf, p, fills, nf, ts_submit, ts, bid, ask, reason):
-    """Close the open position on the quote (bid, ask) with exit slippage."""
+def _close_at(si, sf, p, fills, nf, ts_submit, ts, bid, ask, reason, level2):
+    """Close the open position on the quote (bid, ask) with exit slippage.
+
+    ``level2`` is the stop or target (doubled ticks) that triggered the exit, 0 for other exits.
+    """
     mid2 = bid + ask
     if si[SI_POS] > 0:
         px = bid - _slip(p, bid, P_SLIP_EXIT)
-        return _emit_fill(si, sf, p, fills, nf, ts_submit, ts, SIDE_SELL, px, bid, mid2, False, si[SI_TAG], reason)
+        return _emit_fill(si, sf, p, fills, nf, ts_submit, ts, SIDE_SELL, px, bid, mid2, False, si[SI_TAG], reason,
+                          level2)
     px = ask + _slip(p, ask, P_SLIP_EXIT)
-    return _emit_fill(si, sf, p, fills, nf, ts_submit, ts, SIDE_BUY, px, ask, mid2, False, si[SI_TAG], reason)
+    return _emit_fill(si, sf, p, fills, nf, ts_submit, ts, SIDE_BUY, px, ask, mid2, False, si[SI_TAG], reason,
+                      level2)
 
 
 @njit(cache=True, nogil=True)
@@ -212,10 +223,10 @@ def _open_at(si, sf, p, fills, nf, ts_submit, ts, bid, ask, direction, tag, stop
     mid2 = bid + ask
     if direction > 0:
         px = ask + _slip(p, ask, P_SLIP_ENTRY)
-        nf = _emit_fill(si, sf, p, fills, nf, ts_submit, ts, SIDE_BUY, px, ask, mid2, True, tag, 0)
+        nf = _emit_fill(si, sf, p, fills, nf, ts_submit, ts, SIDE_BUY, px, ask, mid2, True, tag, 0, 0)
     else:
         px = bid - _slip(p, bid, P_SLIP_ENTRY)
-        nf = _emit_fill(si, sf, p, fills, nf, ts_submit, ts, SIDE_SELL, px, bid, mid2, True, tag, 0)
+        nf = _emit_fill(si, sf, p, fills, nf, ts_submit, ts, SIDE_SELL, px, bid, mid2, True, tag, 0, 0)
     si[SI_STOP] = stop
     si[SI_TARGET] = target2
     return nf
@@ -232,7 +243,7 @@ def on_quote(si, sf, p, ts, bid, ask, fills, nf):
     """
     if si[SI_FLATTEN] > 0 and ts > si[SI_FLATTEN]:
         if si[SI_POS] != 0:
-            nf = _close_at(si, sf, p, fills, nf, si[SI_FLATTEN], ts, bid, ask, EXIT_FLATTEN)
+            nf = _close_at(si, sf, p, fills, nf, si[SI_FLATTEN], ts, bid, ask, EXIT_FLATTEN, 0)
         si[SI_FLATTEN] = 0
         si[SI_PEND_ACTION] = 0
         return nf
@@ -241,11 +252,11 @@ def on_quote(si, sf, p, ts, bid, ask, fills, nf):
         si[SI_PEND_ACTION] = 0
         if action == ACTION_EXIT:
             if si[SI_POS] != 0:
-                nf = _close_at(si, sf, p, fills, nf, si[SI_PEND_TS], ts, bid, ask, si[SI_PEND_REASON])
+                nf = _close_at(si, sf, p, fills, nf, si[SI_PEND_TS], ts, bid, ask, si[SI_PEND_REASON], 0)
             return nf
         direction = 1 if action == ACTION_ENTER_LONG else -1
         if si[SI_POS] == -direction:
-            nf = _close_at(si, sf, p, fills, nf, si[SI_PEND_TS], ts, bid, ask, EXIT_SIGNAL)
+            nf = _close_at(si, sf, p, fills, nf, si[SI_PEND_TS], ts, bid, ask, EXIT_SIGNAL, 0)
         if si[SI_POS] != 0:
             return nf
         nf = _open_at(si, sf, p, fills, nf, si[SI_PEND_TS], ts, bid, ask, direction,
@@ -254,14 +265,14 @@ def on_quote(si, sf, p, ts, bid, ask, fills, nf):
     pos = si[SI_POS]
     if pos > 0:
         if bid <= si[SI_STOP]:
-            nf = _close_at(si, sf, p, fills, nf, ts, ts, bid, ask, EXIT_STOP)
+            nf = _close_at(si, sf, p, fills, nf, ts, ts, bid, ask, EXIT_STOP, 2 * si[SI_STOP])
         elif si[SI_TARGET] > 0 and 2 * bid >= si[SI_TARGET]:
-            nf = _close_at(si, sf, p, fills, nf, ts, ts, bid, ask, EXIT_TARGET)
+            nf = _close_at(si, sf, p, fills, nf, ts, ts, bid, ask, EXIT_TARGET, si[SI_TARGET])
     elif pos < 0:
         if ask >= si[SI_STOP]:
-            nf = _close_at(si, sf, p, fills, nf, ts, ts, bid, ask, EXIT_STOP)
+            nf = _close_at(si, sf, p, fills, nf, ts, ts, bid, ask, EXIT_STOP, 2 * si[SI_STOP])
         elif si[SI_TARGET] > 0 and 2 * ask <= si[SI_TARGET]:
-            nf = _close_at(si, sf, p, fills, nf, ts, ts, bid, ask, EXIT_TARGET)
+            nf = _close_at(si, sf, p, fills, nf, ts, ts, bid, ask, EXIT_TARGET, si[SI_TARGET])
     return nf
 
 
@@ -286,9 +297,11 @@ def on_time(si, sf, p, ts):
         si[SI_NEXT_FUNDING] = (ts // FUNDING_MS + 1) * FUNDING_MS
         return
     if ts >= si[SI_NEXT_FUNDING]:
+        if si[SI_POS] != 0 and si[SI_Q_TS] < 0:
+            return  # no quote since a long gap: charge on the first event that has a mid
         # one charge per boundary crossed (a data gap can cross several)
         crossed = (ts - si[SI_NEXT_FUNDING]) // FUNDING_MS + 1
-        if si[SI_POS] != 0 and si[SI_Q_TS] >= 0:
+        if si[SI_POS] != 0:
             rate = p[P_FUNDING_DEFAULT]
             if p[P_FUNDING_REPLAY] != 0.0 and not math.isnan(sf[SF_FUNDING_RATE]):
                 rate = sf[SF_FUNDING_RATE]
@@ -329,14 +342,17 @@ def _run_length(st, i_bar, back, up):
 
 @njit(cache=True, nogil=True)
 def _failed_attempt(st, p, i_bar, up):
-    """Some of the last ``failbreak_lookback`` closes were outside, never accepted."""
+    """Length of the newest outside run in the last ``failbreak_lookback`` closes; 0 if none or accepted.
+
+    An attempt fails only if no run in the look-back reached ``accept_outside_k``
+    (each run is followed to its start, also beyond the look-back).
+    """
     lookback = int(p[P_FAIL_LOOKBACK])
     k = int(p[P_ACCEPT_K])
-    seen = False
+    newest = 0
     back = 1
     while back <= lookback:
         if _is_outside(st, i_bar, back, up):
-            seen = True
             # the whole run through this close, also beyond the look-back
             start = back
             while _is_outside(st, i_bar, back + 1, up) and back + 1 < LB_SIZE - 1:
@@ -344,9 +360,11 @@ def _failed_attempt(st, p, i_bar, up):
             length = back - start + 1
             # ... and forward (towards t) it cannot extend: start is its newest close
             if length >= k:
-                return False
+                return 0
+            if newest == 0:
+                newest = length
         back += 1
-    return seen
+    return newest
 
 
 @njit(cache=True, nogil=True)
@@ -407,6 +425,9 @@ def decide(st, p, t, feat, sig, trading):
     short_stop = 0
     long_t2 = 0
     short_t2 = 0
+    long_edge = short_edge = 0
+    long_run = short_run = 0
+    long_bits = short_bits = 0
     if valid:
         close = _lb(st, i_bar, 0, LB_CLOSE)
         high = _lb(st, i_bar, 0, LB_HIGH)
@@ -421,12 +442,13 @@ def decide(st, p, t, feat, sig, trading):
         of_ok = vol > 0 and feat["amb_qty"][0] / vol <= p[P_AMBIG_MAX]
         qimb = feat["qimb"][0]
         q_ok = p[P_USE_QIMB] != 0.0 and not math.isnan(qimb)
-        conf_in_long = (of_ok and of > p[P_OF_ENTRY]) or (q_ok and qimb > p[P_QIMB_ENTRY])
-        conf_in_short = (of_ok and of < -p[P_OF_ENTRY]) or (q_ok and qimb < -p[P_QIMB_ENTRY])
-        conf_bo_long = (of_ok and of >= p[P_OF_BREAKOUT]) or (q_ok and qimb >= p[P_QIMB_BREAKOUT])
-        conf_bo_short = (of_ok and of <= -p[P_OF_BREAKOUT]) or (q_ok and qimb <= -p[P_QIMB_BREAKOUT])
-        conf_fail_short = (of_ok and of <= p[P_OF_FAIL]) or (q_ok and qimb <= p[P_QIMB_FAIL])
-        conf_fail_long = (of_ok and of >= -p[P_OF_FAIL]) or (q_ok and qimb >= -p[P_QIMB_FAIL])
+        # which confirmation passed, per setup and side (CONFIRM_* bits; 0: not confirmed)
+        bits_in_long = _bits(of_ok and of > p[P_OF_ENTRY], q_ok and qimb > p[P_QIMB_ENTRY])
+        bits_in_short = _bits(of_ok and of < -p[P_OF_ENTRY], q_ok and qimb < -p[P_QIMB_ENTRY])
+        bits_bo_long = _bits(of_ok and of >= p[P_OF_BREAKOUT], q_ok and qimb >= p[P_QIMB_BREAKOUT])
+        bits_bo_short = _bits(of_ok and of <= -p[P_OF_BREAKOUT], q_ok and qimb <= -p[P_QIMB_BREAKOUT])
+        bits_fail_short = _bits(of_ok and of <= p[P_OF_FAIL], q_ok and qimb <= p[P_QIMB_FAIL])
+        bits_fail_long = _bits(of_ok and of >= -p[P_OF_FAIL], q_ok and qimb >= -p[P_QIMB_FAIL])
         inside = val <= close <= vah
         prev_inside = False
         if i_bar >= 1 and st.lb[(i_bar - 1) % LB_SIZE, LB_VALID] == 1:
@@ -437,18 +459,20 @@ def decide(st, p, t, feat, sig, trading):
         a_long = prev_inside and low < val and close > val and inside
         a_short = prev_inside and high > vah and close < vah and inside
         # Setup C: failed breakout (attempt in the look-back, no acceptance)
-        c_short = high > vah and close < vah and inside and _failed_attempt(st, p, i_bar, True)
-        c_long = low < val and close > val and inside and _failed_attempt(st, p, i_bar, False)
+        attempt_up = _failed_attempt(st, p, i_bar, True)
+        attempt_dn = _failed_attempt(st, p, i_bar, False)
+        c_short = high > vah and close < vah and inside and attempt_up > 0
+        c_long = low < val and close > val and inside and attempt_dn > 0
         # Setup B: acceptance outside value
         b_long = run_up >= k
         b_short = run_dn >= k
         raw_any = a_long or a_short or b_long or b_short or c_long or c_short
-        a_long = a_long and conf_in_long
-        a_short = a_short and conf_in_short
-        c_long = c_long and conf_fail_long
-        c_short = c_short and conf_fail_short
-        b_long = b_long and conf_bo_long
-        b_short = b_short and conf_bo_short
+        a_long = a_long and bits_in_long != 0
+        a_short = a_short and bits_in_short != 0
+        c_long = c_long and bits_fail_long != 0
+        c_short = c_short and bits_fail_short != 0
+        b_long = b_long and bits_bo_long != 0
+        b_short = b_short and bits_bo_short != 0
         sig["breakin_long"][0] = a_long
         sig["breakin_short"][0] = a_short
         sig["breakout_long"][0] = b_long
@@ -460,28 +484,34 @@ def decide(st, p, t, feat, sig, trading):
             long_tag = SETUP_FAILBREAK
             long_stop = _attempt_extreme(st, p, i_bar, False) - buf
             long_t2 = poc2 if tgt_mode == 1 else (2 * vah if tgt_mode == 2 else 0)
+            long_edge, long_run, long_bits = val, attempt_dn, bits_fail_long
         elif a_long:
             long_tag = SETUP_BREAKIN
             long_stop = low - buf
             long_t2 = poc2 if tgt_mode == 1 else (2 * vah if tgt_mode == 2 else 0)
+            long_edge, long_run, long_bits = val, 0, bits_in_long
         elif b_long:
             long_tag = SETUP_BREAKOUT
             long_stop = vah - buf
             mult = p[P_BREAKOUT_TARGET_MULT]
             long_t2 = 2 * (vah + int(round(mult * (vah - val)))) if mult > 0 and tgt_mode != 0 else 0
+            long_edge, long_run, long_bits = vah, run_up, bits_bo_long
         if c_short:
             short_tag = SETUP_FAILBREAK
             short_stop = _attempt_extreme(st, p, i_bar, True) + buf
             short_t2 = poc2 if tgt_mode == 1 else (2 * val if tgt_mode == 2 else 0)
+            short_edge, short_run, short_bits = vah, attempt_up, bits_fail_short
         elif a_short:
             short_tag = SETUP_BREAKIN
             short_stop = high + buf
             short_t2 = poc2 if tgt_mode == 1 else (2 * val if tgt_mode == 2 else 0)
+            short_edge, short_run, short_bits = vah, 0, bits_in_short
         elif b_short:
             short_tag = SETUP_BREAKOUT
             short_stop = val + buf
             mult = p[P_BREAKOUT_TARGET_MULT]
             short_t2 = 2 * (val - int(round(mult * (vah - val)))) if mult > 0 and tgt_mode != 0 else 0
+            short_edge, short_run, short_bits = val, run_dn, bits_bo_short
         # C and A outrank B across sides too: a reversal setup beats a continuation;
         # two setups of the same rank on opposite sides contradict each other: no entry
         if long_tag != 0 and short_tag != 0:
@@ -518,19 +548,38 @@ def decide(st, p, t, feat, sig, trading):
                     long_tag = SETUP_BREAKOUT
                     long_stop = low - buf  # below the pullback low
                     long_t2 = 2 * (vah + int(round(mult * (vah - val)))) if mult > 0 and tgt_mode != 0 else 0
+                    long_edge, long_run, long_bits = vah, run_up, bits_bo_long
                 elif retest_short:
                     short_tag = SETUP_BREAKOUT
                     short_stop = high + buf
                     short_t2 = 2 * (val - int(round(mult * (vah - val)))) if mult > 0 and tgt_mode != 0 else 0
+                    short_edge, short_run, short_bits = val, run_dn, bits_bo_short
 
     direction = 1 if long_tag != 0 else (-1 if short_tag != 0 else 0)
     tag = long_tag if direction > 0 else short_tag
+    stop = long_stop if direction > 0 else short_stop
+    target2 = long_t2 if direction > 0 else short_t2
+    expected = 0
+    if direction != 0 and si[SI_Q_TS] >= 0:
+        if direction > 0:
+            expected = si[SI_Q_ASK] + _slip(p, si[SI_Q_ASK], P_SLIP_ENTRY)
+        else:
+            expected = si[SI_Q_BID] - _slip(p, si[SI_Q_BID], P_SLIP_ENTRY)
+    sig["setup"][0] = tag if direction != 0 else 0
+    sig["side"][0] = direction
+    sig["boundary"][0] = long_edge if direction > 0 else (short_edge if direction < 0 else 0)
+    sig["run_len"][0] = long_run if direction > 0 else (short_run if direction < 0 else 0)
+    sig["confirm"][0] = long_bits if direction > 0 else (short_bits if direction < 0 else 0)
+    sig["stop"][0] = stop if direction != 0 else 0
+    sig["target2"][0] = target2 if direction != 0 else 0
+    sig["expected_px"][0] = expected
     reason = READY
 
     # --- choose the action ---
     pos = si[SI_POS]
     ready = feat["ready"][0]
     held_too_long = pos != 0 and decision_ts - si[SI_ENTRY_TS] >= int(p[P_MAX_HOLD_MIN]) * MINUTE_MS
+    blocked = _entry_blocked(p, direction, expected, stop, target2) if direction != 0 else READY
     if not trading:
         reason = ready if ready != READY else (_setup_reason(tag) if direction != 0 else REASON_NO_SETUP)
     elif held_too_long:
@@ -544,22 +593,26 @@ def decide(st, p, t, feat, sig, trading):
         reason = REASON_PENDING_ORDER
     elif pos != 0:
         if (p[P_FLIP] != 0.0 and direction == -pos and si[SI_KILL_MANUAL] == 0 and si[SI_KILL_DAILY] == 0):
-            _set_pending(st, ACTION_ENTER_LONG if direction > 0 else ACTION_ENTER_SHORT, decision_ts, tag,
-                         long_stop if direction > 0 else short_stop, long_t2 if direction > 0 else short_t2, 0)
-            sig["action"][0] = ACTION_ENTER_LONG if direction > 0 else ACTION_ENTER_SHORT
-            reason = REASON_FLIP
+            if blocked != READY:
+                reason = blocked
+            else:
+                _set_pending(st, ACTION_ENTER_LONG if direction > 0 else ACTION_ENTER_SHORT, decision_ts, tag,
+                             stop, target2, 0)
+                sig["action"][0] = ACTION_ENTER_LONG if direction > 0 else ACTION_ENTER_SHORT
+                reason = REASON_FLIP
         else:
             reason = REASON_IN_POSITION
     elif si[SI_KILL_MANUAL] != 0:
         reason = REASON_MANUAL_KILL
     elif si[SI_KILL_DAILY] != 0:
-        reason = REASON_KILL_SWITCH
+        reason = REASON_DAILY_LOSS_KILL
     elif si[SI_LAST_EXIT_MIN] != NO_MINUTE and t - si[SI_LAST_EXIT_MIN] < int(p[P_COOLDOWN_MIN]) * MINUTE_MS:
         reason = REASON_COOLDOWN
+    elif direction != 0 and blocked != READY:
+        reason = blocked
     elif direction != 0:
         action = ACTION_ENTER_LONG if direction > 0 else ACTION_ENTER_SHORT
-        _set_pending(st, action, decision_ts, tag, long_stop if direction > 0 else short_stop,
-                     long_t2 if direction > 0 else short_t2, 0)
+        _set_pending(st, action, decision_ts, tag, stop, target2, 0)
         si[SI_RETEST_DIR] = 0  # a retest, if armed, is used up by this entry
         sig["action"][0] = action
         reason = _setup_reason(tag)
@@ -573,6 +626,48 @@ def decide(st, p, t, feat, sig, trading):
         reason = REASON_NO_SETUP
     sig["reason"][0] = reason
     sig["position"][0] = si[SI_POS]
+
+
+@njit(cache=True, nogil=True)
+def _bits(of_passed, qimb_passed):
+    return (CONFIRM_OF if of_passed else 0) | (CONFIRM_QIMB if qimb_passed else 0)
+
+
+@njit(cache=True, nogil=True)
+def _entry_blocked(p, direction, expected, stop, target2):
+    """READY, or why an entry at the ``expected`` fill is not taken (SPEC_NOTES, Signals).
+
+    TARGET_PASSED: the target is at or beyond the expected fill (a long's at or
+    below ask + slippage), so the "target" exit would fill at a loss in the
+    same instant. REWARD_RISK: with ``min_reward_risk`` on, the distance to the
+    target over the distance to the stop, both from the expected fill, is
+    below it (a stop already at or beyond the fill has no risk distance and is
+    refused too). No target (``target: none``): neither check applies.
+    """
+    if target2 == 0 or expected == 0:
+        return READY
+    if (direction > 0 and target2 <= 2 * expected) or (direction < 0 and target2 >= 2 * expected):
+        return REASON_TARGET_PASSED
+    if p[P_MIN_RR] > 0.0:
+        reward2 = abs(target2 - 2 * expected)
+        risk2 = 2 * (expected - stop) * direction
+        if risk2 <= 0 or reward2 < p[P_MIN_RR] * risk2:
+            return REASON_REWARD_RISK
+    return READY
+
+
+@njit(cache=True, nogil=True)
+def start_segment(si):
+    """Strategy side of a new data segment (SPEC_NOTES, long gaps).
+
+    An entry decided before the gap is cancelled: it would fill on the first
+    quote after hours without data, at a price the decision never saw. An
+    armed breakout retest is forgotten with the look-backs. Exits, the
+    position, its stop and the risk day are kept.
+    """
+    if si[SI_PEND_ACTION] == ACTION_ENTER_LONG or si[SI_PEND_ACTION] == ACTION_ENTER_SHORT:
+        si[SI_PEND_ACTION] = 0
+    si[SI_RETEST_DIR] = 0
 
 
 @njit(cache=True, nogil=True)
@@ -616,9 +711,9 @@ def request_flatten(si, ts):
 
 
 @njit(cache=True, nogil=True)
-def _level_exit(st, p, fills, nf, t, level, reason):
+def _level_exit(st, p, fills, nf, t, level, reason, level2):
     """Close at a price level (bar mode has no quotes): the level is both bid and ask."""
-    return _close_at(st.si, st.sf, p, fills, nf, t, t, level, level, reason)
+    return _close_at(st.si, st.sf, p, fills, nf, t, t, level, level, reason, level2)
 
 
 @njit(cache=True, nogil=True)
@@ -636,12 +731,12 @@ def bar_exits(st, p, t, open_, high, low, fills, nf):
     t2 = si[SI_TARGET]
     if pos > 0:
         if low <= stop:
-            return _level_exit(st, p, fills, nf, t, min(open_, stop), EXIT_STOP)
+            return _level_exit(st, p, fills, nf, t, min(open_, stop), EXIT_STOP, 2 * stop)
         if t2 > 0 and 2 * high >= t2:
-            return _level_exit(st, p, fills, nf, t, max(open_, (t2 + 1) // 2), EXIT_TARGET)
+            return _level_exit(st, p, fills, nf, t, max(open_, (t2 + 1) // 2), EXIT_TARGET, t2)
     else:
         if high >= stop:
-            return _level_exit(st, p, fills, nf, t, max(open_, stop), EXIT_STOP)
+            return _level_exit(st, p, fills, nf, t, max(open_, stop), EXIT_STOP, 2 * stop)
         if t2 > 0 and 2 * low <= t2:
-            return _level_exit(st, p, fills, nf, t, min(open_, t2 // 2), EXIT_TARGET)
+            return _level_exit(st, p, fills, nf, t, min(open_, t2 // 2), EXIT_TARGET, t2)
     return nf
