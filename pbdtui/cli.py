@@ -376,8 +376,8 @@ def _version() -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pbdtui", formatter_class=_Formatter,
-        description="Backtest, replay and inspect an auction-market strategy (value area, order flow) on "
-                    "Bybit perpetuals, 1-minute bars. Times are UTC.",
+        description="Backtest, replay and inspect an auction-market strategy (value area, order flow)\n"
+                    "on Bybit perpetuals, 1-minute bars. Times are UTC.",
         epilog="examples:\n"
                "  pbdtui data synth --db sim.db --days 2\n"
                "  pbdtui backtest --db sim.db --from 2026-01-05T12:00 --to 2026-01-06 --out run1\n"
