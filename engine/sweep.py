@@ -85,7 +85,7 @@ from typing import Any
 
 import yaml
 
-from engine.config import ConfigError, Settings
+from engine.config import ConfigError, Settings, parse_value
 from engine.kernels.params import FEATURE_KEYS
 from engine.store import Store, StoreError, instrument_of
 from engine.timerange import range_text
@@ -153,7 +153,7 @@ def parse_grid(settings: Settings, specs: Sequence[str]) -> tuple[Grid, list[Set
             if not item:
                 raise ConfigError(f"--grid: key '{key}': empty value in '{text}'")
             try:
-                vals.append(yaml.safe_load(item))
+                vals.append(parse_value(item))
             except yaml.YAMLError as exc:
                 raise ConfigError(f"--grid: key '{key}': {item!r} is not a value: {exc}") from exc
         # each key's values on their own first, so the message names the culprit key; the
