@@ -244,7 +244,7 @@ class ReplayDriver:
         (SPEC_NOTES, long gaps), so its warm-up runs at full speed like the first.
         """
         nxt = cursor.next_ts()
-        if nxt is None or nxt - self.clock <= self.GAP_SKIP_MS:
+        if nxt is None or nxt >= self.end_ts or nxt - self.clock <= self.GAP_SKIP_MS:  # past --to: not a gap
             return
         last = self.engine.last_event_ts
         self._post(AlertRaised(ts=nxt, text=f"no data for {_duration(nxt - self.clock)}: "

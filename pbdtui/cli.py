@@ -376,12 +376,14 @@ def _version() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="pbdtui", description=__doc__.splitlines()[0], formatter_class=_Formatter,
+        prog="pbdtui", formatter_class=_Formatter,
+        description="Backtest, replay and inspect an auction-market strategy (value area, order flow)\n"
+                    "on Bybit perpetuals, 1-minute bars. Times are UTC.",
         epilog="examples:\n"
                "  pbdtui data synth --db sim.db --days 2\n"
                "  pbdtui backtest --db sim.db --from 2026-01-05T12:00 --to 2026-01-06 --out run1\n"
                "  pbdtui <command> --help   (every command's options, with an example)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress and every decision to stderr")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log details (bad rows, every backtest decision) to stderr")
     parser.add_argument("--version", action="version", version=f"pbdtui {_version()}",
                         help="print the version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -427,7 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
                                "(or --now-ms); bars_1m, features_1m and runs are kept. Then VACUUM gives the "
                                "space back to the disk (needs free space about the size of the kept data).")
     _add_db(pur)
-    pur.add_argument("--keep-hours", type=float, default=None,
+    pur.add_argument("--keep-hours", type=float, default=None, metavar="HOURS",
                      help="hours of raw ticks to keep (default: retention_hours from the config)")
     pur.add_argument("--now-ms", type=int, default=None, metavar="MS",
                      help="reference time, ms since the epoch (default: the newest stored tick)")
