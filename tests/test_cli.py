@@ -436,8 +436,8 @@ def test_cold_kernel_cache_is_detected(tmp_path):
 def test_console_replay_feeds_only_the_range(sim):
     import threading
 
-    from pbdtui.app import ReplayDriver
-    from pbdtui.messages import ReplayFinished
+    from engine.runtime import ReplayDriver
+    from engine.runtime.events import ReplayFinished
 
     lo, hi = JAN5 + 3_600_000 + 500, JAN5 + 2 * 3_600_000
     driver = ReplayDriver(SETTINGS, sim, warmup_minutes=10_000, start_ms=lo, end_ms=hi)  # all at full speed
