@@ -131,3 +131,26 @@ def test_late_events_are_counted_and_dropped(stream):
     late = tr[:3].copy()
     out = eng.feed(late, None)
     assert eng.late_events == 3 and len(out.bars) == 0 and np.all(out.fills["fill_id"] >= 0)
+
+
+def test_minutes_touched_by_a_feed_gap_are_marked_not_entered_and_not_covered(stream):
+    tr, qu = stream
+    whole = _whole(TRADING, tr, qu)
+    t0 = int(whole.bars["ts_min"][0])
+    gap_from, gap_to = t0 + 40 * 60_000 + 30_000, t0 + 42 * 60_000 + 5_000  # touches minutes 40, 41, 42
+    cut = int(np.searchsorted(tr["ts"], gap_from)), int(np.searchsorted(qu["ts"], gap_from))
+    eng = Engine(TRADING.replace(min_window_coverage=0.8))
+    parts = [eng.feed(tr[:cut[0]], qu[:cut[1]])]
+    eng.mark_feed_gap(gap_from)  # the disconnection is seen: open-ended
+    eng.mark_feed_gap(gap_from, gap_to)  # reconnected
+    parts += [eng.feed(tr[cut[0]:], qu[cut[1]:]), eng.finish()]
+    out = concat(parts)
+    i = {int(t): k for k, t in enumerate(out.features["ts_min"])}
+    marked = [m for m in range(len(out.features)) if out.features["feed_gap"][m]]
+    assert marked == [i[t0 + m * 60_000] for m in (40, 41, 42)]
+    assert all(REASON_NAMES[int(out.features["ready"][m])] == "FEED_GAP" for m in marked)
+    assert all(int(out.signals["action"][m]) in (0, 3) for m in marked)  # holds (or exits), never enters
+    # a marked minute counts as one without data: the next minutes' windows hold 3 fewer covered minutes
+    k = i[t0 + 43 * 60_000]
+    assert int(out.features["covered"][k]) == int(whole.features["covered"][k]) - 3
+    assert REASON_NAMES[int(out.features["ready"][k])] == "INSUFFICIENT_HISTORY"  # 5 of 8 < 0.8
