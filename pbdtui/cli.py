@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from engine.config import ConfigError, Settings, load_settings
 from engine.engine import EngineError
@@ -118,6 +119,42 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return run_sweep_cli(settings, db=args.db, grid=args.grid, out=args.out, workers=args.workers)
 
 
+def _cmd_exchange_sim(args: argparse.Namespace) -> int:
+    from loopback.cli import run_exchange_sim
+    from loopback.faults import FaultError, parse_faults
+
+    if args.db is not None and args.synth_days is not None:
+        raise ConfigError("exchange-sim: give --db or --synth-days, not both")
+    try:
+        faults = parse_faults(args.fault)
+    except FaultError as exc:
+        raise ConfigError(str(exc)) from None
+    return run_exchange_sim(_settings(args), db=args.db, synth_days=args.synth_days, seed=args.seed,
+                            speed=args.speed, port=args.port, faults=faults)
+
+
+def _add_exchange_sim(sub: Any) -> None:
+    sim = sub.add_parser(
+        "exchange-sim", help="a loopback Bybit public WebSocket (127.0.0.1) serving stored or simulated ticks",
+        description="Serve Bybit v5 public frames (publicTrade, orderbook.1, tickers; subscribe acks, pongs) "
+                    "on 127.0.0.1 from a database or a simulated session, with optional faults. Prints the "
+                    "URL on its first line, then serves until Ctrl-C.",
+        epilog="faults: KIND[:ARG][@AT|/EVERY], AT/EVERY in data frames (@500, /100) or session time "
+               "(@30s, /5m); kinds: drop, stall[:SECONDS], garbage, truncated, duplicate, reorder[:FRAMES], "
+               "reset, refuse[:TOPIC_PREFIX] (see loopback/faults.py).\n"
+               "example: pbdtui exchange-sim --synth-days 0.1 --seed 3 --speed 10 --fault drop@30s --fault garbage/200",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    sim.add_argument("--db", default=None, help="serve this database's ticks")
+    sim.add_argument("--synth-days", type=float, default=None, help="serve a simulated session of N days (default 1)")
+    sim.add_argument("--seed", type=int, default=1, help="seed of the simulated session")
+    sim.add_argument("--speed", type=float, default=1.0, help="x real time; 0 = as fast as clients read")
+    sim.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (default: a free one)")
+    sim.add_argument("--fault", action="extend", nargs="+", default=[], metavar="KIND",
+                     help="inject a fault (repeatable), e.g. drop@30s, stall@500:5, garbage/100, refuse:tickers")
+    _add_config(sim)
+    sim.set_defaults(func=_cmd_exchange_sim)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pbdtui", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
@@ -176,6 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--workers", type=int, default=None)
     _add_config(sw)
     sw.set_defaults(func=_cmd_sweep)
+
+    _add_exchange_sim(sub)
     return parser
 
 
