@@ -328,3 +328,27 @@ def test_scalar_uuid_fold_equals_the_vectorized_one(text):
     assert ids.uuid_id(text) == want == ids.uuid_id(raw)
     if want is not None:
         assert want == naive_fold(text)
+
+
+_NUM = st.sampled_from(["100.0", "100.1", "100.2", "100.05", "0", "0.0004", "0.001", "-1", "inf", "nan", "1e30",
+                        "2", "abc", ""])
+
+
+@hsettings(max_examples=300, deadline=None, derandomize=True)
+@given(_NUM, _NUM, _NUM, _NUM)
+def test_l1_snapshot_fast_path_equals_the_general_book_replay(bp, bs, ap, az):
+    text = book("snapshot", [(bp, bs)], [(ap, az)], 7, T0)
+    dec = FrameDecoder(BTC)
+    kind = dec.decode(text, 5)
+    bids, asks = F.BookSide(True), F.BookSide(False)
+    try:
+        want = F.apply_book_message(json.loads(text), BTC, bids, asks, False, 5)
+    except F.BadFrame as exc:
+        assert kind == F.MALFORMED and dec.reason == f"orderbook: {exc}"
+        return
+    if isinstance(want, str):
+        assert kind == F.BOOK_INVALID and dec.reason == f"orderbook: {want}"
+    else:
+        assert kind == F.BOOK and dec.take_quotes().tolist() == [(want[0], want[1], *want[2])]
+    assert (dec.bids.levels, dec.asks.levels) == (bids.levels, asks.levels)
+    assert (dec.bids.best(), dec.asks.best()) == (bids.best(), asks.best())
