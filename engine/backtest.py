@@ -16,8 +16,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import math
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,7 +30,8 @@ from engine.kernels.barmode import run_bars
 from engine.kernels.minutepass import minutes_finish, quotes_on_minutes
 from engine.kernels.params import make_params
 from engine.kernels.state import SI_ENTRY_PX, SI_POS, SI_Q_ASK, SI_Q_BID, new_state
-from engine.records import Units, fill_rows, signal_rows, units_of
+from engine.records import fill_rows, signal_rows, units_of
+from engine.report import decision_log, headline, report, text_report, trades_csv
 from engine.store import (
     SIGNALS_COLUMNS,
     TRADES_EXEC_COLUMNS,
@@ -40,26 +39,12 @@ from engine.store import (
     StoreError,
     instrument_of,
 )
-from engine.types import (
-    ACTION_NAMES,
-    BAR_DTYPE,
-    EXIT_NAMES,
-    FEATURE_DTYPE,
-    FILL_DTYPE,
-    REASON_DAILY_LOSS_KILL,
-    REASON_FEED_STALE,
-    REASON_NAMES,
-    REASON_NO_PROFILE,
-    REASON_NO_QUOTE,
-    SETUP_NAMES,
-    SIGNAL_DTYPE,
-)
+from engine.timerange import range_text
+from engine.types import BAR_DTYPE, FEATURE_DTYPE, FILL_DTYPE, REASON_NAMES, SIGNAL_DTYPE
 
 decisions_log = logging.getLogger("pbdtui.decisions")  # `pbdtui -v backtest` prints every decision
 
 _REASON_CODES = {name: code for code, name in REASON_NAMES.items()}
-# readiness failures worth an alert when they start (spec 11: stale data, VA failure, loss limit)
-_ALERT_REASONS = {REASON_FEED_STALE, REASON_NO_PROFILE, REASON_NO_QUOTE, REASON_DAILY_LOSS_KILL}
 
 
 @dataclasses.dataclass
@@ -75,6 +60,7 @@ class BacktestResult:
     last_mid2: int
     open_position: int
     open_entry_px: int
+    window: tuple[int | None, int | None] = (None, None)  # the requested --from/--to (ms; None: open)
 
 
 def run_id_for(settings: Any, mode: str, data_range: tuple[int, int] | None) -> str:
@@ -82,33 +68,46 @@ def run_id_for(settings: Any, mode: str, data_range: tuple[int, int] | None) -> 
     return f"{mode}-{hashlib.blake2b(blob.encode(), digest_size=6).hexdigest()}"
 
 
-def _slices_with_funding(store: Store, with_trades: bool = True
-                         ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, int]]:
+def _data_range(store: Store, start_ms: int | None, end_ms: int | None) -> tuple[int, int] | None:
+    """The first and last stored tick in the range; an empty requested range is an error."""
+    rng = store.tick_range(start_ms, end_ms)
+    if rng is None and (start_ms is not None or end_ms is not None):
+        raise StoreError(f"{store.path}: no ticks {range_text(start_ms, end_ms)}")
+    return rng
+
+
+def _slices_with_funding(store: Store, with_trades: bool = True, start_ms: int | None = None,
+                         end_ms: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, int]]:
     """Stored tick slices, each with the funding records up to its last event: (trades, quotes, funding, last_ts).
 
-    Funding records after the last tick are dropped: they would only extend the run.
+    Funding records after the last tick are dropped: they would only extend the run;
+    so are those before ``start_ms``, which belong to data the run does not see.
     """
     funding = store.load_funding()
-    f_next = 0
-    for trades, quotes in store.iter_event_slices(with_trades):
+    f_next = 0 if start_ms is None else int(np.searchsorted(funding["ts"], start_ms, "left"))
+    for trades, quotes in store.iter_event_slices(with_trades, start_ms, end_ms):
         last = max(int(trades["ts"][-1]) if len(trades) else -1, int(quotes["ts"][-1]) if len(quotes) else -1)
         f_end = int(np.searchsorted(funding["ts"], last, "right"))
         yield trades, quotes, funding[f_next:f_end], last
         f_next = f_end
 
 
-def run_tick(store: Store, settings: Any, progress: Callable[[float], None] | None = None) -> BacktestResult:
-    """Mode 1 over every stored tick, streamed chunk by chunk."""
+def run_tick(store: Store, settings: Any, progress: Callable[[float, float], None] | None = None,
+             start_ms: int | None = None, end_ms: int | None = None) -> BacktestResult:
+    """Mode 1 over the stored ticks with ``start_ms <= ts < end_ms`` (all when None), chunk by chunk.
+
+    ``progress(done, total)`` gets the event time covered so far, in ms.
+    """
     started = time.perf_counter()
-    rng = store.tick_range()
+    rng = _data_range(store, start_ms, end_ms)
     engine = Engine(settings, trading=True)
     parts = []
     events = 0
-    for trades, quotes, funding, last in _slices_with_funding(store):
+    for trades, quotes, funding, last in _slices_with_funding(store, True, start_ms, end_ms):
         parts.append(engine.feed(trades, quotes, funding))
         events += len(trades) + len(quotes)
-        if progress is not None and rng is not None and rng[1] > rng[0]:
-            progress((last - rng[0]) / (rng[1] - rng[0]))
+        if progress is not None and rng is not None:
+            progress(last - rng[0], max(1, rng[1] - rng[0]))
     parts.append(engine.finish())
     out = concat(parts)
     pos = engine.position()
@@ -116,24 +115,26 @@ def run_tick(store: Store, settings: Any, progress: Callable[[float], None] | No
         run_id=run_id_for(settings, "tick", rng), mode="tick", signals=out.signals, fills=out.fills,
         features=out.features, bars=out.bars, events=events, seconds=time.perf_counter() - started,
         last_mid2=pos.bid + pos.ask, open_position=pos.position, open_entry_px=pos.entry_px,
+        window=(start_ms, end_ms),
     )
 
 
-def run_tick_on_minutes(store: Store, settings: Any, bars: np.ndarray, feats: np.ndarray) -> BacktestResult:
-    """Mode 1 with the minutes precomputed (``engine.features.compute_minutes``, same feature settings).
+def run_tick_on_minutes(store: Store, settings: Any, bars: np.ndarray, feats: np.ndarray,
+                        start_ms: int | None = None, end_ms: int | None = None) -> BacktestResult:
+    """Mode 1 with the minutes precomputed (``engine.features.compute_minutes``, same feature settings and range).
 
     Replays only quotes and funding through the strategy (``kernels.minutepass``);
     signals, fills and the report equal ``run_tick``'s for the same settings.
     """
     started = time.perf_counter()
-    rng = store.tick_range()
+    rng = _data_range(store, start_ms, end_ms)
     p = make_params(settings, trading=True)
     state = new_state(settings.rolling_window_minutes, settings.bvc_lookback, hist_bins=16, fifo_size=16)
     sigs = np.zeros(len(bars), dtype=SIGNAL_DTYPE)
     counts = np.zeros(loop.N_COUNTS, dtype=np.int64)
     fill_parts = []
-    events = store.count_ticks("trade")  # counted, not read: fills only need quotes
-    for _, quotes, fund, _ in _slices_with_funding(store, with_trades=False):
+    events = store.count_ticks("trade", start_ms, end_ms)  # counted, not read: fills only need quotes
+    for _, quotes, fund, _ in _slices_with_funding(store, False, start_ms, end_ms):
         events += len(quotes)
         counts[loop.C_QUOTES] = counts[loop.C_FUNDING] = 0
         while True:
@@ -150,18 +151,23 @@ def run_tick_on_minutes(store: Store, settings: Any, bars: np.ndarray, feats: np
         fills=np.concatenate(fill_parts) if fill_parts else np.zeros(0, dtype=FILL_DTYPE),
         events=events, seconds=time.perf_counter() - started,
         last_mid2=int(si[SI_Q_BID] + si[SI_Q_ASK]), open_position=int(si[SI_POS]),
-        open_entry_px=int(si[SI_ENTRY_PX]),
+        open_entry_px=int(si[SI_ENTRY_PX]), window=(start_ms, end_ms),
     )
 
 
-def load_minute_records(store: Store, settings: Any) -> tuple[np.ndarray, np.ndarray]:
-    """``bars_1m`` + ``features_1m`` back into engine records (ticks and lots)."""
+def load_minute_records(store: Store, settings: Any, start_ms: int | None = None, end_ms: int | None = None
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """``bars_1m`` + ``features_1m`` rows with ``start_ms <= ts_min < end_ms`` as engine records (ticks and lots)."""
     rows = store.fetch(
         "SELECT b.ts_min, b.open, b.high, b.low, b.close, b.volume, b.bid_px_close, b.ask_px_close, "
         "b.bid_sz_close, b.ask_sz_close, f.bin_width, f.poc, f.vah, f.val, f.of_1m, "
         "f.ambiguous_trade_frac_1m, f.qimb_close, f.ready_code, b.n_trades "
-        "FROM bars_1m b JOIN features_1m f USING (ts_min) ORDER BY b.ts_min"
+        "FROM bars_1m b JOIN features_1m f USING (ts_min) WHERE b.ts_min>=? AND b.ts_min<? ORDER BY b.ts_min",
+        (-(2**62) if start_ms is None else start_ms, 2**62 if end_ms is None else end_ms),
     )
+    if not rows and (start_ms is not None or end_ms is not None):
+        raise StoreError(f"{store.path}: no bars_1m/features_1m rows {range_text(start_ms, end_ms)}: run "
+                         f"`pbdtui features --db {store.path}` over that range first")
     if not rows:
         raise StoreError(f"{store.path}: no bars_1m/features_1m rows: run `pbdtui features --db {store.path}` first")
     n = len(rows)
@@ -194,10 +200,10 @@ def load_minute_records(store: Store, settings: Any) -> tuple[np.ndarray, np.nda
     return bars, feats
 
 
-def run_bar(store: Store, settings: Any) -> BacktestResult:
-    """Mode 2 over the stored minute tables."""
+def run_bar(store: Store, settings: Any, start_ms: int | None = None, end_ms: int | None = None) -> BacktestResult:
+    """Mode 2 over the stored minute rows with ``start_ms <= ts_min < end_ms`` (all when None)."""
     started = time.perf_counter()
-    bars, feats = load_minute_records(store, settings)
+    bars, feats = load_minute_records(store, settings, start_ms, end_ms)
     p = make_params(settings, trading=True)
     state = new_state(settings.rolling_window_minutes, settings.bvc_lookback, hist_bins=16, fifo_size=16)
     sigs = np.zeros(len(bars), dtype=SIGNAL_DTYPE)
@@ -211,7 +217,7 @@ def run_bar(store: Store, settings: Any) -> BacktestResult:
         run_id=run_id_for(settings, "bar", rng), mode="bar", signals=sigs, fills=fills[:nf].copy(),
         features=feats, bars=bars, events=len(bars), seconds=time.perf_counter() - started,
         last_mid2=int(last["bid_px"] + last["ask_px"]), open_position=int(state.si[SI_POS]),
-        open_entry_px=int(state.si[SI_ENTRY_PX]),
+        open_entry_px=int(state.si[SI_ENTRY_PX]), window=(start_ms, end_ms),
     )
 
 
@@ -220,7 +226,7 @@ def save_result(store: Store, settings: Any, result: BacktestResult) -> None:
     u = units_of(settings)
     with store.db:
         if result.mode == "tick":
-            write_minute_tables(store, settings, result.bars, result.features)
+            write_minute_tables(store, settings, result.bars, result.features, *result.window)
         store.replace_rows("signals_1m", SIGNALS_COLUMNS, signal_rows(result.signals, result.run_id),
                            "run_id=?", (result.run_id,))
         rows = fill_rows(result.fills, u, result.run_id)
@@ -228,201 +234,52 @@ def save_result(store: Store, settings: Any, result: BacktestResult) -> None:
         store.put_run(result.run_id, result.mode, dataclasses.asdict(settings), report(settings, result))
 
 
-def _pct(values: np.ndarray, q: float) -> float | None:
-    return None if len(values) == 0 else float(np.percentile(values, q))
-
-
-def _r(x: float | None, nd: int = 6) -> float | None:
-    return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), nd)
-
-
-def report(settings: Any, result: BacktestResult) -> dict[str, Any]:
-    """Headline and detailed figures of a run (plain JSON-able values, deterministic)."""
-    u: Units = units_of(settings)
-    fills = result.fills
-    closes = fills[fills["opening"] == 0]
-    net = closes["pnl_realized"].astype(float)
-    gross = closes["pnl_gross"].astype(float)
-    wins = net[net > 0]
-    losses = net[net <= 0]
-    equity = np.cumsum(net)
-    peak = np.maximum.accumulate(np.concatenate([[0.0], equity]))[1:] if len(equity) else np.zeros(0)
-    drawdown = float((peak - equity).max()) if len(equity) else 0.0
-    side = np.where(fills["side"] == 1, 1, -1)
-    half_spread = (fills["touch_px"] * 2 - fills["mid2"]) * side / 2.0 * settings.tick_size  # price units
-    qty = settings.order_qty
-    spread_cost = half_spread * qty
-    slippage = (fills["px"] - fills["touch_px"]) * side * settings.tick_size * qty
-    # exposure: share of minutes with an open position
-    exposure = float((result.signals["position"] != 0).mean()) if len(result.signals) else 0.0
-    feats = result.features
-    vol = feats["volume"].astype(float)
-    amb = np.where(vol > 0, feats["amb_qty"] / np.where(vol > 0, vol, 1), np.nan)
-    amb = amb[~np.isnan(amb)]
-    unreal = 0.0
-    if result.open_position != 0 and result.last_mid2 > 0:
-        unreal = result.open_position * (result.last_mid2 / 2.0 - result.open_entry_px) * settings.tick_size * qty
-    by_setup: dict[str, dict[str, float]] = {}
-    for tag in sorted(set(int(x) for x in closes["tag"])):
-        sel = net[closes["tag"] == tag]
-        by_setup[SETUP_NAMES[tag]] = {"trades": int(len(sel)), "net_pnl": _r(float(sel.sum())),
-                                      "win_rate": _r(float((sel > 0).mean()))}
-    exits: dict[str, int] = {}
-    for code in closes["reason"]:
-        exits[EXIT_NAMES[int(code)]] = exits.get(EXIT_NAMES[int(code)], 0) + 1
-    actions = result.signals["action"]
-    reasons = result.signals["reason"]
-    ready = feats["ready"] if len(feats) else np.zeros(0, dtype=np.int64)
-    alerts = {
-        "feed_stale_minutes": int((ready == REASON_FEED_STALE).sum()),
-        "no_profile_minutes": int((ready == REASON_NO_PROFILE).sum()),
-        "ambiguous_spike_minutes": int((amb > settings.ambiguous_trade_frac_max).sum()),
-        "kill_switch_minutes": int((reasons == REASON_DAILY_LOSS_KILL).sum()),
-    }
-    return {
-        "alerts": alerts,
-        "run_id": result.run_id,
-        "mode": result.mode,
-        "minutes": int(len(result.signals)),
-        "events": int(result.events),
-        "trades": int(len(closes)),
-        "fills": int(len(fills)),
-        "gross_pnl": _r(float(gross.sum())),
-        "net_pnl": _r(float(net.sum())),
-        "fees": _r(float(fills["fee"].sum())),
-        "funding": _r(float(closes["funding"].sum())),
-        "pnl_per_trade": _r(float(net.mean())) if len(net) else None,
-        "win_rate": _r(float(len(wins) / len(net))) if len(net) else None,
-        "avg_win": _r(float(wins.mean())) if len(wins) else None,
-        "avg_loss": _r(float(losses.mean())) if len(losses) else None,
-        "max_drawdown": _r(drawdown),
-        "spread_paid_total": _r(float(spread_cost.sum())),
-        "spread_paid_mean": _r(float(spread_cost.mean())) if len(fills) else None,
-        "spread_paid_ticks_p50": _r(_pct(half_spread / settings.tick_size, 50)),
-        "spread_paid_ticks_p90": _r(_pct(half_spread / settings.tick_size, 90)),
-        "spread_paid_ticks_max": _r(float((half_spread / settings.tick_size).max())) if len(fills) else None,
-        "slippage_total": _r(float(slippage.sum())),
-        "ambiguous_frac_mean": _r(float(amb.mean())) if len(amb) else None,
-        "ambiguous_frac_p95": _r(_pct(amb, 95)),
-        "ambiguous_minutes_over_max": _r(float((amb > settings.ambiguous_trade_frac_max).mean())) if len(amb) else None,
-        "exposure": _r(exposure),
-        "open_position": int(result.open_position),
-        "unrealized_at_end": _r(unreal),
-        "entries_signalled": int(((actions == 1) | (actions == 2)).sum()),
-        "by_setup": by_setup,
-        "exits": dict(sorted(exits.items())),
-        "equity_curve": [[int(ts), _r(float(e))] for ts, e in zip(closes["ts_fill"], equity, strict=True)],
-        "price_decimals": u.px_dec,
-    }
-
-
-def _utc(ts_ms: int) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts_ms / 1000)) + f".{ts_ms % 1000:03d}"
-
-
-def decision_log(settings: Any, result: BacktestResult) -> list[str]:
-    """Spec 11: every decision with its feature snapshot, every fill, every risk event and alert."""
-    u = units_of(settings)
-    feats = result.features
-    by_min = {int(f["ts_min"]): i for i, f in enumerate(feats)}
-    events: list[tuple[int, int, str]] = []
-    prev_reason = -1
-    for s in result.signals:
-        t = int(s["ts_min"])
-        f = feats[by_min[t]] if t in by_min else None
-        reason = int(s["reason"])
-        action = int(s["action"])
-        if f is not None and (action != 0 or reason != prev_reason and reason in _ALERT_REASONS):
-            vol = int(f["volume"])
-            amb = int(f["amb_qty"]) / vol if vol else float("nan")
-            snap = (f"VAH={u.px(f['vah'])} VAL={u.px(f['val'])} POC={u.px2(f['poc2'])} "
-                    f"bin_width={u.px(int(f['k']) * settings.base_bin_ticks)} OF_1m={u.qty(f['of'])} "
-                    f"qimb={float(f['qimb']):.3f} ambiguous={amb:.3f}")
-            kind = ACTION_NAMES[action] if action else f"ALERT {REASON_NAMES[reason]}"
-            events.append((t + 59_999, 0, f"{kind:<14} reason={REASON_NAMES[reason]} {snap}"))
-        prev_reason = reason
-        if f is not None and int(f["volume"]) and int(f["amb_qty"]) / int(f["volume"]) > settings.ambiguous_trade_frac_max:
-            events.append((t + 59_999, 1, f"ALERT ambiguous_trade_frac_1m {int(f['amb_qty']) / int(f['volume']):.3f} "
-                                          f"> {settings.ambiguous_trade_frac_max}"))
-    for x in result.fills:
-        side = "BUY" if int(x["side"]) == 1 else "SELL"
-        slip = abs(int(x["px"]) - int(x["touch_px"]))
-        what = "OPEN" if int(x["opening"]) else f"CLOSE {EXIT_NAMES[int(x['reason'])]}"
-        tail = "" if int(x["opening"]) else f" pnl_net={float(x['pnl_realized']):.6f} funding={float(x['funding']):.6f}"
-        events.append((int(x["ts_fill"]), 2, f"FILL {what:<14} {side} {u.qty(x['qty'])} @ {u.px(x['px'])} "
-                                             f"submitted {_utc(int(x['ts_submit']))} fee={float(x['fee']):.6f} "
-                                             f"slippage={u.px(slip)} setup={SETUP_NAMES[int(x['tag'])]}{tail}"))
-    events.sort(key=lambda e: (e[0], e[1]))
-    return [f"{_utc(ts)} {text}" for ts, _, text in events]
-
-
-def text_report(rep: dict[str, Any]) -> str:
-    lines = [f"backtest {rep['run_id']} ({rep['mode']} mode): {rep['minutes']} minutes, {rep['events']} events"]
-    for key in ("trades", "gross_pnl", "net_pnl", "fees", "funding", "pnl_per_trade", "win_rate", "avg_win",
-                "avg_loss", "max_drawdown", "spread_paid_total", "spread_paid_ticks_p50", "spread_paid_ticks_p90",
-                "slippage_total", "ambiguous_frac_mean", "ambiguous_frac_p95", "exposure", "unrealized_at_end"):
-        lines.append(f"  {key:<24} {rep[key]}")
-    lines.append("  by setup:")
-    for name, fig in rep["by_setup"].items():
-        lines.append(f"    {name:<12} {fig}")
-    lines.append(f"  exits: {rep['exits']}")
-    lines.append(f"  alerts: {rep['alerts']}")
-    curve = rep["equity_curve"]
-    if curve:
-        lines.append("  equity curve: " + _sparkline([e for _, e in curve]))
-    return "\n".join(lines) + "\n"
-
-
-def _sparkline(values: list[float], width: int = 60) -> str:
-    if not values:
-        return ""
-    step = max(1, len(values) // width)
-    pts = values[::step]
-    lo, hi = min(pts), max(pts)
-    bars = "▁▂▃▄▅▆▇█"
-    span = hi - lo or 1.0
-    return "".join(bars[int((v - lo) / span * (len(bars) - 1))] for v in pts) + f"  [{lo:.2f} .. {hi:.2f}]"
-
-
-def headline(rep: dict[str, Any]) -> str:
-    return (f"{rep['run_id']}: {rep['trades']} trades, net {rep['net_pnl']} (gross {rep['gross_pnl']}, "
-            f"fees {rep['fees']}, funding {rep['funding']}), win rate {rep['win_rate']}, "
-            f"max drawdown {rep['max_drawdown']}, exposure {rep['exposure']}")
-
-
-def run_backtest(store: Store, settings: Any, mode: str = "tick", progress: Callable[[float], None] | None = None
-                 ) -> tuple[BacktestResult, dict[str, Any]]:
-    result = run_tick(store, settings, progress=progress) if mode == "tick" else run_bar(store, settings)
+def run_backtest(store: Store, settings: Any, mode: str = "tick", progress: Callable[[float, float], None] | None = None,
+                 start_ms: int | None = None, end_ms: int | None = None) -> tuple[BacktestResult, dict[str, Any]]:
+    if mode == "tick":
+        result = run_tick(store, settings, progress, start_ms, end_ms)
+    else:
+        result = run_bar(store, settings, start_ms, end_ms)
     save_result(store, settings, result)
     return result, report(settings, result)
 
 
-def run_backtest_cli(settings: Any, db: str, mode: str, out: str | None) -> int:
-    if not Path(db).exists():
-        raise FileNotFoundError(f"{db}: no such database")
+DEFAULT_OUT_ROOT = "backtests"  # `pbdtui backtest` without --out writes to ./backtests/<run_id>/
+OUTPUT_FILES = ("report.json", "report.txt", "trades.csv", "decisions.log")
 
-    last_shown = [-1]
 
-    def progress(frac: float) -> None:
-        pct = int(frac * 100)
-        if pct != last_shown[0] and sys.stderr.isatty():
-            last_shown[0] = pct
-            print(f"\rbacktest: {pct:3d} %", end="", file=sys.stderr, flush=True)
+def write_outputs(settings: Any, result: BacktestResult, rep: dict[str, Any], out: str | Path) -> Path:
+    """Write report.json, report.txt, trades.csv and decisions.log into ``out`` (created); returns it.
 
-    with Store(db, instrument_of(settings)) as store:
-        result, rep = run_backtest(store, settings, mode, progress=progress)
-    if sys.stderr.isatty():
-        print("", file=sys.stderr)
-    lines = decision_log(settings, result) if out or decisions_log.isEnabledFor(logging.INFO) else []
+    Every file is a function of the result and the settings only, so a rerun
+    writes the same bytes.
+    """
+    path = Path(out)
+    path.mkdir(parents=True, exist_ok=True)
+    lines = decision_log(settings, result)
     for line in lines:
         decisions_log.info(line)
-    if out:
-        path = Path(out)
-        path.mkdir(parents=True, exist_ok=True)
-        (path / "report.json").write_text(json.dumps(rep, indent=1, sort_keys=True) + "\n")
-        (path / "report.txt").write_text(text_report(rep))
-        (path / "decisions.log").write_text("\n".join(lines) + "\n")
+    (path / "report.json").write_text(json.dumps(rep, indent=1, sort_keys=True) + "\n")
+    (path / "report.txt").write_text(text_report(rep))
+    (path / "trades.csv").write_text(trades_csv(settings, result))
+    (path / "decisions.log").write_text("\n".join(lines) + "\n")
+    return path
+
+
+def run_backtest_cli(settings: Any, db: str, mode: str, out: str | None, start_ms: int | None = None,
+                     end_ms: int | None = None, progress: Callable[[float, float], None] | None = None) -> int:
+    """``pbdtui backtest``; ``progress(done, total)`` is the caller's display (it prints nothing itself)."""
+    if not Path(db).exists():
+        raise FileNotFoundError(f"{db}: no such database")
+    with Store(db, instrument_of(settings)) as store:
+        result, rep = run_backtest(store, settings, mode, progress, start_ms, end_ms)
+    if progress is not None:
+        progress(1, 1)  # done: the display closes before the report is printed
+    path = write_outputs(settings, result, rep, out if out else Path(DEFAULT_OUT_ROOT) / result.run_id)
     rate = result.events / result.seconds if result.seconds > 0 else 0.0
     print(headline(rep))
+    for w in rep["warnings"]:
+        print(f"warning: {w}")
     print(f"{result.events} events in {result.seconds:.2f} s ({rate / 1e6:.2f} M/s)")
+    print(f"wrote {', '.join(OUTPUT_FILES)} to {path}")
     return 0

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -180,25 +181,81 @@ def _perp(symbol: str) -> str:
 
 
 def _build(raw: dict[str, Any], source: str) -> Settings:
+    """Check every key of ``raw``; all problems are reported at once, one per line."""
     values = {}
+    errors = []
     for key, value in raw.items():
         if key not in _FIELDS:
-            raise ConfigError(f"{source}: unknown key '{key}'")
-        values[key] = _check_value(key, value, source)
+            errors.append(f"{source}: unknown key '{key}'")
+            continue
+        try:
+            values[key] = _check_value(key, value, source)
+        except ConfigError as exc:
+            errors.append(str(exc))
+    if errors:
+        raise ConfigError("\n".join(errors))
     if "symbol" in values and "instrument" not in values:
         values["instrument"] = _perp(values["symbol"])  # the name follows the symbol unless given
     settings = Settings(**values)
     # spec 10 keys the engine has one way to honour: any other value is refused, not ignored
     if not settings.fill_on_next_quote:
-        raise ConfigError(f"{source}: key 'fill_on_next_quote': only true is supported (market orders fill on "
-                          "the first quote after the decision, SPEC_NOTES 'Fills')")
+        errors.append(f"{source}: key 'fill_on_next_quote': only true is supported (market orders fill on "
+                      "the first quote after the decision, SPEC_NOTES 'Fills')")
     if settings.instrument not in (settings.symbol, _perp(settings.symbol)):
-        raise ConfigError(f"{source}: key 'instrument': {settings.instrument!r} does not match symbol "
-                          f"{settings.symbol!r} (only the linear perpetual {_perp(settings.symbol)!r} is traded)")
+        errors.append(f"{source}: key 'instrument': {settings.instrument!r} does not match symbol "
+                      f"{settings.symbol!r} (only the linear perpetual {_perp(settings.symbol)!r} is traded)")
     ratio = settings.order_qty / settings.qty_step
     if abs(ratio - round(ratio)) > 1e-6:
-        raise ConfigError(f"{source}: key 'order_qty': {settings.order_qty} is not a multiple of qty_step {settings.qty_step}")
+        errors.append(f"{source}: key 'order_qty': {settings.order_qty} is not a multiple of qty_step "
+                      f"{settings.qty_step}")
+    if errors:
+        raise ConfigError("\n".join(errors))
     return settings
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML for settings: ordinary numbers, true/false only, no duplicate keys.
+
+    PyYAML follows YAML 1.1, which reads ``1e-4`` as a string (its floats
+    need a dot) but ``0x10``, ``0o7`` and ``1:30`` as numbers and ``yes``,
+    ``on``, ``n`` as booleans. A setting is a plain decimal number or
+    true/false; anything else stays a string and the type check names it.
+    """
+
+
+# the resolvers of scalars that are not strings, replaced (not extended): keep null and the rest
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers
+            if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float")]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                              list("tTfF"))
+_Loader.add_implicit_resolver("tag:yaml.org,2002:int", re.compile(r"^[-+]?[0-9][0-9_]*$"), list("-+0123456789"))
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)?$"),
+    list("-+0123456789."))
+
+
+def _mapping_without_duplicates(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        line = key_node.start_mark.line + 1
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key '{key}' is given twice (lines {seen[key]} and {line})", key_node.start_mark)
+        seen[key] = line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+
+
+def parse_value(text: str) -> Any:
+    """A setting's value from text (an environment variable, a grid item): the file's rules."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
 
 
 def load_settings(path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None) -> Settings:
@@ -216,13 +273,18 @@ def load_settings(path: str | os.PathLike[str] | None = None, env: dict[str, str
     if path is not None:
         source = str(path)
         try:
-            text = Path(path).read_text()
+            data = Path(path).read_bytes()
         except OSError as exc:
             raise ConfigError(f"{source}: cannot read config: {exc.strerror}") from exc
         try:
-            loaded = yaml.safe_load(text)
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = data[:exc.start].count(b"\n") + 1
+            raise ConfigError(f"{source}: line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x})") from exc
+        try:
+            loaded = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
+            raise ConfigError(f"{source}: not valid YAML: {' '.join(str(exc).split())}") from exc
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
@@ -231,16 +293,22 @@ def load_settings(path: str | os.PathLike[str] | None = None, env: dict[str, str
     settings = _build(raw, source)
     env = os.environ if env is None else env
     overrides = {}
-    for name, text in env.items():
+    errors = []
+    for name, text in sorted(env.items()):
         if not name.startswith(ENV_PREFIX):
             continue
         key = name[len(ENV_PREFIX):].lower()
-        if key not in _FIELDS:
-            raise ConfigError(f"environment: unknown key '{key}' (from {name})")
+        # environment variables are upper case: PBDTUI_alpha_bin is a typo, not an override
+        if key not in _FIELDS or name != ENV_PREFIX + key.upper():
+            errors.append(f"environment: {name} is not a setting (settings are {ENV_PREFIX}<KEY> in upper case, "
+                          "e.g. PBDTUI_ALPHA_BIN)")
+            continue
         try:
-            overrides[key] = yaml.safe_load(text)
+            overrides[key] = parse_value(text)
         except yaml.YAMLError as exc:
-            raise ConfigError(f"environment: key '{key}' (from {name}): not a value: {exc}") from exc
+            errors.append(f"environment: key '{key}' (from {name}): not a value: {' '.join(str(exc).split())}")
+    if errors:
+        raise ConfigError("\n".join(errors))
     if overrides:
         settings = settings._replace(overrides, f"{source} + environment")
     return settings
@@ -254,4 +322,4 @@ def parse_override(text: str) -> tuple[str, Any]:
     key = key.strip()
     if key not in _FIELDS:
         raise ConfigError(f"override: unknown key '{key}'")
-    return key, yaml.safe_load(value)
+    return key, parse_value(value)

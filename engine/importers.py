@@ -248,6 +248,33 @@ def _open_maybe_gzip(path: PathLike) -> IO[bytes]:
         raise ConfigError(f"{path}: cannot open: {exc}") from exc
 
 
+Progress = Callable[[float, float], None]  # (bytes of the file read, file size)
+
+
+def _raw_file(fh: Any) -> Any:
+    """The OS-level file under a stack of buffered/gunzip readers (its position is the bytes read)."""
+    while hasattr(fh, "raw"):
+        fh = fh.raw
+    return fh
+
+
+def _reporter(path: PathLike, fh: Any, progress: Progress | None) -> Callable[[], None]:
+    """A call that reports how far into the (compressed) file ``fh``'s reading is."""
+    if progress is None:
+        return lambda: None
+    raw = _raw_file(fh)
+    total = max(1, os.path.getsize(path))
+
+    def report() -> None:
+        # the prefetch thread may be reading ahead; tell() on the OS file is a safe position either way
+        try:
+            progress(min(raw.tell(), total), total)
+        except (OSError, ValueError):  # closed under us: nothing to show
+            pass
+
+    return report
+
+
 def _read_header(fh: IO[bytes], path: PathLike, required: tuple[str, ...]) -> tuple[list[str], dict[str, int]]:
     try:
         line = fh.readline()
@@ -709,10 +736,12 @@ def _import_csv(
     required: tuple[str, ...],
     make_parser: Callable[[Settings, dict[str, int]], _RowParser],
     sort_file: bool,
+    progress: Progress | None = None,
 ) -> ImportReport:
     started = time.perf_counter()
     source = str(path)
     fh = _open_maybe_gzip(path)
+    report = _reporter(path, fh, progress)
     bad_rows = _BadRows(source)
     writer = _ChunkWriter(store, kind, source)
     held: list[np.ndarray] = []
@@ -727,6 +756,7 @@ def _import_csv(
                 first_line += len(line_nos)
                 records, row_groups = parse(fields)
                 bad_rows.add_groups([(line_nos, groups), (fields.line_nos, row_groups)])
+                report()
                 if sort_file:
                     held.append(records)
                 else:
@@ -758,8 +788,12 @@ def _check_csv(path: PathLike, required: tuple[str, ...]) -> None:
 
 
 def import_tardis(store: _store.Store, settings: Settings, trades: PathLike | None = None,
-                  quotes: PathLike | None = None) -> list[ImportReport]:
+                  quotes: PathLike | None = None,
+                  progress: Callable[[str], Progress | None] | None = None) -> list[ImportReport]:
     """Import Tardis CSV trades and/or quotes (plain or gzip).
+
+    ``progress(path)``, when given, returns the (done, total) callback for
+    that file's bytes read (or None).
 
     Both files are checked (present, right header) before either is imported.
     ``ts`` and ``local_ts`` are the microsecond timestamps floor-divided by 1000.
@@ -774,14 +808,17 @@ def import_tardis(store: _store.Store, settings: Settings, trades: PathLike | No
     reports = []
     if trades is not None:
         reports.append(_import_csv(store, settings, trades, "tardis", "trade", TARDIS_TRADE_COLUMNS,
-                                   _tardis_trade_parser, sort_file=False))
+                                   _tardis_trade_parser, sort_file=False,
+                                   progress=progress(str(trades)) if progress else None))
     if quotes is not None:
         reports.append(_import_csv(store, settings, quotes, "tardis", "quote", TARDIS_QUOTE_COLUMNS,
-                                   _tardis_quote_parser, sort_file=False))
+                                   _tardis_quote_parser, sort_file=False,
+                                   progress=progress(str(quotes)) if progress else None))
     return reports
 
 
-def import_bybit_trades(store: _store.Store, settings: Settings, path: PathLike) -> ImportReport:
+def import_bybit_trades(store: _store.Store, settings: Settings, path: PathLike,
+                        progress: Progress | None = None) -> ImportReport:
     """Import one Bybit public trade archive (``BTCUSDT<date>.csv.gz``).
 
     Columns are found by header name (with or without the newer ``RPI``
@@ -793,7 +830,46 @@ def import_bybit_trades(store: _store.Store, settings: Settings, path: PathLike)
         ConfigError: the file is missing, unreadable or has the wrong header.
     """
     return _import_csv(store, settings, path, "bybit-trades", "trade", BYBIT_TRADE_COLUMNS,
-                       _bybit_trade_parser, sort_file=True)
+                       _bybit_trade_parser, sort_file=True, progress=progress)
+
+
+def file_symbol(path: PathLike, fmt: str) -> str | None:
+    """The symbol of a file's first data row (None when it cannot be told).
+
+    A cheap look before an import, so a file of another instrument is
+    refused up front (its prices would be off the configured tick grid and
+    every row would be skipped as bad) instead of creating a database bound
+    to the wrong instrument. Any problem reading the file is left to the
+    import itself, which reports it properly.
+    """
+    try:
+        if fmt == "bybit-book":
+            fh, zf = _book_lines(path)
+            try:
+                for raw in fh:
+                    if raw.strip():
+                        msg = json.loads(raw)
+                        data = msg.get("data") if isinstance(msg, dict) else None
+                        symbol = data.get("s") if isinstance(data, dict) else None
+                        if symbol is None and isinstance(msg, dict):
+                            symbol = str(msg.get("topic", "")).rsplit(".", 1)[-1] or None
+                        return symbol if isinstance(symbol, str) else None
+                return None
+            finally:
+                fh.close()
+                if zf is not None:
+                    zf.close()
+        fh = _open_maybe_gzip(path)
+        try:
+            names = [n.strip() for n in fh.readline().decode("utf-8-sig", "replace").strip().split(",")]
+            row = fh.readline().decode("utf-8", "replace").strip().split(",")
+        finally:
+            fh.close()
+        if "symbol" in names and len(row) == len(names):
+            return row[names.index("symbol")].strip() or None
+    except (ConfigError, OSError, EOFError, ValueError, zlib.error, zipfile.BadZipFile):
+        pass
+    return None
 
 
 # --- order book ------------------------------------------------------------------
@@ -821,7 +897,8 @@ def _book_lines(path: PathLike) -> tuple[IO[bytes], Any]:
         raise ConfigError(f"{path}: cannot open: {exc}") from exc
 
 
-def import_bybit_book(store: _store.Store, settings: Settings, path: PathLike) -> ImportReport:
+def import_bybit_book(store: _store.Store, settings: Settings, path: PathLike,
+                      progress: Progress | None = None) -> ImportReport:
     """Import a Bybit order-book archive (``<date>_<SYMBOL>_ob200.data.zip`` / ``ob500``).
 
     Replays snapshots and deltas into a book and stores an L1 quote whenever
@@ -836,6 +913,7 @@ def import_bybit_book(store: _store.Store, settings: Settings, path: PathLike) -
     started = time.perf_counter()
     source = str(path)
     fh, zf = _book_lines(path)
+    report = _reporter(path, fh if zf is None else zf.fp, progress)
     bad = _BadRows(source)
     writer = _ChunkWriter(store, "quote", source)
     bids, asks = _BookSide(True), _BookSide(False)
@@ -846,6 +924,8 @@ def import_bybit_book(store: _store.Store, settings: Settings, path: PathLike) -
     try:
         with store.db:
             for line_no, raw in enumerate(fh, 1):
+                if not line_no & 4095:
+                    report()
                 if not raw.strip():
                     continue
                 try:

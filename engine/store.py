@@ -125,6 +125,22 @@ class Instrument:
     qty_step: float
 
 
+@dataclass(frozen=True)
+class PurgePlan:
+    """What a purge removes: raw ticks with ``ts < cutoff`` (cutoff = now - keep)."""
+
+    cutoff: int
+    now: int  # the reference time (default: the newest stored tick)
+    rows: dict[str, int]  # kind ('trade', 'quote') -> ticks removed
+    first_ts: int | None  # oldest tick removed (None: nothing to remove)
+    last_ts: int | None  # newest tick removed
+
+
+def _bounds(start_ms: int | None, end_ms: int | None) -> tuple[int, int]:
+    """A range's (inclusive, exclusive) bounds with None as unbounded."""
+    return (-(2**62) if start_ms is None else int(start_ms)), (2**62 if end_ms is None else int(end_ms))
+
+
 def _digest(kind: str, data: bytes) -> str:
     return hashlib.blake2b(kind.encode() + data, digest_size=20).hexdigest()
 
@@ -148,12 +164,16 @@ class Store:
         except apsw.Error as exc:
             raise StoreError(f"{self.path}: cannot open database: {exc}") from exc
         self.db.set_busy_timeout(10_000)
-        if not readonly:
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            with self.db:
-                self.db.execute(_SCHEMA)
-        self.instrument = self._bind(instrument, readonly)
+        try:
+            if not readonly:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=NORMAL")
+                with self.db:
+                    self.db.execute(_SCHEMA)
+            self.instrument = self._bind(instrument, readonly)
+        except apsw.Error as exc:  # e.g. not a database at all: a one-line error, not a traceback
+            self.db.close()
+            raise StoreError(f"{self.path}: not a usable database: {exc}") from exc
 
     def close(self) -> None:
         self.db.close()
@@ -233,13 +253,61 @@ class Store:
         )
         return len(part)
 
-    def tick_range(self) -> tuple[int, int] | None:
-        """(first, last) exchange ts over all stored trades and quotes, or None."""
-        row = self.db.execute("SELECT MIN(ts_first), MAX(ts_last) FROM tick_chunks").fetchone()
-        return None if row[0] is None else (int(row[0]), int(row[1]))
+    def tick_range(self, start_ms: int | None = None, end_ms: int | None = None) -> tuple[int, int] | None:
+        """(first, last) exchange ts of the stored trades and quotes with ``start_ms <= ts < end_ms``, or None.
 
-    def count_ticks(self, kind: str) -> int:
-        return int(self.db.execute("SELECT COALESCE(SUM(n), 0) FROM tick_chunks WHERE kind=?", (kind,)).fetchone()[0])
+        Exact: a chunk that straddles a bound is read to find its first (or
+        last) tick inside the range; chunks wholly inside answer from their
+        stored ts range.
+        """
+        if start_ms is None and end_ms is None:
+            row = self.db.execute("SELECT MIN(ts_first), MAX(ts_last) FROM tick_chunks").fetchone()
+            return None if row[0] is None else (int(row[0]), int(row[1]))
+        lo, hi = _bounds(start_ms, end_ms)
+        firsts, lasts = [], []
+        for kind in KIND_DTYPES:
+            inside = self.db.execute(
+                "SELECT MIN(ts_first) FROM tick_chunks WHERE kind=? AND ts_first>=? AND ts_first<?", (kind, lo, hi)
+            ).fetchone()[0]
+            if inside is not None:
+                firsts.append(int(inside))
+            for (chunk_id,) in self.db.execute(
+                "SELECT chunk_id FROM tick_chunks WHERE kind=? AND ts_first<? AND ts_last>=?", (kind, lo, lo)
+            ).fetchall():
+                ts = self.read_chunk(kind, chunk_id)["ts"]
+                i = int(np.searchsorted(ts, lo, "left"))
+                if i < len(ts) and ts[i] < hi:
+                    firsts.append(int(ts[i]))
+            inside = self.db.execute(
+                "SELECT MAX(ts_last) FROM tick_chunks WHERE kind=? AND ts_last>=? AND ts_last<?", (kind, lo, hi)
+            ).fetchone()[0]
+            if inside is not None:
+                lasts.append(int(inside))
+            for (chunk_id,) in self.db.execute(
+                "SELECT chunk_id FROM tick_chunks WHERE kind=? AND ts_first<? AND ts_last>=?", (kind, hi, hi)
+            ).fetchall():
+                ts = self.read_chunk(kind, chunk_id)["ts"]
+                i = int(np.searchsorted(ts, hi, "left"))
+                if i > 0 and ts[i - 1] >= lo:
+                    lasts.append(int(ts[i - 1]))
+        return (min(firsts), max(lasts)) if firsts else None
+
+    def count_ticks(self, kind: str, start_ms: int | None = None, end_ms: int | None = None) -> int:
+        """How many ``kind`` ticks have ``start_ms <= ts < end_ms`` (exact; straddling chunks are read)."""
+        if start_ms is None and end_ms is None:
+            return int(self.db.execute("SELECT COALESCE(SUM(n), 0) FROM tick_chunks WHERE kind=?",
+                                       (kind,)).fetchone()[0])
+        lo, hi = _bounds(start_ms, end_ms)
+        total = int(self.db.execute(
+            "SELECT COALESCE(SUM(n), 0) FROM tick_chunks WHERE kind=? AND ts_first>=? AND ts_last<?", (kind, lo, hi)
+        ).fetchone()[0])
+        for (chunk_id,) in self.db.execute(
+            "SELECT chunk_id FROM tick_chunks WHERE kind=? AND ts_last>=? AND ts_first<? AND (ts_first<? OR ts_last>=?)",
+            (kind, lo, hi, lo, hi),
+        ).fetchall():
+            ts = self.read_chunk(kind, chunk_id)["ts"]
+            total += int(np.searchsorted(ts, hi, "left") - np.searchsorted(ts, lo, "left"))
+        return total
 
     def load_ticks(self, kind: str, ts_from: int | None = None, ts_to: int | None = None) -> np.ndarray:
         """All ``kind`` records with ``ts_from <= ts < ts_to``, sorted by ts (stable)."""
@@ -277,31 +345,39 @@ class Store:
         best = None if row[0] is None else int(row[0])
         for kind, chunk_id in self.db.execute(
                 "SELECT kind, chunk_id FROM tick_chunks WHERE ts_first<? AND ts_last>=?", (ts_from, ts_from)).fetchall():
-            ts = self._chunk(kind, chunk_id)["ts"]
+            ts = self.read_chunk(kind, chunk_id)["ts"]
             i = int(np.searchsorted(ts, ts_from, "left"))
             if i < len(ts) and (best is None or int(ts[i]) < best):
                 best = int(ts[i])
         return best
 
-    def iter_windows(self, window_ms: int = DAY_MS) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    def iter_windows(self, window_ms: int = DAY_MS, start_ms: int | None = None, end_ms: int | None = None
+                     ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
         """Yield ``(window_end, trades, quotes)`` for consecutive time windows, in order.
 
-        Memory stays bounded by one window of ticks.
+        Only ticks with ``start_ms <= ts < end_ms`` (None: unbounded) are
+        loaded. Memory stays bounded by one window of ticks.
         """
-        rng = self.tick_range()
+        rng = self.tick_range(start_ms, end_ms)
         if rng is None:
             return
+        lo, hi = _bounds(start_ms, end_ms)
         start = (rng[0] // window_ms) * window_ms
         while start <= rng[1]:
             end = start + window_ms
-            yield end, self.load_ticks("trade", start, end), self.load_ticks("quote", start, end)
+            a, b = max(start, lo), min(end, hi)
+            yield end, self.load_ticks("trade", a, b), self.load_ticks("quote", a, b)
             start = end
 
-    def _chunk_index(self, kind: str) -> list[tuple[int, int, int]]:
+    def chunk_index(self, kind: str, start_ms: int | None = None, end_ms: int | None = None
+                    ) -> list[tuple[int, int, int]]:
+        """(chunk_id, ts_first, ts_last) of the ``kind`` chunks overlapping the range, by ts_first."""
+        lo, hi = _bounds(start_ms, end_ms)
         return [(int(a), int(b), int(c)) for a, b, c in self.db.execute(
-            "SELECT chunk_id, ts_first, ts_last FROM tick_chunks WHERE kind=? ORDER BY ts_first, chunk_id", (kind,))]
+            "SELECT chunk_id, ts_first, ts_last FROM tick_chunks WHERE kind=? AND ts_last>=? AND ts_first<? "
+            "ORDER BY ts_first, chunk_id", (kind, lo, hi))]
 
-    def _chunk(self, kind: str, chunk_id: int) -> np.ndarray:
+    def read_chunk(self, kind: str, chunk_id: int) -> np.ndarray:
         """One chunk read straight into a writable numpy buffer.
 
         ``blob_open(...).read_into`` skips the bytes object a SELECT would
@@ -319,34 +395,48 @@ class Store:
             blob.read_into(out.view(np.uint8))
         return out
 
-    def iter_event_slices(self, with_trades: bool = True) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def iter_event_slices(self, with_trades: bool = True, start_ms: int | None = None, end_ms: int | None = None
+                          ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield ``(trades, quotes)`` slices covering every stored tick once, in time order.
 
-        Slices are read-only views of the stored chunks (no copy, no
-        concatenation); each holds every event with ``ts`` below a cut and at
-        or above the previous cut. When chunks of one kind overlap in time
-        (e.g. two imports of overlapping files), falls back to day windows,
-        which load and sort. ``with_trades=False`` reads quotes only (trades come
-        back empty), for drivers that only execute.
+        Only ticks with ``start_ms <= ts < end_ms`` (None: unbounded) are
+        yielded, and only the chunks overlapping that range are read.
+        Slices are views of the stored chunks (no copy, no concatenation);
+        each holds every event with ``ts`` below a cut and at or above the
+        previous cut. When chunks of one kind overlap in time (e.g. two
+        imports of overlapping files), falls back to day windows, which load
+        and sort. ``with_trades=False`` reads quotes only (trades come back
+        empty), for drivers that only execute.
         """
-        t_index = self._chunk_index("trade") if with_trades else []
-        q_index = self._chunk_index("quote")
+        lo, hi = _bounds(start_ms, end_ms)
+        t_index = self.chunk_index("trade", start_ms, end_ms) if with_trades else []
+        q_index = self.chunk_index("quote", start_ms, end_ms)
         for index in (t_index, q_index):
             if any(index[i][1] < index[i - 1][2] for i in range(1, len(index))):
-                for _end, trades, quotes in self.iter_windows(DAY_MS):
+                for _end, trades, quotes in self.iter_windows(DAY_MS, start_ms, end_ms):
                     yield (trades if with_trades else trades[:0]), quotes
                 return
-        empty_t = np.zeros(0, dtype=TRADE_DTYPE)
-        empty_q = np.zeros(0, dtype=QUOTE_DTYPE)
+
+        def next_chunk(kind: str, index: list[tuple[int, int, int]], i: int) -> tuple[np.ndarray, int]:
+            # the next chunk with ticks inside the range (a straddling chunk may have none)
+            while i < len(index):
+                arr = self.read_chunk(kind, index[i][0])
+                i += 1
+                ts = arr["ts"]
+                if ts[0] < lo or ts[-1] >= hi:
+                    arr = arr[np.searchsorted(ts, lo, "left"):np.searchsorted(ts, hi, "left")]
+                if len(arr):
+                    return arr, i
+            return np.zeros(0, dtype=KIND_DTYPES[kind]), i
+
         ti = qi = 0  # next chunk to load
-        tr, qu = empty_t, empty_q
+        tr = np.zeros(0, dtype=TRADE_DTYPE)
+        qu = np.zeros(0, dtype=QUOTE_DTYPE)
         while True:
-            if len(tr) == 0 and ti < len(t_index):
-                tr = self._chunk("trade", t_index[ti][0])
-                ti += 1
-            if len(qu) == 0 and qi < len(q_index):
-                qu = self._chunk("quote", q_index[qi][0])
-                qi += 1
+            if len(tr) == 0:
+                tr, ti = next_chunk("trade", t_index, ti)
+            if len(qu) == 0:
+                qu, qi = next_chunk("quote", q_index, qi)
             if len(tr) == 0 and len(qu) == 0:
                 return
             # cut at the end of whichever loaded chunk ends first
@@ -356,6 +446,36 @@ class Store:
             nq = int(np.searchsorted(qu["ts"], cut, "left")) if len(qu) else 0
             yield tr[:nt], qu[:nq]
             tr, qu = tr[nt:], qu[nq:]
+
+    def plan_purge(self, keep_ms: int, now_ms: int | None = None) -> PurgePlan:
+        """What ``purge_raw(keep_ms, now_ms)`` would remove, without changing anything."""
+        rng = self.tick_range()
+        if rng is None:
+            return PurgePlan(0, 0, {kind: 0 for kind in KIND_DTYPES}, None, None)
+        now = rng[1] if now_ms is None else now_ms
+        cutoff = now - keep_ms
+        rows = {}
+        first: int | None = None
+        last: int | None = None
+        for kind in KIND_DTYPES:
+            n, a, b = self.db.execute(
+                "SELECT COALESCE(SUM(n), 0), MIN(ts_first), MAX(ts_last) FROM tick_chunks WHERE kind=? AND ts_last<?",
+                (kind, cutoff),
+            ).fetchone()
+            rows[kind] = int(n)
+            if a is not None:
+                first = int(a) if first is None else min(first, int(a))
+                last = int(b) if last is None else max(last, int(b))
+            for (chunk_id,) in self.db.execute(
+                "SELECT chunk_id FROM tick_chunks WHERE kind=? AND ts_first<? AND ts_last>=?", (kind, cutoff, cutoff)
+            ).fetchall():
+                ts = self.read_chunk(kind, chunk_id)["ts"]
+                k = int(np.searchsorted(ts, cutoff, "left"))
+                rows[kind] += k
+                if k:
+                    first = int(ts[0]) if first is None else min(first, int(ts[0]))
+                    last = int(ts[k - 1]) if last is None else max(last, int(ts[k - 1]))
+        return PurgePlan(cutoff, now, rows, first, last)
 
     def purge_raw(self, keep_ms: int, now_ms: int | None = None) -> tuple[int, int]:
         """Drop raw ticks older than ``now_ms - keep_ms``; derived tables are untouched.
@@ -384,6 +504,26 @@ class Store:
                 # the trimmed chunk keeps its original digest: re-importing its file stays a no-op
                 self._insert_chunk(kind, keep, source, keep_digest=digest)
         return dropped, cutoff
+
+    def file_bytes(self) -> int:
+        """Bytes on disk: the database file plus its WAL."""
+        return sum(os.path.getsize(p) for p in (self.path, self.path + "-wal") if os.path.exists(p))
+
+    def reclaim_space(self) -> None:
+        """Give the pages freed by deletes back to the file system.
+
+        ``VACUUM`` rewrites the file without its free pages (needs free disk
+        space about the size of the kept data while it runs); a database
+        created with ``auto_vacuum=INCREMENTAL`` uses ``incremental_vacuum``
+        instead. In WAL mode the rewritten pages first land in the WAL, so a
+        ``TRUNCATE`` checkpoint copies them back and truncates both files:
+        without it the file would only shrink at some later checkpoint.
+        """
+        if self.db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2:
+            self.db.execute("PRAGMA incremental_vacuum").fetchall()
+        else:
+            self.db.execute("VACUUM")
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
     # --- funding ----------------------------------------------------------------
 

@@ -55,15 +55,35 @@ features.
 
 Output
 ------
-A table on stdout (grid values, trades, net_pnl, gross_pnl, fees, win_rate,
-max_drawdown, exposure, seconds: ``run_tick_on_minutes``'s wall time in its
-worker, the first one of each worker including numba's cache load; the
-groups' minute passes are timed separately in ``timings``), and in ``--out`` (default
-``./sweep_out``): ``sweep.csv`` (the same columns without ``seconds``, plus
-``run_id``) and ``sweep.json`` (grids, base settings, one full report per
-combination without the equity curve, the feature groups, and a separate
+Warnings first (``fee_model=maker`` in any combination: the engine fills
+every order at market, i.e. as a taker, so maker fees cannot hold), then a
+table on stdout ranked by ``--rank-by`` (``OBJECTIVES``: net_pnl by default;
+max_drawdown smallest first; an undefined figure ranks last; ties keep
+combination order): rank, grid values, trades, net_pnl, gross_pnl, fees,
+win_rate, profit_factor, expectancy, sharpe_daily, max_drawdown, exposure,
+seconds (``run_tick_on_minutes``'s wall time in its worker, the first one of
+each worker including numba's cache load; the groups' minute passes are
+timed separately in ``timings``). In ``--out`` (default ``./sweep_out``):
+``sweep.csv`` (the same columns in the same order without ``seconds``, plus
+``run_id``) and ``sweep.json`` (grids, base settings, ``rank_by``,
+``warnings``, one full report per combination without the equity curve,
+with its ``index`` and ``rank``, the feature groups, and a separate
 ``timings`` field). Everything except ``timings`` and the printed seconds is
 deterministic: the same data, config and grids write the same bytes.
+
+Out of sample (``--train-until DATE``)
+--------------------------------------
+Each combination still runs once over all the data; its report is also cut
+at DATE (``engine.report.slice_result``) into a train period (before) and a
+test period (from DATE on), each round trip in the period its closing fill
+is in. Rows are ranked by the train figure and show train and test figures
+side by side (``train_*``/``test_*``; sweep.json adds ``train_report`` and
+``test_report``), so a combination that only fits the training data shows.
+Why one run cut in two rather than two runs: the features and the strategy
+only look back, so the test period cannot see the future either way, and
+cut from one run it starts warm (value area, position and risk state carry
+over, as they would live) instead of losing its first
+``rolling_window_minutes`` to warm-up. ``runs`` rows are the whole runs'.
 """
 
 from __future__ import annotations
@@ -79,19 +99,32 @@ import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from engine.config import ConfigError, Settings
+from engine.config import ConfigError, Settings, parse_value
 from engine.kernels.params import FEATURE_KEYS
 from engine.store import Store, StoreError, instrument_of
+from engine.timerange import parse_utc, range_text
 
 INSTRUMENT_KEYS = frozenset({"symbol", "tick_size", "qty_step", "instrument"})
-RESULT_COLUMNS = ("trades", "net_pnl", "gross_pnl", "fees", "win_rate", "max_drawdown", "exposure")
+RESULT_COLUMNS = ("trades", "net_pnl", "gross_pnl", "fees", "win_rate", "profit_factor", "expectancy",
+                  "sharpe_daily", "max_drawdown", "exposure")
+SPLIT_COLUMNS = ("trades", "net_pnl", "profit_factor", "sharpe_daily", "max_drawdown")  # train and test side by side
 DEFAULT_OUT = "sweep_out"
+# --rank-by name -> (report key, higher is better). Ties keep combination order.
+OBJECTIVES: dict[str, tuple[str, bool]] = {
+    "net_pnl": ("net_pnl", True),
+    "profit_factor": ("profit_factor", True),
+    "sharpe": ("sharpe_daily", True),
+    "sortino": ("sortino_daily", True),
+    "expectancy": ("expectancy", True),
+    "win_rate": ("win_rate", True),
+    "max_drawdown": ("max_drawdown", False),
+}
 
 
 @dataclass(frozen=True)
@@ -118,6 +151,15 @@ class SweepResult:
     total_seconds: float
     workers: int
     data_range: tuple[int, int]
+    rank_by: str = "net_pnl"
+    warnings: list[str] = field(default_factory=list)
+    split_ms: int | None = None  # --train-until: train is before it, test from it on
+    train_reports: list[dict[str, Any]] | None = None
+    test_reports: list[dict[str, Any]] | None = None
+
+    def ranked(self) -> list[int]:
+        """Combination indices, best first by ``rank_by`` (on the train period when split)."""
+        return ranking(self.train_reports if self.train_reports is not None else self.reports, self.rank_by)
 
 
 # --- grid parsing ---------------------------------------------------------------
@@ -152,7 +194,7 @@ def parse_grid(settings: Settings, specs: Sequence[str]) -> tuple[Grid, list[Set
             if not item:
                 raise ConfigError(f"--grid: key '{key}': empty value in '{text}'")
             try:
-                vals.append(yaml.safe_load(item))
+                vals.append(parse_value(item))
             except yaml.YAMLError as exc:
                 raise ConfigError(f"--grid: key '{key}': {item!r} is not a value: {exc}") from exc
         # each key's values on their own first, so the message names the culprit key; the
@@ -195,6 +237,41 @@ def feature_groups(combos: Sequence[Settings]) -> list[list[int]]:
     return list(groups.values())
 
 
+# --- ranking, warnings, the train/test split ------------------------------------------
+
+
+def objective_value(rep: dict[str, Any], rank_by: str) -> float | None:
+    """The report's figure for ``rank_by``; a profit factor with wins and no loss is infinite."""
+    key, _ = OBJECTIVES[rank_by]
+    value = rep.get(key)
+    if value is None and key == "profit_factor" and rep.get("trades") and not rep.get("gross_losses"):
+        return float("inf")
+    return value
+
+
+def ranking(reports: Sequence[dict[str, Any]], rank_by: str) -> list[int]:
+    """Indices of ``reports`` best first; undefined figures (None) last; ties in combination order."""
+    if rank_by not in OBJECTIVES:
+        raise ConfigError(f"--rank-by: unknown objective '{rank_by}' (one of {', '.join(OBJECTIVES)})")
+    _, higher = OBJECTIVES[rank_by]
+
+    def key(i: int) -> tuple[int, float, int]:
+        v = objective_value(reports[i], rank_by)
+        return (1, 0.0, i) if v is None else (0, -v if higher else v, i)
+
+    return sorted(range(len(reports)), key=key)
+
+
+def sweep_warnings(combos: Sequence[Settings]) -> list[str]:
+    """Assumptions that cannot hold in some combinations (one line per kind, with how many)."""
+    from engine.report import fee_warning
+
+    makers = [s for s in combos if s.fee_model == "maker"]
+    if not makers:
+        return []
+    return [f"{len(makers)} of {len(combos)} combination(s): {fee_warning(makers[0])}"]
+
+
 # --- worker side ---------------------------------------------------------------
 
 _worker_store: Store | None = None
@@ -214,41 +291,68 @@ def _check_instrument(settings: Settings) -> Store:
     return _worker_store
 
 
-def _minutes_of(group: int, settings: Settings) -> tuple[int, Any, Any, float]:
+def _minutes_of(group: int, settings: Settings, window: tuple[int | None, int | None] = (None, None)
+                ) -> tuple[int, Any, Any, float]:
     """Worker: a feature group's bars and features, computed once; (group, bars, features, seconds)."""
     from engine.features import compute_minutes
 
     started = time.perf_counter()
-    m = compute_minutes(_check_instrument(settings), settings)
+    m = compute_minutes(_check_instrument(settings), settings, *window)
     return group, m.bars, m.features, time.perf_counter() - started
 
 
-def _run_one(index: int, settings: Settings, bars: Any, feats: Any) -> tuple[int, dict[str, Any], float]:
-    """Worker: one combination run on its group's minutes; (index, report, seconds)."""
-    from engine.backtest import report, run_tick_on_minutes
+def _run_one(index: int, settings: Settings, bars: Any, feats: Any,
+             window: tuple[int | None, int | None] = (None, None), split_ms: int | None = None
+             ) -> tuple[int, dict[str, Any], float, tuple[dict[str, Any], dict[str, Any]] | None]:
+    """Worker: one combination run on its group's minutes; (index, report, seconds, (train, test) reports)."""
+    from engine.backtest import run_tick_on_minutes
+    from engine.report import report, slice_result
 
-    result = run_tick_on_minutes(_check_instrument(settings), settings, bars, feats)
+    result = run_tick_on_minutes(_check_instrument(settings), settings, bars, feats, *window)
     rep = report(settings, result)
     rep.pop("equity_curve", None)
-    return index, rep, result.seconds
+    halves = None
+    if split_ms is not None:
+        # one run over all the data, split at the date: the test period starts warm (profile, position
+        # and risk state carry over, as live) and sees nothing later than itself
+        halves = tuple(report(settings, slice_result(result, lo, hi, label))
+                       for lo, hi, label in ((-(2**62), split_ms, "train"), (split_ms, 2**62, "test")))
+        for h in halves:
+            h.pop("equity_curve", None)
+            h["events"] = None  # ticks are counted per run, not per period
+    return index, rep, result.seconds, halves
 
 
 # --- parent side ---------------------------------------------------------------
 
 
 def run_sweep(store: Store, grid: Grid, combos: list[Settings], workers: int | None = None,
-              progress: Any = None) -> SweepResult:
-    """Run every combination in worker processes; write one ``runs`` row each (one transaction)."""
+              progress: Any = None, start_ms: int | None = None, end_ms: int | None = None,
+              split_ms: int | None = None) -> SweepResult:
+    """Run every combination over the ticks with ``start_ms <= ts < end_ms`` (all when None) in worker
+    processes; write one ``runs`` row each (one transaction). ``progress(done, total)`` counts combinations.
+
+    With ``split_ms`` each combination's run is also reported as two periods,
+    train (before ``split_ms``) and test (from it on); the ``runs`` rows stay
+    those of the whole runs.
+    """
     from engine.backtest import run_id_for
 
     started = time.perf_counter()
-    rng = store.tick_range()
+    rng = store.tick_range(start_ms, end_ms)
+    if rng is None and (start_ms is not None or end_ms is not None):
+        raise StoreError(f"{store.path}: no ticks {range_text(start_ms, end_ms)}")
     if rng is None:
         raise StoreError(f"{store.path}: no stored ticks: import or synthesize data first")
+    window = (start_ms, end_ms)
+    if split_ms is not None and not rng[0] < split_ms <= rng[1]:
+        raise ConfigError(f"--train-until: the split at {_iso(split_ms)} leaves no data on one side: the data "
+                          f"runs from {_iso(rng[0])} to {_iso(rng[1])}")
     groups = feature_groups(combos)
     workers = min(len(combos), max(1, int(workers or os.cpu_count() or 1)))
     reports: list[dict[str, Any] | None] = [None] * len(combos)
     seconds = [0.0] * len(combos)
+    halves: list[Any] = [None] * len(combos)
     group_seconds = [0.0] * len(groups)
     ctx = multiprocessing.get_context("spawn")
     done = 0
@@ -256,12 +360,12 @@ def run_sweep(store: Store, grid: Grid, combos: list[Settings], workers: int | N
                              initargs=(store.path,)) as pool:
         try:
             futures = []
-            for fut in as_completed([pool.submit(_minutes_of, g, combos[idx[0]]) for g, idx in enumerate(groups)]):
+            for fut in as_completed([pool.submit(_minutes_of, g, combos[idx[0]], window) for g, idx in enumerate(groups)]):
                 g, bars, feats, group_seconds[g] = fut.result()
                 # a group's combinations start as soon as its minutes are ready
-                futures += [pool.submit(_run_one, i, combos[i], bars, feats) for i in groups[g]]
+                futures += [pool.submit(_run_one, i, combos[i], bars, feats, window, split_ms) for i in groups[g]]
             for fut in as_completed(futures):
-                index, rep, secs = fut.result()
+                index, rep, secs, halves[index] = fut.result()
                 reports[index] = rep
                 seconds[index] = secs
                 done += 1
@@ -279,7 +383,10 @@ def run_sweep(store: Store, grid: Grid, combos: list[Settings], workers: int | N
                 raise RuntimeError(f"sweep: run id mismatch {rep['run_id']} != {run_id}")
             store.put_run(run_id, "tick", dataclasses.asdict(s), rep, sweep=True)
     return SweepResult(grid=grid, combos=grid.combinations(), reports=final, seconds=seconds, groups=groups,
-                       group_seconds=group_seconds, total_seconds=time.perf_counter() - started, workers=workers, data_range=rng)
+                       group_seconds=group_seconds, total_seconds=time.perf_counter() - started, workers=workers,
+                       data_range=rng, warnings=sweep_warnings(combos), split_ms=split_ms,
+                       train_reports=None if split_ms is None else [h[0] for h in halves],
+                       test_reports=None if split_ms is None else [h[1] for h in halves])
 
 
 # --- output ----------------------------------------------------------------------
@@ -297,37 +404,80 @@ def _combo_text(combo: dict[str, Any]) -> str:
     return " ".join(f"{k}={_value_text(v)}" for k, v in combo.items())
 
 
+def _iso(ts_ms: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts_ms // 1000))
+
+
+def _columns(res: SweepResult, base: tuple[str, ...]) -> tuple[str, ...]:
+    """Result columns, with the objective's figure added when it is not among them."""
+    key, _ = OBJECTIVES[res.rank_by]
+    return base if key in base else (*base, key)
+
+
+def _rows(res: SweepResult, base: tuple[str, ...]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows in rank order: rank, grid values, figures (train_/test_ side by side when split)."""
+    cols = _columns(res, base)
+    if res.train_reports is None:
+        header = ["rank", *res.grid.keys, *cols]
+        sides = [res.reports]
+    else:
+        assert res.test_reports is not None
+        header = ["rank", *res.grid.keys, *(f"train_{c}" for c in cols), *(f"test_{c}" for c in cols)]
+        sides = [res.train_reports, res.test_reports]
+    rows = []
+    for rank, i in enumerate(res.ranked(), start=1):
+        row = [str(rank), *(_value_text(res.combos[i][k]) for k in res.grid.keys)]
+        for reports in sides:
+            row += [_value_text(reports[i][c]) for c in cols]
+        rows.append(row)
+    return header, rows
+
+
 def csv_text(res: SweepResult) -> str:
+    """``sweep.csv``: every result column, rows in rank order, with the run id of each combination's run."""
+    header, rows = _rows(res, RESULT_COLUMNS)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow([*res.grid.keys, *RESULT_COLUMNS, "run_id"])
-    for combo, rep in zip(res.combos, res.reports, strict=True):
-        w.writerow([*(_value_text(combo[k]) for k in res.grid.keys),
-                    *(_value_text(rep[c]) for c in RESULT_COLUMNS), rep["run_id"]])
+    w.writerow([*header, "run_id"])
+    for row, i in zip(rows, res.ranked(), strict=True):
+        w.writerow([*row, res.reports[i]["run_id"]])
     return buf.getvalue()
 
 
 def table_text(res: SweepResult) -> str:
-    header = [*res.grid.keys, *RESULT_COLUMNS, "seconds"]
-    rows = [[*(_value_text(combo[k]) for k in res.grid.keys), *(_value_text(rep[c]) for c in RESULT_COLUMNS),
-             f"{secs:.2f}"] for combo, rep, secs in zip(res.combos, res.reports, res.seconds, strict=True)]
+    """The printed table, rows in rank order (fewer columns when train and test sit side by side)."""
+    header, rows = _rows(res, RESULT_COLUMNS if res.train_reports is None else SPLIT_COLUMNS)
+    header.append("seconds")
+    for row, i in zip(rows, res.ranked(), strict=True):
+        row.append(f"{res.seconds[i]:.2f}")
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-    nkeys = len(res.grid.keys)
+    nleft = 1 + len(res.grid.keys)
 
     def line(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) if i < nkeys else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
+        return "  ".join(c.rjust(w) if i == 0 or i >= nleft else c.ljust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
 
     return "\n".join([line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)]) + "\n"
 
 
 def json_doc(res: SweepResult, settings: Settings) -> dict[str, Any]:
+    ranks = {i: r for r, i in enumerate(res.ranked(), start=1)}
+    combos = []
+    for i, (combo, rep) in enumerate(zip(res.combos, res.reports, strict=True)):
+        entry = {"index": i, "rank": ranks[i], "params": combo, "report": rep}
+        if res.train_reports is not None and res.test_reports is not None:
+            entry |= {"train_report": res.train_reports[i], "test_report": res.test_reports[i]}
+        combos.append(entry)
     return {
         "grid": [{"key": k, "values": list(v)} for k, v in zip(res.grid.keys, res.grid.values, strict=True)],
         "base_settings": dataclasses.asdict(settings),
         "data_range": list(res.data_range),
         "mode": "tick",
-        "combinations": [{"params": combo, "report": rep}
-                         for combo, rep in zip(res.combos, res.reports, strict=True)],
+        "rank_by": res.rank_by,
+        "objective": OBJECTIVES[res.rank_by][0],
+        "warnings": res.warnings,
+        "train_until": None if res.split_ms is None else {"ms": res.split_ms, "utc": _iso(res.split_ms)},
+        "combinations": combos,
         "feature_groups": res.groups,
         "timings": {"total_seconds": round(res.total_seconds, 3), "workers": res.workers,
                     "seconds": [round(s, 3) for s in res.seconds],
@@ -344,25 +494,33 @@ def write_outputs(res: SweepResult, settings: Settings, out: str | os.PathLike[s
 
 
 def run_sweep_cli(settings: Settings, db: str, grid: Sequence[str], out: str | None = None,
-                  workers: int | None = None) -> int:
-    """``pbdtui sweep``: validate, run, print the table, write sweep.csv and sweep.json."""
+                  workers: int | None = None, start_ms: int | None = None, end_ms: int | None = None,
+                  progress: Any = None, rank_by: str = "net_pnl", train_until: str | None = None) -> int:
+    """``pbdtui sweep``: validate, run, print the warnings and the ranked table, write sweep.csv and sweep.json.
+
+    ``progress(done, total)`` is the caller's display of finished combinations (this prints nothing to stderr).
+    """
     parsed, combos = parse_grid(settings, grid)  # before touching the database
+    ranking([], rank_by)  # checks the objective's name
+    split_ms = None if train_until is None else parse_utc(train_until, "--train-until", end=True)
     if workers is not None and workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}")
     if not Path(db).exists():
         raise FileNotFoundError(f"{db}: no such database")
 
-    tty = sys.stderr.isatty()
-
-    def progress(i: int, n: int) -> None:
-        if tty:
-            print(f"\rsweep: {i}/{n} combinations", end="", file=sys.stderr, flush=True)
-
     with Store(db, instrument_of(settings)) as store:
-        res = run_sweep(store, parsed, combos, workers=workers, progress=progress)
-    if tty:
-        print("", file=sys.stderr)
+        res = run_sweep(store, parsed, combos, workers=workers, progress=progress, start_ms=start_ms, end_ms=end_ms,
+                        split_ms=split_ms)
+    res.rank_by = rank_by
+    if progress is not None:
+        progress(len(combos), len(combos))  # done: the display closes before the table is printed
     path = write_outputs(res, settings, out if out is not None else DEFAULT_OUT)
+    for w in res.warnings:
+        print(f"warning: {w}")
+    if split_ms is not None:
+        print(f"train: data before {_iso(split_ms)}, test: from it on; ranked by train {rank_by}")
+    else:
+        print(f"ranked by {rank_by}")
     sys.stdout.write(table_text(res))
     print(f"{len(combos)} combinations, {len(res.groups)} feature group(s), {res.workers} worker(s), "
           f"{res.total_seconds:.1f} s; wrote {path / 'sweep.csv'} and {path / 'sweep.json'}")

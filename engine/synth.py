@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -200,7 +201,7 @@ def _initial_state(rng: np.random.Generator, tick_size: float, lpb: float, start
 
 
 def synthesize(store: Any, settings: Any, days: float, seed: int,
-               start_ms: int | None = None) -> SynthReport:
+               start_ms: int | None = None, progress: Callable[[float, float], None] | None = None) -> SynthReport:
     """Generate ``days`` of trades, quotes and funding rates into ``store``.
 
     Args:
@@ -209,6 +210,7 @@ def synthesize(store: Any, settings: Any, days: float, seed: int,
         days: duration (fractions allowed; 0.05 is 72 minutes).
         seed: all randomness derives from it.
         start_ms: first tick time, ms UTC (default 2026-01-05 00:00 UTC).
+        progress: called as ``progress(done_ms, total_ms)`` of event time after each stored block.
 
     Returns:
         A SynthReport with counts, first/last tick time and wall time.
@@ -268,6 +270,8 @@ def synthesize(store: Any, settings: Any, days: float, seed: int,
                         first_ts = t_first if first_ts is None else min(first_ts, t_first)
                         last_ts = max(last_ts, int(arr["ts"][-1]))
             del parts
+            if progress is not None:
+                progress(block_ends[i], total_ms)
 
     funding = funding_rates(ss_fund, start, start + total_ms)
     if len(funding):

@@ -1,23 +1,32 @@
 """The ``pbdtui`` command line.
 
 Every command takes ``--config PATH`` (default: ./config.yaml when present,
-else built-in defaults). Problems with input (config keys, files, rows) end
-the command with a one-line message naming the file and key or line, and
-exit status 2; they never leave a half-written database behind.
+else built-in defaults). Problems with input (config keys, flags, files,
+rows) end the command with a one-line message naming the file, flag or key,
+and exit status 2; they never leave a half-written database behind.
+
+Long work shows a progress bar on stderr when stderr is a terminal
+(``pbdtui.progress``); piped or captured output gets only the results.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from engine.config import ConfigError, Settings, load_settings
 from engine.engine import EngineError
 from engine.store import StoreError
+
+HOUR_MS = 3_600_000
+COMPILE_NOTICE = "compiling numba kernels (first run after an install or upgrade, about a minute)..."
+RANGE_FORMS = "UTC: YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS][Z] or 'YYYY-MM-DD HH:MM:SS'"
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -27,15 +36,128 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(path)
 
 
+# --- shared options -----------------------------------------------------------------
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Examples in the epilog keep their line breaks."""
+
+
+def _command(sub: Any, name: str, help_text: str, example: str, description: str | None = None
+             ) -> argparse.ArgumentParser:
+    """A subcommand whose --help ends with an example."""
+    return sub.add_parser(name, help=help_text, description=description or help_text[:1].upper() + help_text[1:],
+                          epilog="example:\n" + example, formatter_class=_Formatter)
+
+
 def _add_config(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="PATH", help="config.yaml to use (default ./config.yaml or built-in defaults)")
+
+
+def _add_db(p: argparse.ArgumentParser, what: str = "the pbdtui database (SQLite file)") -> None:
+    p.add_argument("--db", required=True, metavar="FILE", help=what)
+
+
+def _add_range(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--from", dest="start", metavar="TIME", default=None,
+                   help=f"use {what} from this time on, inclusive (default: from the first stored); {RANGE_FORMS}")
+    p.add_argument("--to", dest="end", metavar="TIME", default=None,
+                   help=f"use {what} before this time, exclusive (default: through the last stored); a bare "
+                        "date means the end of that day, so --to 2026-01-05 includes all of Jan 5")
+
+
+def _add_instrument(p: argparse.ArgumentParser) -> None:
+    from engine.instruments import KNOWN
+
+    p.add_argument("--symbol", metavar="SYMBOL", default=None,
+                   help=f"instrument of the data: one of {', '.join(KNOWN)} (tick size and lot step from a "
+                        "table), or any symbol with --tick-size and --qty-step (default: the database's own "
+                        "instrument, else the config's symbol)")
+    p.add_argument("--tick-size", type=float, metavar="PRICE", default=None,
+                   help="price increment of --symbol (overrides the table; needed for an unknown symbol)")
+    p.add_argument("--qty-step", type=float, metavar="QTY", default=None,
+                   help="size increment (lot) of --symbol (overrides the table; needed for an unknown symbol)")
+
+
+def _range(args: argparse.Namespace) -> tuple[int | None, int | None]:
+    from engine.timerange import parse_range
+
+    return parse_range(args.start, args.end)
+
+
+def _stored_instrument(db: str) -> Any:
+    """The instrument a database is bound to (None: no such file, or nothing bound yet)."""
+    import apsw
+
+    from engine.store import Store
+
+    if not Path(db).is_file():
+        return None
+    try:
+        with Store(db, readonly=True) as store:
+            return store.instrument
+    except apsw.Error as exc:
+        raise StoreError(f"{db}: not a pbdtui database ({exc})") from exc
+
+
+def _for_instrument(args: argparse.Namespace, settings: Settings, trading: bool) -> Settings:
+    """Settings for the instrument of ``--symbol``, else the database's own, else the config's.
+
+    Args:
+        args: with ``db`` and the ``_add_instrument`` flags.
+        settings: from the config.
+        trading: the command sizes orders (``order_qty`` must fit the lot step).
+    """
+    from engine import instruments
+    from engine.store import instrument_of
+
+    stored = _stored_instrument(args.db)
+    if args.symbol is None:
+        if args.tick_size is not None or args.qty_step is not None:
+            raise ConfigError("--tick-size and --qty-step need --symbol")
+        if stored is None or stored == instrument_of(settings):
+            return settings
+        # the stored ticks only mean prices in the store's own units: follow them
+        known = instruments.KNOWN.get(stored.symbol)
+        spec = instruments.InstrumentSpec(stored.symbol, stored.tick_size, stored.qty_step,
+                                          known.min_qty if known else stored.qty_step)
+        from pbdtui.progress import notice
+
+        notice(f"{args.db} holds {stored.symbol} (tick_size {stored.tick_size:g}, qty_step "
+               f"{stored.qty_step:g}); using it instead of the config's {settings.symbol}")
+        return instruments.apply(settings, spec, trading)
+    spec = instruments.resolve(args.symbol, args.tick_size, args.qty_step)
+    if stored is not None and (stored.symbol, stored.tick_size, stored.qty_step) != (
+            spec.symbol, spec.tick_size, spec.qty_step):
+        raise StoreError(f"{args.db}: holds {stored.symbol} (tick_size {stored.tick_size:g}, qty_step "
+                         f"{stored.qty_step:g}), not {spec.symbol} (tick_size {spec.tick_size:g}, qty_step "
+                         f"{spec.qty_step:g}): pass --symbol {stored.symbol} or use another --db")
+    return instruments.apply(settings, spec, trading)
+
+
+def _need_db(db: str) -> None:
+    if not Path(db).is_file():
+        raise FileNotFoundError(f"{db}: no such database")
+
+
+def _compile_notice(names: Sequence[str]) -> None:
+    """Say so when the kernels ``names`` need will be compiled first (a silent minute looks hung)."""
+    from engine.kernel_cache import uncompiled
+    from pbdtui.progress import notice
+
+    if uncompiled(names):
+        notice(COMPILE_NOTICE)
+
+
+# --- commands -------------------------------------------------------------------------
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
     from engine import importers
     from engine.store import Store, instrument_of
+    from pbdtui.progress import progress
 
-    settings = _settings(args)
+    settings = _for_instrument(args, _settings(args), trading=False)
     # every argument and file is checked before the database is opened, so a
     # mistake leaves no empty database behind
     if args.format == "tardis":
@@ -53,70 +175,203 @@ def _cmd_import(args: argparse.Namespace) -> int:
     for path in files:
         if not Path(path).is_file():
             raise FileNotFoundError(f"{path}: no such file")
+        symbol = importers.file_symbol(path, args.format)
+        if symbol is not None and symbol != settings.symbol:
+            raise ConfigError(f"{path}: holds {symbol} rows, not {settings.symbol}: pass --symbol {symbol}")
+
+    def bar(path: str) -> Any:
+        return progress(f"import {Path(path).name}", "MB", 1e6)
+
+    reports = []
     with Store(args.db, instrument_of(settings)) as store:
         if args.format == "tardis":
-            reports = importers.import_tardis(store, settings, trades=args.trades, quotes=args.quotes)
-        elif args.format == "bybit-trades":
-            reports = [importers.import_bybit_trades(store, settings, f) for f in files]
+            for kind in ("trades", "quotes"):
+                path = getattr(args, kind)
+                if path:  # one file at a time, each with its own bar
+                    with bar(path) as update:
+                        reports += importers.import_tardis(store, settings, **{kind: path},
+                                                           progress=lambda _p, u=update: u)
         else:
-            reports = [importers.import_bybit_book(store, settings, f) for f in files]
+            one = importers.import_bybit_trades if args.format == "bybit-trades" else importers.import_bybit_book
+            for path in files:
+                with bar(path) as update:
+                    reports.append(one(store, settings, path, progress=update))
     for r in reports:
         print(r.summary())
     return 0
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
+    from engine.kernel_cache import SYNTH
     from engine.store import Store, instrument_of
     from engine.synth import synthesize
+    from engine.timerange import parse_utc
+    from pbdtui.progress import progress
 
     settings = _settings(args)
-    with Store(args.db, instrument_of(settings)) as store:
-        report = synthesize(store, settings, days=args.days, seed=args.seed, start_ms=args.start_ms)
+    if not args.days > 0:
+        raise ConfigError(f"--days must be positive, got {args.days:g}")
+    if args.start is not None and args.start_ms is not None:
+        raise ConfigError("give --start or --start-ms, not both")
+    start_ms = parse_utc(args.start, "--start") if args.start is not None else args.start_ms
+    _compile_notice(SYNTH)
+    with Store(args.db, instrument_of(settings)) as store, progress("synth", "h", HOUR_MS) as update:
+        report = synthesize(store, settings, days=args.days, seed=args.seed, start_ms=start_ms, progress=update)
     print(report.summary())
     return 0
 
 
+def _purge_lines(plan: Any, keep_hours: float, db: str, dry_run: bool) -> list[str]:
+    from engine.info import size_text
+    from engine.store import KIND_DTYPES
+    from engine.timerange import utc_text
+
+    head = (f"purge {db}: keep {keep_hours:g} h before {utc_text(plan.now, True)} UTC"
+            f" -> cutoff {utc_text(plan.cutoff, True)} UTC")
+    total = sum(plan.rows.values())
+    if total == 0:
+        return [head, "nothing to remove: no raw tick is older than the cutoff"]
+    verb = "would remove" if dry_run else "removed"
+    rows = " + ".join(f"{n} {kind}s" for kind, n in plan.rows.items())
+    raw = sum(n * KIND_DTYPES[kind].itemsize for kind, n in plan.rows.items())
+    return [head, f"{verb} {rows} ({size_text(raw)} of tick data) from {utc_text(plan.first_ts, True)} "
+                  f"to {utc_text(plan.last_ts, True)} UTC; derived tables (bars_1m, features_1m, runs) are kept"]
+
+
 def _cmd_purge(args: argparse.Namespace) -> int:
+    from engine.info import size_text
     from engine.store import Store, instrument_of
 
-    settings = _settings(args)
+    settings = _settings(args)  # config problems first, then files
+    _need_db(args.db)
+    settings = _for_instrument(args, settings, trading=False)
     hours = args.keep_hours if args.keep_hours is not None else settings.retention_hours
+    if hours < 0:
+        raise ConfigError(f"--keep-hours must not be negative, got {hours:g}")
+    keep_ms = int(round(hours * HOUR_MS))
+    # read-write even for --dry-run: nothing is written, and closing removes the -wal/-shm files
     with Store(args.db, instrument_of(settings)) as store:
-        dropped, cutoff = store.purge_raw(hours * 3_600_000, now_ms=args.now_ms)
-    print(f"purged {dropped} raw ticks older than {cutoff} ms; derived tables kept")
+        plan = store.plan_purge(keep_ms, now_ms=args.now_ms)
+        lines = _purge_lines(plan, hours, args.db, args.dry_run)
+        free_pages = store.fetch("PRAGMA freelist_count")[0][0]
+        if args.dry_run or (sum(plan.rows.values()) == 0 and free_pages == 0):
+            print("\n".join(lines))
+            return 0
+        before = store.file_bytes()
+        dropped, _ = store.purge_raw(keep_ms, now_ms=args.now_ms)
+        if dropped != sum(plan.rows.values()):  # one writer at a time: cannot happen unless the file changed under us
+            raise StoreError(f"{args.db}: removed {dropped} ticks, expected {sum(plan.rows.values())}")
+        store.reclaim_space()  # also pages an earlier purge left free
+        after = store.file_bytes()
+    print("\n".join(lines))
+    print(f"file {size_text(before)} -> {size_text(after)}: {size_text(max(0, before - after))} given back to the disk")
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from engine.info import info_text, store_info
+    from engine.store import Store
+
+    settings = _settings(args)
+    _need_db(args.db)  # never create a database just to describe it
+    if args.gap_minutes < 1:
+        raise ConfigError(f"--gap-minutes must be at least 1, got {args.gap_minutes}")
+    if args.top < 0:
+        raise ConfigError(f"--top must not be negative, got {args.top}")
+    # --symbol only checks that the database holds that instrument; the report shows the stored one
+    if args.symbol is not None or args.tick_size is not None or args.qty_step is not None:
+        settings = _for_instrument(args, settings, trading=False)
+    with Store(args.db, readonly=True) as store:
+        doc = store_info(store, args.gap_minutes, args.top, settings.rolling_window_minutes)
+    if args.json:
+        print(json.dumps(doc, indent=1, sort_keys=True))
+    else:
+        sys.stdout.write(info_text(doc))
     return 0
 
 
 def _cmd_features(args: argparse.Namespace) -> int:
     from engine.features import compute_features_to_store
+    from engine.kernel_cache import EVENTS
     from engine.store import Store, instrument_of
+    from pbdtui.progress import progress
 
-    settings = _settings(args)
-    with Store(args.db, instrument_of(settings)) as store:
-        summary = compute_features_to_store(store, settings)
+    start, end = _range(args)
+    settings = _settings(args)  # config problems first, then files
+    _need_db(args.db)
+    settings = _for_instrument(args, settings, trading=False)
+    _compile_notice(EVENTS)
+    with Store(args.db, instrument_of(settings)) as store, progress("features", "h of data", HOUR_MS) as update:
+        summary = compute_features_to_store(store, settings, start, end, update)
     print(summary.line())
     return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    from engine.store import Store, instrument_of
+    from engine.timerange import range_text
     from pbdtui.app import run_demo
 
+    start, end = _range(args)
     settings = _settings(args)
-    return run_demo(settings, db=args.db, speed=args.speed, seed=args.seed)
+    if args.db is None:
+        if args.symbol or args.tick_size or args.qty_step or start is not None or end is not None:
+            raise ConfigError("--symbol, --tick-size, --qty-step, --from and --to need --db "
+                              "(the generated session is BTCUSDT)")
+    else:
+        _need_db(args.db)
+        settings = _for_instrument(args, settings, trading=True)
+        with Store(args.db, instrument_of(settings), readonly=True) as store:
+            if store.tick_range(start, end) is None:
+                raise StoreError(f"{args.db}: no ticks to replay {range_text(start, end)}")
+    return run_demo(settings, db=args.db, speed=args.speed, seed=args.seed, start_ms=start, end_ms=end)
 
 
 def _cmd_backtest(args: argparse.Namespace) -> int:
     from engine.backtest import run_backtest_cli
+    from engine.kernel_cache import BARS, EVENTS
+    from pbdtui.progress import progress
 
-    settings = _settings(args)
-    return run_backtest_cli(settings, db=args.db, mode=args.mode, out=args.out)
+    start, end = _range(args)
+    settings = _settings(args)  # config problems first, then files
+    _need_db(args.db)
+    settings = _for_instrument(args, settings, trading=True)
+    _compile_notice(EVENTS if args.mode == "tick" else BARS)
+    if args.mode == "bar":  # seconds of work at most: no bar
+        return run_backtest_cli(settings, db=args.db, mode=args.mode, out=args.out, start_ms=start, end_ms=end)
+    with progress("backtest", "h of data", HOUR_MS) as update:
+        return run_backtest_cli(settings, db=args.db, mode=args.mode, out=args.out, start_ms=start, end_ms=end,
+                                progress=update)
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
+    from engine.kernel_cache import EVENTS, MINUTES
     from engine.sweep import run_sweep_cli
+    from pbdtui.progress import progress
 
-    settings = _settings(args)
-    return run_sweep_cli(settings, db=args.db, grid=args.grid, out=args.out, workers=args.workers)
+    start, end = _range(args)
+    settings = _settings(args)  # config problems first, then files
+    _need_db(args.db)
+    settings = _for_instrument(args, settings, trading=True)
+    _compile_notice(EVENTS + MINUTES)
+    with progress("sweep", "combinations") as update:
+        return run_sweep_cli(settings, db=args.db, grid=args.grid, out=args.out, workers=args.workers,
+                             start_ms=start, end_ms=end, progress=update, rank_by=args.rank_by,
+                             train_until=args.train_until)
+
+
+# --- the parser -------------------------------------------------------------------------
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("pbdtui")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        from pbdtui import __version__
+
+        return __version__
 
 
 def _cmd_exchange_sim(args: argparse.Namespace) -> int:
@@ -134,83 +389,160 @@ def _cmd_exchange_sim(args: argparse.Namespace) -> int:
 
 
 def _add_exchange_sim(sub: Any) -> None:
-    sim = sub.add_parser(
-        "exchange-sim", help="a loopback Bybit public WebSocket (127.0.0.1) serving stored or simulated ticks",
-        description="Serve Bybit v5 public frames (publicTrade, orderbook.1, tickers; subscribe acks, pongs) "
-                    "on 127.0.0.1 from a database or a simulated session, with optional faults. Prints the "
-                    "URL on its first line, then serves until Ctrl-C.",
-        epilog="faults: KIND[:ARG][@AT|/EVERY], AT/EVERY in data frames (@500, /100) or session time "
-               "(@30s, /5m); kinds: drop, stall[:SECONDS], garbage, truncated, duplicate, reorder[:FRAMES], "
-               "reset, refuse[:TOPIC_PREFIX] (see loopback/faults.py).\n"
-               "example: pbdtui exchange-sim --synth-days 0.1 --seed 3 --speed 10 --fault drop@30s --fault garbage/200",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    sim.add_argument("--db", default=None, help="serve this database's ticks")
-    sim.add_argument("--synth-days", type=float, default=None, help="serve a simulated session of N days (default 1)")
-    sim.add_argument("--seed", type=int, default=1, help="seed of the simulated session")
-    sim.add_argument("--speed", type=float, default=1.0, help="x real time; 0 = as fast as clients read")
+    sim = _command(
+        sub, "exchange-sim", "a loopback Bybit public WebSocket on 127.0.0.1 serving stored or simulated ticks",
+        "  pbdtui exchange-sim --synth-days 0.1 --seed 3 --speed 10 --fault drop@30s --fault garbage/200\n"
+        "  pbdtui exchange-sim --db sim.db --speed 0 --port 8765",
+        description="Serve Bybit v5 public frames (publicTrade, orderbook.1, tickers; subscribe acks, pongs)\n"
+                    "on 127.0.0.1 from a database or a simulated session, with optional faults. Prints the\n"
+                    "URL on its first line, then serves until Ctrl-C or SIGTERM.\n\n"
+                    "faults: KIND[:ARG][@AT|/EVERY]; AT/EVERY in data frames (@500, /100) or session time\n"
+                    "(@30s, /5m); kinds: drop, stall[:SECONDS], garbage, truncated, duplicate,\n"
+                    "reorder[:FRAMES], reset, refuse[:TOPIC_PREFIX] (see loopback/faults.py).")
+    sim.add_argument("--db", default=None, metavar="FILE", help="serve this database's ticks")
+    sim.add_argument("--synth-days", type=float, default=None, metavar="N",
+                     help="serve a simulated session of N days, generated once into ~/.cache/pbdtui (default 1)")
+    sim.add_argument("--seed", type=int, default=1, help="seed of the simulated session (default %(default)s)")
+    sim.add_argument("--speed", type=float, default=1.0, metavar="X",
+                     help="x real time; 0 = as fast as clients read (default %(default)s)")
     sim.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (default: a free one)")
     sim.add_argument("--fault", action="extend", nargs="+", default=[], metavar="KIND",
-                     help="inject a fault (repeatable), e.g. drop@30s, stall@500:5, garbage/100, refuse:tickers")
+                     help="inject a fault (repeatable), e.g. drop@30s, stall:5@500, garbage/100, refuse:tickers")
     _add_config(sim)
     sim.set_defaults(func=_cmd_exchange_sim)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pbdtui", description=__doc__.splitlines()[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="pbdtui", formatter_class=_Formatter,
+        description="Backtest, replay and inspect an auction-market strategy (value area, order flow)\n"
+                    "on Bybit perpetuals, 1-minute bars. Times are UTC.",
+        epilog="examples:\n"
+               "  pbdtui data synth --db sim.db --days 2\n"
+               "  pbdtui backtest --db sim.db --from 2026-01-05T12:00 --to 2026-01-06 --out run1\n"
+               "  pbdtui <command> --help   (every command's options, with an example)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log details (bad rows, every backtest decision) to stderr")
+    parser.add_argument("--version", action="version", version=f"pbdtui {_version()}",
+                        help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    data = sub.add_parser("data", help="import, generate and purge tick data")
-    data_sub = data.add_subparsers(dest="data_command", required=True)
+    data = _command(sub, "data", "import, generate, describe and purge tick data",
+                    "  pbdtui data info --db sim.db")
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
 
-    imp = data_sub.add_parser("import", help="import ticks from files users already have")
-    imp.add_argument("--db", required=True)
-    imp.add_argument("--format", required=True, choices=["tardis", "bybit-trades", "bybit-book"])
-    imp.add_argument("--trades", help="trades file (Tardis CSV or Bybit archive)")
-    imp.add_argument("--quotes", help="quotes file (Tardis CSV)")
-    imp.add_argument("files", nargs="*", help="Bybit archive files")
+    imp = _command(data_sub, "import", "import ticks from files users already have",
+                   "  pbdtui data import --db btc.db --format tardis --trades T.csv.gz --quotes Q.csv.gz\n"
+                   "  pbdtui data import --db btc.db --format bybit-trades BTCUSDT2024-12-01.csv.gz\n"
+                   "  pbdtui data import --db xrp.db --symbol XRPUSDT --format bybit-book "
+                   "2024-12-01_XRPUSDT_ob500.data.zip",
+                   description="Import ticks from files users already have. Re-importing a file adds nothing; "
+                               "bad rows are skipped, counted and logged with file and line.")
+    _add_db(imp, "the database to import into (created when missing)")
+    imp.add_argument("--format", required=True, choices=["tardis", "bybit-trades", "bybit-book"],
+                     help="tardis: Tardis CSV trades/quotes; bybit-trades: Bybit trade archive (.csv.gz); "
+                          "bybit-book: Bybit order-book archive (.data.zip), stored as L1 quotes")
+    imp.add_argument("--trades", metavar="FILE", help="trades file (Tardis CSV or Bybit trade archive)")
+    imp.add_argument("--quotes", metavar="FILE", help="quotes file (Tardis CSV or Bybit book archive)")
+    imp.add_argument("files", nargs="*", metavar="FILE", help="Bybit archive files (trades or book, per --format)")
+    _add_instrument(imp)
     _add_config(imp)
     imp.set_defaults(func=_cmd_import)
 
-    syn = data_sub.add_parser("synth", help="generate realistic BTCUSDT-like ticks")
-    syn.add_argument("--db", required=True)
-    syn.add_argument("--days", type=float, default=1.0)
-    syn.add_argument("--seed", type=int, default=1)
-    syn.add_argument("--start-ms", type=int, default=None, help="first tick time (default 2026-01-05 00:00 UTC)")
+    syn = _command(data_sub, "synth", "generate realistic simulated BTCUSDT ticks (offline)",
+                   "  pbdtui data synth --db sim.db --days 2 --seed 7 --start 2026-01-05")
+    _add_db(syn, "the database to write into (created when missing)")
+    syn.add_argument("--days", type=float, default=1.0, help="duration in days, fractions allowed: 0.25 is 6 h (default %(default)s)")
+    syn.add_argument("--seed", type=int, default=1, help="random seed: the same seed and days give the same ticks (default %(default)s)")
+    syn.add_argument("--start", metavar="TIME", default=None,
+                     help="first tick time, UTC date or time (default 2026-01-05 00:00)")
+    syn.add_argument("--start-ms", type=int, default=None, metavar="MS",
+                     help="first tick time as ms since the epoch (instead of --start)")
     _add_config(syn)
     syn.set_defaults(func=_cmd_synth)
 
-    pur = data_sub.add_parser("purge", help="drop raw ticks past the retention window")
-    pur.add_argument("--db", required=True)
-    pur.add_argument("--keep-hours", type=int, default=None, help="default: retention_hours from config")
-    pur.add_argument("--now-ms", type=int, default=None, help="reference time (default: newest stored tick)")
+    pur = _command(data_sub, "purge", "drop raw ticks past the retention window and give the space back",
+                   "  pbdtui data purge --db btc.db --keep-hours 48 --dry-run\n"
+                   "  pbdtui data purge --db btc.db --keep-hours 48",
+                   description="Drop raw ticks older than --keep-hours before the newest stored tick "
+                               "(or --now-ms); bars_1m, features_1m and runs are kept. Then VACUUM gives the "
+                               "space back to the disk (needs free space about the size of the kept data).")
+    _add_db(pur)
+    pur.add_argument("--keep-hours", type=float, default=None, metavar="HOURS",
+                     help="hours of raw ticks to keep (default: retention_hours from the config)")
+    pur.add_argument("--now-ms", type=int, default=None, metavar="MS",
+                     help="reference time, ms since the epoch (default: the newest stored tick)")
+    pur.add_argument("--dry-run", action="store_true", help="print what would be removed and change nothing")
+    _add_instrument(pur)
     _add_config(pur)
     pur.set_defaults(func=_cmd_purge)
 
-    feat = sub.add_parser("features", help="(re)compute bars_1m and features_1m from stored ticks")
-    feat.add_argument("--db", required=True)
+    inf = _command(data_sub, "info", "describe a database: instrument, time ranges, gaps, sizes",
+                   "  pbdtui data info --db btc.db --gap-minutes 5 --top 20",
+                   description="Describe a database without changing it: instrument; raw trades and quotes "
+                               "(rows, chunks, bytes, first/last UTC); funding; derived tables; imports; "
+                               "gaps in the raw data, longest first; file size and free pages.")
+    _add_db(inf, "the database to describe (never created)")
+    inf.add_argument("--gap-minutes", type=int, default=1, metavar="N",
+                     help="report gaps of at least N whole minutes without a trade or quote (default %(default)s)")
+    inf.add_argument("--top", type=int, default=10, metavar="K", help="list the K longest gaps (default %(default)s)")
+    inf.add_argument("--json", action="store_true", help="print JSON (times as ms and as UTC text)")
+    _add_instrument(inf)
+    _add_config(inf)
+    inf.set_defaults(func=_cmd_info)
+
+    feat = _command(sub, "features", "(re)compute bars_1m and features_1m from stored ticks",
+                    "  pbdtui features --db btc.db --from 2026-01-05 --to 2026-01-06",
+                    description="(Re)compute bars_1m and features_1m from stored ticks. With --from/--to "
+                                "only that range is computed (starting from an empty state, warm-up "
+                                "included) and only the rows of its minutes are replaced.")
+    _add_db(feat)
+    _add_range(feat, "ticks")
+    _add_instrument(feat)
     _add_config(feat)
     feat.set_defaults(func=_cmd_features)
 
-    demo = sub.add_parser("demo", help="open the console on a simulated session (offline)")
-    demo.add_argument("--db", default=None, help="replay this database instead of generating one")
-    demo.add_argument("--speed", type=float, default=600.0, help="replay speed (x real time)")
-    demo.add_argument("--seed", type=int, default=7)
+    demo = _command(sub, "demo", "open the console on a simulated session (offline) or on a database",
+                    "  pbdtui demo\n"
+                    "  pbdtui demo --db btc.db --from '2026-01-05 08:00' --to '2026-01-05 16:00' --speed 300")
+    demo.add_argument("--db", default=None, metavar="FILE", help="replay this database instead of generating one")
+    demo.add_argument("--speed", type=float, default=600.0, help="replay speed, x real time (default %(default)s)")
+    demo.add_argument("--seed", type=int, default=7, help="seed of the generated session, without --db (default %(default)s)")
+    _add_range(demo, "ticks to replay")
+    _add_instrument(demo)
     _add_config(demo)
     demo.set_defaults(func=_cmd_demo)
 
-    bt = sub.add_parser("backtest", help="backtest the strategy on stored data")
-    bt.add_argument("--db", required=True)
-    bt.add_argument("--mode", choices=["tick", "bar"], default="tick")
-    bt.add_argument("--out", default=None, help="directory for report.json and report.txt")
+    bt = _command(sub, "backtest", "backtest the strategy on stored data",
+                  "  pbdtui backtest --db btc.db --from 2026-01-05 --to 2026-01-07 --out runs/jan5")
+    _add_db(bt)
+    bt.add_argument("--mode", choices=["tick", "bar"], default="tick",
+                    help="tick: replay every trade and quote (spec mode 1); bar: bars_1m/features_1m with a "
+                         "bar fill model (mode 2; run `pbdtui features` first). Default %(default)s")
+    bt.add_argument("--out", default=None, metavar="DIR",
+                    help="directory for report.json, report.txt, trades.csv and decisions.log "
+                         "(default ./backtests/<run_id>/)")
+    _add_range(bt, "ticks (bar mode: minutes)")
+    _add_instrument(bt)
     _add_config(bt)
     bt.set_defaults(func=_cmd_backtest)
 
-    sw = sub.add_parser("sweep", help="sensitivity sweep over config keys")
-    sw.add_argument("--db", required=True)
-    sw.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2", required=True)
-    sw.add_argument("--out", default=None)
-    sw.add_argument("--workers", type=int, default=None)
+    sw = _command(sub, "sweep", "sensitivity sweep of the tick backtest over config keys",
+                  "  pbdtui sweep --db btc.db --grid slippage_ticks_entry=0,1 --grid fee_model=taker,maker "
+                  "--workers 2 --from 2026-01-05")
+    _add_db(sw)
+    sw.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2", required=True,
+                    help="a config key and its values (repeat for more keys; all combinations run)")
+    sw.add_argument("--out", default=None, metavar="DIR", help="directory for sweep.csv and sweep.json "
+                                                               "(default ./sweep_out)")
+    sw.add_argument("--workers", type=int, default=None, help="worker processes (default: CPU count)")
+    sw.add_argument("--rank-by", default="net_pnl", metavar="OBJECTIVE",
+                    help="sort by net_pnl (default), profit_factor, sharpe, sortino, expectancy, win_rate or "
+                         "max_drawdown (smallest first)")
+    sw.add_argument("--train-until", default=None, metavar="DATE",
+                    help="rank on data through DATE (UTC; a bare date is the whole day) and show the later "
+                         "data as the test period beside it")
+    _add_range(sw, "ticks")
+    _add_instrument(sw)
     _add_config(sw)
     sw.set_defaults(func=_cmd_sweep)
 

@@ -137,8 +137,9 @@ def test_slippage_and_fees_only_make_it_worse(sim_db, tmp_path):
 
 
 def test_minute_pass_on_precomputed_minutes_equals_the_full_tick_run(sim_db, tmp_path):
-    from engine.backtest import report, run_tick, run_tick_on_minutes
+    from engine.backtest import run_tick, run_tick_on_minutes
     from engine.features import compute_minutes
+    from engine.report import report
 
     path = _copy(sim_db, tmp_path, "h.db")
     variants = [SETTINGS, SETTINGS.replace(slippage_ticks_entry=0, fee_model="maker", accept_outside_k=2,

@@ -100,3 +100,82 @@ def test_missing_import_file_leaves_no_database(tmp_path, capsys):
     for fmt in ("tardis", "bybit-trades", "bybit-book"):  # no file given at all
         assert main(["data", "import", "--db", str(db), "--format", fmt]) == 2
         assert not db.exists() and "needs" in capsys.readouterr().err
+
+
+# --- time ranges ----------------------------------------------------------------------
+
+
+def _chunked_store(path, tr, qu, pieces: int = 5) -> Store:
+    """A store whose ticks sit in several chunks per kind (one append per piece)."""
+    st = Store(path, BTC)
+    for arr, kind in ((tr, "trade"), (qu, "quote")):
+        for part in np.array_split(arr, pieces):
+            st.append_ticks(kind, part, kind)
+    return st
+
+
+def _bounds_to_try(tr, qu):
+    ts = np.concatenate([tr["ts"], qu["ts"]])
+    lo, hi = int(ts.min()), int(ts.max())
+    picks = [None, lo, lo + 1, hi, hi + 1, lo - 10, hi + 10]
+    picks += [int(x) for x in np.random.default_rng(5).integers(lo, hi, 8)]
+    picks += [int(tr["ts"][len(tr) // 5]), int(tr["ts"][len(tr) // 5]) + 1]  # exactly on a chunk start
+    return [(a, b) for a in picks for b in picks if a is None or b is None or a < b]
+
+
+def test_range_reads_exactly_the_ticks_inside_it(tmp_path):
+    tr, qu = random_stream(7, minutes=90, gap_minutes=tuple(range(40, 52)))
+    with _chunked_store(tmp_path / "a.db", tr, qu) as st:
+        assert len(st.chunk_index("trade")) == 5
+        for a, b in _bounds_to_try(tr, qu):
+            lo, hi = -(2**62) if a is None else a, 2**62 if b is None else b
+            want_t = tr[(tr["ts"] >= lo) & (tr["ts"] < hi)]
+            want_q = qu[(qu["ts"] >= lo) & (qu["ts"] < hi)]
+            parts = list(st.iter_event_slices(True, a, b))
+            got_t = np.concatenate([p[0] for p in parts]) if parts else tr[:0]
+            got_q = np.concatenate([p[1] for p in parts]) if parts else qu[:0]
+            assert got_t.tobytes() == want_t.tobytes() and got_q.tobytes() == want_q.tobytes(), (a, b)
+            assert all(len(t) + len(q) > 0 for t, q in parts)  # no empty slices
+            both = np.concatenate([want_t["ts"], want_q["ts"]])
+            assert st.tick_range(a, b) == ((int(both.min()), int(both.max())) if len(both) else None), (a, b)
+            assert st.count_ticks("trade", a, b) == len(want_t) and st.count_ticks("quote", a, b) == len(want_q)
+
+
+def test_range_in_a_gap_inside_one_chunk_is_empty(tmp_path):
+    tr, qu = random_stream(8, minutes=30, gap_minutes=tuple(range(10, 20)))
+    with Store(tmp_path / "a.db", BTC) as st:  # one chunk per kind, with a 10-minute hole inside
+        st.append_ticks("trade", tr, "t")
+        st.append_ticks("quote", qu, "q")
+        hole = (int(tr["ts"][0]) // 60_000 * 60_000 + 11 * 60_000, int(tr["ts"][0]) // 60_000 * 60_000 + 18 * 60_000)
+        assert st.tick_range(*hole) is None and list(st.iter_event_slices(True, *hole)) == []
+        assert st.count_ticks("trade", *hole) == 0
+
+
+def test_overlapping_chunks_fall_back_to_windows_and_respect_the_range(tmp_path):
+    tr, qu = random_stream(9, minutes=60)
+    with Store(tmp_path / "a.db", BTC) as st:
+        st.append_ticks("trade", tr[0::2], "even")  # two chunks covering the same time
+        st.append_ticks("trade", tr[1::2], "odd")
+        st.append_ticks("quote", qu, "q")
+        lo, hi = int(tr["ts"][100]), int(tr["ts"][-100])
+        parts = list(st.iter_event_slices(True, lo, hi))
+        got = np.concatenate([p[0] for p in parts])
+        want = tr[(tr["ts"] >= lo) & (tr["ts"] < hi)]
+        assert sorted(got["trade_id"].tolist()) == sorted(want["trade_id"].tolist())
+        assert np.all(np.diff(got["ts"]) >= 0)
+
+
+def test_purge_plan_is_what_the_purge_removes(tmp_path):
+    tr, qu = random_stream(10, minutes=120)
+    with _chunked_store(tmp_path / "a.db", tr, qu) as st:
+        keep = 50 * 60_000
+        plan = st.plan_purge(keep)
+        assert st.count_ticks("trade") == len(tr)  # planning changed nothing
+        cutoff = max(int(tr["ts"][-1]), int(qu["ts"][-1])) - keep
+        assert plan.cutoff == cutoff
+        assert plan.rows == {"trade": int((tr["ts"] < cutoff).sum()), "quote": int((qu["ts"] < cutoff).sum())}
+        old = np.concatenate([tr["ts"][tr["ts"] < cutoff], qu["ts"][qu["ts"] < cutoff]])
+        assert (plan.first_ts, plan.last_ts) == (int(old.min()), int(old.max()))
+        dropped, _ = st.purge_raw(keep)
+        assert dropped == sum(plan.rows.values())
+        assert st.plan_purge(keep).rows == {"trade": 0, "quote": 0}

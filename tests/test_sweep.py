@@ -8,8 +8,9 @@ import json
 import pytest
 
 from engine import sweep
-from engine.backtest import report, run_tick, save_result
+from engine.backtest import run_tick, save_result
 from engine.config import ConfigError, Settings
+from engine.report import report
 from engine.store import Store, instrument_of
 from engine.synth import synthesize
 
@@ -163,14 +164,25 @@ def test_sweep_outputs(swept):
     with open(out / "sweep.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 4
-    assert list(rows[0])[:2] == ["slippage_ticks_entry", "fee_model"]
+    assert list(rows[0])[:3] == ["rank", "slippage_ticks_entry", "fee_model"]
     assert "seconds" not in rows[0]
-    for row, rep in zip(rows, res.reports, strict=True):
+    # rows in rank order: net PnL, best first
+    assert [int(r["rank"]) for r in rows] == [1, 2, 3, 4]
+    nets = [float(r["net_pnl"]) for r in rows]
+    assert nets == sorted(nets, reverse=True)
+    for row, i in zip(rows, res.ranked(), strict=True):
+        rep = res.reports[i]
         assert int(row["trades"]) == rep["trades"]
         assert float(row["net_pnl"]) == pytest.approx(rep["net_pnl"])
         assert row["run_id"] == rep["run_id"]
+        assert row["fee_model"] == res.combos[i]["fee_model"]
     doc = json.loads((out / "sweep.json").read_text())
     assert len(doc["combinations"]) == 4 and len(doc["timings"]["seconds"]) == 4
+    assert doc["rank_by"] == "net_pnl" and sorted(c["rank"] for c in doc["combinations"]) == [1, 2, 3, 4]
+    assert [c["index"] for c in sorted(doc["combinations"], key=lambda c: c["rank"])] == res.ranked()
+    # the grid has maker fees: one warning, in sweep.json too
+    assert len(doc["warnings"]) == 1 and "2 of 4 combination(s): fee_model=maker" in doc["warnings"][0]
+    assert "market order (taker" in doc["warnings"][0]
     assert doc["feature_groups"] == [[0, 1, 2, 3]]
     assert all("seconds" not in c["report"] for c in doc["combinations"])
     # the CSV and everything but timings is deterministic
@@ -190,3 +202,90 @@ def test_cli_sweep(db, tmp_path, monkeypatch, capsys):
     assert (out / "sweep.csv").read_text().count("\n") == 2
     assert main(["sweep", "--db", db, "--grid", "nope=1,2"]) == 2
     assert "'nope'" in capsys.readouterr().err
+
+
+# --- ranking, warnings, train/test ------------------------------------------------------
+
+
+def _rep(net, pf=None, losses=1.0, trades=3, drawdown=1.0, sharpe=None):
+    return {"net_pnl": net, "profit_factor": pf, "gross_losses": losses, "trades": trades,
+            "max_drawdown": drawdown, "sharpe_daily": sharpe}
+
+
+def test_ranking_orders_by_the_objective_ties_in_combination_order():
+    reps = [_rep(1.0, 1.5, drawdown=3.0), _rep(2.0, None, losses=0.0, drawdown=1.0),  # no loss: infinite PF
+            _rep(1.0, 3.0, drawdown=1.0), _rep(-1.0, None, trades=0, losses=0.0, drawdown=0.0)]
+    assert sweep.ranking(reps, "net_pnl") == [1, 0, 2, 3]  # 0 and 2 tie: combination order
+    assert sweep.ranking(reps, "profit_factor") == [1, 2, 0, 3]  # no trades: undefined, last
+    assert sweep.ranking(reps, "max_drawdown") == [3, 1, 2, 0]  # smallest first
+    assert sweep.ranking(reps, "sharpe") == [0, 1, 2, 3]  # all undefined: combination order
+    with pytest.raises(ConfigError, match="'nope'"):
+        sweep.ranking(reps, "nope")
+
+
+def test_maker_warning_only_when_a_combination_uses_maker_fees():
+    _, taker = sweep.parse_grid(Settings(), ["slippage_ticks_entry=0,1"])
+    assert sweep.sweep_warnings(taker) == []
+    _, mixed = sweep.parse_grid(Settings(), ["fee_model=taker,maker", "slippage_ticks_entry=0,1"])
+    (w,) = sweep.sweep_warnings(mixed)
+    assert w.startswith("2 of 4 combination(s): fee_model=maker") and "maker fees cannot hold" in w
+
+
+@pytest.fixture(scope="module")
+def split(db):
+    grid, combos = sweep.parse_grid(BASE, ["cooldown_minutes=0,3"])
+    with Store(db, instrument_of(BASE)) as store:
+        res = sweep.run_sweep(store, grid, combos, workers=1, split_ms=SPLIT)
+    res.rank_by = "expectancy"
+    return res
+
+
+SPLIT = 1_767_571_200_000 + 3 * 3_600_000  # 2026-01-05 03:00 UTC, mid-way through the fixture's data
+
+
+def test_train_until_splits_each_run_at_the_date(split):
+    assert split.split_ms == SPLIT
+    for full, train, test in zip(split.reports, split.train_reports, split.test_reports, strict=True):
+        assert train["data_from"] == "2026-01-05T00:00:00Z" and train["data_to"] == "2026-01-05T03:00:00Z"
+        assert test["data_from"] == "2026-01-05T03:00:00Z" and test["data_to"] == full["data_to"]
+        assert train["trades"] > 0 and test["trades"] > 0
+        # every round trip closes in exactly one period
+        assert train["trades"] + test["trades"] == full["trades"]
+        assert train["net_pnl"] + test["net_pnl"] == pytest.approx(full["net_pnl"], abs=1e-5)
+        assert train["run_id"] == full["run_id"] + "/train" and test["run_id"] == full["run_id"] + "/test"
+    # ranked by the train objective
+    exp = [split.train_reports[i]["expectancy"] for i in split.ranked()]
+    assert exp == sorted(exp, reverse=True)
+
+
+def test_train_until_outputs_side_by_side(split, settings=BASE):
+    header, *rows = sweep.csv_text(split).splitlines()
+    cols = header.split(",")
+    assert cols[:2] == ["rank", "cooldown_minutes"] and "train_net_pnl" in cols and "test_net_pnl" in cols
+    assert cols.index("train_expectancy") < cols.index("test_expectancy")
+    first = dict(zip(cols, rows[0].split(","), strict=True))
+    best = split.ranked()[0]
+    assert float(first["train_net_pnl"]) == pytest.approx(split.train_reports[best]["net_pnl"])
+    assert float(first["test_net_pnl"]) == pytest.approx(split.test_reports[best]["net_pnl"])
+    table = sweep.table_text(split).splitlines()[0].split()
+    assert table[:2] == ["rank", "cooldown_minutes"] and "test_trades" in table and "train_expectancy" in table
+    doc = sweep.json_doc(split, settings)
+    assert doc["train_until"] == {"ms": SPLIT, "utc": "2026-01-05T03:00:00Z"}
+    assert {"train_report", "test_report"} <= set(doc["combinations"][0])
+
+
+def test_cli_sweep_rank_by_and_train_until(db, tmp_path, monkeypatch, capsys):
+    from pbdtui.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    args = ["sweep", "--db", db, "--grid", "fee_model=maker", "--workers", "1", "--out", "o"]
+    assert main([*args, "--rank-by", "max_drawdown", "--train-until", "2026-01-05T03:00"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("warning: 1 of 1 combination(s): fee_model=maker")
+    assert "ranked by train max_drawdown" in printed and "test_net_pnl" in printed
+    doc = json.loads((tmp_path / "o" / "sweep.json").read_text())
+    assert doc["rank_by"] == "max_drawdown" and doc["warnings"]
+    assert main([*args, "--rank-by", "luck"]) == 2
+    assert "'luck'" in capsys.readouterr().err
+    assert main([*args, "--train-until", "2027-01-01"]) == 2
+    assert "leaves no data" in capsys.readouterr().err
