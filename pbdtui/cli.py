@@ -374,6 +374,44 @@ def _version() -> str:
         return __version__
 
 
+def _cmd_exchange_sim(args: argparse.Namespace) -> int:
+    from loopback.cli import run_exchange_sim
+    from loopback.faults import FaultError, parse_faults
+
+    if args.db is not None and args.synth_days is not None:
+        raise ConfigError("exchange-sim: give --db or --synth-days, not both")
+    try:
+        faults = parse_faults(args.fault)
+    except FaultError as exc:
+        raise ConfigError(str(exc)) from None
+    return run_exchange_sim(_settings(args), db=args.db, synth_days=args.synth_days, seed=args.seed,
+                            speed=args.speed, port=args.port, faults=faults)
+
+
+def _add_exchange_sim(sub: Any) -> None:
+    sim = _command(
+        sub, "exchange-sim", "a loopback Bybit public WebSocket on 127.0.0.1 serving stored or simulated ticks",
+        "  pbdtui exchange-sim --synth-days 0.1 --seed 3 --speed 10 --fault drop@30s --fault garbage/200\n"
+        "  pbdtui exchange-sim --db sim.db --speed 0 --port 8765",
+        description="Serve Bybit v5 public frames (publicTrade, orderbook.1, tickers; subscribe acks, pongs)\n"
+                    "on 127.0.0.1 from a database or a simulated session, with optional faults. Prints the\n"
+                    "URL on its first line, then serves until Ctrl-C or SIGTERM.\n\n"
+                    "faults: KIND[:ARG][@AT|/EVERY]; AT/EVERY in data frames (@500, /100) or session time\n"
+                    "(@30s, /5m); kinds: drop, stall[:SECONDS], garbage, truncated, duplicate,\n"
+                    "reorder[:FRAMES], reset, refuse[:TOPIC_PREFIX] (see loopback/faults.py).")
+    sim.add_argument("--db", default=None, metavar="FILE", help="serve this database's ticks")
+    sim.add_argument("--synth-days", type=float, default=None, metavar="N",
+                     help="serve a simulated session of N days, generated once into ~/.cache/pbdtui (default 1)")
+    sim.add_argument("--seed", type=int, default=1, help="seed of the simulated session (default %(default)s)")
+    sim.add_argument("--speed", type=float, default=1.0, metavar="X",
+                     help="x real time; 0 = as fast as clients read (default %(default)s)")
+    sim.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (default: a free one)")
+    sim.add_argument("--fault", action="extend", nargs="+", default=[], metavar="KIND",
+                     help="inject a fault (repeatable), e.g. drop@30s, stall:5@500, garbage/100, refuse:tickers")
+    _add_config(sim)
+    sim.set_defaults(func=_cmd_exchange_sim)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pbdtui", formatter_class=_Formatter,
@@ -507,6 +545,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_instrument(sw)
     _add_config(sw)
     sw.set_defaults(func=_cmd_sweep)
+
+    _add_exchange_sim(sub)
     return parser
 
 
