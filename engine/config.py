@@ -86,6 +86,7 @@ class Settings:
     retention_hours: int = 48
     min_window_coverage: float = 0.95
     min_reward_risk: float = 0.0
+    ws_url: str = "mainnet"
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied and checked like a file's values."""
@@ -204,6 +205,9 @@ def _build(raw: dict[str, Any], source: str) -> Settings:
     if settings.instrument not in (settings.symbol, _perp(settings.symbol)):
         errors.append(f"{source}: key 'instrument': {settings.instrument!r} does not match symbol "
                       f"{settings.symbol!r} (only the linear perpetual {_perp(settings.symbol)!r} is traded)")
+    if not (settings.ws_url in ("mainnet", "testnet") or settings.ws_url.startswith(("ws://", "wss://"))):
+        errors.append(f"{source}: key 'ws_url': {settings.ws_url!r} is not mainnet, testnet or a ws:// or "
+                      "wss:// URL")
     ratio = settings.order_qty / settings.qty_step
     if abs(ratio - round(ratio)) > 1e-6:
         errors.append(f"{source}: key 'order_qty': {settings.order_qty} is not a multiple of qty_step "

@@ -388,6 +388,36 @@ def _cmd_exchange_sim(args: argparse.Namespace) -> int:
                             speed=args.speed, port=args.port, faults=faults)
 
 
+def _cmd_collect(args: argparse.Namespace) -> int:
+    from engine.kernel_cache import EVENTS
+    from pbdtui.headless import run_collect
+
+    settings = _settings(args)
+    if args.duration is not None and args.duration <= 0:
+        raise ConfigError(f"--duration must be positive, got {args.duration:g}")
+    settings = _for_instrument(args, settings, trading=False)
+    _compile_notice(EVENTS)
+    return run_collect(settings, args.db, args.ws_url, args.duration)
+
+
+def _add_collect(sub: Any) -> None:
+    col = _command(
+        sub, "collect", "record Bybit's public stream and compute features live, without the console",
+        "  pbdtui collect --db live.db --duration 3600\n"
+        "  pbdtui collect --db test.db --ws-url ws://127.0.0.1:8765/v5/public/linear   # pbdtui exchange-sim",
+        description="Record publicTrade, orderbook.1 and tickers of the symbol into --db (ticks committed at\n"
+                    "least every second, minutes appended as they close), warm-started from the ticks already\n"
+                    "stored. Prints a status line every 5 s; stops on Ctrl-C, SIGTERM or after --duration.")
+    _add_db(col, "the database to record into (created when missing)")
+    col.add_argument("--ws-url", default=None, metavar="URL",
+                     help="mainnet, testnet or any ws:// URL (default: ws_url from the config, mainnet)")
+    col.add_argument("--duration", type=float, default=None, metavar="S",
+                     help="stop after S seconds (default: run until stopped)")
+    _add_instrument(col)
+    _add_config(col)
+    col.set_defaults(func=_cmd_collect)
+
+
 def _add_exchange_sim(sub: Any) -> None:
     sim = _command(
         sub, "exchange-sim", "a loopback Bybit public WebSocket on 127.0.0.1 serving stored or simulated ticks",
@@ -547,6 +577,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.set_defaults(func=_cmd_sweep)
 
     _add_exchange_sim(sub)
+    _add_collect(sub)
     return parser
 
 
