@@ -24,7 +24,7 @@ from loopback.bybit_ws import BybitPublicVenue
 from loopback.faults import parse_faults
 from loopback.source import StoreSource
 
-SETTINGS = Settings().replace(rolling_window_minutes=20)
+SETTINGS = Settings().replace(rolling_window_minutes=10)
 START = 1_767_571_200_000  # 2026-01-05 00:00 UTC
 
 
@@ -32,7 +32,7 @@ START = 1_767_571_200_000  # 2026-01-05 00:00 UTC
 def source_db(tmp_path_factory):
     path = tmp_path_factory.mktemp("live") / "src.db"
     with Store(path, instrument_of(SETTINGS)) as store:
-        synthesize(store, SETTINGS, days=40 / 1440, seed=21, start_ms=START)
+        synthesize(store, SETTINGS, days=24 / 1440, seed=21, start_ms=START)
     return path
 
 
@@ -91,7 +91,7 @@ async def test_recorded_stream_gives_the_features_of_the_same_ticks_imported_off
     assert n_trades == len(venue.served_trades())  # every served trade stored once
     off_bars, off_feats, _ = _offline(db, tmp_path)
     # the live run leaves the last (open) minute open; every closed one equals the offline pass
-    assert len(bars) >= 35 and bars == off_bars[:len(bars)] and feats == off_feats[:len(feats)]
+    assert len(bars) >= 20 and bars == off_bars[:len(bars)] and feats == off_feats[:len(feats)]
     # and the offline pass over the recorded ticks equals the one over the source
     with Store(source_db, readonly=True) as st:
         m = compute_minutes(st, SETTINGS)
@@ -100,7 +100,7 @@ async def test_recorded_stream_gives_the_features_of_the_same_ticks_imported_off
 
 
 async def test_warm_start_continues_as_an_uninterrupted_run(source_db, tmp_path):
-    cut = START + 25 * 60_000 + 123
+    cut = START + 15 * 60_000 + 123
     db = tmp_path / "warm.db"
     with Store(source_db, readonly=True) as src, Store(db, instrument_of(SETTINGS)) as dst:
         tr, qu = src.load_ticks("trade"), src.load_ticks("quote")
@@ -111,12 +111,12 @@ async def test_warm_start_continues_as_an_uninterrupted_run(source_db, tmp_path)
     assert any(getattr(e, "kind", "") == "warm_start" for e in events)
     bars, feats, _ = _tables(db)
     off_bars, off_feats, _ = _offline(db, tmp_path)
-    assert len(bars) >= 35 and bars == off_bars[:len(bars)] and feats == off_feats[:len(feats)]
+    assert len(bars) >= 20 and bars == off_bars[:len(bars)] and feats == off_feats[:len(feats)]
 
 
 async def test_dropped_connection_loses_and_doubles_no_stored_trade_and_marks_the_gap(source_db, tmp_path):
     db = tmp_path / "drop.db"
-    driver, venue, events = await _record(StoreSource(source_db), db, faults=["drop@30m", "duplicate/50"])
+    driver, venue, events = await _record(StoreSource(source_db), db, faults=["drop@15m", "duplicate/50"])
     with Store(db, readonly=True) as st:
         stored = st.load_ticks("trade")
         gap_minutes = st.fetch("SELECT COUNT(*) FROM features_1m WHERE feed_gap=1")[0][0]
@@ -126,5 +126,5 @@ async def test_dropped_connection_loses_and_doubles_no_stored_trade_and_marks_th
     assert set(stored["trade_id"].tolist()) == set(served["trade_id"].tolist())  # nothing served is lost
     c = driver.feed.counters()
     assert c.reconnects >= 1 and c.gaps >= 1 and c.duplicates > 0
-    # the minutes the outage touched (after the 20-minute warm-up) are marked and hold with FEED_GAP
+    # the minutes the outage touched (after the 10-minute warm-up) are marked and hold with FEED_GAP
     assert gap_minutes >= 1 and ready.get("FEED_GAP", 0) == gap_minutes
