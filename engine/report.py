@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from engine.kernels.state import LB_SIZE
 from engine.records import Units, units_of
 from engine.types import (
     ACTION_ENTER_LONG,
@@ -83,6 +84,9 @@ _ALERT_REASONS = {REASON_FEED_STALE, REASON_NO_PROFILE, REASON_NO_QUOTE, REASON_
 # entries not taken although a confirmed setup fired: logged with the candidate's detail
 _SKIP_REASONS = {REASON_TARGET_PASSED, REASON_REWARD_RISK}
 
+# The strategy counts closes beyond a boundary back through its look-back ring
+# (kernels.strategy._run_length), so a count of LB_SIZE - 1 means "at least that many".
+RUN_LEN_CAP = LB_SIZE - 1
 MINUTE_MS = 60_000
 DAY_MS = 86_400_000
 ANNUALISATION_DAYS = 365  # crypto trades every calendar day
@@ -449,6 +453,11 @@ def reward_risk(expected: int, stop: int, target2: int) -> float | None:
     return abs(target2 - 2 * expected) / (2 * abs(expected - stop))
 
 
+def acceptance_text(run_len: int, k: int) -> str:
+    """``closes beyond the boundary / accept_outside_k``; ``63+/3`` when the count reached the ring's cap."""
+    return f"{RUN_LEN_CAP}+/{k}" if run_len >= RUN_LEN_CAP else f"{run_len}/{k}"
+
+
 def _candidate(settings: Any, u: Units, s: np.void, f: np.void, bar: np.void | None) -> str:
     """The entry candidate of a minute: its bar, boundary, acceptance, confirmation, stop, target, reward/risk."""
     side, boundary = int(s["side"]), int(s["boundary"])
@@ -456,8 +465,9 @@ def _candidate(settings: Any, u: Units, s: np.void, f: np.void, bar: np.void | N
     ohlc = "n/a" if bar is None else "/".join(str(u.px(bar[k])) for k in ("open", "high", "low", "close"))
     target2, expected, stop = int(s["target2"]), int(s["expected_px"]), int(s["stop"])
     rr = reward_risk(expected, stop, target2)
+    acceptance = acceptance_text(int(s["run_len"]), settings.accept_outside_k)
     return (f"setup={SETUP_NAMES[int(s['setup'])]} {'long' if side > 0 else 'short'} O/H/L/C={ohlc} "
-            f"boundary={edge} {u.px(boundary)} acceptance={int(s['run_len'])}/{settings.accept_outside_k} "
+            f"boundary={edge} {u.px(boundary)} acceptance={acceptance} "
             f"{_confirmation(settings, u, s, f)} stop={u.px(stop)} "
             f"target={u.px2(target2) if target2 else 'none'} expected_fill={u.px(expected) if expected else 'n/a'} "
             f"reward/risk={'n/a' if rr is None else f'{rr:.2f}'}")
@@ -490,7 +500,8 @@ def decision_log(settings: Any, result: BacktestResult) -> list[str]:
 
     Entry lines (ENTER_* and the entries skipped for TARGET_PASSED or
     REWARD_RISK, as SKIP_ENTRY) carry the trigger minute's bar, the boundary,
-    the acceptance count (closes beyond the boundary / accept_outside_k),
+    the acceptance count (closes beyond the boundary / accept_outside_k,
+    ``63+`` where the count reached the look-back ring's cap),
     which confirmation passed with its thresholds, stop, target, expected
     fill and reward/risk; closing fills say what triggered them.
     """

@@ -334,3 +334,31 @@ def test_reward_risk():
     assert rp.reward_risk(expected=100, stop=90, target2=260) == 3.0  # target 130: 30 / 10
     assert rp.reward_risk(expected=100, stop=110, target2=141) == pytest.approx(29.5 / 10)  # short, half tick
     assert rp.reward_risk(expected=100, stop=90, target2=0) is None
+
+
+def test_acceptance_count_at_the_look_back_cap_is_not_claimed_exact():
+    """A run of outside closes longer than the look-back ring is counted up to its cap: the log says ``63+``."""
+    from engine.kernels.barmode import run_bars
+    from engine.kernels.params import make_params
+    from engine.kernels.state import new_state
+
+    n = 100  # every minute closes above VAH: the run grows by one a minute until the ring stops it
+    bars = np.zeros(n, dtype=BAR_DTYPE)
+    bars["ts_min"] = T0 + np.arange(n) * MIN
+    for k in ("open", "high", "low", "close"):
+        bars[k] = 1_000_100
+    bars["has_quote"], bars["bid_px"], bars["ask_px"], bars["bid_sz"], bars["ask_sz"] = 1, 1_000_099, 1_000_101, 10, 10
+    feats = np.zeros(n, dtype=FEATURE_DTYPE)
+    bars["volume"] = 100
+    feats["ts_min"], feats["va_valid"], feats["vah"], feats["val"], feats["poc2"] = bars["ts_min"], 1, 1_000_000, 999_000, 1_999_000
+    feats["volume"], feats["k"], feats["mid2"] = 100, 1, 2_000_200
+    sigs = np.zeros(n, dtype=SIGNAL_DTYPE)
+    run_bars(bars, feats, make_params(SETTINGS, trading=True), new_state(60, SETTINGS.bvc_lookback, 16, 16), sigs,
+             np.zeros(4 * n, dtype=FILL_DTYPE))
+    assert sigs["run_len"].max() == rp.RUN_LEN_CAP and (sigs["run_len"] == rp.RUN_LEN_CAP).sum() > 1
+    assert rp.acceptance_text(rp.RUN_LEN_CAP - 1, 3) == f"{rp.RUN_LEN_CAP - 1}/3"
+    assert rp.acceptance_text(rp.RUN_LEN_CAP, 3) == f"{rp.RUN_LEN_CAP}+/3"
+    res = _log_result()
+    res.signals["run_len"][601] = rp.RUN_LEN_CAP
+    (skip,) = [line for line in rp.decision_log(SETTINGS, res) if " SKIP_ENTRY " in line]
+    assert f" acceptance={rp.RUN_LEN_CAP}+/3 " in skip
