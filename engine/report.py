@@ -15,7 +15,10 @@ Conventions (the issue left these open):
   (0.25) and as % in the text, costs in bps of the filled notional
   (``fee / (price * size) * 1e4`` summed over fills), hold times in
   minutes. ``report()["units"]`` names the unit of every figure.
-* A round trip is an opening fill and the closing fill after it. A *win* has
+* A round trip is an opening fill and the closing fill after it. Money
+  figures are those of the round trips, so net = gross - fees - funding; a
+  position still open at the end is left out of them (its entry fee counts
+  only in ``fees_bps``, a rate over every fill). A *win* has
   net PnL > 0; everything else (net <= 0) counts as a loss, for the win rate,
   the average loss, the profit factor and the losing streaks alike.
 * Profit factor = sum of winning trades' net PnL / |sum of losing trades'
@@ -340,7 +343,7 @@ def report(settings: Any, result: BacktestResult) -> dict[str, Any]:
         "fills": int(len(fills)),
         "gross_pnl": _r(float(gross.sum())),
         "net_pnl": _r(float(net.sum())),
-        "fees": _r(float(fills["fee"].sum())),
+        "fees": _r(float(trips["fees"].sum())),
         "funding": _r(float(trips["funding"].sum())),
         "pnl_per_trade": _r(float(net.mean())) if len(net) else None,
         "expectancy": _r(float(net.mean())) if len(net) else None,

@@ -193,9 +193,12 @@ def test_trades_csv_one_row_per_round_trip():
 
 
 def test_open_position_at_the_end_is_not_a_round_trip():
-    fills = _fills()[:-1]  # the last entry never closes
+    fills = _fills()[:-1]  # the last entry (fee 0.25) never closes
     rep = rp.report(SETTINGS, _result(fills))
     assert rep["trades"] == 4 and rep["net_pnl"] == pytest.approx(2.3)
+    # the open entry's fee is not in the round trips' money: net = gross - fees - funding still holds
+    assert (rep["gross_pnl"], rep["fees"], rep["funding"]) == pytest.approx((3.0, 0.2, 0.5))
+    assert rep["fees_bps"] == pytest.approx(0.45 / 89_999 * 1e4, abs=1e-6)  # every fill's fee over every fill
 
 
 def test_text_report_tables_units_and_plot(rep):
