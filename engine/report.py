@@ -234,7 +234,7 @@ def _group(trips: np.ndarray, sel: np.ndarray) -> dict[str, Any]:
     """Figures of the round trips selected by ``sel``."""
     t = trips[sel]
     net = t["net"]
-    pf, _, _ = profit_factor(net)
+    pf, gross_wins, gross_losses = profit_factor(net)
     hold = (t["exit_ts"] - t["entry_ts"]) / MINUTE_MS
     return {
         "trades": int(len(t)),
@@ -245,6 +245,8 @@ def _group(trips: np.ndarray, sel: np.ndarray) -> dict[str, Any]:
         "net_pnl": _r(float(net.sum())),
         "expectancy": _r(float(net.mean())) if len(t) else None,
         "profit_factor": _r(pf),
+        "gross_wins": _r(gross_wins),
+        "gross_losses": _r(gross_losses),
         "avg_hold_minutes": _r(float(hold.mean())) if len(t) else None,
     }
 
@@ -591,7 +593,8 @@ def table(header: list[str], rows: list[list[str]], align: str = "", indent: str
 def _group_rows(groups: dict[str, dict[str, Any]]) -> list[list[str]]:
     return [[name, str(g["trades"]), str(g["wins"]), _pct_text(g["win_rate"]), _money(g["gross_pnl"]),
              _money(g["fees"]), _money(g["net_pnl"]), _money(g["expectancy"]),
-             _num(g["profit_factor"]), _num(g["avg_hold_minutes"], 1)] for name, g in groups.items()]
+             _pf_text(g["profit_factor"], g["gross_wins"], g["gross_losses"]), _num(g["avg_hold_minutes"], 1)]
+            for name, g in groups.items()]
 
 
 def equity_plot(curve: list[list[float]], t0: int, t1: int, width: int = 64, height: int = 12) -> list[str]:

@@ -215,6 +215,12 @@ def test_text_report_tables_units_and_plot(rep):
     plot = text.split("Equity curve")[1].splitlines()[1:]
     assert len(plot) == 14 and plot[0].split()[0] == "2.30" and plot[11].split()[0] == "-0.70"
     assert "inf (no losing trade)" in rp.text_report(rp.report(SETTINGS, _result(_fills()[:2])))
+    # the break-in trades (two wins, no loss) show the same infinite profit factor in the setup table
+    setup_rows = text.split("By setup")[1].split("By exit")[0].splitlines()
+    (breakin,) = [line for line in setup_rows if line.split()[:1] == ["breakin"]]
+    assert "inf (no losing trade)" in breakin
+    (side,) = [line for line in text.split("Long / short")[1].splitlines() if line.split()[:1] == ["short"]]
+    assert side.split()[-2] == "3.00"  # short: wins 3.0, losses 1.0
 
 
 def test_equity_plot_steps_at_the_closing_times():
