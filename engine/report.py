@@ -44,13 +44,13 @@ import hashlib
 import io
 import json
 import math
-import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from engine.kernels.state import LB_SIZE
 from engine.records import Units, units_of
+from engine.timerange import duration_text, iso_text, utc_text
 from engine.types import (
     ACTION_ENTER_LONG,
     ACTION_ENTER_SHORT,
@@ -158,22 +158,6 @@ def _r(x: float | None, nd: int = 6) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), nd)
 
 
-def _day(ts_ms: int) -> str:
-    return time.strftime("%Y-%m-%d", time.gmtime(ts_ms // 1000))
-
-
-def _iso(ts_ms: int) -> str:
-    """UTC time to the second (minute boundaries and fills are exchange times in ms)."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts_ms // 1000))
-
-
-def _duration(ms: int) -> str:
-    minutes = ms // MINUTE_MS
-    d, rem = divmod(minutes, 1440)
-    h, m = divmod(rem, 60)
-    return f"{d}d {h:02d}h {m:02d}m"
-
-
 def settings_digest(settings: Any) -> str:
     """Short digest of every setting (same settings, same digest)."""
     blob = json.dumps(dataclasses.asdict(settings), sort_keys=True)
@@ -207,7 +191,7 @@ def daily_pnl(trips: np.ndarray, first_ts: int, last_ts: int) -> tuple[list[str]
     idx = (trips["exit_ts"] // DAY_MS - d0).astype(np.int64)
     np.add.at(pnl, idx, trips["net"])
     np.add.at(count, idx, 1)
-    return [_day(int((d0 + i) * DAY_MS)) for i in range(n)], pnl, count
+    return [utc_text(int((d0 + i) * DAY_MS))[:10] for i in range(n)], pnl, count
 
 
 def sharpe_sortino(daily: np.ndarray) -> tuple[float | None, float | None]:
@@ -331,12 +315,12 @@ def report(settings: Any, result: BacktestResult) -> dict[str, Any]:
         "currency": ccy,
         "warnings": [w for w in (fee_warning(settings),) if w],
         "units": {k: v.format(ccy=ccy) for k, v in sorted(_UNITS.items())},
-        "data_from": _iso(first) if len(minutes) else None,
-        "data_to": _iso(last_end) if len(minutes) else None,
+        "data_from": iso_text(first) if len(minutes) else None,
+        "data_to": iso_text(last_end) if len(minutes) else None,
         "data_from_ms": first,
         "data_to_ms": last_end,
         "duration_minutes": int((last_end - first) // MINUTE_MS),
-        "duration": _duration(last_end - first),
+        "duration": duration_text(last_end - first),
         "settings_digest": settings_digest(settings),
         "settings_changed": settings_changed(settings),
         "minutes": int(len(result.signals)),
@@ -397,10 +381,6 @@ TRADES_CSV_COLUMNS = ("entry_time_utc", "exit_time_utc", "side", "setup", "entry
                       "gross_pnl", "fees", "funding", "net_pnl", "exit_reason", "hold_minutes")
 
 
-def _ms_iso(ts_ms: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts_ms // 1000)) + f".{ts_ms % 1000:03d}Z"
-
-
 def trades_csv(settings: Any, result: BacktestResult) -> str:
     """``trades.csv``: one row per round trip (money in the quote currency, times UTC to the ms)."""
     u = units_of(settings)
@@ -408,15 +388,11 @@ def trades_csv(settings: Any, result: BacktestResult) -> str:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(TRADES_CSV_COLUMNS)
     for t in round_trips(result.fills, settings):
-        w.writerow([_ms_iso(int(t["entry_ts"])), _ms_iso(int(t["exit_ts"])), "long" if t["side"] > 0 else "short",
+        w.writerow([iso_text(int(t["entry_ts"]), True), iso_text(int(t["exit_ts"]), True), "long" if t["side"] > 0 else "short",
                     SETUP_NAMES[int(t["tag"])], u.px(t["entry_px"]), u.px(t["exit_px"]), u.qty(t["qty"]),
                     _r(float(t["gross"])), _r(float(t["fees"])), _r(float(t["funding"])), _r(float(t["net"])),
                     EXIT_NAMES[int(t["reason"])], _r((int(t["exit_ts"]) - int(t["entry_ts"])) / MINUTE_MS, 3)])
     return buf.getvalue()
-
-
-def _utc(ts_ms: int) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts_ms / 1000)) + f".{ts_ms % 1000:03d}"
 
 
 def _signed(x: float) -> str:
@@ -494,9 +470,9 @@ def _exit_cause(settings: Any, u: Units, x: np.void, entry: np.void | None) -> s
         held = (int(x["ts_submit"]) - int(entry["ts_fill"])) / MINUTE_MS if entry is not None else float("nan")
         return f"time stop after {held:.1f} minutes (max_hold_minutes={settings.max_hold_minutes})"
     if reason == EXIT_SIGNAL:
-        return f"flip: opposite entry signal decided {_utc(int(x['ts_submit']))}"
+        return f"flip: opposite entry signal decided {utc_text(int(x['ts_submit']), True)}"
     if reason == EXIT_FLATTEN:
-        return f"operator flatten at {_utc(int(x['ts_submit']))}"
+        return f"operator flatten at {utc_text(int(x['ts_submit']), True)}"
     return EXIT_NAMES.get(reason, str(reason)) or "exit"
 
 
@@ -550,11 +526,11 @@ def decision_log(settings: Any, result: BacktestResult) -> list[str]:
             tail = (f" pnl_net={float(x['pnl_realized']):.6f} funding={float(x['funding']):.6f} "
                     f"exit: {_exit_cause(settings, u, x, entry)}")
         events.append((int(x["ts_fill"]), 2, f"FILL {what:<14} {side} {u.qty(x['qty'])} @ {u.px(x['px'])} "
-                                             f"submitted {_utc(int(x['ts_submit']))} fee={float(x['fee']):.6f} "
+                                             f"submitted {utc_text(int(x['ts_submit']), True)} fee={float(x['fee']):.6f} "
                                              f"slippage={u.px(slip)} setup={SETUP_NAMES[int(x['tag'])]}{tail}"))
         entry = x if int(x["opening"]) else None
     events.sort(key=lambda e: (e[0], e[1]))
-    return [f"{_utc(ts)} {text}" for ts, _, text in events]
+    return [f"{utc_text(ts, True)} {text}" for ts, _, text in events]
 
 
 # --- text ------------------------------------------------------------------------
@@ -639,7 +615,7 @@ def equity_plot(curve: list[list[float]], t0: int, t1: int, width: int = 64, hei
     lw = max(len(s) for s in labels.values())
     lines = [f"  {labels.get(i, ''):>{lw}} ┤{''.join(g)}".rstrip() for i, g in enumerate(grid)]
     lines.append(f"  {'':>{lw}} └{'─' * width}")
-    start, stop = _iso(t0)[:16].replace("T", " "), _iso(t1)[:16].replace("T", " ")
+    start, stop = utc_text(t0)[:16], utc_text(t1)[:16]
     lines.append(f"  {'':>{lw}}  {start}{' ' * max(1, width - len(start) - len(stop))}{stop}")
     return lines
 

@@ -108,7 +108,7 @@ import yaml
 from engine.config import ConfigError, Settings, parse_value
 from engine.kernels.params import FEATURE_KEYS
 from engine.store import Store, StoreError, instrument_of
-from engine.timerange import parse_utc, range_text
+from engine.timerange import iso_text, parse_utc, range_text
 
 INSTRUMENT_KEYS = frozenset({"symbol", "tick_size", "qty_step", "instrument"})
 RESULT_COLUMNS = ("trades", "net_pnl", "gross_pnl", "fees", "win_rate", "profit_factor", "expectancy",
@@ -346,8 +346,8 @@ def run_sweep(store: Store, grid: Grid, combos: list[Settings], workers: int | N
         raise StoreError(f"{store.path}: no stored ticks: import or synthesize data first")
     window = (start_ms, end_ms)
     if split_ms is not None and not rng[0] < split_ms <= rng[1]:
-        raise ConfigError(f"--train-until: the split at {_iso(split_ms)} leaves no data on one side: the data "
-                          f"runs from {_iso(rng[0])} to {_iso(rng[1])}")
+        raise ConfigError(f"--train-until: the split at {iso_text(split_ms)} leaves no data on one side: the data "
+                          f"runs from {iso_text(rng[0])} to {iso_text(rng[1])}")
     groups = feature_groups(combos)
     workers = min(len(combos), max(1, int(workers or os.cpu_count() or 1)))
     reports: list[dict[str, Any] | None] = [None] * len(combos)
@@ -402,10 +402,6 @@ def _value_text(v: Any) -> str:
 
 def _combo_text(combo: dict[str, Any]) -> str:
     return " ".join(f"{k}={_value_text(v)}" for k, v in combo.items())
-
-
-def _iso(ts_ms: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts_ms // 1000))
 
 
 def _columns(res: SweepResult, base: tuple[str, ...]) -> tuple[str, ...]:
@@ -476,7 +472,7 @@ def json_doc(res: SweepResult, settings: Settings) -> dict[str, Any]:
         "rank_by": res.rank_by,
         "objective": OBJECTIVES[res.rank_by][0],
         "warnings": res.warnings,
-        "train_until": None if res.split_ms is None else {"ms": res.split_ms, "utc": _iso(res.split_ms)},
+        "train_until": None if res.split_ms is None else {"ms": res.split_ms, "utc": iso_text(res.split_ms)},
         "combinations": combos,
         "feature_groups": res.groups,
         "timings": {"total_seconds": round(res.total_seconds, 3), "workers": res.workers,
@@ -518,7 +514,7 @@ def run_sweep_cli(settings: Settings, db: str, grid: Sequence[str], out: str | N
     for w in res.warnings:
         print(f"warning: {w}")
     if split_ms is not None:
-        print(f"train: data before {_iso(split_ms)}, test: from it on; ranked by train {rank_by}")
+        print(f"train: data before {iso_text(split_ms)}, test: from it on; ranked by train {rank_by}")
     else:
         print(f"ranked by {rank_by}")
     sys.stdout.write(table_text(res))

@@ -173,7 +173,7 @@ def test_costs_in_bps_of_filled_notional(rep):
 
 def test_range_settings_alerts_and_units(rep):
     assert rep["data_from"] == "2026-01-05T00:00:00Z" and rep["data_to"] == "2026-01-08T00:00:00Z"
-    assert rep["duration_minutes"] == 3 * 1440 and rep["duration"] == "3d 00h 00m"
+    assert rep["duration_minutes"] == 3 * 1440 and rep["duration"] == "3 d"
     assert rep["settings_changed"] == {"order_qty": [0.001, 0.1], "rolling_window_minutes": [240, 60]}
     assert rep["settings_digest"] == rp.settings_digest(SETTINGS) != rp.settings_digest(Settings())
     assert rep["alerts"]["daily_loss_kill_minutes"] == 7 and rep["alerts"]["manual_kill_minutes"] == 3
@@ -204,7 +204,7 @@ def test_open_position_at_the_end_is_not_a_round_trip():
 def test_text_report_tables_units_and_plot(rep):
     text = rp.text_report(rep)
     assert "{" not in text and "}" not in text  # tables, not dict reprs
-    for want in ("2026-01-05T00:00:00Z .. 2026-01-08T00:00:00Z (3d 00h 00m", "money in USDT",
+    for want in ("2026-01-05T00:00:00Z .. 2026-01-08T00:00:00Z (3 d, ", "money in USDT",
                  f"digest {rep['settings_digest']}", "rolling_window_minutes  240      60",
                  "Long / short", "By setup", "By exit", "Per day (UTC)", "Equity curve"):
         assert want in text, want
