@@ -18,15 +18,17 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from engine.config import ConfigError, Settings, load_settings
-from engine.engine import EngineError
 from engine.store import StoreError
 
 HOUR_MS = 3_600_000
 COMPILE_NOTICE = "compiling numba kernels (first run after an install or upgrade, about a minute)..."
 RANGE_FORMS = "UTC: YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS][Z] or 'YYYY-MM-DD HH:MM:SS'"
+# engine.sweep.OBJECTIVES, named here so that --help and parse errors need no engine import (a test keeps
+# the two the same)
+RANK_BY = ("net_pnl", "profit_factor", "sharpe", "sortino", "expectancy", "win_rate", "max_drawdown")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -41,6 +43,13 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
     """Examples in the epilog keep their line breaks."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """A mistake on the command line is one line, like every other input error, and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _command(sub: Any, name: str, help_text: str, example: str, description: str | None = None
@@ -375,7 +384,7 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="pbdtui", formatter_class=_Formatter,
         description="Backtest, replay and inspect an auction-market strategy (value area, order flow)\n"
                     "on Bybit perpetuals, 1-minute bars. Times are UTC.",
@@ -497,7 +506,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--out", default=None, metavar="DIR", help="directory for sweep.csv and sweep.json "
                                                                "(default ./sweep_out)")
     sw.add_argument("--workers", type=int, default=None, help="worker processes (default: CPU count)")
-    sw.add_argument("--rank-by", default="net_pnl", metavar="OBJECTIVE",
+    sw.add_argument("--rank-by", default="net_pnl", choices=RANK_BY, metavar="OBJECTIVE",
                     help="sort by net_pnl (default), profit_factor, sharpe, sortino, expectancy, win_rate or "
                          "max_drawdown (smallest first)")
     sw.add_argument("--train-until", default=None, metavar="DATE",
@@ -512,6 +521,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # imported after parsing, so --help, --version and usage errors start fast (no numba)
+    from engine.engine import EngineError
+
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -369,6 +369,29 @@ def test_every_flag_has_help_and_every_command_an_example():
     assert {"pbdtui data info", "pbdtui data purge", "pbdtui backtest", "pbdtui sweep", "pbdtui demo"} <= set(seen)
 
 
+@pytest.mark.parametrize("argv, words", [
+    (["backtest"], "required: --db"),
+    (["backtest", "--db", "x.db", "--mode", "fast"], "'fast'"),
+    (["sweep", "--db", "x.db", "--grid", "cooldown_minutes=1", "--rank-by", "nonsense"], "'nonsense'"),
+    (["sweep", "--db", "x.db", "--grid", "cooldown_minutes=1", "--workers", "two"], "'two'"),
+    (["bogus"], "'bogus'"),
+])
+def test_command_line_mistakes_are_one_line_errors_with_status_2(argv, words, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1 and words in err, err
+    assert err.startswith(f"pbdtui {argv[0]}: error: " if argv[0] != "bogus" else "pbdtui: error: ")
+    assert err.rstrip().endswith("--help)")
+
+
+def test_rank_by_choices_are_the_sweep_objectives():
+    from engine.sweep import OBJECTIVES
+    from pbdtui.cli import RANK_BY
+
+    assert RANK_BY == tuple(OBJECTIVES)
+
+
 def test_help_ends_with_the_example(capsys):
     with pytest.raises(SystemExit):
         main(["backtest", "--help"])

@@ -285,7 +285,9 @@ def test_cli_sweep_rank_by_and_train_until(db, tmp_path, monkeypatch, capsys):
     assert "ranked by train max_drawdown" in printed and "test_net_pnl" in printed
     doc = json.loads((tmp_path / "o" / "sweep.json").read_text())
     assert doc["rank_by"] == "max_drawdown" and doc["warnings"]
-    assert main([*args, "--rank-by", "luck"]) == 2
-    assert "'luck'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main([*args, "--rank-by", "luck"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1 and "'luck'" in err and "max_drawdown" in err
     assert main([*args, "--train-until", "2027-01-01"]) == 2
     assert "leaves no data" in capsys.readouterr().err
