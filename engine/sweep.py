@@ -74,9 +74,12 @@ deterministic: the same data, config and grids write the same bytes.
 Out of sample (``--train-until DATE``)
 --------------------------------------
 Each combination still runs once over all the data; its report is also cut
-at DATE (``engine.report.slice_result``) into a train period (before) and a
-test period (from DATE on), each round trip in the period its closing fill
-is in. Rows are ranked by the train figure and show train and test figures
+(``engine.report.slice_result``) at the instant DATE names (UTC; a bare date
+cuts at the end of that day, so the whole day is train). Train: the minutes
+before the cut and the round trips whose closing fill is before it. Test:
+the minutes from the cut on and the round trips closed from it on, also one
+entered before the cut (a position open at the cut is train's open
+position, valued at its last minute's mid, and test's round trip). Rows are ranked by the train figure and show train and test figures
 side by side (``train_*``/``test_*``; sweep.json adds ``train_report`` and
 ``test_report``), so a combination that only fits the training data shows.
 Why one run cut in two rather than two runs: the features and the strategy
@@ -514,7 +517,7 @@ def run_sweep_cli(settings: Settings, db: str, grid: Sequence[str], out: str | N
     for w in res.warnings:
         print(f"warning: {w}")
     if split_ms is not None:
-        print(f"train: data before {iso_text(split_ms)}, test: from it on; ranked by train {rank_by}")
+        print(f"train: trades closed before {iso_text(split_ms)}, test: closed from it on; ranked by train {rank_by}")
     else:
         print(f"ranked by {rank_by}")
     sys.stdout.write(table_text(res))

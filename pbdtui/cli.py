@@ -510,8 +510,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="sort by net_pnl (default), profit_factor, sharpe, sortino, expectancy, win_rate or "
                          "max_drawdown (smallest first)")
     sw.add_argument("--train-until", default=None, metavar="DATE",
-                    help="rank on data through DATE (UTC; a bare date is the whole day) and show the later "
-                         "data as the test period beside it")
+                    help="cut each run at DATE (UTC; a bare date cuts at the end of that day): rank by the "
+                         "round trips closed before the cut (train) and show those closed from it on (test) "
+                         "beside them")
     _add_range(sw, "ticks")
     _add_instrument(sw)
     _add_config(sw)
