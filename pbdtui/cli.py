@@ -149,6 +149,12 @@ def _need_db(db: str) -> None:
         raise FileNotFoundError(f"{db}: no such database")
 
 
+def _check_out(out: str | None) -> None:
+    """Refuse an ``--out`` that cannot be a folder before any work, not after it."""
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        raise ConfigError(f"--out {out}: exists and is not a directory")
+
+
 def _compile_notice(names: Sequence[str]) -> None:
     """Say so when the kernels ``names`` need will be compiled first (a silent minute looks hung)."""
     from engine.kernel_cache import uncompiled
@@ -344,6 +350,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     start, end = _range(args)
     settings = _settings(args)  # config problems first, then files
     _need_db(args.db)
+    _check_out(args.out)
     settings = _for_instrument(args, settings, trading=True)
     _compile_notice(EVENTS if args.mode == "tick" else BARS)
     if args.mode == "bar":  # seconds of work at most: no bar
@@ -361,6 +368,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     start, end = _range(args)
     settings = _settings(args)  # config problems first, then files
     _need_db(args.db)
+    _check_out(args.out)
     settings = _for_instrument(args, settings, trading=True)
     _compile_notice(EVENTS + MINUTES)
     with progress("sweep", "combinations") as update:
@@ -532,14 +540,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, StoreError, EngineError, FileNotFoundError) as exc:
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except (ConfigError, StoreError, EngineError, OSError) as exc:  # OSError: files (missing, no permission, ...)
         print(f"pbdtui: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
 
 
 if __name__ == "__main__":

@@ -483,3 +483,21 @@ def test_console_replay_feeds_only_the_range(sim):
     assert finished and (driver.first_ts, driver.end_ts) == (first, last + 1)
     assert finished[0].minutes == len(m.bars) == 60
     assert driver.engine.last_event_ts == last
+
+
+def test_backtest_and_sweep_refuse_an_out_that_is_a_file_before_any_work(sim, tmp_path, capsys):
+    taken = tmp_path / "taken"
+    taken.write_text("x")
+    for cmd in (["backtest"], ["sweep", "--grid", "cooldown_minutes=3"]):
+        assert main([*cmd, "--db", sim, "--out", str(taken)]) == 2
+        err = capsys.readouterr().err
+        assert err == f"pbdtui: error: --out {taken}: exists and is not a directory\n"
+
+
+def test_backtest_of_a_database_without_ticks_is_an_error_not_an_empty_report(tmp_path, capsys):
+    db = tmp_path / "empty.db"
+    with Store(db, instrument_of(SETTINGS)):
+        pass
+    assert main(["backtest", "--db", str(db)]) == 2
+    assert "no stored ticks" in capsys.readouterr().err
+    assert not (tmp_path / "backtests").exists()
