@@ -19,6 +19,8 @@ from engine.types import (
     BAR_DTYPE,
     CONFIRM_OF,
     CONFIRM_QIMB,
+    EXIT_FLATTEN,
+    EXIT_SIGNAL,
     EXIT_STOP,
     EXIT_TARGET,
     EXIT_TIME,
@@ -337,6 +339,16 @@ def test_decision_log_exit_lines_say_what_triggered_them():
     assert closes[0].endswith("exit: target 100019.95 reached: bid 100020.0 >= 100019.95")
     assert closes[1].endswith("exit: stop 100009.9 crossed: ask 100009.9 >= 100009.9")
     assert "exit: time stop after 60.0 minutes (max_hold_minutes=60)" in closes[2]
+
+
+def test_decision_log_flip_and_flatten_exits_say_when_they_were_decided():
+    res = _log_result()
+    res.fills["reason"][7], res.fills["ts_submit"][7] = EXIT_SIGNAL, T0 + 2 * DAY + H + 5 * MIN - 1
+    res.fills["reason"][9], res.fills["ts_submit"][9] = EXIT_FLATTEN, T0 + 2 * DAY + 2 * H + 20 * MIN - 250
+    closes = [line for line in rp.decision_log(SETTINGS, res) if " FILL CLOSE " in line]
+    assert closes[3].startswith("2026-01-07 01:05:00.000 FILL CLOSE flip ")
+    assert closes[3].endswith("exit: flip: opposite entry signal decided 2026-01-07 01:04:59.999")
+    assert closes[4].endswith("exit: operator flatten at 2026-01-07 02:19:59.750")
 
 
 def test_reward_risk():
