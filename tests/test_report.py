@@ -173,6 +173,22 @@ def test_costs_in_bps_of_filled_notional(rep):
     assert rep["spread_paid_bps"] == 0.0 and rep["slippage_bps"] == 0.0  # filled at the touch, zero spread
 
 
+def test_spread_and_slippage_of_hand_built_fills():
+    fills = _fills()
+    # trip 1's buy: bid 99999.7 / ask 99999.9 (half spread 1 tick), filled at 100000.0 (1 tick of slippage)
+    fills["touch_px"][0], fills["mid2"][0] = 999_999, 2 * 999_998
+    # trip 1's sell: bid 100020.1 / ask 100020.5 (half spread 2 ticks), filled at 100020.0 (1 tick)
+    fills["touch_px"][1], fills["mid2"][1] = 1_000_201, 2 * 1_000_203
+    rep = rp.report(SETTINGS, _result(fills))
+    tick_usdt = 0.1 * 0.1  # one tick on 0.1 BTC
+    assert rep["spread_paid_total"] == pytest.approx(3 * tick_usdt)
+    assert rep["slippage_total"] == pytest.approx(2 * tick_usdt)
+    assert rep["spread_paid_bps"] == pytest.approx(3 * tick_usdt / 99_999 * 1e4, abs=1e-6)
+    assert rep["slippage_bps"] == pytest.approx(2 * tick_usdt / 99_999 * 1e4, abs=1e-6)
+    assert (rep["spread_paid_ticks_p50"], rep["spread_paid_ticks_max"]) == (0.0, 2.0)
+    assert rep["spread_paid_ticks_p90"] == pytest.approx(1.1)  # 8 zeros, 1, 2
+
+
 def test_range_settings_alerts_and_units(rep):
     assert rep["data_from"] == "2026-01-05T00:00:00Z" and rep["data_to"] == "2026-01-08T00:00:00Z"
     assert rep["duration_minutes"] == 3 * 1440 and rep["duration"] == "3 d"
