@@ -155,6 +155,14 @@ def _check_out(out: str | None) -> None:
         raise ConfigError(f"--out {out}: exists and is not a directory")
 
 
+def _stored_run_inputs(args: argparse.Namespace, trading: bool) -> tuple[Settings, int | None, int | None]:
+    """Settings and --from/--to of a command over a stored database: flags and config first, then the file."""
+    start, end = _range(args)
+    settings = _settings(args)
+    _need_db(args.db)
+    return _for_instrument(args, settings, trading), start, end
+
+
 def _compile_notice(names: Sequence[str]) -> None:
     """Say so when the kernels ``names`` need will be compiled first (a silent minute looks hung)."""
     from engine.kernel_cache import uncompiled
@@ -311,10 +319,7 @@ def _cmd_features(args: argparse.Namespace) -> int:
     from engine.store import Store, instrument_of
     from pbdtui.progress import progress
 
-    start, end = _range(args)
-    settings = _settings(args)  # config problems first, then files
-    _need_db(args.db)
-    settings = _for_instrument(args, settings, trading=False)
+    settings, start, end = _stored_run_inputs(args, trading=False)
     _compile_notice(EVENTS)
     with Store(args.db, instrument_of(settings)) as store, progress("features", "h of data", HOUR_MS) as update:
         summary = compute_features_to_store(store, settings, start, end, update)
@@ -347,11 +352,8 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     from engine.kernel_cache import BARS, EVENTS
     from pbdtui.progress import progress
 
-    start, end = _range(args)
-    settings = _settings(args)  # config problems first, then files
-    _need_db(args.db)
+    settings, start, end = _stored_run_inputs(args, trading=True)
     _check_out(args.out)
-    settings = _for_instrument(args, settings, trading=True)
     _compile_notice(EVENTS if args.mode == "tick" else BARS)
     if args.mode == "bar":  # seconds of work at most: no bar
         return run_backtest_cli(settings, db=args.db, mode=args.mode, out=args.out, start_ms=start, end_ms=end)
@@ -365,11 +367,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from engine.sweep import run_sweep_cli
     from pbdtui.progress import progress
 
-    start, end = _range(args)
-    settings = _settings(args)  # config problems first, then files
-    _need_db(args.db)
+    settings, start, end = _stored_run_inputs(args, trading=True)
     _check_out(args.out)
-    settings = _for_instrument(args, settings, trading=True)
     _compile_notice(EVENTS + MINUTES)
     with progress("sweep", "combinations") as update:
         return run_sweep_cli(settings, db=args.db, grid=args.grid, out=args.out, workers=args.workers,
