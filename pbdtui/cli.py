@@ -506,13 +506,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     sw = _command(sub, "sweep", "sensitivity sweep of the tick backtest over config keys",
                   "  pbdtui sweep --db btc.db --grid slippage_ticks_entry=0,1 --grid fee_model=taker,maker "
-                  "--workers 2 --from 2026-01-05")
+                  "--workers 2 --from 2026-01-05\n"
+                  "  pbdtui sweep --db btc.db --grid cooldown_minutes=0,3,10 --rank-by sharpe --train-until 2026-01-06")
     _add_db(sw)
     sw.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2", required=True,
                     help="a config key and its values (repeat for more keys; all combinations run)")
     sw.add_argument("--out", default=None, metavar="DIR", help="directory for sweep.csv and sweep.json "
                                                                "(default ./sweep_out)")
-    sw.add_argument("--workers", type=int, default=None, help="worker processes (default: CPU count)")
+    sw.add_argument("--workers", type=int, default=None, metavar="N", help="worker processes (default: CPU count)")
     sw.add_argument("--rank-by", default="net_pnl", choices=RANK_BY, metavar="OBJECTIVE",
                     help="sort by net_pnl (default), profit_factor, sharpe, sortino, expectancy, win_rate or "
                          "max_drawdown (smallest first)")
