@@ -237,7 +237,7 @@ def _group(trips: np.ndarray, sel: np.ndarray) -> dict[str, Any]:
 
 # unit of every figure in report.json ("" for counts and labels)
 _UNITS = {
-    "gross_pnl": "{ccy}", "net_pnl": "{ccy}", "fees": "{ccy}", "funding": "{ccy}", "pnl_per_trade": "{ccy}",
+    "gross_pnl": "{ccy}", "net_pnl": "{ccy}", "fees": "{ccy}", "funding": "{ccy}",
     "expectancy": "{ccy} per trade", "avg_win": "{ccy}", "avg_loss": "{ccy}", "max_drawdown": "{ccy}",
     "gross_wins": "{ccy}", "gross_losses": "{ccy}", "spread_paid_total": "{ccy}", "spread_paid_mean": "{ccy} per fill",
     "slippage_total": "{ccy}", "unrealized_at_end": "{ccy}", "daily_pnl_mean": "{ccy} per day",
@@ -331,7 +331,6 @@ def report(settings: Any, result: BacktestResult) -> dict[str, Any]:
         "net_pnl": _r(float(net.sum())),
         "fees": _r(float(trips["fees"].sum())),
         "funding": _r(float(trips["funding"].sum())),
-        "pnl_per_trade": _r(float(net.mean())) if len(net) else None,
         "expectancy": _r(float(net.mean())) if len(net) else None,
         "net_pnl_bps": _r(float((net / trips["entry_notional"]).mean() * 1e4)) if len(net) else None,
         "win_rate": _r(float(len(wins) / len(net))) if len(net) else None,
