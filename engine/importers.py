@@ -778,6 +778,7 @@ class _Checks:
                 (huge, lambda i: f"{name} {fields.text(i, k)} is too large: at least {MAX_PRICE_TICKS:.0e} ticks "
                                  f"of {self.tick:g}"),
                 (off, lambda i: f"{name} {fields.text(i, k)} is not a multiple of tick_size {self.tick:g}"),
+                (~(np.rint(ratio) >= 1), lambda i: f"{name} {fields.text(i, k)} is below one tick_size {self.tick:g}"),
             ]
             ticks = np.where(finite & ~off & ~huge, np.rint(ratio), 0).astype(np.int64)
         return ticks, checks
@@ -796,6 +797,7 @@ class _Checks:
                 (huge, lambda i: f"{name} {fields.text(i, k)} is too large: at least {MAX_SIZE_LOTS:.0e} lots "
                                  f"of {self.step:g}"),
                 (off, lambda i: f"{name} {fields.text(i, k)} is not a multiple of qty_step {self.step:g}"),
+                (~(np.rint(ratio) >= 1), lambda i: f"{name} {fields.text(i, k)} is below one qty_step {self.step:g}"),
             ]
             lots = np.where(finite & ~off & ~huge, np.rint(ratio), 0).astype(np.int64)
         return lots, checks
@@ -1167,6 +1169,8 @@ def _levels(raw: Any, side: str, checks: _Checks) -> tuple[list[int], list[int]]
         t = round(ratio)
         if abs(ratio - t) > GRID_TOLERANCE:
             raise _BadMessage(f"price {_short(price_text)} in '{side}' is not a multiple of tick_size {tick:g}")
+        if t < 1:
+            raise _BadMessage(f"price {_short(price_text)} in '{side}' is below one tick_size {tick:g}")
         q_ratio = size / step
         if not q_ratio < MAX_SIZE_LOTS:
             raise _BadMessage(f"size {_short(size_text)} in '{side}' is too large: at least {MAX_SIZE_LOTS:.0e} "
@@ -1174,6 +1178,8 @@ def _levels(raw: Any, side: str, checks: _Checks) -> tuple[list[int], list[int]]
         q = round(q_ratio)
         if abs(q_ratio - q) > GRID_TOLERANCE:
             raise _BadMessage(f"size {_short(size_text)} in '{side}' is not a multiple of qty_step {step:g}")
+        if q == 0 and size > 0:  # would delete the level: a size is 0 or at least one lot
+            raise _BadMessage(f"size {_short(size_text)} in '{side}' is below one qty_step {step:g}")
         ticks.append(t)
         lots.append(q)
     return ticks, lots

@@ -255,7 +255,15 @@ class Store:
                 self.db.execute("PRAGMA synchronous=NORMAL")
                 with self.write():  # the schema too: a deferred transaction would fail at its upgrade
                     self.db.execute(_SCHEMA)
+            elif not self._has_table("tick_chunks"):
+                # an empty file, or one whose creator has not committed the schema yet: a reader
+                # would fail on its first query with "no such table"
+                raise StoreError(f"{self.path}: holds no pbdtui tables (an empty file, or a database still "
+                                 "being created)")
             self.instrument = self._bind(instrument, readonly)
+        except StoreError:
+            self.db.close()
+            raise
         except apsw.ReadOnlyError as exc:
             self.db.close()
             raise StoreError(f"{self.path}: the database is read-only here ({exc}); this command writes to "

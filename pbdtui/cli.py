@@ -91,7 +91,7 @@ def _stored_instrument(db: str) -> Any:
 
     from engine.store import Store
 
-    if not Path(db).is_file():
+    if not Path(db).is_file() or Path(db).stat().st_size == 0:  # an empty file: nothing bound yet
         return None
     try:
         with Store(db, readonly=True) as store:

@@ -507,3 +507,23 @@ def test_store_refuses_a_gzip_file_without_touching_it(tmp_path):
 def test_importers_module_docstring_states_the_bounds():
     doc = importers.__doc__ or ""
     assert "plausible" in doc and "MAX_PRICE_TICKS" in doc and "duplicate" in doc.lower()
+
+
+def test_tiny_prices_and_sizes_are_bad_rows_not_zero_ticks(tmp_path, caplog):
+    """Found by the fuzz test: 1e-300 is positive and "on the grid", yet 0 ticks or lots."""
+    path = write_gz(tmp_path / "b.csv.gz", [BYBIT_HEADER, bybit_trade(0), bybit_trade(1, price="1e-300"),
+                                            bybit_trade(2, size="1e-300")])
+    book = write_book_zip(tmp_path / "x.data.zip", [
+        _msg("snapshot", 100, [("1.0000", "10")], [("1.0001", "5")], u=1),
+        _msg("delta", 200, [("1.0000", "1e-300")], [], u=2),  # would have deleted the best bid
+    ])
+    with caplog.at_level(logging.WARNING, logger="pbdtui.import"), open_store(tmp_path) as store:
+        report = import_bybit_trades(store, BTC, path)
+        assert (store.load_ticks("trade")["px"] > 0).all()
+    with open_store(tmp_path, XRP, "x.db") as store:
+        book_report = import_bybit_book(store, XRP, book)
+    assert (report.rows_ok, report.rows_bad, book_report.rows_ok, book_report.rows_bad) == (1, 2, 1, 1)
+    messages = warnings_of(caplog)
+    assert messages[0].endswith(":3: price 1e-300 is below one tick_size 0.1")
+    assert messages[1].endswith(":4: size 1e-300 is below one qty_step 0.001")
+    assert messages[2].endswith(":2: size 1e-300 in 'b' is below one qty_step 1")
