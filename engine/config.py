@@ -90,6 +90,7 @@ class Settings:
     min_reward_risk: float = 0.0
     plausible_from: str = "2015-01-01"
     plausible_until_days: float = 1.0
+    ws_url: str = "mainnet"
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied and checked like a file's values."""
@@ -213,6 +214,9 @@ def _build(raw: dict[str, Any], source: str) -> Settings:
                       f"{settings.symbol!r} (only the linear perpetual {_perp(settings.symbol)!r} is traded)")
     if plausible_from_ms(settings.plausible_from) is None:
         errors.append(f"{source}: key 'plausible_from': {settings.plausible_from!r} is not a date YYYY-MM-DD (UTC)")
+    if not (settings.ws_url in ("mainnet", "testnet") or settings.ws_url.startswith(("ws://", "wss://"))):
+        errors.append(f"{source}: key 'ws_url': {settings.ws_url!r} is not mainnet, testnet or a ws:// or "
+                      "wss:// URL")
     ratio = settings.order_qty / settings.qty_step
     if abs(ratio - round(ratio)) > 1e-6:
         errors.append(f"{source}: key 'order_qty': {settings.order_qty} is not a multiple of qty_step "

@@ -28,6 +28,8 @@ from engine.kernels.state import (
     SI_ENTRY_PX,
     SI_ENTRY_TS,
     SI_ERROR,
+    SI_GAP_FROM,
+    SI_GAP_TO,
     SI_HI,
     SI_KILL_DAILY,
     SI_KILL_MANUAL,
@@ -187,6 +189,17 @@ class Engine:
     def set_kill_switch(self, on: bool) -> None:
         """Manual kill switch: no new entries while on (exits still run)."""
         self.state.si[SI_KILL_MANUAL] = 1 if on else 0
+
+    def mark_feed_gap(self, from_ts: int, to_ts: int = 2**62) -> None:
+        """The live feed had no data from ``from_ts`` to ``to_ts`` (exchange ms; open-ended by default).
+
+        Every minute the interval touches and that has not closed yet is
+        marked (``feed_gap``), counts as a minute without data for readiness,
+        and is not entered on (FEED_GAP). Call it when the disconnection or
+        stall is detected (open-ended), and again with its end on reconnect.
+        """
+        self.state.si[SI_GAP_FROM] = int(from_ts)
+        self.state.si[SI_GAP_TO] = int(to_ts)
 
     def flatten(self, ts: int | None = None) -> None:
         """Close any position on the first quote after ``ts`` (default: the newest event)."""

@@ -58,15 +58,26 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal, InvalidOperation
-from heapq import heapify, heappop, heappush
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 
 from engine import store as _store
+from engine.adapters.bybit import frames
 from engine.config import ConfigError, Settings, plausible_range_ms
-from engine.types import QUOTE_DTYPE, SIDE_BUY, SIDE_SELL, SIDE_UNKNOWN, TRADE_DTYPE
+from engine.ids import INT64_MAX, INT64_MIN, MASK63, int64_or_none, trade_id_of, uuid_ids_of
+from engine.ids import stable_id as stable_id  # re-exported: tests and callers know it here
+from engine.ids import uuid_id as uuid_id
+from engine.types import (
+    MAX_PRICE_TICKS,
+    MAX_SIZE_LOTS,
+    QUOTE_DTYPE,
+    SIDE_BUY,
+    SIDE_SELL,
+    SIDE_UNKNOWN,
+    TRADE_DTYPE,
+)
 
 log = logging.getLogger("pbdtui.import")
 
@@ -74,11 +85,6 @@ BLOCK_BYTES = 1 << 22  # text read per block; only the parse cost depends on it,
 PREFETCH = True  # read the next block in a helper thread
 MAX_LOGGED = 20  # bad rows logged one by one per file; the rest are only counted
 GRID_TOLERANCE = 1e-6  # |price / tick_size - round(...)| (sizes: / qty_step) above this is off the grid
-MAX_PRICE_TICKS = 10**12  # a price of this many ticks or more is a bad row: int64 ticks with a wide margin
-MAX_SIZE_LOTS = 10**9  # a size of this many lots or more is a bad row (a million BTC at BTCUSDT's 0.001)
-INT64_MAX = (1 << 63) - 1
-INT64_MIN = -(1 << 63)
-MASK63 = INT64_MAX  # the low 63 bits: a non-negative int64
 
 TARDIS_TRADE_COLUMNS = ("exchange", "symbol", "timestamp", "local_timestamp", "id", "side", "price", "amount")
 TARDIS_QUOTE_COLUMNS = (
@@ -96,82 +102,6 @@ PathLike = str | os.PathLike[str]
 
 
 # --- public helpers -------------------------------------------------------------
-
-
-def stable_id(text: str | bytes) -> int:
-    """A stable non-negative 63-bit id for a non-numeric exchange id.
-
-    blake2b with an 8-byte digest read little-endian, top bit cleared, so the
-    value fits an int64 trade_id and is the same on every run and machine.
-    """
-    raw = text.encode("utf-8") if isinstance(text, str) else bytes(text)
-    return int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "little") & MASK63
-
-
-_UUID_DASHES = (8, 13, 18, 23)
-_UUID_HEX_AT = np.array([i for i in range(36) if i not in _UUID_DASHES], dtype=np.int64)
-_NIBBLE = np.full(256, 255, dtype=np.uint8)
-for _i, _c in enumerate(b"0123456789abcdef"):
-    _NIBBLE[_c] = _i
-for _i, _c in enumerate(b"ABCDEF"):
-    _NIBBLE[_c] = 10 + _i
-
-
-def uuid_id(text: str | bytes) -> int | None:
-    """The 63-bit id of a canonical UUID text (its two 64-bit halves XORed), else None.
-
-    Exchange trade ids that are UUIDs (Bybit ``trdMatchID``) are random
-    128-bit numbers already, so folding them needs no hash: it is exact,
-    vectorizable (see ``uuid_ids_of``) and ~30x cheaper than blake2b per row.
-    """
-    raw = text.encode() if isinstance(text, str) else bytes(text)
-    buf = np.frombuffer(raw, dtype=np.uint8)
-    rows, ids = uuid_ids_of(buf, np.array([0]), np.array([len(raw)]))
-    return int(ids[0]) if rows[0] else None
-
-
-def uuid_ids_of(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For fields ``buf[starts:ends]``: which are canonical UUIDs, and their ids (``uuid_id``)."""
-    n = len(starts)
-    is_uuid = (ends - starts) == 36
-    ids = np.zeros(0, dtype=np.int64)
-    if not is_uuid.any():
-        return is_uuid, ids
-    base = starts[is_uuid]
-    ok = np.ones(len(base), dtype=bool)
-    for d in _UUID_DASHES:
-        ok &= buf[base + d] == 45  # '-'
-    nib = _NIBBLE[buf[base[:, None] + _UUID_HEX_AT[None, :]]]
-    ok &= (nib != 255).all(axis=1)
-    nib = nib.astype(np.uint64)
-    shifts = (np.uint64(4) * np.arange(15, -1, -1, dtype=np.uint64))[None, :]
-    hi = np.bitwise_or.reduce(nib[:, :16] << shifts, axis=1)
-    lo = np.bitwise_or.reduce(nib[:, 16:] << shifts, axis=1)
-    folded = ((hi ^ lo) & np.uint64(MASK63)).astype(np.int64)
-    rows = np.zeros(n, dtype=bool)
-    rows[np.flatnonzero(is_uuid)[ok]] = True
-    return rows, folded[ok]
-
-
-def int64_or_none(text: str | bytes) -> int | None:
-    """``text`` (blanks and an optional sign allowed) as an int64, or None if it is not one."""
-    body = text.strip()
-    digits = body[1:] if body[:1] in ("+", "-", b"+", b"-") else body
-    if digits.isascii() and digits.isdigit():
-        value = int(body)
-        if INT64_MIN <= value <= INT64_MAX:
-            return value
-    return None
-
-
-def trade_id_of(text: str | bytes) -> int:
-    """The int64 trade id of an exchange id: the integer itself, a UUID folded, else ``stable_id``."""
-    raw = text.encode("utf-8") if isinstance(text, str) else bytes(text)
-    value = int64_or_none(raw)
-    if value is not None:
-        return value
-    folded = uuid_id(raw)
-    return stable_id(raw) if folded is None else folded
 
 
 @dataclass
@@ -1091,98 +1021,10 @@ def file_symbol(path: PathLike, fmt: str) -> str | None:
 # --- order book ------------------------------------------------------------------
 
 
-class _BookSide:
-    """One side of an order book: ticks -> lots, with the best level from a lazy heap.
-
-    The heap holds ``sign * ticks`` (bids negated, so the top is the best
-    bid); deleted levels stay in the heap until they reach the top. A price
-    is pushed only when it is not already a level, so every level has at least
-    one heap entry. Rejected: a sorted list with bisect (O(n) inserts on a
-    500-level book at every delta).
-    """
-
-    def __init__(self, is_bid: bool):
-        self.sign = -1 if is_bid else 1
-        self.levels: dict[int, int] = {}
-        self.heap: list[int] = []
-
-    def reset(self, ticks: list[int], lots: list[int]) -> None:
-        self.levels = {t: q for t, q in zip(ticks, lots, strict=True) if q > 0}
-        self.heap = [self.sign * t for t in self.levels]
-        heapify(self.heap)
-
-    def update(self, ticks: list[int], lots: list[int]) -> None:
-        levels, heap, sign = self.levels, self.heap, self.sign
-        for t, q in zip(ticks, lots, strict=True):
-            if q == 0:
-                levels.pop(t, None)
-            else:
-                if t not in levels:
-                    heappush(heap, sign * t)
-                levels[t] = q
-        if len(heap) > 2 * len(levels) + 1024:  # too many stale entries: rebuild
-            self.heap = [sign * t for t in levels]
-            heapify(self.heap)
-
-    def best(self) -> int | None:
-        heap, levels = self.heap, self.levels
-        while heap and self.sign * heap[0] not in levels:
-            heappop(heap)
-        return self.sign * heap[0] if heap else None
-
-
-class _BadMessage(ValueError):
-    pass
-
-
-def _levels(raw: Any, side: str, checks: _Checks) -> tuple[list[int], list[int]]:
-    """[[price, size], ...] as (ticks, lots); size 0 means "delete the level".
-
-    The bounds of ``_Checks`` apply: a level priced 1e300 would otherwise
-    become the best bid for good and cross every later book.
-    Plain Python per level: deltas hold a handful of levels, where numpy's
-    per-call cost is larger than the work (measured 4x slower per message).
-    Rounding is half-to-even like ``units.to_ticks``.
-    """
-    if not isinstance(raw, list):
-        raise _BadMessage(f"'{side}' is not a list")
-    tick, step = checks.tick, checks.step
-    ticks: list[int] = []
-    lots: list[int] = []
-    isfinite = math.isfinite
-    for level in raw:
-        try:
-            price_text, size_text = level
-            price, size = float(price_text), float(size_text)
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise _BadMessage(f"unparsable '{side}' level {_short(level)}") from exc
-        if not (isfinite(price) and isfinite(size)):
-            raise _BadMessage(f"non-finite price or size in '{side}' level {_short(level)}")
-        if price <= 0:
-            raise _BadMessage(f"non-positive price {_short(price_text)} in '{side}'")
-        if size < 0:
-            raise _BadMessage(f"negative size {_short(size_text)} in '{side}'")
-        ratio = price / tick
-        if not ratio < MAX_PRICE_TICKS:
-            raise _BadMessage(f"price {_short(price_text)} in '{side}' is too large: at least {MAX_PRICE_TICKS:.0e} "
-                              f"ticks of {tick:g}")
-        t = round(ratio)
-        if abs(ratio - t) > GRID_TOLERANCE:
-            raise _BadMessage(f"price {_short(price_text)} in '{side}' is not a multiple of tick_size {tick:g}")
-        if t < 1:
-            raise _BadMessage(f"price {_short(price_text)} in '{side}' is below one tick_size {tick:g}")
-        q_ratio = size / step
-        if not q_ratio < MAX_SIZE_LOTS:
-            raise _BadMessage(f"size {_short(size_text)} in '{side}' is too large: at least {MAX_SIZE_LOTS:.0e} "
-                              f"lots of {step:g}")
-        q = round(q_ratio)
-        if abs(q_ratio - q) > GRID_TOLERANCE:
-            raise _BadMessage(f"size {_short(size_text)} in '{side}' is not a multiple of qty_step {step:g}")
-        if q == 0 and size > 0:  # would delete the level: a size is 0 or at least one lot
-            raise _BadMessage(f"size {_short(size_text)} in '{side}' is below one qty_step {step:g}")
-        ticks.append(t)
-        lots.append(q)
-    return ticks, lots
+# The book replay is the live decoder's (engine.adapters.bybit.frames): one set of rules
+# for archives and the WebSocket, which send the same messages.
+_BookSide = frames.BookSide
+_BadMessage = frames.BadFrame
 
 
 def _short(value: Any, limit: int = 60) -> str:
@@ -1330,41 +1172,4 @@ def _apply_message(
 
     Raises _BadMessage (book untouched) when the message itself is unusable.
     """
-    if not isinstance(msg, dict):
-        raise _BadMessage("message is not a JSON object")
-    data = msg.get("data")
-    kind = msg.get("type")
-    if not isinstance(data, dict) or kind not in ("snapshot", "delta"):
-        raise _BadMessage("malformed message: needs 'type' snapshot/delta and a 'data' object")
-    symbol = data.get("s")
-    if symbol is None:
-        symbol = str(msg.get("topic", "")).rsplit(".", 1)[-1]
-    if symbol != settings.symbol:
-        raise _BadMessage(f"symbol {_short(repr(symbol))} is not {settings.symbol}")
-    try:
-        local_ts = _book_time(msg["ts"])
-        cts = msg.get("cts")
-        ts = local_ts if cts is None else _book_time(cts)
-    except (KeyError, TypeError, ValueError, OverflowError) as exc:
-        raise _BadMessage("missing or unparsable 'ts'/'cts'") from exc
-    for name, value in (("ts", local_ts), ("cts", ts)):
-        if not checks.lo_ms <= value <= checks.hi_ms:
-            raise _BadMessage(f"'{name}' {_short(str(value))} ({_utc(float(value))}) is outside {checks.range_text}")
-    b_ticks, b_lots = _levels(data.get("b", []), "b", checks)
-    a_ticks, a_lots = _levels(data.get("a", []), "a", checks)
-    # u == 1: the exchange restarted its book service; the message is a full snapshot.
-    if kind == "snapshot" or data.get("u") == 1:
-        bids.reset(b_ticks, b_lots)
-        asks.reset(a_ticks, a_lots)
-    else:
-        if not have_book:
-            raise _BadMessage("delta before the first snapshot")
-        bids.update(b_ticks, b_lots)
-        asks.update(a_ticks, a_lots)
-    bid, ask = bids.best(), asks.best()
-    if bid is None or ask is None:
-        return "empty book side: " + ("bids" if bid is None else "asks")
-    if bid >= ask:
-        return f"crossed book: best bid {bid} >= best ask {ask} ticks"
-    return ts, local_ts, (bid, bids.levels[bid], ask, asks.levels[ask])
-
+    return frames.apply_book_message(msg, settings, bids, asks, have_book, ts_range=(checks.lo_ms, checks.hi_ms))

@@ -93,6 +93,7 @@ def feature_rows(feats: np.ndarray, u: Units, base_bin_ticks: int) -> list[tuple
             float(f["bvc_buy_frac"]),
             float(f["bvc_net"]) * u.step,
             REASON_NAMES[int(f["ready"])],
+            int(f["feed_gap"]),
         ))
     return rows
 

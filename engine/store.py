@@ -73,7 +73,7 @@ BARS_COLUMNS = (
 FEATURES_COLUMNS = (
     "ts_min", "mid_close", "sigma_240", "bin_width", "poc", "vah", "val", "va_coverage",
     "of_1m", "of_norm_1m", "qimb_close", "qimb_ema", "ambiguous_trade_frac_1m",
-    "sign_agree_frac_1m", "bvc_buy_frac_1m", "bvc_net_proxy_1m", "ready_code",
+    "sign_agree_frac_1m", "bvc_buy_frac_1m", "bvc_net_proxy_1m", "ready_code", "feed_gap",
 )
 SIGNALS_COLUMNS = (
     "run_id", "ts_min", "signal_breakin_long", "signal_breakin_short",
@@ -114,7 +114,7 @@ CREATE TABLE IF NOT EXISTS features_1m(
     ts_min INTEGER PRIMARY KEY, mid_close REAL, sigma_240 REAL, bin_width REAL, poc REAL,
     vah REAL, val REAL, va_coverage REAL, of_1m REAL, of_norm_1m REAL, qimb_close REAL,
     qimb_ema REAL, ambiguous_trade_frac_1m REAL, sign_agree_frac_1m REAL,
-    bvc_buy_frac_1m REAL, bvc_net_proxy_1m REAL, ready_code TEXT
+    bvc_buy_frac_1m REAL, bvc_net_proxy_1m REAL, ready_code TEXT, feed_gap INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS runs(
     run_id TEXT PRIMARY KEY, mode TEXT NOT NULL, config_json TEXT NOT NULL, summary_json TEXT
@@ -136,6 +136,13 @@ CREATE TABLE IF NOT EXISTS trades_exec(
 );
 INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', '{SCHEMA_VERSION}');
 """
+
+
+def _migrate(db: apsw.Connection) -> None:
+    """Columns added since a database was created (``CREATE TABLE IF NOT EXISTS`` keeps old tables)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(features_1m)")}
+    if "feed_gap" not in columns:  # live feed gap marks
+        db.execute("ALTER TABLE features_1m ADD COLUMN feed_gap INTEGER NOT NULL DEFAULT 0")
 
 
 class StoreError(RuntimeError):
@@ -255,6 +262,7 @@ class Store:
                 self.db.execute("PRAGMA synchronous=NORMAL")
                 with self.write():  # the schema too: a deferred transaction would fail at its upgrade
                     self.db.execute(_SCHEMA)
+                    _migrate(self.db)
             elif not self._has_table("tick_chunks"):
                 # an empty file, or one whose creator has not committed the schema yet: a reader
                 # would fail on its first query with "no such table"

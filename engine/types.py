@@ -42,6 +42,12 @@ FUNDING_DTYPE = np.dtype(
     ]
 )
 
+# Bounds of stored values, relative to the instrument: a price of MAX_PRICE_TICKS ticks or more, or a
+# size of MAX_SIZE_LOTS lots or more, is refused by every source (importers, frame decoders). Prices
+# then fit int64 ticks with a wide margin (1e18 used to wrap to a negative tick count).
+MAX_PRICE_TICKS = 10**12
+MAX_SIZE_LOTS = 10**9  # a million BTC at BTCUSDT's 0.001
+
 SIDE_BUY = 1
 SIDE_SELL = -1
 SIDE_UNKNOWN = 0
@@ -89,7 +95,8 @@ FEATURE_DTYPE = np.dtype(
         ("bvc_net", "f8"),  # lots
         ("profile_qty", "i8"),  # total volume in the rolling profile, lots
         ("ready", "i8"),  # READY or the first failing readiness reason
-        ("covered", "i8"),  # minutes of the window (minute t included) that hold trades
+        ("covered", "i8"),  # minutes of the window (minute t included) that hold trades and no feed gap
+        ("feed_gap", "i8"),  # 1: a disconnection or stall of the live feed touched this minute
         ("segment_ts", "i8"),  # first event of this minute's segment (a gap > window starts one), ms
     ]
 )
@@ -211,6 +218,7 @@ REASON_CONFLICT = 18  # long and short setups of the same rank in one minute
 REASON_TARGET_PASSED = 19  # the target is already reached at the expected fill
 REASON_REWARD_RISK = 20  # reward/risk at the expected fill below min_reward_risk
 REASON_INSUFFICIENT_HISTORY = 21  # the window holds trades in too few of its minutes
+REASON_FEED_GAP = 22  # live: a disconnection or stall touched the minute
 REASON_NAMES = {
     0: "READY",
     1: "WARMUP",
@@ -234,4 +242,5 @@ REASON_NAMES = {
     19: "TARGET_PASSED",
     20: "REWARD_RISK",
     21: "INSUFFICIENT_HISTORY",
+    22: "FEED_GAP",
 }

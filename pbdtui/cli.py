@@ -443,6 +443,74 @@ def _version() -> str:
         return __version__
 
 
+def _cmd_exchange_sim(args: argparse.Namespace) -> int:
+    from loopback.cli import run_exchange_sim
+    from loopback.faults import FaultError, parse_faults
+
+    if args.db is not None and args.synth_days is not None:
+        raise ConfigError("exchange-sim: give --db or --synth-days, not both")
+    try:
+        faults = parse_faults(args.fault)
+    except FaultError as exc:
+        raise ConfigError(str(exc)) from None
+    return run_exchange_sim(_settings(args), db=args.db, synth_days=args.synth_days, seed=args.seed,
+                            speed=args.speed, port=args.port, faults=faults)
+
+
+def _cmd_collect(args: argparse.Namespace) -> int:
+    from engine.kernel_cache import EVENTS
+    from pbdtui.headless import run_collect
+
+    settings = _settings(args)
+    if args.duration is not None and args.duration <= 0:
+        raise ConfigError(f"--duration must be positive, got {args.duration:g}")
+    settings = _for_instrument(args, settings, trading=False)
+    _compile_notice(EVENTS)
+    return run_collect(settings, args.db, args.ws_url, args.duration)
+
+
+def _add_collect(sub: Any) -> None:
+    col = _command(
+        sub, "collect", "record Bybit's public stream and compute features live, without the console",
+        "  pbdtui collect --db live.db --duration 3600\n"
+        "  pbdtui collect --db test.db --ws-url ws://127.0.0.1:8765/v5/public/linear   # pbdtui exchange-sim",
+        description="Record publicTrade, orderbook.1 and tickers of the symbol into --db (ticks committed at\n"
+                    "least every second, minutes appended as they close), warm-started from the ticks already\n"
+                    "stored. Prints a status line every 5 s; stops on Ctrl-C, SIGTERM or after --duration.")
+    _add_db(col, "the database to record into (created when missing)")
+    col.add_argument("--ws-url", default=None, metavar="URL",
+                     help="mainnet, testnet or any ws:// URL (default: ws_url from the config, mainnet)")
+    col.add_argument("--duration", type=float, default=None, metavar="S",
+                     help="stop after S seconds (default: run until stopped)")
+    _add_instrument(col)
+    _add_config(col)
+    col.set_defaults(func=_cmd_collect)
+
+
+def _add_exchange_sim(sub: Any) -> None:
+    sim = _command(
+        sub, "exchange-sim", "a loopback Bybit public WebSocket on 127.0.0.1 serving stored or simulated ticks",
+        "  pbdtui exchange-sim --synth-days 0.1 --seed 3 --speed 10 --fault drop@30s --fault garbage/200\n"
+        "  pbdtui exchange-sim --db sim.db --speed 0 --port 8765",
+        description="Serve Bybit v5 public frames (publicTrade, orderbook.1, tickers; subscribe acks, pongs)\n"
+                    "on 127.0.0.1 from a database or a simulated session, with optional faults. Prints the\n"
+                    "URL on its first line, then serves until Ctrl-C or SIGTERM.\n\n"
+                    "faults: KIND[:ARG][@AT|/EVERY]; AT/EVERY in data frames (@500, /100) or session time\n"
+                    "(@30s, /5m); kinds: drop, stall[:SECONDS], garbage, truncated, duplicate,\n"
+                    "reorder[:FRAMES], reset, refuse[:TOPIC_PREFIX] (see loopback/faults.py).")
+    sim.add_argument("--db", default=None, metavar="FILE", help="serve this database's ticks")
+    sim.add_argument("--synth-days", type=float, default=None, metavar="N",
+                     help="serve a simulated session of N days, generated once into ~/.cache/pbdtui (default 1)")
+    sim.add_argument("--seed", type=int, default=1, help="seed of the simulated session (default %(default)s)")
+    sim.add_argument("--speed", type=float, default=1.0, metavar="X",
+                     help="x real time; 0 = as fast as clients read (default %(default)s)")
+    sim.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (default: a free one)")
+    sim.add_argument("--fault", action="extend", nargs="+", default=[], metavar="KIND",
+                     help="inject a fault (repeatable), e.g. drop@30s, stall:5@500, garbage/100, refuse:tickers")
+    _add_config(sim)
+    sim.set_defaults(func=_cmd_exchange_sim)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pbdtui", formatter_class=_Formatter,
@@ -576,6 +644,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_instrument(sw)
     _add_config(sw)
     sw.set_defaults(func=_cmd_sweep)
+
+    _add_exchange_sim(sub)
+    _add_collect(sub)
     return parser
 
 

@@ -1,10 +1,9 @@
-"""Messages from the engine's driver thread to the console, in one place.
+"""Textual messages for the runtime's events, in one place.
 
-The replay (later: live) driver runs the engine on its own thread and tells
-the screen what happened through these messages; the screen never reads the
-engine's buffers. Every payload is a small copy made on the driver thread:
-plain dicts of one record's fields, a frozen ``PositionView``, or numpy
-arrays copied out of the engine (the rolling profile).
+The driver runs the engine on its own thread and emits plain events
+(``engine.runtime.events``); ``message_for`` wraps each in the message of
+the same fields here, so the screen never reads the engine's buffers and
+the engine never imports Textual.
 
 Names are in the past tense. High-rate messages (``TicksReplayed``,
 ``MinuteClosed``) implement ``can_replace`` so that when the screen falls
@@ -14,40 +13,16 @@ confirmations) are never dropped.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 from textual.message import Message
 
-from engine.engine import PositionView
+from engine.runtime import events
+from engine.runtime.events import Snapshot
 
-
-@dataclass(eq=False)
-class Snapshot:
-    """What the screen shows between minute closes (a copy; safe to keep).
-
-    The replay driver fills every field; a live driver would report speed 1.
-
-    ``eq=False``: reactives compare old and new values, and comparing numpy
-    arrays field by field would raise; identity is the right test here.
-    """
-
-    ts: int  # exchange time of the newest event fed, ms UTC (-1 before the first)
-    last_px: int  # last trade price, ticks (-1 before the first trade)
-    bins: np.ndarray  # base bins of the rolling profile (int64)
-    volumes: np.ndarray  # lots per base bin (int64)
-    k: int  # applied bin width in base bins, from the last closed minute (0: none yet)
-    poc2: int  # twice the POC bin centre, ticks
-    val: int  # ticks (lower edge of the value area)
-    vah: int  # ticks (upper edge of the value area)
-    va_valid: bool
-    position: PositionView
-    speed: float  # replay speed, x real time
-    paused: bool
-    warming_up: bool  # still fast-forwarding the first window
-    progress: float  # fraction of the stored session replayed, 0..1
-    finished: bool = False
+__all__ = ["Snapshot", "message_for"]
 
 
 @dataclass
@@ -62,10 +37,11 @@ class TicksReplayed(Message):
 
 @dataclass
 class MinuteClosed(Message):
-    """A minute closed: its features and signal rows as plain dicts."""
+    """A minute closed: its features, signal and bar rows as plain dicts."""
 
     features: dict[str, Any]
     signal: dict[str, Any]
+    bar: dict[str, Any] = field(default_factory=dict)
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, MinuteClosed)
@@ -94,6 +70,7 @@ class AlertRaised(Message):
     ts: int
     text: str
     severity: str = "warning"  # "info", "warning" or "error"
+    kind: str = ""
 
 
 @dataclass
@@ -127,3 +104,21 @@ class ReplayFinished(Message):
     ts: int
     minutes: int  # minutes closed in all
     fills: int  # paper fills in all
+
+
+_MESSAGES: dict[type, type[Message]] = {
+    events.TicksFed: TicksReplayed,
+    events.MinuteClosed: MinuteClosed,
+    events.Filled: OrderFilled,
+    events.ReadinessChanged: ReadinessChanged,
+    events.Alert: AlertRaised,
+    events.KillSwitchChanged: KillSwitchChanged,
+    events.FlattenRequested: FlattenRequested,
+    events.ReplayChanged: ReplayChanged,
+    events.ReplayFinished: ReplayFinished,
+}
+
+
+def message_for(event: Any) -> Message:
+    """The Textual message carrying a runtime event's fields."""
+    return _MESSAGES[type(event)](**{f.name: getattr(event, f.name) for f in dataclasses.fields(event)})

@@ -437,8 +437,8 @@ def test_cold_kernel_cache_is_detected(tmp_path):
 def test_console_replay_feeds_only_the_range(sim):
     import threading
 
-    from pbdtui.app import ReplayDriver
-    from pbdtui.messages import ReplayFinished
+    from engine.runtime import ReplayDriver
+    from engine.runtime.events import ReplayFinished
 
     lo, hi = JAN5 + 3_600_000 + 500, JAN5 + 2 * 3_600_000
     driver = ReplayDriver(SETTINGS, sim, warmup_minutes=10_000, start_ms=lo, end_ms=hi)  # all at full speed
@@ -461,3 +461,30 @@ def test_console_replay_feeds_only_the_range(sim):
     assert finished and (driver.first_ts, driver.end_ts) == (first, last + 1)
     assert finished[0].minutes == len(m.bars) == 60
     assert driver.engine.last_event_ts == last
+
+
+def test_collect_records_from_the_exchange_sim_and_stops_after_its_duration(tmp_path):
+    """`pbdtui exchange-sim` and `pbdtui collect` as a user runs them, in two processes."""
+    import subprocess
+    import sys
+
+    src = tmp_path / "src.db"
+    assert main(["data", "synth", "--db", str(src), "--days", "0.01", "--seed", "4"]) == 0
+    sim = subprocess.Popen([sys.executable, "-m", "pbdtui.cli", "exchange-sim", "--db", str(src), "--speed", "60"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = sim.stdout.readline().strip()
+        assert url.startswith("ws://127.0.0.1:") and url.endswith("/v5/public/linear")
+        run = subprocess.run([sys.executable, "-m", "pbdtui.cli", "collect", "--db", str(tmp_path / "live.db"),
+                              "--ws-url", url, "--duration", "6"], capture_output=True, text=True, timeout=120)
+    finally:
+        sim.terminate()
+        sim.wait(10)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0].startswith("collecting BTCUSDT from ws://127.0.0.1")
+    assert any("feed subscribed: publicTrade.BTCUSDT" in line for line in lines)
+    assert any(" | minute " in line and " | reconnects 0 | gaps 0 |" in line for line in lines)
+    assert lines[-1].startswith("stopped: recorded ") and " trades" in lines[-1]
+    with Store(tmp_path / "live.db", readonly=True) as st:
+        assert st.count_ticks("trade") > 100

@@ -56,6 +56,8 @@ from engine.kernels.state import (
     SI_FIFO_COUNT,
     SI_FIFO_HEAD,
     SI_FIFO_TAIL,
+    SI_GAP_FROM,
+    SI_GAP_TO,
     SI_HAVE_EMA,
     SI_HI,
     SI_K,
@@ -93,6 +95,7 @@ from engine.kernels.state import (
 )
 from engine.types import (
     READY,
+    REASON_FEED_GAP,
     REASON_FEED_STALE,
     REASON_INSUFFICIENT_HISTORY,
     REASON_NO_PROFILE,
@@ -260,8 +263,6 @@ def _push_minute_hist(st, slot):
     si[SI_FIFO_COUNT] += n
     si[SI_TOUCHED_N] = 0
     st.slot_n[slot] = n
-    if n > 0:
-        si[SI_COVERED] += 1
 
 
 @njit(cache=True, nogil=True)
@@ -271,8 +272,8 @@ def _pop_minute_hist(st, slot):
     size = st.fifo_bin.shape[0]
     off = si[SI_OFFSET]
     n = st.slot_n[slot]
-    if n > 0:
-        si[SI_COVERED] -= 1
+    si[SI_COVERED] -= st.slot_cov[slot]
+    st.slot_cov[slot] = 0
     tail = si[SI_FIFO_TAIL]
     for _ in range(n):
         b = st.fifo_bin[tail]
@@ -538,13 +539,20 @@ def close_minute(st, p, t, bars, feats, n_out):
     f["bvc_buy_frac"][0] = buy_frac
     f["bvc_net"][0] = si[SI_M_VOL] * (2.0 * buy_frac - 1.0)
     # --- readiness ---
-    # minutes with trades in the window: the closed ones in the FIFO plus minute t
-    covered = si[SI_COVERED] + (1 if si[SI_M_N] > 0 else 0)
+    # a minute touched by a feed gap (live: disconnection or stall) is marked; it counts as a
+    # minute without data, whatever arrived in it
+    gap = t <= si[SI_GAP_TO] and t + MINUTE_MS - 1 >= si[SI_GAP_FROM]
+    f["feed_gap"][0] = 1 if gap else 0
+    cov = 1 if si[SI_M_N] > 0 and not gap else 0
+    # minutes with data in the window: the closed ones in the FIFO plus minute t
+    covered = si[SI_COVERED] + cov
     f["covered"][0] = covered
     f["segment_ts"][0] = si[SI_SEG_TS]
     ready = READY
     if i_bar < window - 1:
         ready = REASON_WARMUP
+    elif gap:
+        ready = REASON_FEED_GAP
     elif covered < p[P_MIN_COVERAGE] * window - 1e-9:
         ready = REASON_INSUFFICIENT_HISTORY  # history means data, not clock time (SPEC_NOTES)
     elif not va_valid:
@@ -557,6 +565,8 @@ def close_minute(st, p, t, bars, feats, n_out):
     push_lookback(st, i_bar, close, b["high"][0], b["low"][0], f["vah"][0], f["val"][0], f["poc2"][0], va_valid)
     # --- roll the window: minute t joins the FIFO, minute t - window + 1 leaves ---
     _push_minute_hist(st, slot)
+    st.slot_cov[slot] = cov
+    si[SI_COVERED] += cov
     if i_bar - window + 1 >= 0:
         _pop_minute_hist(st, (i_bar - window + 1) % window)
     # --- reset the minute ---
@@ -596,6 +606,7 @@ def start_segment(st, ts):
     si[SI_FIFO_TAIL] = 0
     si[SI_FIFO_COUNT] = 0
     st.slot_n[:] = 0
+    st.slot_cov[:] = 0
     si[SI_COVERED] = 0
     st.ret[:] = np.nan
     si[SI_NRET] = 0

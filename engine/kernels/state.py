@@ -81,6 +81,8 @@ SI_NEXT_DAY = 62  # start of the next risk day, ms (on_time does nothing before 
 SI_ERROR = 63  # sticky error code (ERR_*)
 SI_SEG_ROW = 64  # minute and bar passes: row of the current segment's first minute
 SI_NEXT_SEG_ROW = 65  # minute pass: first row of the next segment (0: not looked up yet)
+SI_GAP_FROM = 66  # the latest feed gap (disconnection or stall), exchange ms; minutes it touches
+SI_GAP_TO = 67  # are marked and not entered on (FEED_GAP); from > to: none
 N_SI = 72
 
 # --- sf: float64 scalars -----------------------------------------------------
@@ -127,6 +129,7 @@ class EngineState(NamedTuple):
     fifo_bin: np.ndarray  # int64[R]: closed minutes' (bin, qty) entries, oldest first
     fifo_qty: np.ndarray  # int64[R]
     slot_n: np.ndarray  # int64[window]: entries per closed minute, by bar index % window
+    slot_cov: np.ndarray  # int64[window]: 1 if that minute counts as covered (trades, no feed gap)
     ret: np.ndarray  # float64[window]: log returns of mid, by bar index % window
     dp: np.ndarray  # float64[bvc_lookback]: close changes (ticks)
     lb: np.ndarray  # int64[LB_SIZE, N_LB]: recent minutes for the setups
@@ -152,6 +155,8 @@ def new_state(window: int, bvc_lookback: int, hist_bins: int = 1 << 20, fifo_siz
     si[SI_DAY] = NO_MINUTE
     si[SI_NEXT_FUNDING] = NO_MINUTE
     si[SI_NEXT_DAY] = NO_MINUTE
+    si[SI_GAP_FROM] = 1
+    si[SI_GAP_TO] = 0
     return EngineState(
         si=si,
         sf=_new_sf(),
@@ -162,6 +167,7 @@ def new_state(window: int, bvc_lookback: int, hist_bins: int = 1 << 20, fifo_siz
         fifo_bin=np.zeros(fifo_size, dtype=np.int64),
         fifo_qty=np.zeros(fifo_size, dtype=np.int64),
         slot_n=np.zeros(window, dtype=np.int64),
+        slot_cov=np.zeros(window, dtype=np.int64),
         ret=np.full(window, np.nan),
         dp=np.zeros(bvc_lookback, dtype=np.float64),
         lb=np.zeros((LB_SIZE, N_LB), dtype=np.int64),

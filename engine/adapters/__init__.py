@@ -1,0 +1,1 @@
+"""Exchange adapters: frame decoders and feed clients, one folder per venue."""

@@ -1,0 +1,111 @@
+"""The runtime core every driver shares: feed the engine, turn its rows into events.
+
+``Runner`` owns one ``Engine`` and the alert rules, and is used from one
+thread (the driver's). ``feed``/``close_until``/``finish`` run the engine and
+emit, in event-time order, every fill, every minute (none lost when several
+close in one call), readiness changes and alerts; ``command`` applies an
+operator command between two calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from engine.engine import Engine, StepOutput
+from engine.runtime.alerts import AlertRules
+from engine.runtime.events import (
+    Filled,
+    FlattenRequested,
+    KillSwitchChanged,
+    MinuteClosed,
+)
+
+MINUTE_MS = 60_000
+
+Sink = Callable[[Any], Any]
+
+
+def record(arr: np.ndarray, i: int) -> dict[str, Any]:
+    """One record as a dict of Python scalars (a copy, never a view into engine output)."""
+    row = arr[i]
+    return {name: row[name].item() for name in arr.dtype.names}
+
+
+class Runner:
+    """One engine, its alert rules and counters, emitting plain events to ``emit``.
+
+    Args:
+        settings: engine settings.
+        emit: the sink; called on the runner's thread.
+        trading: paper execution on (False: signals and features only).
+    """
+
+    def __init__(self, settings: Any, emit: Sink, trading: bool = True):
+        self.settings = settings
+        self.engine = Engine(settings, trading=trading)
+        self.rules = AlertRules(settings)
+        self.emit = emit
+        self.minutes = 0  # minutes closed
+        self.fills = 0
+        self.last_px = -1  # last trade price fed, ticks
+        self.last_minute: MinuteClosed | None = None
+
+    # --- feeding --------------------------------------------------------------------
+
+    def feed(self, trades: np.ndarray, quotes: np.ndarray, funding: np.ndarray | None = None) -> StepOutput:
+        out = self.engine.feed(trades, quotes, funding)
+        if len(trades):
+            self.last_px = int(trades["px"][-1])
+        self._handle(out)
+        return out
+
+    def close_until(self, ts: int) -> StepOutput:
+        out = self.engine.close_until(ts)
+        self._handle(out)
+        return out
+
+    def finish(self) -> StepOutput:
+        out = self.engine.finish()
+        self._handle(out)
+        return out
+
+    # --- operator commands ------------------------------------------------------------
+
+    def command(self, name: str) -> None:
+        """``kill`` (toggle the manual kill switch) or ``flatten``; confirms with an event."""
+        ts = self.engine.last_event_ts
+        if name == "kill":
+            on = not self.engine.position().kill_manual
+            self.engine.set_kill_switch(on)
+            self.emit(KillSwitchChanged(on=on, ts=ts))
+        elif name == "flatten":
+            self.engine.flatten()
+            self.emit(FlattenRequested(ts=ts, position=self.engine.position().position))
+        else:
+            raise ValueError(f"unknown command {name!r}")
+
+    # --- rows to events ----------------------------------------------------------------
+
+    def _handle(self, out: StepOutput) -> None:
+        """Fills and minute events in event-time order (a minute's rows are known at its end)."""
+        events: list[tuple[int, int, Any]] = []
+        for i in range(len(out.fills)):
+            fill = record(out.fills, i)
+            events.append((fill["ts_fill"], len(events), Filled(fill=fill)))
+        for i in range(len(out.features)):
+            feats = record(out.features, i)
+            known = feats["ts_min"] + MINUTE_MS
+            for ev in self.rules.minute(feats):
+                events.append((known, len(events), ev))
+            minute = MinuteClosed(features=feats, signal=record(out.signals, i), bar=record(out.bars, i))
+            events.append((known, len(events), minute))
+            self.last_minute = minute
+        self.fills += len(out.fills)
+        self.minutes += len(out.features)
+        for _, _, ev in sorted(events, key=lambda e: (e[0], e[1])):
+            self.emit(ev)
+        for ev in self.rules.position(self.engine.position(), self.engine.last_event_ts):
+            self.emit(ev)

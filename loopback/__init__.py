@@ -1,0 +1,10 @@
+"""Loopback venues: exchanges on 127.0.0.1 for tests, demos and offline use.
+
+``loopback.bybit_ws.BybitPublicVenue`` speaks Bybit v5's public WebSocket
+(subscribe acks, pongs, ``publicTrade``, ``orderbook.1``, ``tickers``) from a
+store's ticks or a simulated session, at a chosen speed, with injectable
+faults (``loopback.faults``). ``pbdtui exchange-sim`` runs it.
+
+A package of its own: the engine and the live runtime never import it
+(import-linter contract), so nothing of it can leak into a live run.
+"""
