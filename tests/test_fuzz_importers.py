@@ -13,8 +13,8 @@ file and checks:
 - the store holds exactly ``rows_new`` rows.
 
 About 40 cases of 80 rows per format: some 13,000 rows a run, a few seconds.
-The Bybit WebSocket frame decoders (``engine/adapters/bybit``) are another
-branch's work and join this harness when they land.
+The Bybit frame decoder (``engine.adapters.bybit.frames``, shared by the
+live feed and the book importer) gets mutated frames the same way.
 """
 
 from __future__ import annotations
@@ -271,3 +271,42 @@ def test_fuzz_bybit_book(mutations):
     assert report.rows_bad <= sum(1 for line in lines if line.strip())
     assert len(ticks) == report.rows_new
     _check_stored(XRP, "quote", ticks)
+
+
+_frame_value = st.sampled_from(JUNK + [None, 1e300, -5, 0, True, [], {}, 10**30, "1e-300", "0.0015"])
+
+
+@seed(11)
+@FUZZ
+@given(st.lists(st.tuples(st.sampled_from(["trade", "book"]), st.sampled_from(["p", "v", "T", "S", "i", "s",
+                                                                             "ts", "cts", "b", "a", "type", "none"]),
+                          _frame_value), min_size=1, max_size=60))
+def test_fuzz_bybit_frame_decoder(edits):
+    """The live decoder (shared with the book importer): mutated frames never raise, rows stay valid."""
+    from engine.adapters.bybit import frames
+    from engine.store import Instrument
+
+    t0 = T0_US // 1000
+    dec = frames.FrameDecoder(Instrument("BTCUSDT", 0.1, 0.001))
+    for n, (kind, key, value) in enumerate(edits):
+        if kind == "trade":
+            item = {"T": t0 + n, "s": "BTCUSDT", "S": "Buy", "v": "0.002", "p": f"96000.{n % 10}", "i": f"id-{n}"}
+            if key in item:
+                item[key] = value
+            msg = {"topic": "publicTrade.BTCUSDT", "type": "snapshot", "ts": t0 + n, "data": [item]}
+        else:
+            msg = {"topic": "orderbook.50.BTCUSDT", "type": "snapshot" if n == 0 else "delta", "ts": t0 + n,
+                   "cts": t0 + n - 1, "data": {"s": "BTCUSDT", "b": [["96000.0", "1.5"], ["95999.9", "2"]],
+                                               "a": [["96000.1", "0.7"]], "u": n + 1, "seq": n + 1}}
+            if key in ("ts", "cts", "type"):
+                msg[key] = value
+            elif key in ("b", "a"):
+                msg["data"][key] = [[value, "1"]] if n % 2 else [["96000.0", value]]
+        dec.decode(json.dumps(msg, default=str), t0 + n)
+    tr, qu = dec.take_trades(), dec.take_quotes()
+    for arr in (tr, qu):
+        assert ((arr["ts"] >= frames.TS_MIN_MS) & (arr["ts"] <= frames.TS_MAX_MS)).all()
+    assert ((tr["px"] > 0) & (tr["px"] < MAX_PRICE_TICKS) & (tr["qty"] > 0) & (tr["qty"] < MAX_SIZE_LOTS)).all()
+    assert ((qu["bid_px"] > 0) & (qu["bid_px"] < qu["ask_px"]) & (qu["ask_px"] < MAX_PRICE_TICKS)).all()
+    assert ((qu["bid_sz"] > 0) & (qu["bid_sz"] < MAX_SIZE_LOTS) & (qu["ask_sz"] > 0)
+            & (qu["ask_sz"] < MAX_SIZE_LOTS)).all()

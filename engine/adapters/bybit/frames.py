@@ -70,7 +70,6 @@ except ImportError:  # pragma: no cover - orjson is a declared dependency; json 
 GRID_TOLERANCE = 1e-6  # |price / tick_size - round(...)| above this is off the grid (as the CSV importers)
 TS_MIN_MS = 1_262_304_000_000  # 2010-01-01: an exchange time before this is absurd
 TS_MAX_MS = 4_102_444_800_000  # 2100-01-01
-MAX_UNITS = 1 << 53  # ticks or lots beyond this are absurd (and no longer exact as floats)
 MAX_FUNDING_RATE = 1.0  # |rate| above 100 % per interval is absurd (Bybit caps near 0.5 %)
 
 # what decode() returns
@@ -533,14 +532,23 @@ class FrameDecoder:
                     raise BadFrame(f"'T' {_short(ts)} is not a time in ms")
                 price = _positive(t.get("p"), "p")
                 ratio = price / tick
+                if not ratio < MAX_PRICE_TICKS:
+                    raise BadFrame(f"price {_text(t['p'])} is too large: at least {MAX_PRICE_TICKS:.0e} ticks "
+                                   f"of {tick:g}")
                 px = round(ratio)
                 if abs(ratio - px) > GRID_TOLERANCE:
                     raise BadFrame(f"price {t['p']} is not a multiple of tick_size {tick}")
-                qty = round(_positive(t.get("v"), "v") / step)
+                if px < 1:
+                    raise BadFrame(f"price {_text(t['p'])} is below one tick_size {tick:g}")
+                q_ratio = _positive(t.get("v"), "v") / step
+                if not q_ratio < MAX_SIZE_LOTS:
+                    raise BadFrame(f"size {_text(t['v'])} is too large: at least {MAX_SIZE_LOTS:.0e} lots "
+                                   f"of {step:g}")
+                qty = round(q_ratio)
+                if abs(q_ratio - qty) > GRID_TOLERANCE:  # like prices: never rounded to another volume
+                    raise BadFrame(f"size {_text(t['v'])} is not a multiple of qty_step {step:g}")
                 if qty <= 0:
-                    raise BadFrame(f"size {t['v']} is below half a qty_step ({step})")
-                if px >= MAX_UNITS or qty >= MAX_UNITS:
-                    raise BadFrame(f"absurd price or size {t['p']} x {t['v']}")
+                    raise BadFrame(f"size {_text(t['v'])} is below one qty_step {step:g}")
                 s = t.get("S")
                 side = _SIDES.get(s) if type(s) is str else None
                 if side is None:
@@ -608,9 +616,11 @@ class FrameDecoder:
         tick, step = self.tick, self.step
         rb, ra = bid_f / tick, ask_f / tick
         bid, ask = round(rb), round(ra)
-        bsz, asz = round(bsz_f / step), round(asz_f / step)
-        if not (0 < bid < ask < MAX_UNITS and 0 < bsz < MAX_UNITS and 0 < asz < MAX_UNITS
-                and abs(rb - bid) <= GRID_TOLERANCE and abs(ra - ask) <= GRID_TOLERANCE):
+        rbs, ras = bsz_f / step, asz_f / step
+        bsz, asz = round(rbs), round(ras)
+        if not (0 < bid < ask < MAX_PRICE_TICKS and 0 < bsz < MAX_SIZE_LOTS and 0 < asz < MAX_SIZE_LOTS
+                and abs(rb - bid) <= GRID_TOLERANCE and abs(ra - ask) <= GRID_TOLERANCE
+                and abs(rbs - bsz) <= GRID_TOLERANCE and abs(ras - asz) <= GRID_TOLERANCE):
             return None
         cts = msg.get("cts")
         bids, asks = self.bids, self.asks
