@@ -69,11 +69,13 @@ def run_id_for(settings: Any, mode: str, data_range: tuple[int, int] | None) -> 
     return f"{mode}-{hashlib.blake2b(blob.encode(), digest_size=6).hexdigest()}"
 
 
-def _data_range(store: Store, start_ms: int | None, end_ms: int | None) -> tuple[int, int] | None:
-    """The first and last stored tick in the range; an empty requested range is an error."""
+def _data_range(store: Store, start_ms: int | None, end_ms: int | None) -> tuple[int, int]:
+    """The first and last stored tick in the range; no tick to run on is an error."""
     rng = store.tick_range(start_ms, end_ms)
     if rng is None and (start_ms is not None or end_ms is not None):
         raise StoreError(f"{store.path}: no ticks {range_text(start_ms, end_ms)}")
+    if rng is None:
+        raise StoreError(f"{store.path}: no stored ticks: import or synthesize data first (pbdtui data --help)")
     return rng
 
 
@@ -107,7 +109,7 @@ def run_tick(store: Store, settings: Any, progress: Callable[[float, float], Non
     for trades, quotes, funding, last in _slices_with_funding(store, True, start_ms, end_ms):
         parts.append(engine.feed(trades, quotes, funding))
         events += len(trades) + len(quotes)
-        if progress is not None and rng is not None:
+        if progress is not None:
             progress(last - rng[0], max(1, rng[1] - rng[0]))
     parts.append(engine.finish())
     out = concat(parts)
@@ -280,6 +282,9 @@ def run_backtest_cli(settings: Any, db: str, mode: str, out: str | None, start_m
     print(headline(rep))
     for w in rep["warnings"]:
         print(f"warning: {w}")
-    print(f"{result.events} events in {result.seconds:.2f} s ({rate / 1e6:.2f} M/s)")
+    if result.mode == "tick":
+        print(f"{result.events} events in {result.seconds:.2f} s ({rate / 1e6:.2f} M/s)")
+    else:  # bar mode counts minutes
+        print(f"{result.events} minutes in {result.seconds:.2f} s")
     print(f"wrote {', '.join(OUTPUT_FILES)} to {path}")
     return 0

@@ -349,13 +349,3 @@ def load_settings(path: str | os.PathLike[str] | None = None, env: dict[str, str
         settings = settings._replace(overrides, f"{source} + environment")
     return settings
 
-
-def parse_override(text: str) -> tuple[str, Any]:
-    """Parse ``key=value`` (value as a YAML scalar) for command-line overrides."""
-    if "=" not in text:
-        raise ConfigError(f"override '{text}': expected key=value")
-    key, value = text.split("=", 1)
-    key = key.strip()
-    if key not in _FIELDS:
-        raise ConfigError(f"override: unknown key '{key}'")
-    return key, parse_value(value)

@@ -15,7 +15,10 @@ Conventions (the issue left these open):
   (0.25) and as % in the text, costs in bps of the filled notional
   (``fee / (price * size) * 1e4`` summed over fills), hold times in
   minutes. ``report()["units"]`` names the unit of every figure.
-* A round trip is an opening fill and the closing fill after it. A *win* has
+* A round trip is an opening fill and the closing fill after it. Money
+  figures are those of the round trips, so net = gross - fees - funding; a
+  position still open at the end is left out of them (its entry fee counts
+  only in ``fees_bps``, a rate over every fill). A *win* has
   net PnL > 0; everything else (net <= 0) counts as a loss, for the win rate,
   the average loss, the profit factor and the losing streaks alike.
 * Profit factor = sum of winning trades' net PnL / |sum of losing trades'
@@ -41,12 +44,13 @@ import hashlib
 import io
 import json
 import math
-import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from engine.kernels.state import LB_SIZE
 from engine.records import Units, units_of
+from engine.timerange import duration_text, iso_text, utc_text
 from engine.types import (
     ACTION_ENTER_LONG,
     ACTION_ENTER_SHORT,
@@ -83,6 +87,9 @@ _ALERT_REASONS = {REASON_FEED_STALE, REASON_NO_PROFILE, REASON_NO_QUOTE, REASON_
 # entries not taken although a confirmed setup fired: logged with the candidate's detail
 _SKIP_REASONS = {REASON_TARGET_PASSED, REASON_REWARD_RISK}
 
+# The strategy counts closes beyond a boundary back through its look-back ring
+# (kernels.strategy._run_length), so a count of LB_SIZE - 1 means "at least that many".
+RUN_LEN_CAP = LB_SIZE - 1
 MINUTE_MS = 60_000
 DAY_MS = 86_400_000
 ANNUALISATION_DAYS = 365  # crypto trades every calendar day
@@ -151,22 +158,6 @@ def _r(x: float | None, nd: int = 6) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), nd)
 
 
-def _day(ts_ms: int) -> str:
-    return time.strftime("%Y-%m-%d", time.gmtime(ts_ms // 1000))
-
-
-def _iso(ts_ms: int) -> str:
-    """UTC time to the second (minute boundaries and fills are exchange times in ms)."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts_ms // 1000))
-
-
-def _duration(ms: int) -> str:
-    minutes = ms // MINUTE_MS
-    d, rem = divmod(minutes, 1440)
-    h, m = divmod(rem, 60)
-    return f"{d}d {h:02d}h {m:02d}m"
-
-
 def settings_digest(settings: Any) -> str:
     """Short digest of every setting (same settings, same digest)."""
     blob = json.dumps(dataclasses.asdict(settings), sort_keys=True)
@@ -200,7 +191,7 @@ def daily_pnl(trips: np.ndarray, first_ts: int, last_ts: int) -> tuple[list[str]
     idx = (trips["exit_ts"] // DAY_MS - d0).astype(np.int64)
     np.add.at(pnl, idx, trips["net"])
     np.add.at(count, idx, 1)
-    return [_day(int((d0 + i) * DAY_MS)) for i in range(n)], pnl, count
+    return [utc_text(int((d0 + i) * DAY_MS))[:10] for i in range(n)], pnl, count
 
 
 def sharpe_sortino(daily: np.ndarray) -> tuple[float | None, float | None]:
@@ -227,7 +218,7 @@ def _group(trips: np.ndarray, sel: np.ndarray) -> dict[str, Any]:
     """Figures of the round trips selected by ``sel``."""
     t = trips[sel]
     net = t["net"]
-    pf, _, _ = profit_factor(net)
+    pf, gross_wins, gross_losses = profit_factor(net)
     hold = (t["exit_ts"] - t["entry_ts"]) / MINUTE_MS
     return {
         "trades": int(len(t)),
@@ -238,13 +229,15 @@ def _group(trips: np.ndarray, sel: np.ndarray) -> dict[str, Any]:
         "net_pnl": _r(float(net.sum())),
         "expectancy": _r(float(net.mean())) if len(t) else None,
         "profit_factor": _r(pf),
+        "gross_wins": _r(gross_wins),
+        "gross_losses": _r(gross_losses),
         "avg_hold_minutes": _r(float(hold.mean())) if len(t) else None,
     }
 
 
 # unit of every figure in report.json ("" for counts and labels)
 _UNITS = {
-    "gross_pnl": "{ccy}", "net_pnl": "{ccy}", "fees": "{ccy}", "funding": "{ccy}", "pnl_per_trade": "{ccy}",
+    "gross_pnl": "{ccy}", "net_pnl": "{ccy}", "fees": "{ccy}", "funding": "{ccy}",
     "expectancy": "{ccy} per trade", "avg_win": "{ccy}", "avg_loss": "{ccy}", "max_drawdown": "{ccy}",
     "gross_wins": "{ccy}", "gross_losses": "{ccy}", "spread_paid_total": "{ccy}", "spread_paid_mean": "{ccy} per fill",
     "slippage_total": "{ccy}", "unrealized_at_end": "{ccy}", "daily_pnl_mean": "{ccy} per day",
@@ -322,12 +315,12 @@ def report(settings: Any, result: BacktestResult) -> dict[str, Any]:
         "currency": ccy,
         "warnings": [w for w in (fee_warning(settings),) if w],
         "units": {k: v.format(ccy=ccy) for k, v in sorted(_UNITS.items())},
-        "data_from": _iso(first) if len(minutes) else None,
-        "data_to": _iso(last_end) if len(minutes) else None,
+        "data_from": iso_text(first) if len(minutes) else None,
+        "data_to": iso_text(last_end) if len(minutes) else None,
         "data_from_ms": first,
         "data_to_ms": last_end,
         "duration_minutes": int((last_end - first) // MINUTE_MS),
-        "duration": _duration(last_end - first),
+        "duration": duration_text(last_end - first),
         "settings_digest": settings_digest(settings),
         "settings_changed": settings_changed(settings),
         "minutes": int(len(result.signals)),
@@ -336,9 +329,8 @@ def report(settings: Any, result: BacktestResult) -> dict[str, Any]:
         "fills": int(len(fills)),
         "gross_pnl": _r(float(gross.sum())),
         "net_pnl": _r(float(net.sum())),
-        "fees": _r(float(fills["fee"].sum())),
+        "fees": _r(float(trips["fees"].sum())),
         "funding": _r(float(trips["funding"].sum())),
-        "pnl_per_trade": _r(float(net.mean())) if len(net) else None,
         "expectancy": _r(float(net.mean())) if len(net) else None,
         "net_pnl_bps": _r(float((net / trips["entry_notional"]).mean() * 1e4)) if len(net) else None,
         "win_rate": _r(float(len(wins) / len(net))) if len(net) else None,
@@ -388,10 +380,6 @@ TRADES_CSV_COLUMNS = ("entry_time_utc", "exit_time_utc", "side", "setup", "entry
                       "gross_pnl", "fees", "funding", "net_pnl", "exit_reason", "hold_minutes")
 
 
-def _ms_iso(ts_ms: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts_ms // 1000)) + f".{ts_ms % 1000:03d}Z"
-
-
 def trades_csv(settings: Any, result: BacktestResult) -> str:
     """``trades.csv``: one row per round trip (money in the quote currency, times UTC to the ms)."""
     u = units_of(settings)
@@ -399,15 +387,11 @@ def trades_csv(settings: Any, result: BacktestResult) -> str:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(TRADES_CSV_COLUMNS)
     for t in round_trips(result.fills, settings):
-        w.writerow([_ms_iso(int(t["entry_ts"])), _ms_iso(int(t["exit_ts"])), "long" if t["side"] > 0 else "short",
+        w.writerow([iso_text(int(t["entry_ts"]), True), iso_text(int(t["exit_ts"]), True), "long" if t["side"] > 0 else "short",
                     SETUP_NAMES[int(t["tag"])], u.px(t["entry_px"]), u.px(t["exit_px"]), u.qty(t["qty"]),
                     _r(float(t["gross"])), _r(float(t["fees"])), _r(float(t["funding"])), _r(float(t["net"])),
                     EXIT_NAMES[int(t["reason"])], _r((int(t["exit_ts"]) - int(t["entry_ts"])) / MINUTE_MS, 3)])
     return buf.getvalue()
-
-
-def _utc(ts_ms: int) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts_ms / 1000)) + f".{ts_ms % 1000:03d}"
 
 
 def _signed(x: float) -> str:
@@ -449,6 +433,11 @@ def reward_risk(expected: int, stop: int, target2: int) -> float | None:
     return abs(target2 - 2 * expected) / (2 * abs(expected - stop))
 
 
+def acceptance_text(run_len: int, k: int) -> str:
+    """``closes beyond the boundary / accept_outside_k``; ``63+/3`` when the count reached the ring's cap."""
+    return f"{RUN_LEN_CAP}+/{k}" if run_len >= RUN_LEN_CAP else f"{run_len}/{k}"
+
+
 def _candidate(settings: Any, u: Units, s: np.void, f: np.void, bar: np.void | None) -> str:
     """The entry candidate of a minute: its bar, boundary, acceptance, confirmation, stop, target, reward/risk."""
     side, boundary = int(s["side"]), int(s["boundary"])
@@ -456,8 +445,9 @@ def _candidate(settings: Any, u: Units, s: np.void, f: np.void, bar: np.void | N
     ohlc = "n/a" if bar is None else "/".join(str(u.px(bar[k])) for k in ("open", "high", "low", "close"))
     target2, expected, stop = int(s["target2"]), int(s["expected_px"]), int(s["stop"])
     rr = reward_risk(expected, stop, target2)
+    acceptance = acceptance_text(int(s["run_len"]), settings.accept_outside_k)
     return (f"setup={SETUP_NAMES[int(s['setup'])]} {'long' if side > 0 else 'short'} O/H/L/C={ohlc} "
-            f"boundary={edge} {u.px(boundary)} acceptance={int(s['run_len'])}/{settings.accept_outside_k} "
+            f"boundary={edge} {u.px(boundary)} acceptance={acceptance} "
             f"{_confirmation(settings, u, s, f)} stop={u.px(stop)} "
             f"target={u.px2(target2) if target2 else 'none'} expected_fill={u.px(expected) if expected else 'n/a'} "
             f"reward/risk={'n/a' if rr is None else f'{rr:.2f}'}")
@@ -479,9 +469,9 @@ def _exit_cause(settings: Any, u: Units, x: np.void, entry: np.void | None) -> s
         held = (int(x["ts_submit"]) - int(entry["ts_fill"])) / MINUTE_MS if entry is not None else float("nan")
         return f"time stop after {held:.1f} minutes (max_hold_minutes={settings.max_hold_minutes})"
     if reason == EXIT_SIGNAL:
-        return f"flip: opposite entry signal decided {_utc(int(x['ts_submit']))}"
+        return f"flip: opposite entry signal decided {utc_text(int(x['ts_submit']), True)}"
     if reason == EXIT_FLATTEN:
-        return f"operator flatten at {_utc(int(x['ts_submit']))}"
+        return f"operator flatten at {utc_text(int(x['ts_submit']), True)}"
     return EXIT_NAMES.get(reason, str(reason)) or "exit"
 
 
@@ -490,7 +480,8 @@ def decision_log(settings: Any, result: BacktestResult) -> list[str]:
 
     Entry lines (ENTER_* and the entries skipped for TARGET_PASSED or
     REWARD_RISK, as SKIP_ENTRY) carry the trigger minute's bar, the boundary,
-    the acceptance count (closes beyond the boundary / accept_outside_k),
+    the acceptance count (closes beyond the boundary / accept_outside_k,
+    ``63+`` where the count reached the look-back ring's cap),
     which confirmation passed with its thresholds, stop, target, expected
     fill and reward/risk; closing fills say what triggered them.
     """
@@ -534,11 +525,11 @@ def decision_log(settings: Any, result: BacktestResult) -> list[str]:
             tail = (f" pnl_net={float(x['pnl_realized']):.6f} funding={float(x['funding']):.6f} "
                     f"exit: {_exit_cause(settings, u, x, entry)}")
         events.append((int(x["ts_fill"]), 2, f"FILL {what:<14} {side} {u.qty(x['qty'])} @ {u.px(x['px'])} "
-                                             f"submitted {_utc(int(x['ts_submit']))} fee={float(x['fee']):.6f} "
+                                             f"submitted {utc_text(int(x['ts_submit']), True)} fee={float(x['fee']):.6f} "
                                              f"slippage={u.px(slip)} setup={SETUP_NAMES[int(x['tag'])]}{tail}"))
         entry = x if int(x["opening"]) else None
     events.sort(key=lambda e: (e[0], e[1]))
-    return [f"{_utc(ts)} {text}" for ts, _, text in events]
+    return [f"{utc_text(ts, True)} {text}" for ts, _, text in events]
 
 
 # --- text ------------------------------------------------------------------------
@@ -577,7 +568,8 @@ def table(header: list[str], rows: list[list[str]], align: str = "", indent: str
 def _group_rows(groups: dict[str, dict[str, Any]]) -> list[list[str]]:
     return [[name, str(g["trades"]), str(g["wins"]), _pct_text(g["win_rate"]), _money(g["gross_pnl"]),
              _money(g["fees"]), _money(g["net_pnl"]), _money(g["expectancy"]),
-             _num(g["profit_factor"]), _num(g["avg_hold_minutes"], 1)] for name, g in groups.items()]
+             _pf_text(g["profit_factor"], g["gross_wins"], g["gross_losses"]), _num(g["avg_hold_minutes"], 1)]
+            for name, g in groups.items()]
 
 
 def equity_plot(curve: list[list[float]], t0: int, t1: int, width: int = 64, height: int = 12) -> list[str]:
@@ -622,7 +614,7 @@ def equity_plot(curve: list[list[float]], t0: int, t1: int, width: int = 64, hei
     lw = max(len(s) for s in labels.values())
     lines = [f"  {labels.get(i, ''):>{lw}} ┤{''.join(g)}".rstrip() for i, g in enumerate(grid)]
     lines.append(f"  {'':>{lw}} └{'─' * width}")
-    start, stop = _iso(t0)[:16].replace("T", " "), _iso(t1)[:16].replace("T", " ")
+    start, stop = utc_text(t0)[:16], utc_text(t1)[:16]
     lines.append(f"  {'':>{lw}}  {start}{' ' * max(1, width - len(start) - len(stop))}{stop}")
     return lines
 

@@ -74,9 +74,12 @@ deterministic: the same data, config and grids write the same bytes.
 Out of sample (``--train-until DATE``)
 --------------------------------------
 Each combination still runs once over all the data; its report is also cut
-at DATE (``engine.report.slice_result``) into a train period (before) and a
-test period (from DATE on), each round trip in the period its closing fill
-is in. Rows are ranked by the train figure and show train and test figures
+(``engine.report.slice_result``) at the instant DATE names (UTC; a bare date
+cuts at the end of that day, so the whole day is train). Train: the minutes
+before the cut and the round trips whose closing fill is before it. Test:
+the minutes from the cut on and the round trips closed from it on, also one
+entered before the cut (a position open at the cut is train's open
+position, valued at its last minute's mid, and test's round trip). Rows are ranked by the train figure and show train and test figures
 side by side (``train_*``/``test_*``; sweep.json adds ``train_report`` and
 ``test_report``), so a combination that only fits the training data shows.
 Why one run cut in two rather than two runs: the features and the strategy
@@ -109,7 +112,7 @@ from engine.config import ConfigError, Settings, parse_value
 from engine.kernels.params import FEATURE_KEYS
 from engine.private import private_dir, write_private_text
 from engine.store import Store, StoreError, instrument_of
-from engine.timerange import parse_utc, range_text
+from engine.timerange import iso_text, parse_utc, range_text
 
 INSTRUMENT_KEYS = frozenset({"symbol", "tick_size", "qty_step", "instrument"})
 RESULT_COLUMNS = ("trades", "net_pnl", "gross_pnl", "fees", "win_rate", "profit_factor", "expectancy",
@@ -347,8 +350,8 @@ def run_sweep(store: Store, grid: Grid, combos: list[Settings], workers: int | N
         raise StoreError(f"{store.path}: no stored ticks: import or synthesize data first")
     window = (start_ms, end_ms)
     if split_ms is not None and not rng[0] < split_ms <= rng[1]:
-        raise ConfigError(f"--train-until: the split at {_iso(split_ms)} leaves no data on one side: the data "
-                          f"runs from {_iso(rng[0])} to {_iso(rng[1])}")
+        raise ConfigError(f"--train-until: the split at {iso_text(split_ms)} leaves no data on one side: the data "
+                          f"runs from {iso_text(rng[0])} to {iso_text(rng[1])}")
     groups = feature_groups(combos)
     workers = min(len(combos), max(1, int(workers or os.cpu_count() or 1)))
     reports: list[dict[str, Any] | None] = [None] * len(combos)
@@ -403,10 +406,6 @@ def _value_text(v: Any) -> str:
 
 def _combo_text(combo: dict[str, Any]) -> str:
     return " ".join(f"{k}={_value_text(v)}" for k, v in combo.items())
-
-
-def _iso(ts_ms: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts_ms // 1000))
 
 
 def _columns(res: SweepResult, base: tuple[str, ...]) -> tuple[str, ...]:
@@ -477,7 +476,7 @@ def json_doc(res: SweepResult, settings: Settings) -> dict[str, Any]:
         "rank_by": res.rank_by,
         "objective": OBJECTIVES[res.rank_by][0],
         "warnings": res.warnings,
-        "train_until": None if res.split_ms is None else {"ms": res.split_ms, "utc": _iso(res.split_ms)},
+        "train_until": None if res.split_ms is None else {"ms": res.split_ms, "utc": iso_text(res.split_ms)},
         "combinations": combos,
         "feature_groups": res.groups,
         "timings": {"total_seconds": round(res.total_seconds, 3), "workers": res.workers,
@@ -518,7 +517,7 @@ def run_sweep_cli(settings: Settings, db: str, grid: Sequence[str], out: str | N
     for w in res.warnings:
         print(f"warning: {w}")
     if split_ms is not None:
-        print(f"train: data before {_iso(split_ms)}, test: from it on; ranked by train {rank_by}")
+        print(f"train: trades closed before {iso_text(split_ms)}, test: closed from it on; ranked by train {rank_by}")
     else:
         print(f"ranked by {rank_by}")
     sys.stdout.write(table_text(res))

@@ -76,9 +76,14 @@ def parse_range(start: str | None, end: str | None) -> tuple[int | None, int | N
 
 
 def utc_text(ts_ms: int, ms: bool = False) -> str:
-    """``2026-01-05 10:00:00`` (with ``.mmm`` when ``ms``), UTC."""
+    """``2026-01-05 10:00:00`` (with ``.mmm`` when ``ms``), UTC: for people."""
     text = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts_ms // 1000))
     return text + f".{ts_ms % 1000:03d}" if ms else text
+
+
+def iso_text(ts_ms: int, ms: bool = False) -> str:
+    """``2026-01-05T10:00:00Z`` (``...00.250Z`` when ``ms``), UTC: for files (JSON, CSV)."""
+    return utc_text(ts_ms, ms).replace(" ", "T") + "Z"
 
 
 def range_text(start_ms: int | None, end_ms: int | None) -> str:

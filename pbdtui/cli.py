@@ -18,15 +18,17 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from engine.config import ConfigError, Settings, load_settings
-from engine.engine import EngineError
 from engine.store import StoreError
 
 HOUR_MS = 3_600_000
 COMPILE_NOTICE = "compiling numba kernels (first run after an install or upgrade, about a minute)..."
 RANGE_FORMS = "UTC: YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS][Z] or 'YYYY-MM-DD HH:MM:SS'"
+# engine.sweep.OBJECTIVES, named here so that --help and parse errors need no engine import (a test keeps
+# the two the same)
+RANK_BY = ("net_pnl", "profit_factor", "sharpe", "sortino", "expectancy", "win_rate", "max_drawdown")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -41,6 +43,13 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
     """Examples in the epilog keep their line breaks."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """A mistake on the command line is one line, like every other input error, and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _command(sub: Any, name: str, help_text: str, example: str, description: str | None = None
@@ -173,13 +182,28 @@ def _need_data(db: str, start: int | None, end: int | None, quotes: bool, bars: 
                                  "at them (import a quotes file or a Bybit book archive, then rerun features)")
             return
         if store.tick_range(start, end) is None:
-            raise StoreError(f"{db}: no ticks {where}: import or synthesize data first")
+            what = "no stored ticks" if start is None and end is None else f"no ticks {where}"
+            raise StoreError(f"{db}: {what}: import or synthesize data first")
         if store.count_ticks("trade", start, end) == 0:
             raise StoreError(f"{db}: no trades {where}: minute bars and the value area are built from trades "
                              "(import a trades file)")
         if quotes and store.count_ticks("quote", start, end) == 0:
             raise StoreError(f"{db}: no quotes {where}: orders fill on quotes (import a quotes file or a Bybit "
                              "book archive)")
+
+
+def _check_out(out: str | None) -> None:
+    """Refuse an ``--out`` that cannot be a folder before any work, not after it."""
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        raise ConfigError(f"--out {out}: exists and is not a directory")
+
+
+def _stored_run_inputs(args: argparse.Namespace, trading: bool) -> tuple[Settings, int | None, int | None]:
+    """Settings and --from/--to of a command over a stored database: flags and config first, then the file."""
+    start, end = _range(args)
+    settings = _settings(args)
+    _need_db(args.db)
+    return _for_instrument(args, settings, trading), start, end
 
 
 def _compile_notice(names: Sequence[str]) -> None:
@@ -362,10 +386,7 @@ def _cmd_features(args: argparse.Namespace) -> int:
     from engine.store import Store, instrument_of
     from pbdtui.progress import progress
 
-    start, end = _range(args)
-    settings = _settings(args)  # config problems first, then files
-    _need_db(args.db)
-    settings = _for_instrument(args, settings, trading=False)
+    settings, start, end = _stored_run_inputs(args, trading=False)
     _need_data(args.db, start, end, quotes=False)
     _compile_notice(EVENTS)
     with Store(args.db, instrument_of(settings)) as store, progress("features", "h of data", HOUR_MS) as update:
@@ -399,10 +420,8 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     from engine.kernel_cache import BARS, EVENTS
     from pbdtui.progress import progress
 
-    start, end = _range(args)
-    settings = _settings(args)  # config problems first, then files
-    _need_db(args.db)
-    settings = _for_instrument(args, settings, trading=True)
+    settings, start, end = _stored_run_inputs(args, trading=True)
+    _check_out(args.out)
     _need_data(args.db, start, end, quotes=True, bars=args.mode == "bar")
     _compile_notice(EVENTS if args.mode == "tick" else BARS)
     if args.mode == "bar":  # seconds of work at most: no bar
@@ -417,10 +436,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from engine.sweep import run_sweep_cli
     from pbdtui.progress import progress
 
-    start, end = _range(args)
-    settings = _settings(args)  # config problems first, then files
-    _need_db(args.db)
-    settings = _for_instrument(args, settings, trading=True)
+    settings, start, end = _stored_run_inputs(args, trading=True)
+    _check_out(args.out)
     _need_data(args.db, start, end, quotes=True)
     _compile_notice(EVENTS + MINUTES)
     with progress("sweep", "combinations") as update:
@@ -512,7 +529,7 @@ def _add_exchange_sim(sub: Any) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="pbdtui", formatter_class=_Formatter,
         description="Backtest, replay and inspect an auction-market strategy (value area, order flow)\n"
                     "on Bybit perpetuals, 1-minute bars. Times are UTC.",
@@ -627,19 +644,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     sw = _command(sub, "sweep", "sensitivity sweep of the tick backtest over config keys",
                   "  pbdtui sweep --db btc.db --grid slippage_ticks_entry=0,1 --grid fee_model=taker,maker "
-                  "--workers 2 --from 2026-01-05")
+                  "--workers 2 --from 2026-01-05\n"
+                  "  pbdtui sweep --db btc.db --grid cooldown_minutes=0,3,10 --rank-by sharpe --train-until 2026-01-06")
     _add_db(sw)
     sw.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2", required=True,
                     help="a config key and its values (repeat for more keys; all combinations run)")
     sw.add_argument("--out", default=None, metavar="DIR", help="directory for sweep.csv and sweep.json "
                                                                "(default ./sweep_out)")
-    sw.add_argument("--workers", type=int, default=None, help="worker processes (default: CPU count)")
-    sw.add_argument("--rank-by", default="net_pnl", metavar="OBJECTIVE",
+    sw.add_argument("--workers", type=int, default=None, metavar="N", help="worker processes (default: CPU count)")
+    sw.add_argument("--rank-by", default="net_pnl", choices=RANK_BY, metavar="OBJECTIVE",
                     help="sort by net_pnl (default), profit_factor, sharpe, sortino, expectancy, win_rate or "
                          "max_drawdown (smallest first)")
     sw.add_argument("--train-until", default=None, metavar="DATE",
-                    help="rank on data through DATE (UTC; a bare date is the whole day) and show the later "
-                         "data as the test period beside it")
+                    help="cut each run at DATE (UTC; a bare date cuts at the end of that day): rank by the "
+                         "round trips closed before the cut (train) and show those closed from it on (test) "
+                         "beside them")
     _add_range(sw, "ticks")
     _add_instrument(sw)
     _add_config(sw)
@@ -652,6 +671,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # imported after parsing, so --help, --version and usage errors start fast (no numba)
+    from engine.engine import EngineError
+
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -659,14 +681,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, StoreError, EngineError, FileNotFoundError) as exc:
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except (ConfigError, StoreError, EngineError, OSError) as exc:  # OSError: files (missing, no permission, ...)
         print(f"pbdtui: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
 
 
 if __name__ == "__main__":

@@ -370,6 +370,29 @@ def test_every_flag_has_help_and_every_command_an_example():
     assert {"pbdtui data info", "pbdtui data purge", "pbdtui backtest", "pbdtui sweep", "pbdtui demo"} <= set(seen)
 
 
+@pytest.mark.parametrize("argv, words", [
+    (["backtest"], "required: --db"),
+    (["backtest", "--db", "x.db", "--mode", "fast"], "'fast'"),
+    (["sweep", "--db", "x.db", "--grid", "cooldown_minutes=1", "--rank-by", "nonsense"], "'nonsense'"),
+    (["sweep", "--db", "x.db", "--grid", "cooldown_minutes=1", "--workers", "two"], "'two'"),
+    (["bogus"], "'bogus'"),
+])
+def test_command_line_mistakes_are_one_line_errors_with_status_2(argv, words, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1 and words in err, err
+    assert err.startswith(f"pbdtui {argv[0]}: error: " if argv[0] != "bogus" else "pbdtui: error: ")
+    assert err.rstrip().endswith("--help)")
+
+
+def test_rank_by_choices_are_the_sweep_objectives():
+    from engine.sweep import OBJECTIVES
+    from pbdtui.cli import RANK_BY
+
+    assert RANK_BY == tuple(OBJECTIVES)
+
+
 def test_help_ends_with_the_example(capsys):
     with pytest.raises(SystemExit):
         main(["backtest", "--help"])
@@ -488,3 +511,21 @@ def test_collect_records_from_the_exchange_sim_and_stops_after_its_duration(tmp_
     assert lines[-1].startswith("stopped: recorded ") and " trades" in lines[-1]
     with Store(tmp_path / "live.db", readonly=True) as st:
         assert st.count_ticks("trade") > 100
+
+
+def test_backtest_and_sweep_refuse_an_out_that_is_a_file_before_any_work(sim, tmp_path, capsys):
+    taken = tmp_path / "taken"
+    taken.write_text("x")
+    for cmd in (["backtest"], ["sweep", "--grid", "cooldown_minutes=3"]):
+        assert main([*cmd, "--db", sim, "--out", str(taken)]) == 2
+        err = capsys.readouterr().err
+        assert err == f"pbdtui: error: --out {taken}: exists and is not a directory\n"
+
+
+def test_backtest_of_a_database_without_ticks_is_an_error_not_an_empty_report(tmp_path, capsys):
+    db = tmp_path / "empty.db"
+    with Store(db, instrument_of(SETTINGS)):
+        pass
+    assert main(["backtest", "--db", str(db)]) == 2
+    assert "no stored ticks" in capsys.readouterr().err
+    assert not (tmp_path / "backtests").exists()

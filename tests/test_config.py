@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import ConfigError, Settings, load_settings, parse_override
+from engine.config import ConfigError, Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -71,9 +71,6 @@ def test_settings_are_frozen_and_replace_validates():
     assert s.replace(alpha_bin=0.5).alpha_bin == 0.5
     with pytest.raises(ConfigError, match="accept_outside_k"):
         s.replace(accept_outside_k=0)
-    assert parse_override("alpha_bin=0.3") == ("alpha_bin", 0.3)
-    with pytest.raises(ConfigError, match="unknown key 'zzz'"):
-        parse_override("zzz=1")
 
 
 def test_cli_reports_config_error_with_exit_code_2(tmp_path, capsys):

@@ -336,8 +336,8 @@ def test_backtest_needs_ticks_trades_and_quotes_and_bar_mode_needs_bars(tmp_path
     with Store(no_trades, btc) as st:
         st.append_ticks("quote", qu, "q")
     cases = [
-        (["backtest", "--db", empty], "e.db: no ticks in the database: import or synthesize data first"),
-        (["features", "--db", empty], "no ticks in the database"),
+        (["backtest", "--db", empty], "e.db: no stored ticks: import or synthesize data first"),
+        (["features", "--db", empty], "e.db: no stored ticks"),
         (["backtest", "--db", no_quotes], "nq.db: no quotes in the database: orders fill on quotes"),
         (["sweep", "--db", no_quotes, "--grid", "slippage_ticks_entry=0,1"], "no quotes"),
         (["backtest", "--db", no_trades], "nt.db: no trades in the database"),

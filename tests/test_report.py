@@ -19,6 +19,8 @@ from engine.types import (
     BAR_DTYPE,
     CONFIRM_OF,
     CONFIRM_QIMB,
+    EXIT_FLATTEN,
+    EXIT_SIGNAL,
     EXIT_STOP,
     EXIT_TARGET,
     EXIT_TIME,
@@ -171,9 +173,25 @@ def test_costs_in_bps_of_filled_notional(rep):
     assert rep["spread_paid_bps"] == 0.0 and rep["slippage_bps"] == 0.0  # filled at the touch, zero spread
 
 
+def test_spread_and_slippage_of_hand_built_fills():
+    fills = _fills()
+    # trip 1's buy: bid 99999.7 / ask 99999.9 (half spread 1 tick), filled at 100000.0 (1 tick of slippage)
+    fills["touch_px"][0], fills["mid2"][0] = 999_999, 2 * 999_998
+    # trip 1's sell: bid 100020.1 / ask 100020.5 (half spread 2 ticks), filled at 100020.0 (1 tick)
+    fills["touch_px"][1], fills["mid2"][1] = 1_000_201, 2 * 1_000_203
+    rep = rp.report(SETTINGS, _result(fills))
+    tick_usdt = 0.1 * 0.1  # one tick on 0.1 BTC
+    assert rep["spread_paid_total"] == pytest.approx(3 * tick_usdt)
+    assert rep["slippage_total"] == pytest.approx(2 * tick_usdt)
+    assert rep["spread_paid_bps"] == pytest.approx(3 * tick_usdt / 99_999 * 1e4, abs=1e-6)
+    assert rep["slippage_bps"] == pytest.approx(2 * tick_usdt / 99_999 * 1e4, abs=1e-6)
+    assert (rep["spread_paid_ticks_p50"], rep["spread_paid_ticks_max"]) == (0.0, 2.0)
+    assert rep["spread_paid_ticks_p90"] == pytest.approx(1.1)  # 8 zeros, 1, 2
+
+
 def test_range_settings_alerts_and_units(rep):
     assert rep["data_from"] == "2026-01-05T00:00:00Z" and rep["data_to"] == "2026-01-08T00:00:00Z"
-    assert rep["duration_minutes"] == 3 * 1440 and rep["duration"] == "3d 00h 00m"
+    assert rep["duration_minutes"] == 3 * 1440 and rep["duration"] == "3 d"
     assert rep["settings_changed"] == {"order_qty": [0.001, 0.1], "rolling_window_minutes": [240, 60]}
     assert rep["settings_digest"] == rp.settings_digest(SETTINGS) != rp.settings_digest(Settings())
     assert rep["alerts"]["daily_loss_kill_minutes"] == 7 and rep["alerts"]["manual_kill_minutes"] == 3
@@ -193,15 +211,18 @@ def test_trades_csv_one_row_per_round_trip():
 
 
 def test_open_position_at_the_end_is_not_a_round_trip():
-    fills = _fills()[:-1]  # the last entry never closes
+    fills = _fills()[:-1]  # the last entry (fee 0.25) never closes
     rep = rp.report(SETTINGS, _result(fills))
     assert rep["trades"] == 4 and rep["net_pnl"] == pytest.approx(2.3)
+    # the open entry's fee is not in the round trips' money: net = gross - fees - funding still holds
+    assert (rep["gross_pnl"], rep["fees"], rep["funding"]) == pytest.approx((3.0, 0.2, 0.5))
+    assert rep["fees_bps"] == pytest.approx(0.45 / 89_999 * 1e4, abs=1e-6)  # every fill's fee over every fill
 
 
 def test_text_report_tables_units_and_plot(rep):
     text = rp.text_report(rep)
     assert "{" not in text and "}" not in text  # tables, not dict reprs
-    for want in ("2026-01-05T00:00:00Z .. 2026-01-08T00:00:00Z (3d 00h 00m", "money in USDT",
+    for want in ("2026-01-05T00:00:00Z .. 2026-01-08T00:00:00Z (3 d, ", "money in USDT",
                  f"digest {rep['settings_digest']}", "rolling_window_minutes  240      60",
                  "Long / short", "By setup", "By exit", "Per day (UTC)", "Equity curve"):
         assert want in text, want
@@ -212,6 +233,12 @@ def test_text_report_tables_units_and_plot(rep):
     plot = text.split("Equity curve")[1].splitlines()[1:]
     assert len(plot) == 14 and plot[0].split()[0] == "2.30" and plot[11].split()[0] == "-0.70"
     assert "inf (no losing trade)" in rp.text_report(rp.report(SETTINGS, _result(_fills()[:2])))
+    # the break-in trades (two wins, no loss) show the same infinite profit factor in the setup table
+    setup_rows = text.split("By setup")[1].split("By exit")[0].splitlines()
+    (breakin,) = [line for line in setup_rows if line.split()[:1] == ["breakin"]]
+    assert "inf (no losing trade)" in breakin
+    (side,) = [line for line in text.split("Long / short")[1].splitlines() if line.split()[:1] == ["short"]]
+    assert side.split()[-2] == "3.00"  # short: wins 3.0, losses 1.0
 
 
 def test_equity_plot_steps_at_the_closing_times():
@@ -330,7 +357,45 @@ def test_decision_log_exit_lines_say_what_triggered_them():
     assert "exit: time stop after 60.0 minutes (max_hold_minutes=60)" in closes[2]
 
 
+def test_decision_log_flip_and_flatten_exits_say_when_they_were_decided():
+    res = _log_result()
+    res.fills["reason"][7], res.fills["ts_submit"][7] = EXIT_SIGNAL, T0 + 2 * DAY + H + 5 * MIN - 1
+    res.fills["reason"][9], res.fills["ts_submit"][9] = EXIT_FLATTEN, T0 + 2 * DAY + 2 * H + 20 * MIN - 250
+    closes = [line for line in rp.decision_log(SETTINGS, res) if " FILL CLOSE " in line]
+    assert closes[3].startswith("2026-01-07 01:05:00.000 FILL CLOSE flip ")
+    assert closes[3].endswith("exit: flip: opposite entry signal decided 2026-01-07 01:04:59.999")
+    assert closes[4].endswith("exit: operator flatten at 2026-01-07 02:19:59.750")
+
+
 def test_reward_risk():
     assert rp.reward_risk(expected=100, stop=90, target2=260) == 3.0  # target 130: 30 / 10
     assert rp.reward_risk(expected=100, stop=110, target2=141) == pytest.approx(29.5 / 10)  # short, half tick
     assert rp.reward_risk(expected=100, stop=90, target2=0) is None
+
+
+def test_acceptance_count_at_the_look_back_cap_is_not_claimed_exact():
+    """A run of outside closes longer than the look-back ring is counted up to its cap: the log says ``63+``."""
+    from engine.kernels.barmode import run_bars
+    from engine.kernels.params import make_params
+    from engine.kernels.state import new_state
+
+    n = 100  # every minute closes above VAH: the run grows by one a minute until the ring stops it
+    bars = np.zeros(n, dtype=BAR_DTYPE)
+    bars["ts_min"] = T0 + np.arange(n) * MIN
+    for k in ("open", "high", "low", "close"):
+        bars[k] = 1_000_100
+    bars["has_quote"], bars["bid_px"], bars["ask_px"], bars["bid_sz"], bars["ask_sz"] = 1, 1_000_099, 1_000_101, 10, 10
+    feats = np.zeros(n, dtype=FEATURE_DTYPE)
+    bars["volume"] = 100
+    feats["ts_min"], feats["va_valid"], feats["vah"], feats["val"], feats["poc2"] = bars["ts_min"], 1, 1_000_000, 999_000, 1_999_000
+    feats["volume"], feats["k"], feats["mid2"] = 100, 1, 2_000_200
+    sigs = np.zeros(n, dtype=SIGNAL_DTYPE)
+    run_bars(bars, feats, make_params(SETTINGS, trading=True), new_state(60, SETTINGS.bvc_lookback, 16, 16), sigs,
+             np.zeros(4 * n, dtype=FILL_DTYPE))
+    assert sigs["run_len"].max() == rp.RUN_LEN_CAP and (sigs["run_len"] == rp.RUN_LEN_CAP).sum() > 1
+    assert rp.acceptance_text(rp.RUN_LEN_CAP - 1, 3) == f"{rp.RUN_LEN_CAP - 1}/3"
+    assert rp.acceptance_text(rp.RUN_LEN_CAP, 3) == f"{rp.RUN_LEN_CAP}+/3"
+    res = _log_result()
+    res.signals["run_len"][601] = rp.RUN_LEN_CAP
+    (skip,) = [line for line in rp.decision_log(SETTINGS, res) if " SKIP_ENTRY " in line]
+    assert f" acceptance={rp.RUN_LEN_CAP}+/3 " in skip

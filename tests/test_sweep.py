@@ -243,7 +243,7 @@ def split(db):
 SPLIT = 1_767_571_200_000 + 3 * 3_600_000  # 2026-01-05 03:00 UTC, mid-way through the fixture's data
 
 
-def test_train_until_splits_each_run_at_the_date(split):
+def test_train_until_splits_each_run_at_the_date(split, db):
     assert split.split_ms == SPLIT
     for full, train, test in zip(split.reports, split.train_reports, split.test_reports, strict=True):
         assert train["data_from"] == "2026-01-05T00:00:00Z" and train["data_to"] == "2026-01-05T03:00:00Z"
@@ -253,6 +253,17 @@ def test_train_until_splits_each_run_at_the_date(split):
         assert train["trades"] + test["trades"] == full["trades"]
         assert train["net_pnl"] + test["net_pnl"] == pytest.approx(full["net_pnl"], abs=1e-5)
         assert train["run_id"] == full["run_id"] + "/train" and test["run_id"] == full["run_id"] + "/test"
+    # train holds exactly the round trips that closed before the cut (entered before it or not)
+    from engine.backtest import run_tick
+    from engine.report import round_trips
+
+    s0 = split.combos[0]
+    with Store(db, instrument_of(BASE)) as store:
+        trips = round_trips(run_tick(store, BASE.replace(**s0)).fills, BASE)
+    assert split.train_reports[0]["trades"] == int((trips["exit_ts"] < SPLIT).sum())
+    assert split.test_reports[0]["trades"] == int((trips["exit_ts"] >= SPLIT).sum())
+    assert split.train_reports[0]["net_pnl"] == pytest.approx(float(trips["net"][trips["exit_ts"] < SPLIT].sum()),
+                                                              abs=1e-5)
     # ranked by the train objective
     exp = [split.train_reports[i]["expectancy"] for i in split.ranked()]
     assert exp == sorted(exp, reverse=True)
@@ -282,10 +293,12 @@ def test_cli_sweep_rank_by_and_train_until(db, tmp_path, monkeypatch, capsys):
     assert main([*args, "--rank-by", "max_drawdown", "--train-until", "2026-01-05T03:00"]) == 0
     printed = capsys.readouterr().out
     assert printed.startswith("warning: 1 of 1 combination(s): fee_model=maker")
-    assert "ranked by train max_drawdown" in printed and "test_net_pnl" in printed
+    assert "train: trades closed before 2026-01-05T03:00:00Z" in printed and "ranked by train max_drawdown" in printed and "test_net_pnl" in printed
     doc = json.loads((tmp_path / "o" / "sweep.json").read_text())
     assert doc["rank_by"] == "max_drawdown" and doc["warnings"]
-    assert main([*args, "--rank-by", "luck"]) == 2
-    assert "'luck'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main([*args, "--rank-by", "luck"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1 and "'luck'" in err and "max_drawdown" in err
     assert main([*args, "--train-until", "2027-01-01"]) == 2
     assert "leaves no data" in capsys.readouterr().err

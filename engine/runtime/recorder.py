@@ -102,16 +102,19 @@ class Recorder:
         commit_interval: seconds between commits of received ticks (at most).
         purge_interval: seconds between retention purges (None: never).
         compact_interval: seconds between chunk compactions.
+        busy_timeout_ms: how long a commit waits for another writer's lock before it fails (and is retried).
     """
 
     def __init__(self, path: str, settings: Any, run_id: str = "live", commit_interval: float = 1.0,
-                 purge_interval: float | None = 600.0, compact_interval: float = 60.0):
+                 purge_interval: float | None = 600.0, compact_interval: float = 60.0,
+                 busy_timeout_ms: int = 10_000):
         self.path = str(path)
         self.settings = settings
         self.run_id = run_id
         self.commit_interval = commit_interval
         self.purge_interval = purge_interval
         self.compact_interval = compact_interval
+        self.busy_timeout_ms = busy_timeout_ms
         self.units = units_of(settings)
         self._q: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="pbdtui-recorder", daemon=True)
@@ -156,6 +159,7 @@ class Recorder:
     def _run(self) -> None:
         try:
             store = Store(self.path, instrument_of(self.settings))
+            store.db.set_busy_timeout(self.busy_timeout_ms)
         except BaseException as exc:  # noqa: BLE001 - handed to start()
             self._error = exc
             self._ready.set()
