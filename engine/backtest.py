@@ -25,6 +25,7 @@ import numpy as np
 
 from engine.engine import Engine, concat
 from engine.features import write_minute_tables
+from engine.private import private_dir, write_private_text
 from engine.records import fill_rows, signal_rows, units_of
 from engine.report import decision_log, headline, report, text_report, trades_csv
 from engine.store import (
@@ -208,7 +209,7 @@ def run_bar(store: Store, settings: Any, start_ms: int | None = None, end_ms: in
 def save_result(store: Store, settings: Any, result: BacktestResult) -> None:
     """Write signals_1m and trades_exec for the run (and the minute tables in tick mode)."""
     u = units_of(settings)
-    with store.db:
+    with store.write():
         if result.mode == "tick":
             write_minute_tables(store, settings, result.bars, result.features, *result.window)
         store.replace_rows("signals_1m", SIGNALS_COLUMNS, signal_rows(result.signals, result.run_id),
@@ -238,15 +239,14 @@ def write_outputs(settings: Any, result: BacktestResult, rep: dict[str, Any], ou
     Every file is a function of the result and the settings only, so a rerun
     writes the same bytes.
     """
-    path = Path(out)
-    path.mkdir(parents=True, exist_ok=True)
+    path = private_dir(out)  # trading records: owner-only (engine.private)
     lines = decision_log(settings, result)
     for line in lines:
         decisions_log.info(line)
-    (path / "report.json").write_text(json.dumps(rep, indent=1, sort_keys=True) + "\n")
-    (path / "report.txt").write_text(text_report(rep))
-    (path / "trades.csv").write_text(trades_csv(settings, result))
-    (path / "decisions.log").write_text("\n".join(lines) + "\n")
+    write_private_text(path / "report.json", json.dumps(rep, indent=1, sort_keys=True) + "\n")
+    write_private_text(path / "report.txt", text_report(rep))
+    write_private_text(path / "trades.csv", trades_csv(settings, result))
+    write_private_text(path / "decisions.log", "\n".join(lines) + "\n")
     return path
 
 

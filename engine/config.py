@@ -14,7 +14,9 @@ it into a plain float64 vector.
 
 from __future__ import annotations
 
+import calendar
 import dataclasses
+import datetime
 import math
 import os
 import re
@@ -86,6 +88,8 @@ class Settings:
     retention_hours: int = 48
     min_window_coverage: float = 0.95
     min_reward_risk: float = 0.0
+    plausible_from: str = "2015-01-01"
+    plausible_until_days: float = 1.0
     ws_url: str = "mainnet"
 
     def replace(self, **changes: Any) -> Settings:
@@ -143,6 +147,7 @@ _RULES: dict[str, tuple[Any, ...]] = {
     "retention_hours": (1, 10**6),
     "min_window_coverage": (0.0, 1.0),
     "min_reward_risk": (0.0, 1000.0),
+    "plausible_until_days": (0.0, 36_500.0),
 }
 
 _FIELDS: dict[str, type] = {f.name: f.type for f in dataclasses.fields(Settings)}  # type: ignore[misc]
@@ -165,6 +170,8 @@ def _check_value(key: str, value: Any, source: str) -> Any:
         if not math.isfinite(value):
             raise ConfigError(f"{where}: expected a finite number, got {value!r}")
     elif want is str:
+        if isinstance(value, datetime.date) and not isinstance(value, datetime.datetime):
+            value = value.isoformat()  # YAML reads an unquoted 2015-01-01 as a date
         if not isinstance(value, str):
             raise ConfigError(f"{where}: expected a string, got {value!r}")
     rule = _RULES.get(key)
@@ -205,6 +212,8 @@ def _build(raw: dict[str, Any], source: str) -> Settings:
     if settings.instrument not in (settings.symbol, _perp(settings.symbol)):
         errors.append(f"{source}: key 'instrument': {settings.instrument!r} does not match symbol "
                       f"{settings.symbol!r} (only the linear perpetual {_perp(settings.symbol)!r} is traded)")
+    if plausible_from_ms(settings.plausible_from) is None:
+        errors.append(f"{source}: key 'plausible_from': {settings.plausible_from!r} is not a date YYYY-MM-DD (UTC)")
     if not (settings.ws_url in ("mainnet", "testnet") or settings.ws_url.startswith(("ws://", "wss://"))):
         errors.append(f"{source}: key 'ws_url': {settings.ws_url!r} is not mainnet, testnet or a ws:// or "
                       "wss:// URL")
@@ -215,6 +224,29 @@ def _build(raw: dict[str, Any], source: str) -> Settings:
     if errors:
         raise ConfigError("\n".join(errors))
     return settings
+
+
+def plausible_from_ms(text: str) -> int | None:
+    """``plausible_from`` (``YYYY-MM-DD``, UTC) as ms since the epoch, or None if it is not such a date."""
+    m = re.fullmatch(r"(\d{4})-(\d{2})-(\d{2})", text.strip())
+    if m is None:
+        return None
+    year, month, day = (int(g) for g in m.groups())
+    if not (1970 <= year and 1 <= month <= 12 and 1 <= day <= calendar.monthrange(year, month)[1]):
+        return None
+    return calendar.timegm((year, month, day, 0, 0, 0, 0, 0, 0)) * 1000
+
+
+def plausible_range_ms(settings: Settings, now_ms: int) -> tuple[int, int]:
+    """The exchange times an imported tick may carry: ``[plausible_from, now + plausible_until_days]``, ms.
+
+    Anything outside is a bad row: a 1970 or 2200 stamp, or a value in
+    another unit, would otherwise make every command build a minute bar
+    for each minute of the span it opens.
+    """
+    lo = plausible_from_ms(settings.plausible_from)
+    assert lo is not None  # checked when the settings were built
+    return lo, now_ms + int(settings.plausible_until_days * 86_400_000)
 
 
 class _Loader(yaml.SafeLoader):

@@ -109,7 +109,7 @@ def write_minute_tables(store: Store, settings: Any, bars: np.ndarray, features:
         lo = -(2**62) if start_ms is None else (start_ms // MINUTE_MS) * MINUTE_MS
         hi = 2**62 if end_ms is None else end_ms
         where, args = "ts_min>=? AND ts_min<?", (lo, hi)
-    with store.db:
+    with store.write():
         store.replace_rows("bars_1m", BARS_COLUMNS, bar_rows(bars, units), where, args)
         store.replace_rows("features_1m", FEATURES_COLUMNS, feature_rows(features, units, settings.base_bin_ticks),
                            where, args)

@@ -16,10 +16,31 @@ Measured on 2M Tardis trade rows, splitting and parsing take about 1.5 s;
 ``np.loadtxt`` on the numeric columns alone took about 3.5 s, ``bytes.split``
 plus ``np.array(..).astype(..)`` about 7 s and ``csv.reader`` about 10 s.
 
-Bad rows (wrong field count, unparsable or non-finite numbers, non-positive
-prices or sizes, prices off the tick grid, another symbol, crossed quotes,
-bad JSON) are skipped, counted, and the first ``MAX_LOGGED`` of each file are
-logged as ``path:line: problem`` (the header is line 1).
+Bad rows are skipped, counted, and the first ``MAX_LOGGED`` of each file are
+logged as ``path:line: problem`` (the header is line 1): a wrong field
+count, unparsable or non-finite numbers, another symbol, crossed quotes, bad
+JSON, and values outside these bounds (``_Checks``):
+
+- times: exchange and receive times inside the plausible range, from the
+  config's ``plausible_from`` (default 2015-01-01) to now plus
+  ``plausible_until_days`` (default 1). A 1970 or 2200 stamp would make every
+  later command span decades of minutes.
+- prices: positive, finite, on the ``tick_size`` grid, below
+  ``MAX_PRICE_TICKS`` ticks (so they fit int64 ticks with room to spare:
+  1e18 used to wrap to a negative tick count).
+- sizes: positive, finite, on the ``qty_step`` grid, below ``MAX_SIZE_LOTS``
+  lots. Off-grid sizes are bad rows like off-grid prices, not rounded.
+
+A file whose first timestamps (``UNIT_SAMPLE`` of them) fall mostly outside
+the plausible range in the unit its format declares (Tardis microseconds,
+Bybit trade archives seconds, Bybit books milliseconds) but mostly inside in
+another unit is refused whole, with the unit it looks like: one bad row per
+line would hide the cause.
+
+Duplicate ticks are dropped by the store (``Store.append_ticks_counted``):
+a trade already stored or seen earlier with the same ``(ts, trade_id)``, a
+quote equal in every field to one stored or seen earlier; the summary
+line says how many ("N duplicates dropped").
 """
 
 from __future__ import annotations
@@ -28,6 +49,7 @@ import hashlib
 import io
 import json
 import logging
+import math
 import os
 import time
 import zipfile
@@ -43,19 +65,26 @@ import numpy as np
 
 from engine import store as _store
 from engine.adapters.bybit import frames
-from engine.config import ConfigError, Settings
+from engine.config import ConfigError, Settings, plausible_range_ms
 from engine.ids import INT64_MAX, INT64_MIN, MASK63, int64_or_none, trade_id_of, uuid_ids_of
 from engine.ids import stable_id as stable_id  # re-exported: tests and callers know it here
 from engine.ids import uuid_id as uuid_id
-from engine.types import QUOTE_DTYPE, SIDE_BUY, SIDE_SELL, SIDE_UNKNOWN, TRADE_DTYPE
-from engine.units import to_lots
+from engine.types import (
+    MAX_PRICE_TICKS,
+    MAX_SIZE_LOTS,
+    QUOTE_DTYPE,
+    SIDE_BUY,
+    SIDE_SELL,
+    SIDE_UNKNOWN,
+    TRADE_DTYPE,
+)
 
 log = logging.getLogger("pbdtui.import")
 
 BLOCK_BYTES = 1 << 22  # text read per block; only the parse cost depends on it, not the chunks
 PREFETCH = True  # read the next block in a helper thread
 MAX_LOGGED = 20  # bad rows logged one by one per file; the rest are only counted
-GRID_TOLERANCE = 1e-6  # |price / tick_size - round(...)| above this is off the grid
+GRID_TOLERANCE = 1e-6  # |price / tick_size - round(...)| (sizes: / qty_step) above this is off the grid
 
 TARDIS_TRADE_COLUMNS = ("exchange", "symbol", "timestamp", "local_timestamp", "id", "side", "price", "amount")
 TARDIS_QUOTE_COLUMNS = (
@@ -86,14 +115,21 @@ class ImportReport:
     rows_bad: int  # skipped rows (book: skipped messages)
     rows_new: int  # rows the store did not hold yet
     seconds: float
+    rows_dup: int = 0  # valid rows dropped as duplicates (same trade id and time, or an identical quote)
+    first_problem: str | None = None  # the first bad row's ``line N: problem``, for "every row was bad"
 
     def summary(self) -> str:
-        """One line, e.g. ``tardis trades X.csv.gz: 12934 rows, 12934 new, 0 bad (0.05 s, 260k rows/s)``."""
+        """One line, e.g. ``tardis trades X.csv.gz: 12934 rows, 12934 new, 0 bad (0.05 s, 260k rows/s)``.
+
+        Duplicates dropped are shown when there are any:
+        ``..., 10 rows, 5 new, 5 duplicates dropped, 0 bad (...)``.
+        """
         label = {"tardis": "tardis", "bybit-trades": "bybit", "bybit-book": "bybit book"}.get(self.format, self.format)
         rate = (self.rows_ok + self.rows_bad) / max(self.seconds, 1e-9)
         rate_text = f"{rate / 1e6:.1f}M" if rate >= 1e7 else f"{rate / 1e3:.0f}k"
+        dup = f"{self.rows_dup} duplicates dropped, " if self.rows_dup else ""
         return (
-            f"{label} {self.kind}s {Path(self.path).name}: {self.rows_ok} rows, {self.rows_new} new, "
+            f"{label} {self.kind}s {Path(self.path).name}: {self.rows_ok} rows, {self.rows_new} new, {dup}"
             f"{self.rows_bad} bad ({self.seconds:.2f} s, {rate_text} rows/s)"
         )
 
@@ -111,9 +147,12 @@ class _BadRows:
     def __init__(self, path: str):
         self.path = path
         self.count = 0
+        self.first: str | None = None  # "line N: problem" of the first bad row
 
     def add(self, line_no: int, problem: str) -> None:
         self.count += 1
+        if self.first is None:
+            self.first = f"line {line_no}: {problem}"
         if self.count <= MAX_LOGGED:
             log.warning("%s:%d: %s", self.path, line_no, problem)
 
@@ -127,7 +166,10 @@ class _BadRows:
             rows = np.concatenate([rows for _, rows, _ in items])
             which = np.concatenate([np.full(len(r), g) for g, (_, r, _) in enumerate(items)])
             for k in np.argsort(lines, kind="stable")[:room]:
-                log.warning("%s:%d: %s", self.path, int(lines[k]), items[int(which[k])][2](int(rows[k])))
+                problem = items[int(which[k])][2](int(rows[k]))
+                if self.first is None:
+                    self.first = f"line {int(lines[k])}: {problem}"
+                log.warning("%s:%d: %s", self.path, int(lines[k]), problem)
         self.count += total
 
     def finish(self) -> None:
@@ -159,6 +201,12 @@ class _ChunkWriter:
         self.pending = 0
         self.rows_ok = 0
         self.rows_new = 0
+        self.rows_dup = 0
+
+    def _append(self, records: np.ndarray) -> None:
+        done = self.store.append_ticks_counted(self.kind, records, self.source)
+        self.rows_new += done.new
+        self.rows_dup += done.duplicates
 
     def add(self, records: np.ndarray) -> None:
         if len(records) == 0:
@@ -170,7 +218,7 @@ class _ChunkWriter:
         if self.pending >= chunk:
             merged = np.concatenate(self.parts) if len(self.parts) > 1 else self.parts[0]
             full = (len(merged) // chunk) * chunk
-            self.rows_new += self.store.append_ticks(self.kind, merged[:full], self.source)
+            self._append(merged[:full])
             rest = merged[full:]
             self.parts = [rest] if len(rest) else []
             self.pending = len(rest)
@@ -178,7 +226,7 @@ class _ChunkWriter:
     def finish(self) -> None:
         if self.pending:
             rest = np.concatenate(self.parts) if len(self.parts) > 1 else self.parts[0]
-            self.rows_new += self.store.append_ticks(self.kind, rest, self.source)
+            self._append(rest)
         self.parts, self.pending = [], 0
 
 
@@ -275,17 +323,30 @@ def _reporter(path: PathLike, fh: Any, progress: Progress | None) -> Callable[[]
     return report
 
 
+HEADER_LIMIT = 1 << 16  # bytes read for a header line: a file without line breaks is not read whole
+SHOWN = 120  # characters of a bad header shown in a message
+
+
 def _read_header(fh: IO[bytes], path: PathLike, required: tuple[str, ...]) -> tuple[list[str], dict[str, int]]:
     try:
-        line = fh.readline()
+        line = fh.readline(HEADER_LIMIT)
     except (OSError, EOFError, zlib.error) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from exc
-    names = [n.strip() for n in line.decode("utf-8-sig", "replace").strip().split(",")]
+    text = line.decode("utf-8-sig", "replace")
+    body = text.rstrip("\r\n")
+    if "\r" in body:
+        raise ConfigError(f"{path}: lines end in a bare CR (classic Mac line endings); expected LF or CRLF: "
+                          "convert the file (e.g. tr '\\r' '\\n')")
+    names = [n.strip() for n in body.split(",")]
     index = {name: i for i, name in enumerate(names)}
     missing = [c for c in required if c not in index]
     if not line.strip() or missing:
+        shown = ",".join(names)
+        if len(shown) > SHOWN:
+            more = "" if line.endswith(b"\n") else " or more"
+            shown = f"{shown[:SHOWN]}... ({len(line)} bytes{more})"
         raise ConfigError(
-            f"{path}: wrong header {','.join(names)!r}; expected columns {','.join(required)}"
+            f"{path}: wrong header {shown!r}; expected columns {','.join(required)}"
             + (f" (missing {', '.join(missing)})" if missing else "")
         )
     return names, index
@@ -595,40 +656,118 @@ def _split_block(data: bytes, first_line_no: int, n_fields: int,
 _RowParser = Callable[[_Fields], tuple[np.ndarray, list[_Group]]]
 
 
-class _PriceChecks:
-    """The shared price and size checks of CSV rows."""
+class _WrongUnit(ValueError):
+    """A file's timestamps are in another unit than its format declares (the file is refused)."""
 
-    def __init__(self, settings: Settings):
+
+# unit name -> factor from that unit to ms
+_UNIT_TO_MS = {"seconds": 1000.0, "milliseconds": 1.0, "microseconds": 1e-3, "nanoseconds": 1e-6}
+UNIT_SAMPLE = 1000  # first timestamps of a file that decide whether its unit is right
+
+
+def _utc(ms: float) -> str:
+    """``ms`` as a UTC date and time for messages, or a year range when out of the calendar."""
+    if not math.isfinite(ms) or not -62_135_596_800_000 <= ms < 253_402_300_800_000:
+        return "a time outside years 1-9999"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ms // 1000)) + " UTC"
+
+
+class _Checks:
+    """The shared checks of imported rows: plausible times, prices and sizes on the instrument's grid.
+
+    Bounds (relative to the instrument): a price is a positive, finite
+    multiple of ``tick_size`` below ``MAX_PRICE_TICKS`` ticks; a size is a
+    positive, finite multiple of ``qty_step`` below ``MAX_SIZE_LOTS`` lots (0
+    deletes a book level); an exchange or receive time lies in
+    ``plausible_range_ms`` (config ``plausible_from``, ``plausible_until_days``).
+    Off-grid sizes are bad rows like off-grid prices: rounding one silently
+    would change the traded volume the features see (and a size rounded to
+    0 lots used to be stored as nothing at all).
+    """
+
+    def __init__(self, settings: Settings, now_ms: int | None = None):
         self.tick = settings.tick_size
         self.step = settings.qty_step
+        now = int(time.time() * 1000) if now_ms is None else now_ms
+        self.lo_ms, self.hi_ms = plausible_range_ms(settings, now)
+        self.range_text = (f"the plausible range {_utc(self.lo_ms)[:10]} .. {_utc(self.hi_ms)[:10]} "
+                           "(config plausible_from, plausible_until_days)")
+        self.unit_checked = False
 
     def price(self, name: str, fields: _Fields, k: int) -> tuple[np.ndarray, list[tuple[np.ndarray, Callable[[int], str]]]]:
         px, unparsable = fields.decimal(k)
-        with np.errstate(invalid="ignore"):
+        with np.errstate(invalid="ignore", over="ignore"):
             ratio = px / self.tick
-            off = np.abs(ratio - np.rint(ratio)) > GRID_TOLERANCE
             finite = np.isfinite(px)
+            huge = ~(ratio < MAX_PRICE_TICKS)
+            off = np.abs(ratio - np.rint(ratio)) > GRID_TOLERANCE
             checks = [
                 (unparsable, lambda i: f"unparsable {name} {fields.text(i, k)!r}"),
                 (~finite, lambda i: f"{name} is {fields.text(i, k)!r}"),
                 (~(px > 0), lambda i: f"non-positive {name} {fields.text(i, k)}"),
-                (off, lambda i: f"{name} {fields.text(i, k)} is not a multiple of tick_size {self.tick}"),
+                (huge, lambda i: f"{name} {fields.text(i, k)} is too large: at least {MAX_PRICE_TICKS:.0e} ticks "
+                                 f"of {self.tick:g}"),
+                (off, lambda i: f"{name} {fields.text(i, k)} is not a multiple of tick_size {self.tick:g}"),
+                (~(np.rint(ratio) >= 1), lambda i: f"{name} {fields.text(i, k)} is below one tick_size {self.tick:g}"),
             ]
-            ticks = np.where(finite & ~off, np.rint(ratio), 0).astype(np.int64)
+            ticks = np.where(finite & ~off & ~huge, np.rint(ratio), 0).astype(np.int64)
         return ticks, checks
 
     def size(self, name: str, fields: _Fields, k: int) -> tuple[np.ndarray, list[tuple[np.ndarray, Callable[[int], str]]]]:
         sz, unparsable = fields.decimal(k)
-        with np.errstate(invalid="ignore"):
+        with np.errstate(invalid="ignore", over="ignore"):
+            ratio = sz / self.step
             finite = np.isfinite(sz)
-            lots = to_lots(np.where(finite, sz, 0.0), self.step)
+            huge = ~(ratio < MAX_SIZE_LOTS)
+            off = np.abs(ratio - np.rint(ratio)) > GRID_TOLERANCE
             checks = [
                 (unparsable, lambda i: f"unparsable {name} {fields.text(i, k)!r}"),
                 (~finite, lambda i: f"{name} is {fields.text(i, k)!r}"),
                 (~(sz > 0), lambda i: f"non-positive {name} {fields.text(i, k)}"),
-                (lots <= 0, lambda i: f"{name} {fields.text(i, k)} is below half a qty_step ({self.step})"),
+                (huge, lambda i: f"{name} {fields.text(i, k)} is too large: at least {MAX_SIZE_LOTS:.0e} lots "
+                                 f"of {self.step:g}"),
+                (off, lambda i: f"{name} {fields.text(i, k)} is not a multiple of qty_step {self.step:g}"),
+                (~(np.rint(ratio) >= 1), lambda i: f"{name} {fields.text(i, k)} is below one qty_step {self.step:g}"),
             ]
+            lots = np.where(finite & ~off & ~huge, np.rint(ratio), 0).astype(np.int64)
         return lots, checks
+
+    def time(self, name: str, fields: _Fields, k: int, ms: np.ndarray, unparsable: np.ndarray
+             ) -> tuple[np.ndarray, Callable[[int], str]]:
+        """Rows whose time ``ms`` (parsed from field k) is outside the plausible range."""
+        out = ~unparsable & ((ms < self.lo_ms) | (ms > self.hi_ms))
+        return out, lambda i: (f"{name} {fields.text(i, k)} ({_utc(float(ms[i]))}) is outside {self.range_text}")
+
+    def check_unit(self, values: np.ndarray, unit: str, what: str) -> None:
+        """Refuse a file whose first timestamps fit another unit than ``unit`` and not ``unit`` itself.
+
+        Args:
+            values: the file's first parsed timestamps, in ``unit``.
+            unit: the unit the format declares (a key of ``_UNIT_TO_MS``).
+            what: the column and format, for the message.
+
+        Raises:
+            _WrongUnit: most of them fall outside the plausible range as
+                ``unit`` while most of them fall inside as another unit.
+        """
+        if self.unit_checked or not len(values):
+            return
+        self.unit_checked = True
+        sample = values[:UNIT_SAMPLE].astype(np.float64)
+
+        def inside(factor: float) -> float:
+            ms = sample * factor
+            return float(np.mean((ms >= self.lo_ms) & (ms <= self.hi_ms)))
+
+        if inside(_UNIT_TO_MS[unit]) >= 0.5:
+            return
+        for other, factor in _UNIT_TO_MS.items():
+            if other != unit and inside(factor) > 0.5:
+                first = float(sample[0])
+                raise _WrongUnit(
+                    f"{what} looks like {other}, not {unit} as the format writes it: the first value "
+                    f"{first:.0f} read as {unit} is {_utc(first * _UNIT_TO_MS[unit])}, as {other} "
+                    f"{_utc(first * factor)}; the file is refused, nothing was imported")
 
 
 def _symbol_check(fields: _Fields, k: int, symbol: str) -> tuple[np.ndarray, Callable[[int], str]]:
@@ -636,28 +775,36 @@ def _symbol_check(fields: _Fields, k: int, symbol: str) -> tuple[np.ndarray, Cal
     return other, lambda i: f"symbol {fields.text(i, k)!r} is not {symbol}"
 
 
-def _int_check(fields: _Fields, k: int, name: str) -> tuple[np.ndarray, tuple[np.ndarray, Callable[[int], str]]]:
+def _int_check(fields: _Fields, k: int, name: str) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, Callable[[int], str]]]:
     values, bad = fields.integer(k)
-    return values, (bad, lambda i: f"unparsable {name} {fields.text(i, k)!r}")
+    return values, bad, (bad, lambda i: f"unparsable {name} {fields.text(i, k)!r}")
 
 
-def _tardis_trade_parser(settings: Settings, col: dict[str, int]) -> _RowParser:
-    checks = _PriceChecks(settings)
+def _tardis_times(checks: _Checks, f: _Fields, col: dict[str, int]) -> tuple[np.ndarray, np.ndarray, list[tuple[np.ndarray, Callable[[int], str]]]]:
+    """Tardis ``timestamp`` and ``local_timestamp`` (microseconds) as ms, with their checks, in check order."""
+    ts, ts_bad, ts_check = _int_check(f, col["timestamp"], "timestamp")
+    local, local_bad, local_check = _int_check(f, col["local_timestamp"], "local_timestamp")
+    checks.check_unit(ts[~ts_bad], "microseconds", "the Tardis 'timestamp' column")
+    ts_ms, local_ms = ts // 1000, local // 1000
+    return ts_ms, local_ms, [ts_check, local_check,
+                             checks.time("timestamp", f, col["timestamp"], ts_ms, ts_bad),
+                             checks.time("local_timestamp", f, col["local_timestamp"], local_ms, local_bad)]
 
+
+def _tardis_trade_parser(checks: _Checks, settings: Settings, col: dict[str, int]) -> _RowParser:
     def parse(f: _Fields) -> tuple[np.ndarray, list[_Group]]:
-        ts, ts_check = _int_check(f, col["timestamp"], "timestamp")
-        local, local_check = _int_check(f, col["local_timestamp"], "local_timestamp")
+        ts, local, time_checks = _tardis_times(checks, f, col)
         px, px_checks = checks.price("price", f, col["price"])
         qty, qty_checks = checks.size("amount", f, col["amount"])
         bad, groups = _first_failures(
-            f.n, [_symbol_check(f, col["symbol"], settings.symbol), ts_check, local_check, *px_checks, *qty_checks]
+            f.n, [_symbol_check(f, col["symbol"], settings.symbol), *time_checks, *px_checks, *qty_checks]
         )
         keep = ~bad
         k_side = col["side"]
         side = np.where(f.equals(k_side, b"buy"), SIDE_BUY, np.where(f.equals(k_side, b"sell"), SIDE_SELL, SIDE_UNKNOWN))
         out = np.empty(int(keep.sum()), dtype=TRADE_DTYPE)
-        out["ts"] = ts[keep] // 1000
-        out["local_ts"] = local[keep] // 1000
+        out["ts"] = ts[keep]
+        out["local_ts"] = local[keep]
         out["px"] = px[keep]
         out["qty"] = qty[keep]
         out["side"] = side[keep]
@@ -671,25 +818,22 @@ def _crossed_check(bid: np.ndarray, ask: np.ndarray) -> tuple[np.ndarray, Callab
     return bid >= ask, lambda i: f"crossed quote: bid {int(bid[i])} >= ask {int(ask[i])} ticks"
 
 
-def _tardis_quote_parser(settings: Settings, col: dict[str, int]) -> _RowParser:
-    checks = _PriceChecks(settings)
-
+def _tardis_quote_parser(checks: _Checks, settings: Settings, col: dict[str, int]) -> _RowParser:
     def parse(f: _Fields) -> tuple[np.ndarray, list[_Group]]:
-        ts, ts_check = _int_check(f, col["timestamp"], "timestamp")
-        local, local_check = _int_check(f, col["local_timestamp"], "local_timestamp")
+        ts, local, time_checks = _tardis_times(checks, f, col)
         ask_sz, ask_sz_checks = checks.size("ask_amount", f, col["ask_amount"])
         ask_px, ask_px_checks = checks.price("ask_price", f, col["ask_price"])
         bid_px, bid_px_checks = checks.price("bid_price", f, col["bid_price"])
         bid_sz, bid_sz_checks = checks.size("bid_amount", f, col["bid_amount"])
         bad, groups = _first_failures(
             f.n,
-            [_symbol_check(f, col["symbol"], settings.symbol), ts_check, local_check, *ask_sz_checks,
+            [_symbol_check(f, col["symbol"], settings.symbol), *time_checks, *ask_sz_checks,
              *ask_px_checks, *bid_px_checks, *bid_sz_checks, _crossed_check(bid_px, ask_px)],
         )
         keep = ~bad
         out = np.empty(int(keep.sum()), dtype=QUOTE_DTYPE)
-        out["ts"] = ts[keep] // 1000
-        out["local_ts"] = local[keep] // 1000
+        out["ts"] = ts[keep]
+        out["local_ts"] = local[keep]
         out["bid_px"] = bid_px[keep]
         out["bid_sz"] = bid_sz[keep]
         out["ask_px"] = ask_px[keep]
@@ -699,18 +843,18 @@ def _tardis_quote_parser(settings: Settings, col: dict[str, int]) -> _RowParser:
     return parse
 
 
-def _bybit_trade_parser(settings: Settings, col: dict[str, int]) -> _RowParser:
-    checks = _PriceChecks(settings)
-
+def _bybit_trade_parser(checks: _Checks, settings: Settings, col: dict[str, int]) -> _RowParser:
     def parse(f: _Fields) -> tuple[np.ndarray, list[_Group]]:
         k_ts = col["timestamp"]
         ts, ts_bad = f.seconds_ms(k_ts)
+        checks.check_unit(ts[~ts_bad] / 1000.0, "seconds", "the Bybit 'timestamp' column")
         px, px_checks = checks.price("price", f, col["price"])
         qty, qty_checks = checks.size("size", f, col["size"])
         bad, groups = _first_failures(
             f.n,
             [_symbol_check(f, col["symbol"], settings.symbol),
-             (ts_bad, lambda i: f"unparsable timestamp {f.text(i, k_ts)!r}"), *px_checks, *qty_checks],
+             (ts_bad, lambda i: f"unparsable timestamp {f.text(i, k_ts)!r}"),
+             checks.time("timestamp", f, k_ts, ts, ts_bad), *px_checks, *qty_checks],
         )
         keep = ~bad
         k_side = col["side"]
@@ -734,7 +878,7 @@ def _import_csv(
     fmt: str,
     kind: str,
     required: tuple[str, ...],
-    make_parser: Callable[[Settings, dict[str, int]], _RowParser],
+    make_parser: Callable[[_Checks, Settings, dict[str, int]], _RowParser],
     sort_file: bool,
     progress: Progress | None = None,
 ) -> ImportReport:
@@ -747,9 +891,9 @@ def _import_csv(
     held: list[np.ndarray] = []
     try:
         names, index = _read_header(fh, path, required)
-        parse = make_parser(settings, index)
+        parse = make_parser(_Checks(settings), settings, index)
         used = tuple(sorted(index[c] for c in required))
-        with store.db:  # one transaction per file: an unreadable file leaves nothing behind
+        with store.write():  # one transaction per file: an unreadable file leaves nothing behind
             first_line = 2
             for data in _blocks(fh):
                 fields, groups, line_nos = _split_block(data, first_line, len(names), used)
@@ -772,11 +916,13 @@ def _import_csv(
             store.log_import(source, fmt, writer.rows_ok, bad_rows.count, writer.rows_new)
     except (OSError, EOFError, zlib.error) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from exc
+    except _WrongUnit as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
     finally:
         fh.close()
     bad_rows.finish()
     return ImportReport(source, fmt, kind, writer.rows_ok, bad_rows.count, writer.rows_new,
-                        time.perf_counter() - started)
+                        time.perf_counter() - started, writer.rows_dup, bad_rows.first)
 
 
 def _check_csv(path: PathLike, required: tuple[str, ...]) -> None:
@@ -881,10 +1027,21 @@ _BookSide = frames.BookSide
 _BadMessage = frames.BadFrame
 
 
+def _short(value: Any, limit: int = 60) -> str:
+    """``value`` for a message, cut to ``limit`` characters (a message never echoes a whole line)."""
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def _book_lines(path: PathLike) -> tuple[IO[bytes], Any]:
     """Open a Bybit book archive: the one member of a zip, or a plain/gzip text file."""
     _check_exists(path)
     try:
+        with open(path, "rb") as probe:
+            magic = probe.read(4)
+        if magic == b"PK\x03\x04" and not zipfile.is_zipfile(path):
+            raise ConfigError(f"{path}: a zip archive without its central directory: the file is truncated or "
+                              "damaged (download it again)")
         if zipfile.is_zipfile(path):
             zf = zipfile.ZipFile(path)
             members = [m for m in zf.infolist() if not m.is_dir()]
@@ -912,6 +1069,13 @@ def import_bybit_book(store: _store.Store, settings: Settings, path: PathLike,
     """
     started = time.perf_counter()
     source = str(path)
+    checks = _Checks(settings)
+    try:
+        checks.check_unit(_book_times(path), "milliseconds", "the order book's 'cts'/'ts'")
+    except _WrongUnit as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    except (OSError, EOFError, zlib.error, zipfile.BadZipFile) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from exc
     fh, zf = _book_lines(path)
     report = _reporter(path, fh if zf is None else zf.fp, progress)
     bad = _BadRows(source)
@@ -922,7 +1086,7 @@ def import_bybit_book(store: _store.Store, settings: Settings, path: PathLike,
     pending: list[tuple[int, int, int, int, int, int]] = []
     checked_format = False
     try:
-        with store.db:
+        with store.write():
             for line_no, raw in enumerate(fh, 1):
                 if not line_no & 4095:
                     report()
@@ -942,7 +1106,7 @@ def import_bybit_book(store: _store.Store, settings: Settings, path: PathLike,
                     bad.add(line_no, "bad JSON")
                     continue
                 try:
-                    quote = _apply_message(msg, settings, bids, asks, have_book)
+                    quote = _apply_message(msg, settings, checks, bids, asks, have_book)
                 except _BadMessage as exc:
                     bad.add(line_no, str(exc))
                     continue
@@ -969,14 +1133,43 @@ def import_bybit_book(store: _store.Store, settings: Settings, path: PathLike,
             zf.close()
     bad.finish()
     return ImportReport(source, "bybit-book", "quote", writer.rows_ok, bad.count, writer.rows_new,
-                        time.perf_counter() - started)
+                        time.perf_counter() - started, writer.rows_dup, bad.first)
+
+
+def _book_time(value: Any) -> int:
+    """A message's ``ts``/``cts`` (an integer, or its text) in ms; ValueError/TypeError when it is not one."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise TypeError(f"not an integer: {value!r}")
+    return int(value)
+
+
+def _book_times(path: PathLike, limit: int = UNIT_SAMPLE) -> np.ndarray:
+    """The ``cts`` (else ``ts``) of a book archive's first ``limit`` messages that have one, for the unit check."""
+    fh, zf = _book_lines(path)
+    out: list[int] = []
+    try:
+        for line_no, raw in enumerate(fh):
+            if len(out) >= limit or line_no >= 4 * limit:
+                break
+            try:
+                msg = json.loads(raw)
+                value = _book_time(msg["cts"] if "cts" in msg else msg["ts"])
+            except (ValueError, TypeError, KeyError, OverflowError):
+                continue
+            if abs(value) < 2**62:
+                out.append(value)
+    finally:
+        fh.close()
+        if zf is not None:
+            zf.close()
+    return np.array(out, dtype=np.float64)
 
 
 def _apply_message(
-    msg: Any, settings: Settings, bids: _BookSide, asks: _BookSide, have_book: bool
+    msg: Any, settings: Settings, checks: _Checks, bids: _BookSide, asks: _BookSide, have_book: bool
 ) -> tuple[int, int, tuple[int, int, int, int]] | str:
     """Apply one message; returns (ts, local_ts, L1) or a problem with the resulting book.
 
     Raises _BadMessage (book untouched) when the message itself is unusable.
     """
-    return frames.apply_book_message(msg, settings, bids, asks, have_book)
+    return frames.apply_book_message(msg, settings, bids, asks, have_book, ts_range=(checks.lo_ms, checks.hi_ms))

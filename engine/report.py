@@ -50,6 +50,8 @@ import numpy as np
 
 from engine.kernels.state import LB_SIZE
 from engine.records import Units, units_of
+from engine.runtime.alerts import AlertRules
+from engine.runtime.events import Alert
 from engine.timerange import duration_text, iso_text, utc_text
 from engine.types import (
     ACTION_ENTER_LONG,
@@ -291,6 +293,9 @@ def report(settings: Any, result: BacktestResult) -> dict[str, Any]:
     actions = result.signals["action"]
     reasons = result.signals["reason"]
     ready = feats["ready"] if len(feats) else np.zeros(0, dtype=np.int64)
+    raised: dict[str, int] = {}
+    for alert in raised_alerts(settings, feats):
+        raised[alert.kind] = raised.get(alert.kind, 0) + 1
     alerts = {
         "feed_stale_minutes": int((ready == REASON_FEED_STALE).sum()),
         "no_profile_minutes": int((ready == REASON_NO_PROFILE).sum()),
@@ -310,6 +315,7 @@ def report(settings: Any, result: BacktestResult) -> dict[str, Any]:
     cum = np.cumsum(day_pnl)
     return {
         "alerts": alerts,
+        "alerts_raised": dict(sorted(raised.items())),  # by rule: how often it started
         "run_id": result.run_id,
         "mode": result.mode,
         "currency": ccy,
@@ -475,6 +481,16 @@ def _exit_cause(settings: Any, u: Units, x: np.void, entry: np.void | None) -> s
     return EXIT_NAMES.get(reason, str(reason)) or "exit"
 
 
+def raised_alerts(settings: Any, feats: np.ndarray) -> list[Alert]:
+    """The alerts ``engine.runtime.alerts.AlertRules`` raises over these minutes (one set of rules)."""
+    rules = AlertRules(settings)
+    out: list[Alert] = []
+    names = feats.dtype.names
+    for row in feats:
+        out += [e for e in rules.minute({n: row[n].item() for n in names}) if isinstance(e, Alert)]
+    return out
+
+
 def decision_log(settings: Any, result: BacktestResult) -> list[str]:
     """Spec 11: every decision with its feature snapshot, every fill, every risk event and alert.
 
@@ -512,9 +528,9 @@ def decision_log(settings: Any, result: BacktestResult) -> list[str]:
                     detail = f"min_reward_risk={settings.min_reward_risk} " + detail
             events.append((t + 59_999, 0, f"{kind:<14} reason={REASON_NAMES[reason]} {detail}{snap}"))
         prev_reason = reason
-        if f is not None and int(f["volume"]) and int(f["amb_qty"]) / int(f["volume"]) > settings.ambiguous_trade_frac_max:
-            events.append((t + 59_999, 1, f"ALERT ambiguous_trade_frac_1m {int(f['amb_qty']) / int(f['volume']):.3f} "
-                                          f"> {settings.ambiguous_trade_frac_max}"))
+    # the runtime's alert rules, as the console and `pbdtui collect` raise them (edge-triggered)
+    for alert in raised_alerts(settings, feats):
+        events.append((alert.ts - 1, 1, f"ALERT {alert.kind}: {alert.text}"))
     entry = None
     for x in result.fills:
         side = "BUY" if int(x["side"]) == 1 else "SELL"
@@ -674,6 +690,9 @@ def text_report(rep: dict[str, Any]) -> str:
                                        for d in rep["daily"]]), ""]
     lines += ["Alerts", *table(["alert", "minutes"], [[k.removesuffix("_minutes"), str(v)]
                                                       for k, v in rep["alerts"].items()]), ""]
+    if rep.get("alerts_raised"):
+        lines += ["Alerts raised (the console's rules: each time a condition started)",
+                  *table(["rule", "times"], [[k, str(v)] for k, v in rep["alerts_raised"].items()]), ""]
     if rep["data_from"] is not None:
         lines += [f"Equity curve (net {ccy} of closed trades)",
                   *equity_plot(rep["equity_curve"], rep["data_from_ms"], rep["data_to_ms"])]

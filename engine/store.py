@@ -10,33 +10,59 @@ against the 2 M events/s target for ``pbdtui features``).
 Each chunk's digest is remembered in ``tick_digests`` for good (also after
 a purge drops or trims the chunk), and importers cut chunks
 deterministically from the start of a file, so re-importing the same file
-inserts nothing, and cannot bring back ticks a purge removed. Known limit:
-two different files covering the same ticks (a Tardis export and a Bybit
-archive of one day) are not deduplicated against each other.
+inserts nothing, and cannot bring back ticks a purge removed.
+
+Duplicate ticks are dropped on the way in (``append_ticks``), whoever
+writes (importers, synth, the live recorder): a trade whose
+``(ts, trade_id)`` is already stored or appears earlier in the batch, and a
+quote whose every field equals a stored quote or an earlier one of the
+batch. Only the stored chunks overlapping the batch's ``[min ts, max ts]``
+are read for this (the same trade always carries the same exchange time),
+so there is no id table to grow with the history (one was rejected: hundreds
+of millions of ids). Keying trades on ``(ts, trade_id)`` rather than the id
+alone keeps two real trades whose ids collide (an empty or hashed id) when
+their times differ.
+
+Writers take SQLite's write lock up front (``BEGIN IMMEDIATE``, see
+``Store.write``) and wait for another writer instead of failing: a deferred
+transaction starts as a reader and its upgrade to a writer fails at once with
+``BusyError`` when someone else writes, whatever the busy timeout.
 
 Derived tables (``bars_1m``, ``features_1m``, ``signals_1m``,
 ``trades_exec``) use spec.md's column names, prices in price units, ``ts_min``
-in ms. The database runs in WAL mode: one writer, any number of readers.
+in ms. The database runs in WAL mode: one writer, any number of readers,
+and readers never block the writer. Files are created owner-only
+(``engine.private``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import os
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import apsw
 import numpy as np
 
+from engine.private import create_private_file
 from engine.types import FUNDING_DTYPE, QUOTE_DTYPE, TRADE_DTYPE
+
+log = logging.getLogger("pbdtui.store")
 
 SCHEMA_VERSION = "1"
 CHUNK_ROWS = 1 << 18
 MINUTE_MS = 60_000
 DAY_MS = 86_400_000
+WAIT_MS = 600_000  # how long a writer waits for another one (an import of a big file takes a minute)
+WAIT_NOTICE_MS = 1_000  # after this long waiting, say so once
+SQLITE_MAGIC = b"SQLite format 3\x00"
 
 KIND_DTYPES = {"trade": TRADE_DTYPE, "quote": QUOTE_DTYPE}
 
@@ -152,6 +178,60 @@ def _digest(kind: str, data: bytes) -> str:
     return hashlib.blake2b(kind.encode() + data, digest_size=20).hexdigest()
 
 
+@dataclass(frozen=True)
+class Appended:
+    """What ``Store.append_ticks_counted`` did with a batch of ticks."""
+
+    new: int  # rows stored
+    duplicates: int  # rows dropped: the same tick was stored already, or came earlier in the batch
+    known: int  # rows of chunks stored before, byte for byte (a file imported again; perhaps purged since)
+
+
+def _dedup_keys(kind: str, arr: np.ndarray) -> np.ndarray:
+    """The identity of each tick as int64 columns: trades (ts, trade_id), quotes every field."""
+    names = ("ts", "trade_id") if kind == "trade" else KIND_DTYPES[kind].names
+    return np.stack([arr[name] for name in names], axis=1).astype(np.int64, copy=False)
+
+
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _repeated(keys: np.ndarray) -> np.ndarray:
+    """Rows whose key (a row of ``keys``) equals that of an earlier row.
+
+    One 64-bit hash per row and a stable sort of the hashes find the
+    candidates (equal keys have equal hashes); only rows whose hash repeats
+    are compared exactly, so a hash collision can never drop a tick. A
+    lexsort of all the key columns was rejected: 2-3x slower on a chunk,
+    where nearly every hash is unique.
+    """
+    n = len(keys)
+    out = np.zeros(n, dtype=bool)
+    if n < 2:
+        return out
+    with np.errstate(over="ignore"):
+        h = np.zeros(n, dtype=np.uint64)
+        for j in range(keys.shape[1]):
+            h = (h ^ keys[:, j].view(np.uint64)) * _MIX
+            h ^= h >> np.uint64(29)
+    order = np.argsort(h, kind="stable")
+    hs = h[order]
+    same = hs[1:] == hs[:-1]
+    if not same.any():
+        return out
+    cand_pos = np.zeros(n, dtype=bool)
+    cand_pos[1:] |= same
+    cand_pos[:-1] |= same
+    cand = np.sort(order[cand_pos])  # rows whose hash is shared, in row order
+    sub = keys[cand]
+    exact = np.lexsort([cand] + [sub[:, j] for j in range(keys.shape[1] - 1, -1, -1)])
+    ks = sub[exact]
+    dup_sorted = np.zeros(len(cand), dtype=bool)
+    dup_sorted[1:] = (ks[1:] == ks[:-1]).all(axis=1)
+    out[cand[exact[dup_sorted]]] = True
+    return out
+
+
 class Store:
     """One connection to a pbdtui database file.
 
@@ -163,25 +243,115 @@ class Store:
         readonly: open for reading only (console, reports).
     """
 
-    def __init__(self, path: str | os.PathLike[str], instrument: Instrument | None = None, readonly: bool = False):
+    def __init__(self, path: str | os.PathLike[str], instrument: Instrument | None = None, readonly: bool = False,
+                 wait_ms: int = WAIT_MS):
         self.path = str(path)
+        self.wait_ms = wait_ms
+        self._check_file(readonly)
         flags = apsw.SQLITE_OPEN_READONLY if readonly else apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
         try:
             self.db = apsw.Connection(self.path, flags=flags)
         except apsw.Error as exc:
             raise StoreError(f"{self.path}: cannot open database: {exc}") from exc
-        self.db.set_busy_timeout(10_000)
+        self._waited = False
+        self._busy_since = 0.0
+        self.db.set_busy_handler(self._busy)
         try:
             if not readonly:
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=NORMAL")
-                with self.db:
+                with self.write():  # the schema too: a deferred transaction would fail at its upgrade
                     self.db.execute(_SCHEMA)
                     _migrate(self.db)
+            elif not self._has_table("tick_chunks"):
+                # an empty file, or one whose creator has not committed the schema yet: a reader
+                # would fail on its first query with "no such table"
+                raise StoreError(f"{self.path}: holds no pbdtui tables (an empty file, or a database still "
+                                 "being created)")
             self.instrument = self._bind(instrument, readonly)
+        except StoreError:
+            self.db.close()
+            raise
+        except apsw.ReadOnlyError as exc:
+            self.db.close()
+            raise StoreError(f"{self.path}: the database is read-only here ({exc}); this command writes to "
+                             "it: check the file's permissions, or copy it somewhere writable") from exc
         except apsw.Error as exc:  # e.g. not a database at all: a one-line error, not a traceback
             self.db.close()
             raise StoreError(f"{self.path}: not a usable database: {exc}") from exc
+
+    def _check_file(self, readonly: bool) -> None:
+        """Refuse what is not a SQLite file with the reason; create a new database file owner-only.
+
+        SQLite's own message for a gzip file or a text file is "file is not
+        a database", which does not say what the file is instead.
+        """
+        path = Path(self.path)
+        if path.is_dir():
+            raise StoreError(f"{self.path}: is a folder, not a database file")
+        if not path.exists():
+            if readonly:
+                raise StoreError(f"{self.path}: no such database")
+            if not path.parent.is_dir():
+                raise StoreError(f"{self.path}: folder {str(path.parent)!r} does not exist")
+            try:
+                create_private_file(path)
+            except OSError as exc:
+                raise StoreError(f"{self.path}: cannot create the database: {exc.strerror}") from exc
+            return
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(len(SQLITE_MAGIC))
+        except OSError as exc:
+            raise StoreError(f"{self.path}: cannot read the database: {exc.strerror}") from exc
+        if head and head != SQLITE_MAGIC[:len(head)]:
+            what = {b"\x1f\x8b": "a gzip file (gunzip it first)", b"PK": "a zip archive (unzip it first)",
+                    b"BZ": "a bzip2 file", b"\x28\xb5": "a zstd file"}.get(head[:2])
+            if what is None:
+                what = "not a SQLite database (it does not start with 'SQLite format 3')"
+            else:
+                what = "not a SQLite database but " + what
+            raise StoreError(f"{self.path}: {what}")
+
+    def _busy(self, count: int) -> bool:
+        """SQLite's busy handler: wait (up to ``wait_ms``) for another writer, saying so once."""
+        if count == 0:
+            self._busy_since = time.monotonic()
+        waited_ms = (time.monotonic() - self._busy_since) * 1000
+        if waited_ms >= self.wait_ms:
+            return False  # SQLite raises BusyError: the caller's message names the file
+        if waited_ms >= WAIT_NOTICE_MS and not self._waited:
+            self._waited = True
+            log.warning("%s: another process is writing to this database; waiting for it (up to %d s)",
+                        self.path, self.wait_ms // 1000)
+        time.sleep(min(0.002 * (count + 1), 0.05))
+        return True
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[None]:
+        """A write transaction that holds the write lock from its start (``BEGIN IMMEDIATE``).
+
+        A second writer waits in ``BEGIN IMMEDIATE`` (busy handler) until the
+        first commits. Inside an open transaction it is a savepoint, so
+        helpers that write can be called from a caller's transaction.
+        Readers never wait for it (WAL).
+        """
+        if self.db.in_transaction:
+            with self.db:
+                yield
+            return
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except apsw.BusyError as exc:
+            raise StoreError(f"{self.path}: another process has been writing to this database for more than "
+                             f"{self.wait_ms // 1000} s; try again when it is done") from exc
+        try:
+            yield
+        except BaseException:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
 
     def close(self) -> None:
         self.db.close()
@@ -203,7 +373,7 @@ class Store:
         if stored is None:
             if instrument is None or readonly:
                 return instrument
-            with self.db:
+            with self.write():
                 for key, value in (("symbol", instrument.symbol), ("tick_size", repr(instrument.tick_size)),
                                    ("qty_step", repr(instrument.qty_step))):
                     self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
@@ -221,6 +391,14 @@ class Store:
             )
         return have
 
+    def unbind(self) -> None:
+        """Forget the instrument of a store that holds no ticks (an import that stored nothing bound it)."""
+        if self.tick_range() is not None:
+            raise StoreError(f"{self.path}: holds ticks; its instrument stays")
+        with self.write():
+            self.db.execute("DELETE FROM meta WHERE key IN ('symbol', 'tick_size', 'qty_step')")
+        self.instrument = None
+
     def _has_table(self, name: str) -> bool:
         row = self.db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone()
         return row is not None
@@ -228,33 +406,62 @@ class Store:
     # --- raw ticks ----------------------------------------------------------
 
     def append_ticks(self, kind: str, records: np.ndarray, source: str) -> int:
-        """Store ``records`` (sorted by ts) as chunks; returns how many rows were new.
+        """Store ``records`` as chunks without duplicates; returns how many rows were new.
 
-        Chunks are cut every ``CHUNK_ROWS`` rows from the start of ``records``;
-        a chunk whose bytes are already stored is skipped.
+        See ``append_ticks_counted``, which also says how many were dropped.
+        """
+        return self.append_ticks_counted(kind, records, source).new
+
+    def append_ticks_counted(self, kind: str, records: np.ndarray, source: str) -> Appended:
+        """Store ``records`` as chunks, dropping duplicate ticks; returns what happened to them.
+
+        Chunks are cut every ``CHUNK_ROWS`` rows from the start of ``records``
+        and sorted by ts (stable). A chunk whose bytes were stored before
+        (perhaps purged since) is skipped whole. Otherwise rows already
+        stored, or repeated earlier in the chunk, are dropped (module
+        docstring) and the rest is stored.
         """
         dtype = KIND_DTYPES[kind]
         if records.dtype != dtype:
             raise TypeError(f"{kind} records must have dtype {dtype}, not {records.dtype}")
-        new = 0
-        with self.db:
+        new = dup = known = 0
+        with self.write():
             for start in range(0, len(records), CHUNK_ROWS):
-                new += self._insert_chunk(kind, records[start:start + CHUNK_ROWS], source)
-        return new
+                part = records[start:start + CHUNK_ROWS]
+                if len(part) == 0:
+                    continue
+                ts = part["ts"]
+                if np.any(ts[1:] < ts[:-1]):
+                    part = part[np.argsort(ts, kind="stable")]
+                data = np.ascontiguousarray(part).tobytes()
+                digest = _digest(kind, data)
+                self.db.execute("INSERT OR IGNORE INTO tick_digests(digest) VALUES (?)", (digest,))
+                if not self.db.changes():
+                    known += len(part)  # stored before (and perhaps purged since)
+                    continue
+                keep = self._not_stored(kind, part)
+                if not keep.all():
+                    dup += len(part) - int(keep.sum())
+                    part = part[keep]
+                new += self._insert_chunk(kind, part, source, keep_digest=digest)
+        return Appended(new, dup, known)
 
-    def _insert_chunk(self, kind: str, part: np.ndarray, source: str, keep_digest: str | None = None) -> int:
+    def _not_stored(self, kind: str, part: np.ndarray) -> np.ndarray:
+        """Mask of the rows of ``part`` (sorted by ts) that are neither stored nor repeated earlier in it."""
+        lo, hi = int(part["ts"][0]), int(part["ts"][-1])
+        stored = [self.read_chunk(kind, chunk_id) for chunk_id, _, _ in self.chunk_index(kind, lo, hi + 1)]
+        stored = [s[np.searchsorted(s["ts"], lo, "left"):np.searchsorted(s["ts"], hi, "right")] for s in stored]
+        before = np.concatenate(stored) if stored else part[:0]
+        keys = _dedup_keys(kind, np.concatenate([before, part]) if len(before) else part)
+        return ~_repeated(keys)[len(before):]
+
+    def _insert_chunk(self, kind: str, part: np.ndarray, source: str, keep_digest: str) -> int:
+        """Insert ``part`` (sorted by ts) as one chunk under ``keep_digest``; returns its rows."""
         if len(part) == 0:
             return 0
         ts = part["ts"]
-        if np.any(ts[1:] < ts[:-1]):
-            part = part[np.argsort(ts, kind="stable")]
-            ts = part["ts"]
         data = np.ascontiguousarray(part).tobytes()
-        digest = _digest(kind, data) if keep_digest is None else keep_digest
-        if keep_digest is None:
-            self.db.execute("INSERT OR IGNORE INTO tick_digests(digest) VALUES (?)", (digest,))
-            if not self.db.changes():
-                return 0  # stored before (and perhaps purged since)
+        digest = keep_digest
         self.db.execute(
             "INSERT INTO tick_chunks(kind, ts_first, ts_last, n, digest, source, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (kind, int(ts[0]), int(ts[-1]), len(part), digest, source, data),
@@ -498,7 +705,7 @@ class Store:
         now = rng[1] if now_ms is None else now_ms
         cutoff = now - keep_ms
         dropped = 0
-        with self.db:
+        with self.write():
             row = self.db.execute("SELECT COALESCE(SUM(n), 0) FROM tick_chunks WHERE ts_last < ?", (cutoff,)).fetchone()
             dropped += int(row[0])
             self.db.execute("DELETE FROM tick_chunks WHERE ts_last < ?", (cutoff,))
@@ -536,7 +743,7 @@ class Store:
     # --- funding ----------------------------------------------------------------
 
     def append_funding(self, records: np.ndarray) -> None:
-        with self.db:
+        with self.write():
             self.db.executemany(
                 "INSERT OR REPLACE INTO funding(ts, rate) VALUES (?, ?)",
                 [(int(r["ts"]), float(r["rate"])) for r in records],
@@ -553,7 +760,7 @@ class Store:
     # --- imports log ------------------------------------------------------------
 
     def log_import(self, source: str, fmt: str, rows_ok: int, rows_bad: int, rows_new: int) -> None:
-        with self.db:
+        with self.write():
             self.db.execute(
                 "INSERT INTO imports(source, format, rows_ok, rows_bad, rows_new) VALUES (?, ?, ?, ?, ?)",
                 (source, fmt, rows_ok, rows_bad, rows_new),
@@ -587,13 +794,13 @@ class Store:
                      where: str = "", args: Sequence[Any] = ()) -> None:
         """Delete ``table`` rows matching ``where`` (all when empty), then insert ``rows``."""
         placeholders = ", ".join("?" for _ in columns)
-        with self.db:
+        with self.write():
             self.db.execute(f"DELETE FROM {table}" + (f" WHERE {where}" if where else ""), tuple(args))
             self.db.executemany(f"INSERT INTO {table}({', '.join(columns)}) VALUES ({placeholders})", rows)
 
     def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         placeholders = ", ".join("?" for _ in columns)
-        with self.db:
+        with self.write():
             self.db.executemany(
                 f"INSERT OR REPLACE INTO {table}({', '.join(columns)}) VALUES ({placeholders})", rows
             )

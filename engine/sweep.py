@@ -110,6 +110,7 @@ import yaml
 
 from engine.config import ConfigError, Settings, parse_value
 from engine.kernels.params import FEATURE_KEYS
+from engine.private import private_dir, write_private_text
 from engine.store import Store, StoreError, instrument_of
 from engine.timerange import iso_text, parse_utc, range_text
 
@@ -379,7 +380,7 @@ def run_sweep(store: Store, grid: Grid, combos: list[Settings], workers: int | N
             raise
     final = [r for r in reports if r is not None]
     assert len(final) == len(combos)
-    with store.db:
+    with store.write():
         for s, rep in zip(combos, final, strict=True):
             run_id = run_id_for(s, "tick", rng)
             if rep["run_id"] != run_id:
@@ -485,10 +486,9 @@ def json_doc(res: SweepResult, settings: Settings) -> dict[str, Any]:
 
 
 def write_outputs(res: SweepResult, settings: Settings, out: str | os.PathLike[str]) -> Path:
-    path = Path(out)
-    path.mkdir(parents=True, exist_ok=True)
-    (path / "sweep.csv").write_text(csv_text(res))
-    (path / "sweep.json").write_text(json.dumps(json_doc(res, settings), indent=1, sort_keys=True) + "\n")
+    path = private_dir(out)  # trading records: owner-only (engine.private)
+    write_private_text(path / "sweep.csv", csv_text(res))
+    write_private_text(path / "sweep.json", json.dumps(json_doc(res, settings), indent=1, sort_keys=True) + "\n")
     return path
 
 

@@ -42,6 +42,12 @@ FUNDING_DTYPE = np.dtype(
     ]
 )
 
+# Bounds of stored values, relative to the instrument: a price of MAX_PRICE_TICKS ticks or more, or a
+# size of MAX_SIZE_LOTS lots or more, is refused by every source (importers, frame decoders). Prices
+# then fit int64 ticks with a wide margin (1e18 used to wrap to a negative tick count).
+MAX_PRICE_TICKS = 10**12
+MAX_SIZE_LOTS = 10**9  # a million BTC at BTCUSDT's 0.001
+
 SIDE_BUY = 1
 SIDE_SELL = -1
 SIDE_UNKNOWN = 0

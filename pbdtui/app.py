@@ -31,6 +31,7 @@ from textual.widgets import Footer, RichLog, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from engine.kernel_cache import uncompiled
+from engine.private import private_dir
 from engine.records import units_of
 from engine.runtime import AlertRules, ReplayDriver
 from engine.store import Store, StoreError, instrument_of
@@ -310,7 +311,7 @@ def demo_database(settings: Any, seed: int = 7, days: float = DEMO_DAYS, directo
     path = directory / f"demo-{seed}.db"
     if _session_ok(path, settings, days):
         return path
-    directory.mkdir(parents=True, exist_ok=True)
+    private_dir(directory, tighten=directory == cache_dir())  # our cache folder is owner-only
     tmp = directory / f".demo-{seed}.{os.getpid()}.tmp.db"
     for p in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
         p.unlink(missing_ok=True)

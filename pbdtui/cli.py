@@ -100,7 +100,7 @@ def _stored_instrument(db: str) -> Any:
 
     from engine.store import Store
 
-    if not Path(db).is_file():
+    if not Path(db).is_file() or Path(db).stat().st_size == 0:  # an empty file: nothing bound yet
         return None
     try:
         with Store(db, readonly=True) as store:
@@ -145,8 +145,51 @@ def _for_instrument(args: argparse.Namespace, settings: Settings, trading: bool)
 
 
 def _need_db(db: str) -> None:
+    if Path(db).is_dir():
+        raise StoreError(f"{db}: is a folder, not a database file")
     if not Path(db).is_file():
         raise FileNotFoundError(f"{db}: no such database")
+
+
+def _need_data(db: str, start: int | None, end: int | None, quotes: bool, bars: bool = False) -> None:
+    """Refuse to run on data that cannot give a result, saying what is missing.
+
+    A backtest without quotes cannot fill an order and one without trades
+    has no bars, so either "succeeded" with 0 trades before; features
+    without any tick wrote nothing and said so only as "0 minutes".
+
+    Args:
+        db: the database (exists).
+        start: ``--from`` in ms, or None.
+        end: ``--to`` in ms, or None.
+        quotes: the command fills orders, so it needs quotes.
+        bars: bar mode: needs ``bars_1m`` rows (with close quotes) instead of ticks.
+    """
+    from engine.store import Store
+    from engine.timerange import range_text
+
+    where = range_text(start, end)
+    with Store(db, readonly=True) as store:
+        if bars:
+            lo, hi = (-(2**62) if start is None else start), (2**62 if end is None else end)
+            rows, quoted = store.fetch("SELECT COUNT(*), COUNT(bid_px_close) FROM bars_1m WHERE ts_min>=? AND ts_min<?",
+                                       (lo, hi))[0]
+            if rows == 0:
+                raise StoreError(f"{db}: no bars_1m rows {where}: run `pbdtui features --db {db}` first "
+                                 "(bar mode reads the minute tables)")
+            if quoted == 0:
+                raise StoreError(f"{db}: no quotes {where}: bars_1m has no bid/ask close, and bar mode fills "
+                                 "at them (import a quotes file or a Bybit book archive, then rerun features)")
+            return
+        if store.tick_range(start, end) is None:
+            what = "no stored ticks" if start is None and end is None else f"no ticks {where}"
+            raise StoreError(f"{db}: {what}: import or synthesize data first")
+        if store.count_ticks("trade", start, end) == 0:
+            raise StoreError(f"{db}: no trades {where}: minute bars and the value area are built from trades "
+                             "(import a trades file)")
+        if quotes and store.count_ticks("quote", start, end) == 0:
+            raise StoreError(f"{db}: no quotes {where}: orders fill on quotes (import a quotes file or a Bybit "
+                             "book archive)")
 
 
 def _check_out(out: str | None) -> None:
@@ -205,23 +248,47 @@ def _cmd_import(args: argparse.Namespace) -> int:
     def bar(path: str) -> Any:
         return progress(f"import {Path(path).name}", "MB", 1e6)
 
-    reports = []
-    with Store(args.db, instrument_of(settings)) as store:
-        if args.format == "tardis":
-            for kind in ("trades", "quotes"):
-                path = getattr(args, kind)
-                if path:  # one file at a time, each with its own bar
-                    with bar(path) as update:
-                        reports += importers.import_tardis(store, settings, **{kind: path},
-                                                           progress=lambda _p, u=update: u)
-        else:
-            one = importers.import_bybit_trades if args.format == "bybit-trades" else importers.import_bybit_book
-            for path in files:
-                with bar(path) as update:
-                    reports.append(one(store, settings, path, progress=update))
-    for r in reports:
-        print(r.summary())
+    created = not Path(args.db).exists()
+    stored = _stored_instrument(args.db) if not created else None
+    jobs: list[tuple[str, Any]] = []
+    if args.format == "tardis":
+        for kind in ("trades", "quotes"):
+            path = getattr(args, kind)
+            if path:  # one file at a time, each with its own bar
+                jobs.append((path, lambda st, p, u, k=kind: importers.import_tardis(
+                    st, settings, **{k: p}, progress=lambda _p: u)[0]))
+    else:
+        one = importers.import_bybit_trades if args.format == "bybit-trades" else importers.import_bybit_book
+        jobs += [(path, lambda st, p, u, f=one: f(st, settings, p, progress=u)) for path in files]
+    store = Store(args.db, instrument_of(settings))
+    try:
+        for path, run in jobs:
+            with bar(path) as update:
+                report = run(store, path, update)
+            print(report.summary(), flush=True)  # each file's line as soon as it is done
+            if report.rows_ok == 0:
+                raise ConfigError(_nothing_valid(path, report, args.format))
+    finally:
+        empty = store.tick_range() is None
+        if empty and stored is None and not created:
+            store.unbind()  # a database bound by this import only: free for the right instrument
+        store.close()
+        if empty and created:  # never leave an empty database bound to a guess behind
+            for suffix in ("", "-wal", "-shm"):
+                Path(args.db + suffix).unlink(missing_ok=True)
     return 0
+
+
+def _nothing_valid(path: str, report: Any, fmt: str) -> str:
+    """The error for a file that gave no valid row: how many were rejected and the first reason."""
+    what = "messages" if fmt == "bybit-book" else "rows"
+    if report.rows_bad == 0:
+        return f"{path}: no data {what} after the header; nothing imported"
+    hint = ""
+    if report.first_problem and ("tick_size" in report.first_problem or "qty_step" in report.first_problem):
+        hint = " (is --symbol, --tick-size or --qty-step right for this file?)"
+    return (f"{path}: no valid {what}: all {report.rows_bad} were rejected, the first at "
+            f"{report.first_problem}{hint}; nothing imported")
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
@@ -320,6 +387,7 @@ def _cmd_features(args: argparse.Namespace) -> int:
     from pbdtui.progress import progress
 
     settings, start, end = _stored_run_inputs(args, trading=False)
+    _need_data(args.db, start, end, quotes=False)
     _compile_notice(EVENTS)
     with Store(args.db, instrument_of(settings)) as store, progress("features", "h of data", HOUR_MS) as update:
         summary = compute_features_to_store(store, settings, start, end, update)
@@ -354,6 +422,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
 
     settings, start, end = _stored_run_inputs(args, trading=True)
     _check_out(args.out)
+    _need_data(args.db, start, end, quotes=True, bars=args.mode == "bar")
     _compile_notice(EVENTS if args.mode == "tick" else BARS)
     if args.mode == "bar":  # seconds of work at most: no bar
         return run_backtest_cli(settings, db=args.db, mode=args.mode, out=args.out, start_ms=start, end_ms=end)
@@ -369,6 +438,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
     settings, start, end = _stored_run_inputs(args, trading=True)
     _check_out(args.out)
+    _need_data(args.db, start, end, quotes=True)
     _compile_notice(EVENTS + MINUTES)
     with progress("sweep", "combinations") as update:
         return run_sweep_cli(settings, db=args.db, grid=args.grid, out=args.out, workers=args.workers,

@@ -212,8 +212,10 @@ def test_trade_frame_keeps_good_trades_and_counts_the_bad_one():
     ({"p": "65000.15"}, "price 65000.15 is not a multiple of tick_size 0.1"),
     ({"p": 65000.1}, "'p' 65000.1 is not a string"),
     ({"p": "nan"}, "'p' 'nan' is not a positive finite number"),
-    ({"v": "0.0004"}, "size 0.0004 is below half a qty_step (0.001)"),
-    ({"v": "1e30"}, "absurd price or size 65000.10 x 1e30"),
+    ({"v": "0.0004"}, "size 0.0004 is not a multiple of qty_step 0.001"),
+    ({"v": "1e30"}, "size 1e30 is too large: at least 1e+09 lots of 0.001"),
+    ({"v": "0.0015"}, "size 0.0015 is not a multiple of qty_step 0.001"),  # not rounded (issue 7)
+    ({"p": "1e18"}, "price 1e18 is too large: at least 1e+12 ticks of 0.1"),
     ({"T": "1786310819000"}, "'T' '1786310819000' is not a time in ms"),
     ({"T": 17863108}, "'T' 17863108 is not a time in ms"),
     ({"T": True}, "'T' True is not a time in ms"),

@@ -299,8 +299,9 @@ def test_symbol_imports_the_real_xrp_archive(tmp_path, cfg, capsys):
     # later commands follow the database's own instrument without --symbol
     assert main(["data", "info", "--db", str(db)]) == 0
     assert "XRPUSDT  tick_size 0.0001  qty_step 1" in capsys.readouterr().out
-    assert main(["features", "--db", str(db)]) == 0
-    assert "holds XRPUSDT" in capsys.readouterr().err
+    assert main(["features", "--db", str(db)]) == 2  # a book archive alone: quotes, no trades to build bars
+    err = capsys.readouterr().err
+    assert "holds XRPUSDT" in err and "xrp.db: no trades in the database" in err
     # a contradicting --symbol is refused, saying which one the database holds
     assert main(["features", "--db", str(db), "--symbol", "BTCUSDT"]) == 2
     assert "holds XRPUSDT" in capsys.readouterr().err
@@ -309,8 +310,8 @@ def test_symbol_imports_the_real_xrp_archive(tmp_path, cfg, capsys):
     assert "order_qty 0.001 is not a whole number of XRPUSDT lots" in capsys.readouterr().err
     xrp_cfg = tmp_path / "xrp.yaml"
     xrp_cfg.write_text(CONFIG + "order_qty: 10\n")
-    assert main(["backtest", "--db", str(db), "--symbol", "XRPUSDT", "--config", str(xrp_cfg)]) == 0
-    assert "0 trades" in capsys.readouterr().out
+    assert main(["backtest", "--db", str(db), "--symbol", "XRPUSDT", "--config", str(xrp_cfg)]) == 2
+    assert "no trades in the database" in capsys.readouterr().err  # not a silent "0 trades"
 
 
 def test_unknown_symbols_need_both_sizes(tmp_path, capsys):

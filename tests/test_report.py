@@ -395,3 +395,20 @@ def test_acceptance_count_at_the_look_back_cap_is_not_claimed_exact():
     res.signals["run_len"][601] = rp.RUN_LEN_CAP
     (skip,) = [line for line in rp.decision_log(SETTINGS, res) if " SKIP_ENTRY " in line]
     assert f" acceptance={rp.RUN_LEN_CAP}+/3 " in skip
+
+
+def test_report_and_decision_log_raise_the_runtime_alert_rules():
+    """One set of alert rules: the backtest report counts what the console would have raised."""
+    import numpy as np
+
+    from engine.report import raised_alerts
+    from engine.types import FEATURE_DTYPE, REASON_FEED_STALE
+
+    feats = np.zeros(5, dtype=FEATURE_DTYPE)
+    feats["ts_min"] = np.arange(5) * 60_000
+    feats["va_valid"] = 1
+    feats["volume"] = 10
+    feats["ready"] = [0, REASON_FEED_STALE, REASON_FEED_STALE, 0, REASON_FEED_STALE]
+    feats["amb_qty"] = [0, 9, 9, 0, 9]
+    kinds = [a.kind for a in raised_alerts(Settings(), feats)]
+    assert kinds == ["feed_stale", "ambiguity", "feed_stale", "ambiguity"]

@@ -39,6 +39,13 @@ def _set_cache_dir() -> None:
         return  # the user chose one
     path = _cache_dir()
     os.environ["NUMBA_CACHE_DIR"] = path
+    try:  # owner-only before numba makes it with the umask's 0755 (engine.private)
+        from engine.private import private_dir
+
+        private_dir(Path(path).parent, tighten=True)
+        private_dir(path, tighten=True)
+    except OSError:  # a read-only home: numba reports its own cache problem, or runs without
+        pass
     if "numba" in sys.modules:  # already configured: point the live config at it
         import numba.core.config
 

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import dataclass, field
 from heapq import heapify, heappop, heappush
 from typing import Any, Protocol
@@ -49,7 +50,15 @@ from typing import Any, Protocol
 import numpy as np
 
 from engine.ids import trade_id_of
-from engine.types import FUNDING_DTYPE, QUOTE_DTYPE, SIDE_BUY, SIDE_SELL, TRADE_DTYPE
+from engine.types import (
+    FUNDING_DTYPE,
+    MAX_PRICE_TICKS,
+    MAX_SIZE_LOTS,
+    QUOTE_DTYPE,
+    SIDE_BUY,
+    SIDE_SELL,
+    TRADE_DTYPE,
+)
 
 try:  # orjson parses a frame in ~3 us against ~10 us for json on the reference machine
     import orjson
@@ -61,7 +70,6 @@ except ImportError:  # pragma: no cover - orjson is a declared dependency; json 
 GRID_TOLERANCE = 1e-6  # |price / tick_size - round(...)| above this is off the grid (as the CSV importers)
 TS_MIN_MS = 1_262_304_000_000  # 2010-01-01: an exchange time before this is absurd
 TS_MAX_MS = 4_102_444_800_000  # 2100-01-01
-MAX_UNITS = 1 << 53  # ticks or lots beyond this are absurd (and no longer exact as floats)
 MAX_FUNDING_RATE = 1.0  # |rate| above 100 % per interval is absurd (Bybit caps near 0.5 %)
 
 # what decode() returns
@@ -145,13 +153,16 @@ def parse_levels(raw: Any, side: str, instrument: InstrumentLike) -> tuple[list[
 
     Plain Python per level: deltas hold a handful of levels, where numpy's
     per-call cost is larger than the work (measured 4x slower per message).
-    Rounding is half-to-even like ``units.to_ticks``.
+    Rounding is half-to-even like ``units.to_ticks``. The bounds are the
+    importers' (``engine.types.MAX_PRICE_TICKS``, ``MAX_SIZE_LOTS``): a bid
+    priced 1e300 would otherwise be the best bid for good and cross every
+    later book. Off-grid sizes are refused like off-grid prices.
 
     Raises:
         BadFrame: not a list of [price, size] pairs, or a price/size that is
             unparsable, not finite, non-positive (price), negative (size),
-            off the tick grid, beyond ``MAX_UNITS``, or a positive size below
-            half a lot.
+            off the tick or lot grid, too large, or a positive price or size
+            below one tick or lot.
     """
     if not isinstance(raw, list):
         raise BadFrame(f"'{side}' is not a list")
@@ -163,26 +174,53 @@ def parse_levels(raw: Any, side: str, instrument: InstrumentLike) -> tuple[list[
         try:
             price_text, size_text = level
             price, size = float(price_text), float(size_text)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:
             raise BadFrame(f"unparsable '{side}' level {_short(level)}") from exc
         if not (isfinite(price) and isfinite(size)):
             raise BadFrame(f"non-finite price or size in '{side}' level {_short(level)}")
         if price <= 0:
-            raise BadFrame(f"non-positive price {price_text} in '{side}'")
+            raise BadFrame(f"non-positive price {_text(price_text)} in '{side}'")
         if size < 0:
-            raise BadFrame(f"negative size {size_text} in '{side}'")
+            raise BadFrame(f"negative size {_text(size_text)} in '{side}'")
         ratio = price / tick
+        if not ratio < MAX_PRICE_TICKS:
+            raise BadFrame(f"price {_text(price_text)} in '{side}' is too large: at least {MAX_PRICE_TICKS:.0e} "
+                           f"ticks of {tick:g}")
         t = round(ratio)
         if abs(ratio - t) > GRID_TOLERANCE:
-            raise BadFrame(f"price {price_text} in '{side}' is not a multiple of tick_size {tick}")
-        q = round(size / step)
-        if q == 0 and size > 0:
-            raise BadFrame(f"size {size_text} in '{side}' is below half a qty_step ({step})")
-        if t >= MAX_UNITS or q >= MAX_UNITS:
-            raise BadFrame(f"absurd level {_short(level)} in '{side}'")
+            raise BadFrame(f"price {_text(price_text)} in '{side}' is not a multiple of tick_size {tick:g}")
+        if t < 1:
+            raise BadFrame(f"price {_text(price_text)} in '{side}' is below one tick_size {tick:g}")
+        q_ratio = size / step
+        if not q_ratio < MAX_SIZE_LOTS:
+            raise BadFrame(f"size {_text(size_text)} in '{side}' is too large: at least {MAX_SIZE_LOTS:.0e} "
+                           f"lots of {step:g}")
+        q = round(q_ratio)
+        if abs(q_ratio - q) > GRID_TOLERANCE:
+            raise BadFrame(f"size {_text(size_text)} in '{side}' is not a multiple of qty_step {step:g}")
+        if q == 0 and size > 0:  # would delete the level: a size is 0 or at least one lot
+            raise BadFrame(f"size {_text(size_text)} in '{side}' is below one qty_step {step:g}")
         ticks.append(t)
         lots.append(q)
     return ticks, lots
+
+
+def _text(value: Any) -> str:
+    """A level's price or size as written (a string as is, else its repr), cut to 40 characters."""
+    return value if isinstance(value, str) and len(value) <= 40 else _short(value)
+
+
+def _utc_day(ms: int) -> str:
+    if not -62_135_596_800_000 <= ms < 253_402_300_800_000:
+        return "a time outside years 1-9999"
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ms // 1000))
+
+
+def _message_time(value: Any) -> int:
+    """A message's ``ts``/``cts``: an integer or its decimal text (a float, bool or list is refused)."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise TypeError(f"not an integer: {_short(value)}")
+    return int(value)
 
 
 L1 = tuple[int, int, int, int]  # bid ticks, bid lots, ask ticks, ask lots
@@ -190,14 +228,16 @@ L1 = tuple[int, int, int, int]  # bid ticks, bid lots, ask ticks, ask lots
 
 def apply_book_message(
     msg: Any, instrument: InstrumentLike, bids: BookSide, asks: BookSide, have_book: bool,
-    local_ts: int | None = None,
+    local_ts: int | None = None, ts_range: tuple[int, int] | None = None,
 ) -> tuple[int, int, L1] | str:
     """Apply one order-book message; returns (ts, local_ts, L1) or a problem with the resulting book.
 
     ``ts`` is ``cts`` (``ts`` when absent); ``local_ts`` is the given
     receive time, else the message's ``ts`` (archives carry no receive time).
     A snapshot, or any message with ``u == 1`` (the exchange restarted its
-    book service), replaces the book; a delta updates it.
+    book service), replaces the book; a delta updates it. ``ts_range``
+    (inclusive ms bounds; the importers' plausible range) refuses a message
+    whose ``ts`` or ``cts`` lies outside it.
 
     Raises:
         BadFrame: the message itself is unusable (book untouched): not an
@@ -217,11 +257,17 @@ def apply_book_message(
     if symbol != instrument.symbol:
         raise BadFrame(f"symbol {_short(symbol)} is not {instrument.symbol}")
     try:
-        msg_ts = int(msg["ts"])
+        msg_ts = _message_time(msg["ts"])
         cts = msg.get("cts")
-        ts = msg_ts if cts is None else int(cts)
-    except (KeyError, TypeError, ValueError) as exc:
+        ts = msg_ts if cts is None else _message_time(cts)
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise BadFrame("missing or unparsable 'ts'/'cts'") from exc
+    if ts_range is not None:
+        for name, value in (("ts", msg_ts), ("cts", ts)):
+            if not ts_range[0] <= value <= ts_range[1]:
+                raise BadFrame(f"'{name}' {_short(value)} ({_utc_day(value)}) is outside the plausible range "
+                               f"{_utc_day(ts_range[0])[:10]} .. {_utc_day(ts_range[1])[:10]} (config "
+                               "plausible_from, plausible_until_days)")
     b_ticks, b_lots = parse_levels(data.get("b", []), "b", instrument)
     a_ticks, a_lots = parse_levels(data.get("a", []), "a", instrument)
     if kind == "snapshot" or data.get("u") == 1:
@@ -486,14 +532,23 @@ class FrameDecoder:
                     raise BadFrame(f"'T' {_short(ts)} is not a time in ms")
                 price = _positive(t.get("p"), "p")
                 ratio = price / tick
+                if not ratio < MAX_PRICE_TICKS:
+                    raise BadFrame(f"price {_text(t['p'])} is too large: at least {MAX_PRICE_TICKS:.0e} ticks "
+                                   f"of {tick:g}")
                 px = round(ratio)
                 if abs(ratio - px) > GRID_TOLERANCE:
                     raise BadFrame(f"price {t['p']} is not a multiple of tick_size {tick}")
-                qty = round(_positive(t.get("v"), "v") / step)
+                if px < 1:
+                    raise BadFrame(f"price {_text(t['p'])} is below one tick_size {tick:g}")
+                q_ratio = _positive(t.get("v"), "v") / step
+                if not q_ratio < MAX_SIZE_LOTS:
+                    raise BadFrame(f"size {_text(t['v'])} is too large: at least {MAX_SIZE_LOTS:.0e} lots "
+                                   f"of {step:g}")
+                qty = round(q_ratio)
+                if abs(q_ratio - qty) > GRID_TOLERANCE:  # like prices: never rounded to another volume
+                    raise BadFrame(f"size {_text(t['v'])} is not a multiple of qty_step {step:g}")
                 if qty <= 0:
-                    raise BadFrame(f"size {t['v']} is below half a qty_step ({step})")
-                if px >= MAX_UNITS or qty >= MAX_UNITS:
-                    raise BadFrame(f"absurd price or size {t['p']} x {t['v']}")
+                    raise BadFrame(f"size {_text(t['v'])} is below one qty_step {step:g}")
                 s = t.get("S")
                 side = _SIDES.get(s) if type(s) is str else None
                 if side is None:
@@ -561,9 +616,11 @@ class FrameDecoder:
         tick, step = self.tick, self.step
         rb, ra = bid_f / tick, ask_f / tick
         bid, ask = round(rb), round(ra)
-        bsz, asz = round(bsz_f / step), round(asz_f / step)
-        if not (0 < bid < ask < MAX_UNITS and 0 < bsz < MAX_UNITS and 0 < asz < MAX_UNITS
-                and abs(rb - bid) <= GRID_TOLERANCE and abs(ra - ask) <= GRID_TOLERANCE):
+        rbs, ras = bsz_f / step, asz_f / step
+        bsz, asz = round(rbs), round(ras)
+        if not (0 < bid < ask < MAX_PRICE_TICKS and 0 < bsz < MAX_SIZE_LOTS and 0 < asz < MAX_SIZE_LOTS
+                and abs(rb - bid) <= GRID_TOLERANCE and abs(ra - ask) <= GRID_TOLERANCE
+                and abs(rbs - bsz) <= GRID_TOLERANCE and abs(ras - asz) <= GRID_TOLERANCE):
             return None
         cts = msg.get("cts")
         bids, asks = self.bids, self.asks
