@@ -152,7 +152,8 @@ class EngineError(RuntimeError):
 
 @dataclass
 class StepOutput:
-    """Rows produced by one call, in minute order (copies, safe to keep)."""
+    """Rows produced by one call, in minute order (copies, safe to keep; over attached minutes, bars and
+    features are views of the attached rows)."""
 
     bars: np.ndarray
     features: np.ndarray
@@ -610,8 +611,8 @@ class Engine:
         ni = int(counts[C_INTENTS])
         if stored is None:
             bars, feats = outs[0][:n].copy(), outs[1][:n].copy()
-        else:
-            bars, feats = stored[0][row0:row0 + n].copy(), stored[1][row0:row0 + n].copy()
+        else:  # the caller's own rows: views (a copy per call costs the sweep more than its Python loop)
+            bars, feats = stored[0][row0:row0 + n], stored[1][row0:row0 + n]
         return StepOutput(bars, feats, outs[2][:n].copy(), outs[3][:nf].copy(), outs[4][:ni].copy())
 
     def _empty(self) -> StepOutput:
@@ -709,5 +710,17 @@ def concat(outputs: list[StepOutput]) -> StepOutput:
     if not outputs:
         return StepOutput(np.zeros(0, BAR_DTYPE), np.zeros(0, FEATURE_DTYPE), np.zeros(0, SIGNAL_DTYPE),
                           np.zeros(0, FILL_DTYPE), np.zeros(0, INTENT_DTYPE))
-    return StepOutput(*(np.concatenate([getattr(o, f) for o in outputs])
-                        for f in ("bars", "features", "signals", "fills", "intents")))
+    return StepOutput(*(_join([getattr(o, f) for o in outputs]) for f in ("bars", "features", "signals", "fills",
+                                                                           "intents")))
+
+
+def _join(arrays: list[np.ndarray]) -> np.ndarray:
+    """``np.concatenate`` for records of one dtype, without its per-field promotion (a sweep joins hundreds)."""
+    if len(arrays) == 1:
+        return arrays[0]
+    out = np.empty(sum(len(a) for a in arrays), dtype=arrays[0].dtype)
+    i = 0
+    for a in arrays:
+        out[i:i + len(a)] = a
+        i += len(a)
+    return out
