@@ -128,3 +128,20 @@ async def test_dropped_connection_loses_and_doubles_no_stored_trade_and_marks_th
     assert c.reconnects >= 1 and c.gaps >= 1 and c.duplicates > 0
     # the minutes the outage touched (after the 10-minute warm-up) are marked and hold with FEED_GAP
     assert gap_minutes >= 1 and ready.get("FEED_GAP", 0) == gap_minutes
+
+
+async def test_every_other_venue_fault_at_once_loses_and_doubles_nothing(source_db, tmp_path):
+    db = tmp_path / "faults.db"
+    faults = ["stall@12m", "garbage/200", "truncated/300", "reorder/40", "reset@5m", "refuse:tickers"]
+    driver, venue, events = await _record(StoreSource(source_db), db, faults=faults)
+    with Store(db, readonly=True) as st:
+        stored = st.load_ticks("trade")
+        gap_minutes = st.fetch("SELECT COUNT(*) FROM features_1m WHERE feed_gap=1")[0][0]
+    served = venue.served_trades()
+    assert len(np.unique(stored["trade_id"])) == len(stored)
+    assert set(stored["trade_id"].tolist()) == set(served["trade_id"].tolist())
+    c = driver.feed.counters()
+    assert c.stale >= 1 and c.reconnects >= 1 and c.malformed_total > 0 and c.book_resets >= 1 and c.refused >= 1
+    assert gap_minutes >= 1
+    kinds = {e.status.kind for e in events if hasattr(e, "status")}
+    assert {"refused", "stale", "gap"} <= kinds
