@@ -6,5 +6,6 @@ Bybit backend through pybit with the stop held on the exchange); fills and
 reconciliation reports come back through one door, the position function,
 which is the only writer of position and PnL.
 
-``engine.execution.types`` holds the plain records every backend speaks.
+``engine.execution.types`` holds the plain records every backend speaks;
+``engine.execution.bybit`` is the Bybit backend (``BybitExecution``).
 """
