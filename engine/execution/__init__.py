@@ -24,5 +24,6 @@ In external mode the engine also turns a crossed stop or target into one
 exit intent (reduce-only; the exchange's own stop, sent with the entry, is
 the primary protection).
 
-``engine.execution.types`` holds the plain records every backend speaks.
+``engine.execution.types`` holds the plain records every backend speaks;
+``engine.execution.bybit`` is the Bybit backend (``BybitExecution``).
 """

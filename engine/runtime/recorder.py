@@ -73,7 +73,7 @@ def compact_chunks(store: Store, kind: str, before_ts: int, small_rows: int = CH
         runs.append(current)
     removed = 0
     dtype = KIND_DTYPES[kind]
-    with store.db:
+    with store.write():
         for run in runs:
             if len(run) < min_chunks:
                 continue
@@ -164,8 +164,7 @@ class Recorder:
 
     def _run(self) -> None:
         try:
-            store = Store(self.path, instrument_of(self.settings))
-            store.db.set_busy_timeout(self.busy_timeout_ms)
+            store = Store(self.path, instrument_of(self.settings), wait_ms=self.busy_timeout_ms)
         except BaseException as exc:  # noqa: BLE001 - handed to start()
             self._error = exc
             self._ready.set()
@@ -222,7 +221,7 @@ class Recorder:
             return True
         counts = {"trades": 0, "quotes": 0, "funding": 0, "minutes": 0}
         try:
-            with store.db:
+            with store.write():
                 for kind in ("trade", "quote"):
                     arrs = [a for a in pending[kind] if len(a)]
                     if arrs:
