@@ -431,9 +431,19 @@ class Engine:
         if intent.kind == "exit" and int(si[SI_POS]) != 0:
             si[SI_EXIT_SENT] = 0  # not done: a later stop or target crossing may send another
 
-    def apply_funding(self, ts: int, amount: float) -> None:
-        """A funding payment the exchange reported for the open position (USDT, positive = paid)."""
+    def apply_funding(self, ts: int, amount: float, exec_id: str = "") -> bool:
+        """A funding payment the exchange reported for the open position (USDT, positive = paid).
+
+        Realized with the position's close, as the paper model's funding is.
+        A payment whose ``exec_id`` was seen before is ignored; returns
+        whether it was applied.
+        """
+        if exec_id and exec_id in self._exec_ids:
+            return False
+        if exec_id:
+            self._exec_ids.add(exec_id)
         _apply_funding_kernel(self.state.sf, float(amount))
+        return True
 
     def reconcile(self, report: PositionReport, adopt: bool = False) -> Reconciliation:
         """Compare the venue's position with ours; a mismatch is an event, never an overwrite.

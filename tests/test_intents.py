@@ -284,3 +284,20 @@ def test_one_kind_of_input_per_engine_and_backtest_passes_need_paper():
         ext.run_bars(np.zeros(0, dtype=eng._alloc(0, 0)[0].dtype), np.zeros(0, dtype=eng._alloc(0, 0)[1].dtype))
     with pytest.raises(ValueError):
         eng.set_mode("live")
+
+
+def test_backend_events_enter_through_the_runner_once_each():
+    from engine.execution.bybit import FundingCharge
+    from engine.execution.types import ExecAlert
+
+    seen = []
+    runner = Runner(settings(target="none"), seen.append, mode="external")
+    fill = Fill("", "f1", T0, SIDE_BUY, 1, 1000, 0.01)
+    charge = FundingCharge(exec_id="fund1", ts=T0 + 1, amount=0.02, rate=0.0001, qty=1)
+    for event in (fill, fill, charge, charge, PositionReport(ts=T0 + 2, qty=1),
+                  ExecAlert(ts=T0 + 3, kind="rate_limited", text="slow down")):
+        runner.on_execution(event)
+    pos = runner.engine.position()
+    assert (pos.qty, pos.funding, pos.mismatch) == (1, 0.02, False)
+    assert sum(isinstance(e, Filled) for e in seen) == 1
+    assert [e.kind for e in seen if isinstance(e, Alert)] == ["rate_limited"]

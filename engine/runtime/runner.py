@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from engine.engine import Engine, Reconciliation, StepOutput
-from engine.execution.types import Fill, PositionReport
+from engine.execution.types import ExecAlert, Fill, PositionReport
 from engine.runtime.alerts import AlertRules
 from engine.runtime.events import (
     Alert,
@@ -91,6 +91,19 @@ class Runner:
         for ev in self.rules.position(self.engine.position(), fill.ts):
             self.emit(ev)
         return rows
+
+    def on_execution(self, event: Any) -> None:
+        """One event of ``ExecutionBackend.poll()``: a fill, a funding charge, a position report or an alert."""
+        if isinstance(event, Fill):
+            self.apply_fill(event)
+        elif isinstance(event, PositionReport):
+            self.reconcile(event)
+        elif isinstance(event, ExecAlert):
+            self.emit(Alert(ts=event.ts, text=event.text, severity=event.severity, kind=event.kind))
+        elif hasattr(event, "amount") and hasattr(event, "exec_id"):  # a funding charge
+            self.engine.apply_funding(event.ts, event.amount, event.exec_id)
+        else:
+            raise TypeError(f"unknown execution event {event!r}")
 
     def reconcile(self, report: PositionReport, adopt: bool = False) -> Reconciliation:
         """A venue position report through the engine; a mismatch (or its end) becomes an ``Alert``."""
