@@ -55,6 +55,13 @@ class OrderFilled(Message):
 
 
 @dataclass
+class IntentIssued(Message):
+    """External mode: the engine asked the execution backend for an order (an ``Intent``)."""
+
+    intent: Any
+
+
+@dataclass
 class ReadinessChanged(Message):
     """The readiness code of the closed minutes changed (e.g. WARMUP -> READY)."""
 
@@ -110,6 +117,7 @@ _MESSAGES: dict[type, type[Message]] = {
     events.TicksFed: TicksReplayed,
     events.MinuteClosed: MinuteClosed,
     events.Filled: OrderFilled,
+    events.IntentIssued: IntentIssued,
     events.ReadinessChanged: ReadinessChanged,
     events.Alert: AlertRaised,
     events.KillSwitchChanged: KillSwitchChanged,
