@@ -504,6 +504,50 @@ def _add_collect(sub: Any) -> None:
     col.set_defaults(func=_cmd_collect)
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from engine.kernel_cache import EVENTS
+    from pbdtui.headless import run_collect
+
+    settings = _settings(args)
+    if args.live:
+        # the Bybit execution backend (engine.execution.bybit) exists; its wiring into this daemon,
+        # reconciliation and the control socket are the next step of issue 9
+        raise ConfigError("run --live: live execution is not wired into the daemon yet; use --paper (the default)")
+    if args.duration is not None and args.duration <= 0:
+        raise ConfigError(f"--duration must be positive, got {args.duration:g}")
+    settings = _for_instrument(args, settings, trading=True)
+    _compile_notice(EVENTS)
+    url = args.ws_url or ("testnet" if args.testnet else ("mainnet" if args.mainnet else None))
+    return run_collect(settings, args.db, url, args.duration, trading=True)
+
+
+def _add_run(sub: Any) -> None:
+    run = _command(
+        sub, "run", "headless trading: live feed, engine, paper execution and recorder",
+        "  pbdtui run --db live.db --paper --duration 3600\n"
+        "  pbdtui run --db test.db --ws-url ws://127.0.0.1:8765/v5/public/linear   # pbdtui exchange-sim",
+        description="Warm-start from the ticks in --db (signals only), then paper-trade the live stream: the\n"
+                    "backtest's fill model on live quotes. Records ticks, minutes and paper fills (trades_exec,\n"
+                    "run id paper-<start>), prints a status line every 5 s with the position; stops on\n"
+                    "Ctrl-C, SIGTERM or after --duration. --live is not available yet.")
+    _add_db(run, "the database to record into and warm-start from (created when missing)")
+    mode = run.add_mutually_exclusive_group()
+    mode.add_argument("--paper", action="store_true", help="paper trading on the live quotes (the default)")
+    mode.add_argument("--live", action="store_true", help="trade for real through Bybit's REST API (not yet)")
+    net = run.add_mutually_exclusive_group()
+    net.add_argument("--testnet", action="store_true", help="Bybit testnet stream")
+    net.add_argument("--mainnet", action="store_true", help="Bybit mainnet stream (the default for paper)")
+    run.add_argument("--ws-url", default=None, metavar="URL",
+                     help="any ws:// URL for the public stream (overrides --testnet/--mainnet and the config)")
+    run.add_argument("--rest-url", default=None, metavar="URL",
+                     help="Bybit REST base URL for --live (e.g. a loopback venue)")
+    run.add_argument("--duration", type=float, default=None, metavar="S",
+                     help="stop after S seconds (default: run until stopped)")
+    _add_instrument(run)
+    _add_config(run)
+    run.set_defaults(func=_cmd_run)
+
+
 def _add_exchange_sim(sub: Any) -> None:
     sim = _command(
         sub, "exchange-sim", "a loopback Bybit public WebSocket on 127.0.0.1 serving stored or simulated ticks",
@@ -666,6 +710,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_exchange_sim(sub)
     _add_collect(sub)
+    _add_run(sub)
     return parser
 
 
