@@ -8,7 +8,8 @@ serves DIR with ``http.server`` on 127.0.0.1, then runs
 ``pbdtui data download --from .. --to .. --base-url .. --cache .. --import --db ..``
 in a subprocess into an empty cache and a fresh database, and reports
 rows/s of the whole command (download + verify + import), of the download
-part and of the import part (from the command's own summary line).
+part and of the import part (from the command's own summary line), and the command's CPU seconds
+(user + sys, from ``getrusage``) with the load average, since the machine is shared.
 
 Target (issue 13): >= 1 M rows/s.
 """
@@ -20,7 +21,9 @@ import datetime as dt
 import functools
 import gzip
 import json
+import os
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -77,9 +80,12 @@ def main() -> None:
     cmd = [sys.executable, "-m", "pbdtui.cli", "data", "download", "--from", days[0], "--to", days[-1],
            "--base-url", f"http://127.0.0.1:{httpd.server_address[1]}", "--cache", str(run / "cache"),
            "--import", "--db", str(run / "bench.db")]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     proc = subprocess.run(cmd, cwd=run, capture_output=True, text=True)
     wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     httpd.shutdown()
     if proc.returncode != 0:
         raise SystemExit(proc.stdout + proc.stderr)
@@ -90,6 +96,8 @@ def main() -> None:
         "rows": rows, "days": args.days,
         "bytes": sum((serve / f"BTCUSDT{d}.csv.gz").stat().st_size for d in days),
         "wall_seconds": round(wall, 2), "rows_per_s_end_to_end": round(rows / wall),
+        "command_cpu_seconds": round(cpu, 2), "rows_per_cpu_s": round(rows / cpu),
+        "load_average": list(os.getloadavg()),
         "download_verify_seconds": round(dl_seconds, 2),
         "import_seconds": round(sum(imp), 2), "rows_per_s_import": round(rows / max(sum(imp), 1e-9)),
         "stdout": proc.stdout.splitlines(),

@@ -290,6 +290,8 @@ def _cmd_import(args: argparse.Namespace) -> int:
 
 
 def _cmd_download(args: argparse.Namespace) -> int:
+    from concurrent.futures import ThreadPoolExecutor
+
     from engine import download, importers, instruments
     from engine.store import Store, instrument_of
     from engine.timerange import parse_utc
@@ -323,17 +325,34 @@ def _cmd_download(args: argparse.Namespace) -> int:
     rows = 0
     import_seconds = 0.0
     started = time.perf_counter()
+    kind = "trades" if args.kind == "trades" else "book"
+
+    def fetch(day: str, update: Any) -> Any:
+        """The day's Fetched, or the DownloadError that stopped it."""
+        name = download.archive_name(args.kind, settings.symbol, day, args.depth)
+        url = download.archive_url(base, args.kind, settings.symbol, day, args.depth)
+        try:
+            return download.fetch(url, cache / name, kind, retries=args.retries, backoff=args.backoff,
+                                  timeout=args.timeout, progress=update, date=day)
+        except download.DownloadError as exc:
+            return exc
+
+    # with --import the next day downloads in a thread while this one imports (the socket and
+    # zlib release the GIL), so a run costs about the larger of the two, not their sum; its bar is
+    # not drawn (one live display at a time), its line is printed when its turn comes
+    ahead = ThreadPoolExecutor(max_workers=1) if store is not None else None
     try:
-        for day in days:
+        next_job = ahead.submit(fetch, days[0], None) if ahead is not None else None
+        for k, day in enumerate(days):
             name = download.archive_name(args.kind, settings.symbol, day, args.depth)
-            url = download.archive_url(base, args.kind, settings.symbol, day, args.depth)
-            try:
+            if ahead is not None and next_job is not None:
+                got = next_job.result()
+                next_job = ahead.submit(fetch, days[k + 1], None) if k + 1 < len(days) else None
+            else:
                 with progress(f"download {name}", "MB", 1e6) as update:
-                    got = download.fetch(url, cache / name, "trades" if args.kind == "trades" else "book",
-                                         retries=args.retries, backoff=args.backoff, timeout=args.timeout,
-                                         progress=update, date=day)
-            except download.DownloadError as exc:
-                print(f"{day}: failed: {exc}", flush=True)
+                    got = fetch(day, update)
+            if isinstance(got, download.DownloadError):
+                print(f"{day}: failed: {got}", flush=True)
                 failed.append(day)
                 continue
             if got.status == "cached":
@@ -349,6 +368,8 @@ def _cmd_download(args: argparse.Namespace) -> int:
                 rows += report.rows_ok + report.rows_bad
                 import_seconds += report.seconds
     finally:
+        if ahead is not None:
+            ahead.shutdown(wait=True, cancel_futures=True)
         if store is not None:
             store.close()
     total = time.perf_counter() - started
