@@ -222,8 +222,8 @@ def _get(url: str, part: Path, have: int, timeout: float, progress: Progress | N
         if exc.code == 404:
             raise DownloadError(f"{url}: not found (HTTP 404): no archive for this date") from None
         raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from None
-    except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-        raise _Retry(f"cannot connect: {getattr(exc, 'reason', exc)}") from None
+    except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException) as exc:
+        raise _Retry(f"cannot connect: {getattr(exc, 'reason', exc)!r}") from None
     got = 0
     with resp:
         if resp.status == 206:

@@ -235,3 +235,11 @@ def test_dates_and_urls():
                                 500) == \
         "https://quote-saver.bycsi.com/orderbook/linear/BTCUSDT/2024-12-01_BTCUSDT_ob500.data.zip"
     assert main(["data", "download", "--from", "2024-12-02", "--to", "2024-12-01"]) == 2
+
+
+def test_no_server_is_retried_then_reported(tmp_path):
+    with ArchiveServer() as srv:
+        url = f"{srv.url}/t/BTCUSDT/BTCUSDT2024-12-01.csv.gz"
+    # the server is closed: connection refused on every attempt
+    with pytest.raises(download.DownloadError, match=r"gave up after 2 attempts: cannot connect"):
+        download.fetch(url, tmp_path / "x.csv.gz", "trades", retries=1, backoff=0.01)
