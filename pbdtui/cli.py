@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -86,6 +87,15 @@ def _add_instrument(p: argparse.ArgumentParser) -> None:
                    help="price increment of --symbol (overrides the table; needed for an unknown symbol)")
     p.add_argument("--qty-step", type=float, metavar="QTY", default=None,
                    help="size increment (lot) of --symbol (overrides the table; needed for an unknown symbol)")
+
+
+def _add_backend(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", choices=["local", "ray"], default="local",
+                   help="local: a process pool on this machine (default); ray: Ray tasks (pip install "
+                        "\".[cluster]\"), on a local Ray instance of --workers CPUs or the cluster at --address")
+    p.add_argument("--address", default=None, metavar="ADDR",
+                   help="with --backend ray: a running Ray cluster (e.g. 10.0.0.5:6379 or auto); the --db path "
+                        "must be readable on every node")
 
 
 def _range(args: argparse.Namespace) -> tuple[int | None, int | None]:
@@ -279,6 +289,100 @@ def _cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_download(args: argparse.Namespace) -> int:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from engine import download, importers, instruments
+    from engine.store import Store, instrument_of
+    from engine.timerange import parse_utc
+    from pbdtui.progress import progress
+
+    settings = _settings(args)
+    for flag, value in (("--from", args.start), ("--to", args.end)):
+        parse_utc(value, flag)  # one-line message for a bad date
+        if len(value.strip()) != 10:
+            raise ConfigError(f"{flag} {value!r}: give a UTC date YYYY-MM-DD (archives are daily)")
+    try:
+        days = download.dates(args.start.strip(), args.end.strip())
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if args.retries < 0:
+        raise ConfigError(f"--retries must be >= 0, got {args.retries}")
+    if args.do_import and args.db is None:
+        raise ConfigError("--import needs --db FILE")
+    if args.db is not None and not args.do_import:
+        raise ConfigError("--db is only used with --import")
+    if args.db is not None:
+        settings = _for_instrument(args, settings, trading=False)
+    elif args.symbol is not None:
+        settings = instruments.apply(settings, instruments.resolve(args.symbol, args.tick_size, args.qty_step), False)
+    base = args.base_url or (settings.archive_trades_url if args.kind == "trades" else settings.archive_book_url)
+    if not base.startswith(("http://", "https://")):
+        raise ConfigError(f"--base-url {base!r}: not an http:// or https:// URL")
+    cache = download.cache_folder(args.cache)
+    store = Store(args.db, instrument_of(settings)) if args.do_import else None
+    failed: list[str] = []
+    rows = 0
+    import_seconds = 0.0
+    started = time.perf_counter()
+    kind = "trades" if args.kind == "trades" else "book"
+
+    def fetch(day: str, update: Any) -> Any:
+        """The day's Fetched, or the DownloadError that stopped it."""
+        name = download.archive_name(args.kind, settings.symbol, day, args.depth)
+        url = download.archive_url(base, args.kind, settings.symbol, day, args.depth)
+        try:
+            return download.fetch(url, cache / name, kind, retries=args.retries, backoff=args.backoff,
+                                  timeout=args.timeout, progress=update, date=day)
+        except download.DownloadError as exc:
+            return exc
+
+    # with --import the next day downloads in a thread while this one imports (the socket and
+    # zlib release the GIL), so a run costs about the larger of the two, not their sum; its bar is
+    # not drawn (one live display at a time), its line is printed when its turn comes
+    ahead = ThreadPoolExecutor(max_workers=1) if store is not None else None
+    try:
+        next_job = ahead.submit(fetch, days[0], None) if ahead is not None else None
+        for k, day in enumerate(days):
+            name = download.archive_name(args.kind, settings.symbol, day, args.depth)
+            if ahead is not None and next_job is not None:
+                got = next_job.result()
+                next_job = ahead.submit(fetch, days[k + 1], None) if k + 1 < len(days) else None
+            else:
+                with progress(f"download {name}", "MB", 1e6) as update:
+                    got = fetch(day, update)
+            if isinstance(got, download.DownloadError):
+                print(f"{day}: failed: {got}", flush=True)
+                failed.append(day)
+                continue
+            if got.status == "cached":
+                print(f"{day}: {name} already in {cache}", flush=True)
+            else:
+                more = f", {got.attempts} requests" if got.attempts > 1 else ""
+                print(f"{day}: {got.status} {name} ({got.bytes / 1e6:.1f} MB, {got.seconds:.2f} s{more})", flush=True)
+            if store is not None:
+                one = importers.import_bybit_trades if args.kind == "trades" else importers.import_bybit_book
+                with progress(f"import {name}", "MB", 1e6) as update:
+                    report = one(store, settings, got.path, progress=update)
+                print(report.summary(), flush=True)
+                rows += report.rows_ok + report.rows_bad
+                import_seconds += report.seconds
+    finally:
+        if ahead is not None:
+            ahead.shutdown(wait=True, cancel_futures=True)
+        if store is not None:
+            store.close()
+    total = time.perf_counter() - started
+    line = f"{len(days) - len(failed)} of {len(days)} file(s) in {cache}"
+    if store is not None:
+        line += (f"; imported {rows} rows into {args.db} ({total:.1f} s, {rows / max(total, 1e-9) / 1e3:.0f}k rows/s "
+                 f"download+import, {rows / max(import_seconds, 1e-9) / 1e3:.0f}k rows/s import)")
+    print(line)
+    if failed:
+        raise ConfigError(f"{len(failed)} date(s) failed: {', '.join(failed)} (see above; run again to resume)")
+    return 0
+
+
 def _nothing_valid(path: str, report: Any, fmt: str) -> str:
     """The error for a file that gave no valid row: how many were rejected and the first reason."""
     what = "messages" if fmt == "bybit-book" else "rows"
@@ -443,7 +547,23 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     with progress("sweep", "combinations") as update:
         return run_sweep_cli(settings, db=args.db, grid=args.grid, out=args.out, workers=args.workers,
                              start_ms=start, end_ms=end, progress=update, rank_by=args.rank_by,
-                             train_until=args.train_until)
+                             train_until=args.train_until, backend=args.backend, address=args.address)
+
+
+def _cmd_walkforward(args: argparse.Namespace) -> int:
+    from engine.kernel_cache import EVENTS, MINUTES
+    from engine.walkforward import run_walkforward_cli
+    from pbdtui.progress import progress
+
+    settings, start, end = _stored_run_inputs(args, trading=True)
+    _check_out(args.out)
+    _need_data(args.db, start, end, quotes=True)
+    _compile_notice(EVENTS + MINUTES)
+    with progress("walk-forward", "windows") as update:
+        return run_walkforward_cli(settings, db=args.db, grid=args.grid, train_days=args.train_days,
+                                   test_days=args.test_days, objective=args.objective, out=args.out,
+                                   workers=args.workers, start_ms=start, end_ms=end, progress=update,
+                                   backend=args.backend, address=args.address)
 
 
 # --- the parser -------------------------------------------------------------------------
@@ -608,6 +728,32 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(imp)
     imp.set_defaults(func=_cmd_import)
 
+    dl = _command(data_sub, "download", "fetch Bybit's public daily archives (trades or order book) into a cache",
+                  "  pbdtui data download --from 2024-12-01 --to 2024-12-07\n"
+                  "  pbdtui data download --from 2024-12-01 --to 2024-12-01 --kind book --import --db btc.db",
+                  description="Fetch one archive per UTC date (--from and --to inclusive) into --cache: resumes "
+                              "partial files (HTTP Range), retries with exponential backoff, verifies each file "
+                              "(gzip/zip integrity, header) and skips those already there; with --import --db, "
+                              "imports each file as `pbdtui data import` would.")
+    dl.add_argument("--from", dest="start", required=True, metavar="DATE", help="first UTC date, YYYY-MM-DD")
+    dl.add_argument("--to", dest="end", required=True, metavar="DATE", help="last UTC date, inclusive")
+    dl.add_argument("--kind", choices=["trades", "book"], default="trades",
+                    help="trades: SYMBOL<date>.csv.gz; book: <date>_SYMBOL_ob<depth>.data.zip (default %(default)s)")
+    dl.add_argument("--depth", type=int, choices=[200, 500], default=200, help="book depth (default %(default)s)")
+    dl.add_argument("--import", dest="do_import", action="store_true", help="import each file into --db")
+    dl.add_argument("--db", default=None, metavar="FILE", help="database for --import (created when missing)")
+    dl.add_argument("--base-url", default=None, metavar="URL",
+                    help="archive host and folder (default: archive_trades_url / archive_book_url from the config)")
+    dl.add_argument("--cache", default=None, metavar="DIR",
+                    help="where the archives go (default ~/.cache/pbdtui/archives; made owner-only)")
+    dl.add_argument("--retries", type=int, default=5, help="retries per file (default %(default)s)")
+    dl.add_argument("--backoff", type=float, default=1.0, metavar="S",
+                    help="first retry delay, doubled each retry (default %(default)s)")
+    dl.add_argument("--timeout", type=float, default=30.0, metavar="S", help="socket timeout (default %(default)s)")
+    _add_instrument(dl)
+    _add_config(dl)
+    dl.set_defaults(func=_cmd_download)
+
     syn = _command(data_sub, "synth", "generate realistic simulated BTCUSDT ticks (offline)",
                    "  pbdtui data synth --db sim.db --days 2 --seed 7 --start 2026-01-05")
     _add_db(syn, "the database to write into (created when missing)")
@@ -703,10 +849,36 @@ def build_parser() -> argparse.ArgumentParser:
                     help="cut each run at DATE (UTC; a bare date cuts at the end of that day): rank by the "
                          "round trips closed before the cut (train) and show those closed from it on (test) "
                          "beside them")
+    _add_backend(sw)
     _add_range(sw, "ticks")
     _add_instrument(sw)
     _add_config(sw)
     sw.set_defaults(func=_cmd_sweep)
+
+    wf = _command(sub, "walkforward", "walk-forward test: choose parameters on rolling train windows, trade them on the next",
+                  "  pbdtui walkforward --db btc.db --grid accept_outside_k=2,3 --grid cooldown_minutes=0,5 "
+                  "--train-days 7 --test-days 1",
+                  description="Rolling windows from the first tick's UTC midnight (or --from): train on "
+                              "--train-days, test on the --test-days after, step --test-days. On each window "
+                              "the grid's best combination by --objective on train is traded on test; the "
+                              "test periods are stitched into the out-of-sample result, shown beside the "
+                              "in-sample one. Writes walkforward.csv and walkforward.json.")
+    _add_db(wf)
+    wf.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2", required=True,
+                    help="a config key and its values (repeat for more keys; all combinations run per window)")
+    wf.add_argument("--train-days", type=float, required=True, metavar="N", help="training window, days (fractions allowed)")
+    wf.add_argument("--test-days", type=float, required=True, metavar="M", help="test window and step, days")
+    wf.add_argument("--objective", default="net_pnl", choices=RANK_BY, metavar="OBJECTIVE",
+                    help=f"what the best combination maximises on train: {', '.join(RANK_BY)} (max_drawdown: "
+                         "smallest); default %(default)s")
+    wf.add_argument("--out", default=None, metavar="DIR", help="directory for walkforward.csv and walkforward.json "
+                                                               "(default ./walkforward_out)")
+    wf.add_argument("--workers", type=int, default=None, metavar="N", help="worker processes (default: CPU count)")
+    _add_backend(wf)
+    _add_range(wf, "ticks")
+    _add_instrument(wf)
+    _add_config(wf)
+    wf.set_defaults(func=_cmd_walkforward)
 
     _add_exchange_sim(sub)
     _add_collect(sub)
