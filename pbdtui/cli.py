@@ -108,13 +108,15 @@ def _stored_instrument(db: str) -> Any:
     """The instrument a database is bound to (None: no such file, or nothing bound yet)."""
     import apsw
 
-    from engine.store import Store
+    from engine.store import NoTablesError, Store
 
     if not Path(db).is_file() or Path(db).stat().st_size == 0:  # an empty file: nothing bound yet
         return None
     try:
         with Store(db, readonly=True) as store:
             return store.instrument
+    except NoTablesError:
+        return None  # another process is creating it: the writer's own open waits for its lock, then binds
     except apsw.Error as exc:
         raise StoreError(f"{db}: not a pbdtui database ({exc})") from exc
 
