@@ -28,7 +28,9 @@ from pbdtui.render import (
     render_header,
     render_profile,
 )
+from pbdtui.screens import ConfirmScreen
 from pbdtui.widgets.features import FeaturesView
+from pbdtui.widgets.panels import StatusBar
 from pbdtui.widgets.profile import ProfileView
 from tests.helpers import random_stream
 
@@ -207,7 +209,11 @@ def _warmed_up(app: PbdApp) -> bool:
 
 
 def _status(app: PbdApp) -> str:
-    return str(app.query_one("#status").render())
+    return app.query_one(StatusBar).render().plain
+
+
+def _log_text(app: PbdApp) -> str:
+    return "\n".join(app.alert_lines)
 
 
 @pytest.mark.parametrize("size", [(160, 48), (100, 30)])
@@ -227,7 +233,7 @@ async def test_replay_draws_profile_with_value_area_and_last_price(session_db, s
         panel = "\n".join(features.lines())
         assert "POC " in panel and "ready " in panel
         status = _status(app)
-        assert status.startswith("BTCUSDT │ 2026-01-05 ") and "▶ replay 60x" in status
+        assert status.startswith("REPLAY 2026-01-05 ") and "▶ 60x" in status
         assert "kill off" in status
         await pilot.press("q")
     assert app.return_code == 0
@@ -250,10 +256,12 @@ async def test_keys_reach_the_engine_on_its_thread(session_db):
         assert driver.clock == clock  # paused: no event time passes
 
         await pilot.press("f")
+        await _until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question")
+        await pilot.press("y")
         await _until(pilot, lambda: app.flatten_requests, "the flatten confirmation")
         # paused, so the request still waits for the next quote inside the engine
         assert driver.engine.state.si[SI_FLATTEN] > 0
-        log_text = "\n".join(str(line.text) for line in app.query_one("#log").lines)
+        log_text = _log_text(app)
         assert "FLATTEN" in log_text and "KILL SWITCH ON" in log_text
 
         await pilot.press("plus")
@@ -267,7 +275,9 @@ async def test_keys_reach_the_engine_on_its_thread(session_db):
         # open position is tested on the engine itself: test_strategy's kill switch and flatten test)
         await _until(pilot, lambda: driver.engine.state.si[SI_FLATTEN] == 0, "flatten applied")
 
-        await pilot.press("k")
+        await pilot.press("k")  # resetting the kill switch asks first
+        await _until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question")
+        await pilot.press("y")
         await _until(pilot, lambda: not driver.engine.position().kill_manual, "kill switch off")
 
         await pilot.press("q")
@@ -284,8 +294,9 @@ def test_high_rate_messages_replace_each_other():
                     vah=0, va_valid=False, position=position, speed=1.0, paused=False,
                     warming_up=True, progress=0.0)
     assert TicksReplayed(snap).can_replace(TicksReplayed(snap))
+    # every closed minute reaches the signals log: none replaces another
     minute = MinuteClosed({}, {})
-    assert minute.can_replace(MinuteClosed({}, {}))
+    assert not minute.can_replace(MinuteClosed({}, {}))
     assert not minute.can_replace(TicksReplayed(snap))
 
 
@@ -294,7 +305,7 @@ async def test_replay_error_is_shown_and_the_console_stays_up(session_db):
     app = create_app(Settings(tick_size=0.5), session_db, speed=60.0)
     async with app.run_test(size=(100, 30)) as pilot:
         await _until(pilot, lambda: app.error is not None, "the worker error", WARM_UP_TIMEOUT)
-        log_text = "\n".join(str(line.text) for line in app.query_one("#log").lines)
+        log_text = _log_text(app)
         assert "replay stopped" in log_text and "tick_size" in log_text
         await pilot.press("q")
     assert app.return_code == 0
@@ -314,7 +325,7 @@ async def test_feed_gap_raises_a_stale_feed_alert_then_recovers(tmp_path):
     async with app.run_test(size=(120, 40)) as pilot:
         await _until(pilot, lambda: app.snapshot is not None and app.snapshot.finished, "the end",
                      WARM_UP_TIMEOUT)
-        log_text = "\n".join(str(line.text) for line in app.query_one("#log").lines)
+        log_text = _log_text(app)
         assert "FEED STALE" in log_text
         assert log_text.index("FEED STALE") < log_text.index("FEED_STALE -> READY")
         assert "replay finished: 20 minutes" in log_text
@@ -336,7 +347,7 @@ async def test_replay_jumps_a_15_month_gap_instead_of_waiting_it_out(tmp_path):
     async with app.run_test(size=(120, 40)) as pilot:
         await _until(pilot, lambda: app.snapshot is not None and app.snapshot.finished, "the end",
                      WARM_UP_TIMEOUT)
-        log_text = "\n".join(str(line.text) for line in app.query_one("#log").lines)
+        log_text = _log_text(app)
         assert "no data for 455 d" in log_text.replace("\n", " ") and "skipped to" in log_text
         assert "replay finished: 40 minutes" in log_text
 
