@@ -453,7 +453,7 @@ def render_position(position: Any | None, *, last_px: int, ts: int, tick_size: f
     def row(label: str, value: str, style: str = "") -> None:
         if out.plain:
             out.append("\n")
-        out.append(f"{label:<9}", style="dim")
+        out.append(f"{label:<10}", style="dim")
         out.append(value, style=style)
 
     if position is None:

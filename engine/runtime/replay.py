@@ -168,8 +168,8 @@ class ReplayDriver:
             target = min(arg, self.clock + self.WARM_SLICE_MS, self.end_ts)
         if target > self.clock:
             self._feed_to(cursor, funding, target)
-        if kind == "step" and self.clock >= arg:
-            self.runner.close_until(arg)  # the minute closes now, not with the next tick
+        if kind != "trade" and self.clock >= arg:
+            self.runner.close_until(arg)  # the last minute closes now, not with the next tick
         done = (self.clock >= self.end_ts or (kind == "trade" and self.runner.fills > arg)
                 or (kind != "trade" and self.clock >= arg))
         if done:
