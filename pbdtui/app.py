@@ -36,9 +36,9 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from engine.kernel_cache import uncompiled
 from engine.private import private_dir
 from engine.records import units_of
+from engine.report import headline
 from engine.runtime import AlertRules, ReplayDriver
 from engine.store import Store, StoreError, instrument_of
-from engine.report import headline
 from engine.types import READY
 from pbdtui.messages import (
     AlertRaised,

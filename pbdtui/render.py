@@ -34,7 +34,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-
 from rich.text import Text
 
 from engine.types import (

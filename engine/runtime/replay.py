@@ -275,7 +275,9 @@ class ReplayDriver:
 
     def result(self):  # noqa: ANN201 - engine.backtest.BacktestResult
         """The replayed rows as a backtest result, for ``engine.report`` (driver thread)."""
-        from engine.backtest import BacktestResult  # late: engine.report imports engine.runtime (an import cycle)
+        from engine.backtest import (
+            BacktestResult,  # late: engine.report imports engine.runtime (an import cycle)
+        )
         from engine.engine import concat
 
         out = concat(self.runner.outputs)
