@@ -25,11 +25,6 @@ import numpy as np
 
 from engine.engine import Engine, concat
 from engine.features import write_minute_tables
-from engine.kernels import loop
-from engine.kernels.barmode import run_bars
-from engine.kernels.minutepass import minutes_finish, quotes_on_minutes
-from engine.kernels.params import make_params
-from engine.kernels.state import SI_ENTRY_PX, SI_POS, SI_Q_ASK, SI_Q_BID, new_state
 from engine.private import private_dir, write_private_text
 from engine.records import fill_rows, signal_rows, units_of
 from engine.report import decision_log, headline, report, text_report, trades_csv
@@ -41,7 +36,7 @@ from engine.store import (
     instrument_of,
 )
 from engine.timerange import range_text
-from engine.types import BAR_DTYPE, FEATURE_DTYPE, FILL_DTYPE, REASON_NAMES, SIGNAL_DTYPE
+from engine.types import BAR_DTYPE, FEATURE_DTYPE, REASON_NAMES
 
 decisions_log = logging.getLogger("pbdtui.decisions")  # `pbdtui -v backtest` prints every decision
 
@@ -131,30 +126,21 @@ def run_tick_on_minutes(store: Store, settings: Any, bars: np.ndarray, feats: np
     """
     started = time.perf_counter()
     rng = _data_range(store, start_ms, end_ms)
-    p = make_params(settings, trading=True)
-    state = new_state(settings.rolling_window_minutes, settings.bvc_lookback, hist_bins=16, fifo_size=16)
-    sigs = np.zeros(len(bars), dtype=SIGNAL_DTYPE)
-    counts = np.zeros(loop.N_COUNTS, dtype=np.int64)
-    fill_parts = []
+    engine = Engine(settings, hist_bins=16, fifo_size=16)  # the minutes are given: no profile to build
+    engine.attach_minutes(bars, feats)
+    parts = []
     events = store.count_ticks("trade", start_ms, end_ms)  # counted, not read: fills only need quotes
     for _, quotes, fund, _ in _slices_with_funding(store, False, start_ms, end_ms):
         events += len(quotes)
-        counts[loop.C_QUOTES] = counts[loop.C_FUNDING] = 0
-        while True:
-            fills = np.zeros(len(quotes) // 64 + 64, dtype=FILL_DTYPE)
-            counts[loop.C_FILLS] = 0
-            err = quotes_on_minutes(quotes, fund, bars, feats, p, state, sigs, fills, counts)
-            fill_parts.append(fills[:counts[loop.C_FILLS]].copy())
-            if err == 0:
-                break
-    minutes_finish(bars, feats, p, state, sigs, counts)
-    si = state.si
+        parts.append(engine.feed_minutes(quotes, fund))
+    parts.append(engine.finish())
+    out = concat(parts)
+    pos = engine.position()
     return BacktestResult(
-        run_id=run_id_for(settings, "tick", rng), mode="tick", signals=sigs, features=feats, bars=bars,
-        fills=np.concatenate(fill_parts) if fill_parts else np.zeros(0, dtype=FILL_DTYPE),
-        events=events, seconds=time.perf_counter() - started,
-        last_mid2=int(si[SI_Q_BID] + si[SI_Q_ASK]), open_position=int(si[SI_POS]),
-        open_entry_px=int(si[SI_ENTRY_PX]), window=(start_ms, end_ms),
+        run_id=run_id_for(settings, "tick", rng), mode="tick", signals=out.signals, features=feats, bars=bars,
+        fills=out.fills, events=events, seconds=time.perf_counter() - started,
+        last_mid2=pos.bid + pos.ask, open_position=pos.position, open_entry_px=pos.entry_px,
+        window=(start_ms, end_ms),
     )
 
 
@@ -207,20 +193,16 @@ def run_bar(store: Store, settings: Any, start_ms: int | None = None, end_ms: in
     """Mode 2 over the stored minute rows with ``start_ms <= ts_min < end_ms`` (all when None)."""
     started = time.perf_counter()
     bars, feats = load_minute_records(store, settings, start_ms, end_ms)
-    p = make_params(settings, trading=True)
-    state = new_state(settings.rolling_window_minutes, settings.bvc_lookback, hist_bins=16, fifo_size=16)
-    sigs = np.zeros(len(bars), dtype=SIGNAL_DTYPE)
-    fills = np.zeros(len(bars) * 4 + 16, dtype=FILL_DTYPE)
-    nf = run_bars(bars, feats, p, state, sigs, fills)
-    if nf < 0:
-        raise RuntimeError("bar backtest: fill buffer overflow")
+    engine = Engine(settings, hist_bins=16, fifo_size=16)
+    out = engine.run_bars(bars, feats)
     rng = (int(bars["ts_min"][0]), int(bars["ts_min"][-1]))
     last = bars[-1]
+    pos = engine.position()
     return BacktestResult(
-        run_id=run_id_for(settings, "bar", rng), mode="bar", signals=sigs, fills=fills[:nf].copy(),
+        run_id=run_id_for(settings, "bar", rng), mode="bar", signals=out.signals, fills=out.fills,
         features=feats, bars=bars, events=len(bars), seconds=time.perf_counter() - started,
-        last_mid2=int(last["bid_px"] + last["ask_px"]), open_position=int(state.si[SI_POS]),
-        open_entry_px=int(state.si[SI_ENTRY_PX]), window=(start_ms, end_ms),
+        last_mid2=int(last["bid_px"] + last["ask_px"]), open_position=pos.position,
+        open_entry_px=pos.entry_px, window=(start_ms, end_ms),
     )
 
 

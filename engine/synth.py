@@ -36,11 +36,14 @@ writes overlap; blocks are still generated and stored strictly in order.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -280,3 +283,62 @@ def synthesize(store: Any, settings: Any, days: float, seed: int,
                        seconds=time.perf_counter() - t0,
                        first_ts=start if first_ts is None else first_ts, last_ts=last_ts,
                        funding=len(funding))
+
+
+# --- cached sessions (the demo, the exchange simulator) ----------------------------
+
+
+def cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/pbdtui`` or ``~/.cache/pbdtui``: generated sessions, archives, numba's cache."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "pbdtui"
+
+
+def _session_ok(path: Path, settings: Any, days: float) -> bool:
+    """The file holds a complete session for this instrument."""
+    import apsw
+
+    from engine.store import Store, StoreError, instrument_of
+
+    if not path.is_file():
+        return False
+    try:
+        with Store(path, instrument_of(settings), readonly=True) as store:
+            span = store.tick_range()
+    except (StoreError, apsw.Error):  # another instrument, or not a database at all
+        return False
+    return span is not None and span[1] - span[0] >= days * DAY_MS - 2 * 60_000
+
+
+def session_database(settings: Any, name: str, days: float, seed: int, directory: Path | None = None,
+                     log: Callable[[str], Any] | None = None) -> Path:
+    """``<directory>/<name>.db`` holding ``days`` of simulated market: reused when complete, else generated.
+
+    Generated under a temporary name and renamed into place when complete,
+    so an interrupted run never leaves a file that looks usable; the cache
+    folder is owner-only.
+    """
+    from engine.private import private_dir
+    from engine.store import Store, instrument_of
+
+    directory = cache_dir() if directory is None else Path(directory)
+    path = directory / f"{name}.db"
+    if _session_ok(path, settings, days):
+        return path
+    private_dir(directory, tighten=directory == cache_dir())
+    tmp = directory / f".{name}.{os.getpid()}.tmp.db"
+    for p in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
+        p.unlink(missing_ok=True)
+    if log is not None:
+        log(f"pbdtui: generating a simulated session ({days:g} days, seed {seed}) into {path}")
+    with Store(tmp, instrument_of(settings)) as store:
+        report = synthesize(store, settings, days=days, seed=seed)
+    if log is not None:
+        log(report.summary())
+    # a stale WAL next to the old file would be replayed into the new one
+    for p in (Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{tmp}-shm")):
+        p.unlink(missing_ok=True)
+    os.replace(tmp, path)
+    with contextlib.suppress(FileNotFoundError):
+        os.replace(f"{tmp}-wal", f"{path}-wal")
+    return path

@@ -113,7 +113,7 @@ SIGNAL_DTYPE = np.dtype(
         ("acceptance_state", "i8"),  # ACCEPT_* constant
         ("action", "i8"),  # ACTION_* constant
         ("reason", "i8"),  # REASON_* constant
-        ("position", "i8"),  # position after the decision: -1, 0, 1
+        ("position", "i8"),  # direction of the position after the decision: -1, 0, 1 (its sign, not lots)
         # the minute's best candidate entry (also when it was not taken), for the decision log
         ("setup", "i8"),  # SETUP_* of the candidate; SETUP_NONE when no confirmed setup
         ("side", "i8"),  # 1 long, -1 short, 0 none
@@ -145,11 +145,36 @@ FILL_DTYPE = np.dtype(
         ("pnl_realized", "f8"),  # net PnL of the round trip (on the closing fill)
         ("pnl_gross", "f8"),  # price PnL of the round trip (on the closing fill)
         ("tag", "i8"),  # SETUP_* of the position
-        ("reason", "i8"),  # EXIT_* for closing fills, 0 for entries
-        ("opening", "i8"),  # 1 opens a position, 0 closes one
+        ("reason", "i8"),  # EXIT_* for closing fills, 0 for entries, EXIT_RECONCILE for reconciliation
+        ("opening", "i8"),  # 1 opens or adds to a position, 0 reduces or closes one
         ("level2", "i8"),  # stop or target level that triggered the exit, doubled ticks; 0 otherwise
     ]
 )
+
+INTENT_DTYPE = np.dtype(
+    [
+        ("kind", "i8"),  # INTENT_ENTER, INTENT_EXIT or INTENT_FLATTEN
+        ("side", "i8"),  # the order's side: SIDE_BUY or SIDE_SELL (0: flatten while flat)
+        ("qty", "i8"),  # lots
+        ("stop", "i8"),  # entries: stop price, ticks; 0 otherwise
+        ("target2", "i8"),  # entries: target, doubled ticks; 0 none
+        ("tag", "i8"),  # SETUP_* of the position it opens or closes
+        ("reason", "i8"),  # exits: EXIT_*; 0 for entries
+        ("decision_ts", "i8"),  # exchange ms of the decision (minute close + 59 999, or the triggering quote)
+        ("seq", "i8"),  # 1, 2, ... per engine: with the engine's client prefix, the client order id
+    ]
+)
+
+INTENT_ENTER = 1  # open a position (market order, its stop travels with it)
+INTENT_EXIT = 2  # close the position (reduce-only market order)
+INTENT_FLATTEN = 3  # operator: cancel everything, close, confirm flat
+INTENT_KIND_NAMES = {1: "enter", 2: "exit", 3: "flatten"}  # = engine.execution.types INTENT_*
+
+# engine modes (Engine.set_mode): who fills the intents
+MODE_SIGNALS = 0  # features and signals only: no intents, no fills (warm start, features command)
+MODE_PAPER = 1  # the paper fill model fills intents inline on the quote stream (backtest, sweep, paper)
+MODE_EXTERNAL = 2  # intents are published; fills come back from an exchange through Engine.apply_fill
+MODE_NAMES = {0: "signals", 1: "paper", 2: "external"}
 
 # --- enums -------------------------------------------------------------------
 
@@ -192,8 +217,9 @@ EXIT_TIME = 3
 EXIT_SIGNAL = 4  # flip on an opposite signal
 # 5: was a daily-loss kill exit; that kill only blocks entries (spec 7.4), it never exits
 EXIT_FLATTEN = 6  # operator's flatten command
+EXIT_RECONCILE = 7  # an adjusting fill entered by reconciliation with the venue (opening or closing)
 # an open position at the end of a backtest is left open and marked to market (no fill)
-EXIT_NAMES = {0: "", 1: "stop", 2: "target", 3: "time", 4: "flip", 6: "flatten"}
+EXIT_NAMES = {0: "", 1: "stop", 2: "target", 3: "time", 4: "flip", 6: "flatten", 7: "reconcile"}
 
 # Readiness and decision reasons, in the order they are checked.
 READY = 0
@@ -219,6 +245,7 @@ REASON_TARGET_PASSED = 19  # the target is already reached at the expected fill
 REASON_REWARD_RISK = 20  # reward/risk at the expected fill below min_reward_risk
 REASON_INSUFFICIENT_HISTORY = 21  # the window holds trades in too few of its minutes
 REASON_FEED_GAP = 22  # live: a disconnection or stall touched the minute
+REASON_RECONCILE_MISMATCH = 23  # the venue's position differs from ours: entries blocked until it matches
 REASON_NAMES = {
     0: "READY",
     1: "WARMUP",
@@ -243,4 +270,5 @@ REASON_NAMES = {
     20: "REWARD_RISK",
     21: "INSUFFICIENT_HISTORY",
     22: "FEED_GAP",
+    23: "RECONCILE_MISMATCH",
 }

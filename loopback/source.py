@@ -13,7 +13,6 @@ frames that follow it.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.store import Instrument, Store, StoreError, instrument_of
+from engine.store import Instrument, Store, StoreError
 from engine.types import FUNDING_DTYPE, QUOTE_DTYPE, TRADE_DTYPE
 
 MAX_TRADES_PER_FRAME = 1024
@@ -150,44 +149,9 @@ def timeline(source: Any) -> Iterator[Item]:
         fi += 1
 
 
-def cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/pbdtui`` or ``~/.cache/pbdtui`` (shared with the demo's sessions)."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "pbdtui"
-
-
 def synth_database(settings: Any, days: float, seed: int, directory: Path | None = None,
                    log: Any = None) -> Path:
-    """A simulated session's database, reused when complete, else generated (``engine.synth``).
+    """A simulated session's database, reused when complete, else generated (``engine.synth``)."""
+    from engine.synth import session_database
 
-    Generated under a temporary name and renamed into place when complete, so
-    an interrupted run never leaves a file that looks usable.
-    """
-    from engine.synth import DAY_MS, synthesize
-
-    directory = cache_dir() if directory is None else Path(directory)
-    path = directory / f"exchange-sim-{days:g}d-{seed}.db"
-    if path.is_file():
-        try:
-            with Store(path, instrument_of(settings), readonly=True) as store:
-                span = store.tick_range()
-            if span is not None and span[1] - span[0] >= days * DAY_MS - 120_000:
-                return path
-        except StoreError:
-            pass
-    directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / f".{path.name}.{os.getpid()}.tmp"
-    for p in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
-        p.unlink(missing_ok=True)
-    if log is not None:
-        log(f"exchange-sim: generating {days:g} simulated day(s), seed {seed}, into {path}")
-    with Store(tmp, instrument_of(settings)) as store:
-        report = synthesize(store, settings, days=days, seed=seed)
-    if log is not None:
-        log(report.summary())
-    for p in (Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{tmp}-shm")):
-        p.unlink(missing_ok=True)
-    os.replace(tmp, path)
-    with contextlib.suppress(FileNotFoundError):
-        os.replace(f"{tmp}-wal", f"{path}-wal")
-    return path
+    return session_database(settings, f"exchange-sim-{days:g}d-{seed}", days, seed, directory, log)

@@ -13,7 +13,6 @@ flatten, pause, speed) go through the driver's thread-safe queue.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import time
@@ -22,7 +21,6 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-import apsw
 from rich.text import Text
 from textual import work
 from textual.app import App, ComposeResult, SystemCommand
@@ -34,11 +32,9 @@ from textual.widgets import Footer, RichLog
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from engine.kernel_cache import uncompiled
-from engine.private import private_dir
 from engine.records import units_of
 from engine.report import headline
 from engine.runtime import AlertRules, ReplayDriver
-from engine.store import Store, StoreError, instrument_of
 from engine.types import READY
 from pbdtui.messages import (
     AlertRaised,
@@ -60,7 +56,6 @@ from pbdtui.widgets.panels import PositionPanel, PriceChart, StatusBar
 from pbdtui.widgets.profile import ProfileView
 
 MINUTE_MS = 60_000
-DAY_MS = 86_400_000
 DEMO_DAYS = 0.3  # 7.2 h: a 4 h warm-up, then a bit over 3 h of trading to watch
 
 
@@ -384,58 +379,14 @@ def kernels_cached(name: str) -> bool:
     return not uncompiled([name])
 
 
-def cache_dir() -> Path:
-    """Where generated demo sessions live (``$XDG_CACHE_HOME/pbdtui`` or ``~/.cache/pbdtui``)."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "pbdtui"
-
-
-def _session_ok(path: Path, settings: Any, days: float) -> bool:
-    """The file holds a complete session for this instrument."""
-    if not path.is_file():
-        return False
-    try:
-        with Store(path, instrument_of(settings), readonly=True) as store:
-            span = store.tick_range()
-    except (StoreError, apsw.Error):  # another instrument, or not a database at all
-        return False
-    return span is not None and span[1] - span[0] >= days * DAY_MS - 2 * MINUTE_MS
-
-
 def demo_database(settings: Any, seed: int = 7, days: float = DEMO_DAYS, directory: Path | None = None,
                   log: Callable[[str], Any] | None = None) -> Path:
-    """A simulated session for ``pbdtui demo``: reused when complete, else generated.
+    """A simulated session for ``pbdtui demo``: reused when complete, else generated (``engine.synth``)."""
+    from engine.synth import session_database
 
-    The session is generated under a temporary name and renamed into place
-    when complete, so an interrupted run never leaves a file that looks
-    usable.
-    """
-    from engine.synth import synthesize
-
-    directory = cache_dir() if directory is None else Path(directory)
-    path = directory / f"demo-{seed}.db"
-    if _session_ok(path, settings, days):
-        return path
-    private_dir(directory, tighten=directory == cache_dir())  # our cache folder is owner-only
-    tmp = directory / f".demo-{seed}.{os.getpid()}.tmp.db"
-    for p in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
-        p.unlink(missing_ok=True)
-    if log is not None:
-        log(f"pbdtui: generating a simulated session ({days:g} days, seed {seed}) into {path}")
-        if not kernels_cached("synth.synth_block"):
-            log("pbdtui: first run after an install or an engine change: compiling the kernels "
-                "(a minute or so, once)")
-    with Store(tmp, instrument_of(settings)) as store:
-        report = synthesize(store, settings, days=days, seed=seed)
-    if log is not None:
-        log(report.summary())
-    # a stale WAL next to the old file would be replayed into the new one
-    for p in (Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{tmp}-shm")):
-        p.unlink(missing_ok=True)
-    os.replace(tmp, path)
-    with contextlib.suppress(FileNotFoundError):
-        os.replace(f"{tmp}-wal", f"{path}-wal")
-    return path
+    if log is not None and uncompiled(["synth.synth_block"]):
+        log("pbdtui: first run after an install or an engine change: compiling the kernels (a minute or so, once)")
+    return session_database(settings, f"demo-{seed}", days, seed, directory, log)
 
 
 def run_demo(settings: Any, db: str | os.PathLike[str] | None = None, speed: float = 600.0,

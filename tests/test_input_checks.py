@@ -469,17 +469,17 @@ def test_the_cache_folder_and_numba_cache_are_owner_only(tmp_path):
 
 
 def test_demo_cache_folder_is_made_private(tmp_path, monkeypatch):
-    from pbdtui import app
+    from engine.config import Settings
+    from engine.synth import cache_dir
+    from pbdtui.app import demo_database
 
     cache = tmp_path / "xdg" / "pbdtui"
     cache.mkdir(parents=True)
     cache.chmod(0o755)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert app.cache_dir() == cache
-    from engine.private import private_dir
-
-    private_dir(cache, tighten=True)  # what demo_database does with its own cache folder
-    assert _mode(cache) == 0o700
+    assert cache_dir() == cache
+    path = demo_database(Settings(), seed=3, days=0.01)
+    assert path.parent == cache and _mode(cache) == 0o700 and _mode(path) == 0o600
 
 
 def test_zip_member_error_does_not_escape(tmp_path):

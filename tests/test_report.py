@@ -375,9 +375,7 @@ def test_reward_risk():
 
 def test_acceptance_count_at_the_look_back_cap_is_not_claimed_exact():
     """A run of outside closes longer than the look-back ring is counted up to its cap: the log says ``63+``."""
-    from engine.kernels.barmode import run_bars
-    from engine.kernels.params import make_params
-    from engine.kernels.state import new_state
+    from engine.engine import Engine
 
     n = 100  # every minute closes above VAH: the run grows by one a minute until the ring stops it
     bars = np.zeros(n, dtype=BAR_DTYPE)
@@ -389,9 +387,7 @@ def test_acceptance_count_at_the_look_back_cap_is_not_claimed_exact():
     bars["volume"] = 100
     feats["ts_min"], feats["va_valid"], feats["vah"], feats["val"], feats["poc2"] = bars["ts_min"], 1, 1_000_000, 999_000, 1_999_000
     feats["volume"], feats["k"], feats["mid2"] = 100, 1, 2_000_200
-    sigs = np.zeros(n, dtype=SIGNAL_DTYPE)
-    run_bars(bars, feats, make_params(SETTINGS, trading=True), new_state(60, SETTINGS.bvc_lookback, 16, 16), sigs,
-             np.zeros(4 * n, dtype=FILL_DTYPE))
+    sigs = Engine(SETTINGS, hist_bins=16, fifo_size=16).run_bars(bars, feats).signals
     assert sigs["run_len"].max() == rp.RUN_LEN_CAP and (sigs["run_len"] == rp.RUN_LEN_CAP).sum() > 1
     assert rp.acceptance_text(rp.RUN_LEN_CAP - 1, 3) == f"{rp.RUN_LEN_CAP - 1}/3"
     assert rp.acceptance_text(rp.RUN_LEN_CAP, 3) == f"{rp.RUN_LEN_CAP}+/3"

@@ -432,6 +432,7 @@ def test_position_equals_the_sum_of_fills_and_pnl_adds_up(seed, cooldown, flip):
     f = out.fills
     signed = np.where(f["side"] == SIDE_BUY, 1, -1) * f["qty"]
     assert eng.position().position * round(s.order_qty / s.qty_step) == signed.sum()
+    assert eng.position().qty == signed.sum()  # the position is a quantity: signed lots
     # never more than one contract either way, at every fill
     assert np.abs(np.cumsum(signed)).max(initial=0) <= round(s.order_qty / s.qty_step)
     assert (f["ts_fill"] >= f["ts_submit"]).all()

@@ -29,38 +29,39 @@ from engine.kernels import features as fk
 from engine.kernels import strategy as sk
 from engine.kernels.features import MINUTE_MS, close_minute, fifo_room, on_trade
 from engine.kernels.features import on_quote as feature_on_quote
-from engine.kernels.params import P_TRADING, P_WINDOW
-from engine.kernels.state import (
+from engine.kernels.paper import on_quote as paper_on_quote
+from engine.kernels.params import P_WINDOW
+from engine.kernels.state import (  # noqa: F401 - the counts slots are re-exported for the drivers
+    C_FILLS,
+    C_FUNDING,
+    C_INTENTS,
+    C_QUOTES,
+    C_ROWS,
+    C_TRADES,
     ERR_FIFO_FULL,
     ERR_FILLS_FULL,
+    ERR_INTENTS_FULL,
     ERR_NONE,
     ERR_ROWS_FULL,
+    N_COUNTS,
     SF_FUNDING_RATE,
     SI_CUR_MIN,
     SI_ERROR,
     SI_LAST_EVENT_TS,
     SI_LATE,
+    SI_MODE,
     SI_SEG_TS,
 )
-from engine.kernels.strategy import decide, on_time
-from engine.kernels.strategy import on_quote as strategy_on_quote
-
-# counts[] slots: inputs consumed (for resuming after an error) and rows written
-C_TRADES = 0
-C_QUOTES = 1
-C_FUNDING = 2
-C_ROWS = 3  # bar / feature / signal rows written
-C_FILLS = 4
-N_COUNTS = 5
+from engine.kernels.strategy import decide, on_time, watch_quote
+from engine.types import MODE_EXTERNAL, MODE_PAPER, MODE_SIGNALS
 
 BIG_TS = 2**62
 
 
 @njit(cache=True, nogil=True)
-def _close_through(st, p, until_min, bars, feats, sigs, fills, counts):
-    """Close every open minute before ``until_min``. False if the FIFO or the row buffers are full."""
+def _close_through(st, p, until_min, bars, feats, sigs, fills, intents, counts):
+    """Close every open minute before ``until_min``. False if the FIFO or an output buffer is full."""
     si = st.si
-    trading = p[P_TRADING] != 0.0
     while si[SI_CUR_MIN] < until_min:
         if not fifo_room(st):
             si[SI_ERROR] = ERR_FIFO_FULL
@@ -69,21 +70,30 @@ def _close_through(st, p, until_min, bars, feats, sigs, fills, counts):
         if n >= bars.shape[0]:
             si[SI_ERROR] = ERR_ROWS_FULL
             return False
+        if counts[C_INTENTS] + 2 > intents.shape[0]:  # a decision emits at most two (a flip)
+            si[SI_ERROR] = ERR_INTENTS_FULL
+            return False
         t = si[SI_CUR_MIN]
         if close_minute(st, p, t, bars, feats, n):
-            decide(st, p, t, feats[n:n + 1], sigs[n:n + 1], trading)
+            decide(st, p, t, feats[n:n + 1], sigs[n:n + 1], intents, counts)
             counts[C_ROWS] = n + 1
         si[SI_CUR_MIN] = t + MINUTE_MS
     return True
 
 
 @njit(cache=True, nogil=True)
-def run_events(trades, quotes, funding, p, st, bars, feats, sigs, fills, counts):
+def run_events(trades, quotes, funding, p, st, bars, feats, sigs, fills, intents, counts):
     """Process all events not yet consumed (``counts`` holds resume positions).
 
     Returns ERR_NONE, or an ERR_* code with ``counts`` pointing at the first
     unprocessed event of each input so the caller can fix the state (grow the
-    FIFO) and call again.
+    FIFO, flush a full buffer) and call again.
+
+    The engine mode (``SI_MODE``) decides the execution side: signals mode
+    runs features and signals only; paper mode fills intents inline with the
+    paper model (``engine.kernels.paper``); external mode only publishes
+    intents (and exit intents when a stop or target is crossed), and the
+    position changes by the exchange's fills through ``Engine.apply_fill``.
     """
     # the state tuple is unpacked once: passing it to per-event calls would cost
     # 24 atomic reference-count updates each
@@ -92,7 +102,10 @@ def run_events(trades, quotes, funding, p, st, bars, feats, sigs, fills, counts)
     hist = st.hist
     mhist = st.mhist
     touched = st.touched
-    trading = p[P_TRADING] != 0.0
+    mode = si[SI_MODE]  # switched only between calls (Engine.set_mode)
+    trading = mode != MODE_SIGNALS
+    paper = mode == MODE_PAPER
+    external = mode == MODE_EXTERNAL
     it = counts[C_TRADES]
     iq = counts[C_QUOTES]
     ifu = counts[C_FUNDING]
@@ -131,7 +144,7 @@ def run_events(trades, quotes, funding, p, st, bars, feats, sigs, fills, counts)
         elif ts - si[SI_LAST_EVENT_TS] > window_ms:
             # a long gap: close what the old segment has, then start afresh
             last_min = (si[SI_LAST_EVENT_TS] // MINUTE_MS) * MINUTE_MS
-            if not _close_through(st, p, last_min + MINUTE_MS, bars, feats, sigs, fills, counts):
+            if not _close_through(st, p, last_min + MINUTE_MS, bars, feats, sigs, fills, intents, counts):
                 counts[C_TRADES] = it
                 counts[C_QUOTES] = iq
                 counts[C_FUNDING] = ifu
@@ -140,7 +153,7 @@ def run_events(trades, quotes, funding, p, st, bars, feats, sigs, fills, counts)
             sk.start_segment(si)
             si[SI_CUR_MIN] = minute
         elif minute > si[SI_CUR_MIN]:
-            if not _close_through(st, p, minute, bars, feats, sigs, fills, counts):
+            if not _close_through(st, p, minute, bars, feats, sigs, fills, intents, counts):
                 counts[C_TRADES] = it
                 counts[C_QUOTES] = iq
                 counts[C_FUNDING] = ifu
@@ -158,14 +171,21 @@ def run_events(trades, quotes, funding, p, st, bars, feats, sigs, fills, counts)
         else:
             bid = quotes["bid_px"][iq]
             ask = quotes["ask_px"][iq]
-            if trading and counts[C_FILLS] + 3 > fills.shape[0]:
+            if paper and counts[C_FILLS] + 3 > fills.shape[0]:
                 counts[C_TRADES] = it
                 counts[C_QUOTES] = iq
                 counts[C_FUNDING] = ifu
                 return ERR_FILLS_FULL
+            if external and counts[C_INTENTS] + 1 > intents.shape[0]:
+                counts[C_TRADES] = it
+                counts[C_QUOTES] = iq
+                counts[C_FUNDING] = ifu
+                return ERR_INTENTS_FULL
             feature_on_quote(si, ts, bid, quotes["bid_sz"][iq], ask, quotes["ask_sz"][iq])
-            if trading:
-                counts[C_FILLS] = strategy_on_quote(si, sf, p, ts, bid, ask, fills, counts[C_FILLS])
+            if paper:
+                counts[C_FILLS] = paper_on_quote(si, sf, p, ts, bid, ask, fills, counts[C_FILLS])
+            elif external:
+                watch_quote(si, p, ts, bid, ask, intents, counts)
             iq += 1
         si[SI_LAST_EVENT_TS] = ts
     counts[C_TRADES] = it
@@ -175,7 +195,7 @@ def run_events(trades, quotes, funding, p, st, bars, feats, sigs, fills, counts)
 
 
 @njit(cache=True, nogil=True)
-def close_now(st, p, until_ts, bars, feats, sigs, fills, counts):
+def close_now(st, p, until_ts, bars, feats, sigs, fills, intents, counts):
     """Close every minute that ends before ``until_ts`` (end of data, or wall clock live).
 
     Never past a window after the newest event: an event later than that starts
@@ -188,7 +208,7 @@ def close_now(st, p, until_ts, bars, feats, sigs, fills, counts):
     horizon = ((si[SI_LAST_EVENT_TS] + int(p[P_WINDOW]) * MINUTE_MS) // MINUTE_MS) * MINUTE_MS
     if until_min > horizon:
         until_min = horizon
-    if not _close_through(st, p, until_min, bars, feats, sigs, fills, counts):
+    if not _close_through(st, p, until_min, bars, feats, sigs, fills, intents, counts):
         return si[SI_ERROR]
     return ERR_NONE
 

@@ -9,6 +9,12 @@ instead of recomputing it, and skips trades (fills only ever read quotes).
 It gives byte-identical signals and fills to a full tick run with the same
 settings (tested), at a fraction of the work.
 
+The stored rows are the whole run's (``Engine.feed_minutes`` holds them);
+the next row to decide is ``SI_MIN_ROW`` in the state, so calls resume
+like ``loop.run_events``: each call's signals go to its own buffer at
+``counts[C_ROWS]``, and a full signal, fill or intent buffer returns its
+ERR_* code for the caller to flush and call again.
+
 Segments (SPEC_NOTES, long gaps) are read from ``feats["segment_ts"]``: a
 quote at or after a new segment's first event first decides the old
 segment's minutes, then starts the new segment the way the tick loop does
@@ -22,11 +28,21 @@ from numba import njit
 from engine.kernels import strategy as sk
 from engine.kernels.features import MINUTE_MS, push_lookback
 from engine.kernels.features import on_quote as feature_on_quote
-from engine.kernels.loop import BIG_TS, C_FILLS, C_FUNDING, C_QUOTES, C_ROWS
+from engine.kernels.loop import BIG_TS
+from engine.kernels.paper import on_quote as paper_on_quote
 from engine.kernels.state import (
+    C_FILLS,
+    C_FUNDING,
+    C_INTENTS,
+    C_QUOTES,
+    C_ROWS,
     ERR_FILLS_FULL,
+    ERR_INTENTS_FULL,
     ERR_NONE,
+    ERR_ROWS_FULL,
     SF_FUNDING_RATE,
+    SI_ERROR,
+    SI_MIN_ROW,
     SI_NBARS,
     SI_NEXT_SEG_ROW,
     SI_PQ_TS,
@@ -34,7 +50,6 @@ from engine.kernels.state import (
     SI_SEG_ROW,
 )
 from engine.kernels.strategy import decide, on_time
-from engine.kernels.strategy import on_quote as strategy_on_quote
 
 
 @njit(cache=True, nogil=True)
@@ -59,32 +74,41 @@ def _begin_segment(st, feats, row):
 
 
 @njit(cache=True, nogil=True)
-def _close_rows(st, p, until_min, bars, feats, sigs, counts):
-    """Decide on every stored minute before ``until_min`` not yet decided."""
+def _close_rows(st, p, until_min, bars, feats, sigs, intents, counts):
+    """Decide on every stored minute before ``until_min`` not yet decided; False when an output buffer is full."""
     si = st.si
-    row = counts[C_ROWS]
+    row = si[SI_MIN_ROW]
     if si[SI_NEXT_SEG_ROW] == 0:
         si[SI_NEXT_SEG_ROW] = _next_segment_row(feats, 0)
     while row < bars.shape[0] and bars["ts_min"][row] < until_min:
+        n = counts[C_ROWS]
+        if n >= sigs.shape[0]:
+            si[SI_ERROR] = ERR_ROWS_FULL
+            return False
+        if counts[C_INTENTS] + 2 > intents.shape[0]:
+            si[SI_ERROR] = ERR_INTENTS_FULL
+            return False
         if row == si[SI_NEXT_SEG_ROW]:
             _begin_segment(st, feats, row)
         i_bar = row - si[SI_SEG_ROW]
         push_lookback(st, i_bar, bars["close"][row], bars["high"][row], bars["low"][row], feats["vah"][row],
                       feats["val"][row], feats["poc2"][row], feats["va_valid"][row] == 1)
         si[SI_NBARS] = i_bar + 1
-        decide(st, p, bars["ts_min"][row], feats[row:row + 1], sigs[row:row + 1], True)
+        decide(st, p, bars["ts_min"][row], feats[row:row + 1], sigs[n:n + 1], intents, counts)
         row += 1
-    counts[C_ROWS] = row
+        si[SI_MIN_ROW] = row
+        counts[C_ROWS] = n + 1
+    return True
 
 
 @njit(cache=True, nogil=True)
-def quotes_on_minutes(quotes, funding, bars, feats, p, st, sigs, fills, counts):
-    """Run quotes and funding (each sorted) against the stored minutes.
+def quotes_on_minutes(quotes, funding, bars, feats, p, st, sigs, fills, intents, counts):
+    """Run quotes and funding (each sorted) against the stored minutes (paper mode).
 
-    ``counts`` carries positions between calls: C_QUOTES / C_FUNDING into
-    this call's inputs, C_ROWS into ``bars``/``feats``/``sigs`` (the whole
-    run's), C_FILLS into this call's ``fills``. Returns ERR_NONE or
-    ERR_FILLS_FULL (flush the fills, reset C_FILLS, call again).
+    ``counts``: C_QUOTES / C_FUNDING into this call's inputs, C_ROWS /
+    C_FILLS / C_INTENTS into this call's output buffers; the stored row to
+    decide next is ``SI_MIN_ROW``. Returns ERR_NONE, or ERR_FILLS_FULL /
+    ERR_ROWS_FULL / ERR_INTENTS_FULL (flush that buffer, call again).
     """
     si = st.si
     sf = st.sf
@@ -111,17 +135,23 @@ def quotes_on_minutes(quotes, funding, bars, feats, p, st, sigs, fills, counts):
         nxt = si[SI_NEXT_SEG_ROW]
         if nxt < n_rows and si[SI_SEG_ROW] != nxt and ts >= feats["segment_ts"][nxt]:
             # the first quote of a new segment: the old one's minutes first
-            _close_rows(st, p, bars["ts_min"][nxt], bars, feats, sigs, counts)
+            if not _close_rows(st, p, bars["ts_min"][nxt], bars, feats, sigs, intents, counts):
+                counts[C_QUOTES] = iq
+                counts[C_FUNDING] = ifu
+                return si[SI_ERROR]
             _begin_segment(st, feats, nxt)
         # test inline first: calling with the state tuple costs 24 refcount updates
-        row = counts[C_ROWS]
+        row = si[SI_MIN_ROW]
         if row < n_rows and bars["ts_min"][row] + MINUTE_MS <= ts:
-            _close_rows(st, p, (ts // MINUTE_MS) * MINUTE_MS, bars, feats, sigs, counts)
+            if not _close_rows(st, p, (ts // MINUTE_MS) * MINUTE_MS, bars, feats, sigs, intents, counts):
+                counts[C_QUOTES] = iq
+                counts[C_FUNDING] = ifu
+                return si[SI_ERROR]
         on_time(si, sf, p, ts)
         bid = quotes["bid_px"][iq]
         ask = quotes["ask_px"][iq]
         feature_on_quote(si, ts, bid, quotes["bid_sz"][iq], ask, quotes["ask_sz"][iq])
-        counts[C_FILLS] = strategy_on_quote(si, sf, p, ts, bid, ask, fills, counts[C_FILLS])
+        counts[C_FILLS] = paper_on_quote(si, sf, p, ts, bid, ask, fills, counts[C_FILLS])
         iq += 1
     counts[C_QUOTES] = iq
     counts[C_FUNDING] = ifu
@@ -129,7 +159,9 @@ def quotes_on_minutes(quotes, funding, bars, feats, p, st, sigs, fills, counts):
 
 
 @njit(cache=True, nogil=True)
-def minutes_finish(bars, feats, p, st, sigs, counts):
-    """Decide on the stored minutes left after the last quote (end of data)."""
-    _close_rows(st, p, bars["ts_min"][bars.shape[0] - 1] + MINUTE_MS if bars.shape[0] else 0,
-                bars, feats, sigs, counts)
+def minutes_finish(bars, feats, p, st, sigs, intents, counts):
+    """Decide on the stored minutes left after the last quote (end of data); ERR_NONE or a full buffer's ERR_*."""
+    if not _close_rows(st, p, bars["ts_min"][bars.shape[0] - 1] + MINUTE_MS if bars.shape[0] else 0,
+                       bars, feats, sigs, intents, counts):
+        return st.si[SI_ERROR]
+    return ERR_NONE

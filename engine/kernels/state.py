@@ -53,14 +53,14 @@ SI_NRET = 35  # returns pushed into the ring
 SI_NDP = 36  # close changes pushed into the BVC ring
 SI_HAVE_EMA = 37
 SI_LAST_EVENT_TS = 38
-# strategy / position (used by engine.kernels.strategy)
-SI_POS = 39  # -1, 0, 1
-SI_ENTRY_PX = 40  # ticks
-SI_ENTRY_TS = 41  # fill time of the open position
+# position: written only by engine.kernels.position (apply_fill)
+SI_POS = 39  # signed lots: > 0 long, < 0 short (partial and reconciled quantities included)
+SI_ENTRY_PX = 40  # average entry, ticks, rounded (SF_ENTRY_AVG holds it exactly); 0 when flat
+SI_ENTRY_TS = 41  # time of the fill that opened the position
 SI_STOP = 42  # ticks
 SI_TARGET = 43  # ticks, 0 when none
 SI_TAG = 44  # SETUP_* of the open position
-SI_PEND_ACTION = 45  # order waiting for the next quote: ACTION_*; 0 none
+SI_PEND_ACTION = 45  # outstanding order (paper: filled on the next quote; external: until filled): ACTION_*
 SI_PEND_TS = 46  # its decision time
 SI_PEND_TAG = 47
 SI_PEND_STOP = 48
@@ -83,7 +83,14 @@ SI_SEG_ROW = 64  # minute and bar passes: row of the current segment's first min
 SI_NEXT_SEG_ROW = 65  # minute pass: first row of the next segment (0: not looked up yet)
 SI_GAP_FROM = 66  # the latest feed gap (disconnection or stall), exchange ms; minutes it touches
 SI_GAP_TO = 67  # are marked and not entered on (FEED_GAP); from > to: none
-N_SI = 72
+SI_MODE = 68  # MODE_SIGNALS / MODE_PAPER / MODE_EXTERNAL (engine.types); Engine.set_mode switches it
+SI_INTENTS = 69  # intents emitted so far (the seq of the newest)
+SI_PEND_SEQ = 70  # seq of the intent behind SI_PEND_ACTION
+SI_EXIT_SENT = 71  # external mode: an exit intent for a stop/target crossing is out (sent once)
+SI_RECON_BLOCK = 72  # reconciliation found the venue's position differs: entries blocked
+SI_VENUE_POS = 73  # the venue's position (signed lots) at the last reconciliation
+SI_MIN_ROW = 74  # minute pass: next stored minute row to decide (persists across calls)
+N_SI = 80
 
 # --- sf: float64 scalars -----------------------------------------------------
 SF_M_PXQTY = 0  # open minute's sum(px * qty)
@@ -95,6 +102,7 @@ SF_FUNDING_RATE = 5  # latest known funding rate
 SF_REALIZED = 6  # cumulative realized net PnL
 SF_FEES = 7  # cumulative fees
 SF_FUNDING = 8  # cumulative funding
+SF_ENTRY_AVG = 9  # average entry price of the open position, ticks (exact for one fill)
 N_SF = 16
 
 # --- look-back ring columns (lb[minute % LB_SIZE, col]) ---------------------------
@@ -113,8 +121,18 @@ ERR_FIFO_FULL = 1  # wrapper grows the FIFO and resumes
 ERR_PRICE_RANGE = 2  # the rolling window spans more base bins than the histogram holds
 ERR_FILLS_FULL = 3  # the call's fill buffer is full: the wrapper flushes it and resumes
 ERR_ROWS_FULL = 4  # the call's minute buffers are full: the wrapper flushes them and resumes
+ERR_INTENTS_FULL = 5  # the call's intent buffer is full: the wrapper flushes it and resumes
 
 NO_MINUTE = -(2**62)
+
+# counts[] slots of one kernel call: inputs consumed (for resuming after an error) and rows written
+C_TRADES = 0
+C_QUOTES = 1
+C_FUNDING = 2
+C_ROWS = 3  # bar / feature / signal rows written
+C_FILLS = 4
+C_INTENTS = 5
+N_COUNTS = 6
 
 
 class EngineState(NamedTuple):
@@ -141,9 +159,11 @@ def _new_sf() -> np.ndarray:
     return sf
 
 
-def new_state(window: int, bvc_lookback: int, hist_bins: int = 1 << 20, fifo_size: int = 1 << 20) -> EngineState:
-    """A fresh state for a rolling window of ``window`` minutes."""
+def new_state(window: int, bvc_lookback: int, hist_bins: int = 1 << 20, fifo_size: int = 1 << 20,
+              mode: int = 1) -> EngineState:
+    """A fresh state for a rolling window of ``window`` minutes, in ``mode`` (MODE_*, paper by default)."""
     si = np.zeros(N_SI, dtype=np.int64)
+    si[SI_MODE] = mode
     si[SI_CUR_MIN] = -1
     si[SI_Q_TS] = -1
     si[SI_PQ_TS] = -1

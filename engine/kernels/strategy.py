@@ -1,10 +1,14 @@
-"""Signal engine, position state machine, risk and the paper fill model.
+"""Signal engine and risk: decisions out as intents (ARCHITECTURE.md, "Intents out, fills in").
 
 spec.md sections 6-8 with the conventions of SPEC_NOTES.md "Signals". The
 same functions serve every driver: ``decide`` runs at each minute close (tick
-backtest, replay, live) or for each stored minute (bar backtest);
-``on_quote`` fills pending orders and triggers stops and targets on the quote
-stream; ``on_time`` rolls the risk day and charges funding.
+backtest, replay, live) or for each stored minute (bar backtest) and emits
+intents (enter / exit / flatten with side, quantity, stop, target, tag);
+``on_time`` rolls the risk day and charges the paper model's funding;
+``watch_quote`` (external mode) turns a crossed stop or target into an exit
+intent. Nothing here writes the position: fills do, through
+``engine.kernels.position.apply_fill`` (the paper model in
+``engine.kernels.paper``, exchange fills through ``Engine.apply_fill``).
 
 Prices are int64 ticks; targets are kept doubled (``*2``) because the POC
 is a bin centre that can fall on a half tick.
@@ -16,17 +20,16 @@ import math
 
 from numba import njit
 
+from engine.kernels.paper import slip
 from engine.kernels.params import (
     P_ACCEPT_K,
     P_AMBIG_MAX,
     P_BREAKOUT_TARGET_MULT,
     P_COOLDOWN_MIN,
     P_FAIL_LOOKBACK,
-    P_FEE_BPS,
     P_FLIP,
     P_FUNDING_DEFAULT,
     P_FUNDING_REPLAY,
-    P_MAX_DAILY_LOSS,
     P_MAX_HOLD_MIN,
     P_MIN_RR,
     P_OF_BREAKOUT,
@@ -41,15 +44,15 @@ from engine.kernels.params import (
     P_RETEST,
     P_RETEST_BUFFER,
     P_RETEST_WINDOW,
-    P_SLIP_BPS,
     P_SLIP_ENTRY,
-    P_SLIP_EXIT,
     P_STOP_BUFFER,
     P_TARGET,
     P_TICK,
     P_USE_QIMB,
 )
+from engine.kernels.position import apply_funding, start_risk_day
 from engine.kernels.state import (
+    C_INTENTS,
     LB_CLOSE,
     LB_HIGH,
     LB_LOW,
@@ -58,26 +61,22 @@ from engine.kernels.state import (
     LB_VAL,
     LB_VALID,
     NO_MINUTE,
-    SF_DAY_PNL,
-    SF_FEES,
-    SF_FUNDING,
     SF_FUNDING_RATE,
-    SF_POS_FEES,
-    SF_POS_FUNDING,
-    SF_REALIZED,
     SI_DAY,
-    SI_ENTRY_PX,
     SI_ENTRY_TS,
-    SI_FILLS,
+    SI_EXIT_SENT,
     SI_FLATTEN,
+    SI_INTENTS,
     SI_KILL_DAILY,
     SI_KILL_MANUAL,
     SI_LAST_EXIT_MIN,
+    SI_MODE,
     SI_NBARS,
     SI_NEXT_DAY,
     SI_NEXT_FUNDING,
     SI_PEND_ACTION,
     SI_PEND_REASON,
+    SI_PEND_SEQ,
     SI_PEND_STOP,
     SI_PEND_TAG,
     SI_PEND_TARGET,
@@ -86,6 +85,7 @@ from engine.kernels.state import (
     SI_Q_ASK,
     SI_Q_BID,
     SI_Q_TS,
+    SI_RECON_BLOCK,
     SI_RETEST_DIR,
     SI_RETEST_UNTIL,
     SI_STOP,
@@ -110,7 +110,11 @@ from engine.types import (
     EXIT_STOP,
     EXIT_TARGET,
     EXIT_TIME,
-    ORDER_MARKET,
+    INTENT_ENTER,
+    INTENT_EXIT,
+    INTENT_FLATTEN,
+    MODE_PAPER,
+    MODE_SIGNALS,
     READY,
     REASON_BREAKIN,
     REASON_BREAKOUT,
@@ -124,6 +128,7 @@ from engine.types import (
     REASON_NO_SETUP,
     REASON_NOT_CONFIRMED,
     REASON_PENDING_ORDER,
+    REASON_RECONCILE_MISMATCH,
     REASON_RETEST_PENDING,
     REASON_REWARD_RISK,
     REASON_TARGET_PASSED,
@@ -140,140 +145,64 @@ DAY_MS = 86_400_000
 FUNDING_MS = 8 * 3_600_000
 
 
-# --- fills -------------------------------------------------------------------
+# --- intents -----------------------------------------------------------------
 
 
 @njit(cache=True, nogil=True)
-def _slip(p, touch_px, ticks_param):
-    if p[P_SLIP_BPS] > 0.0:
-        return int(round(touch_px * p[P_SLIP_BPS] * 1e-4))
-    return int(p[ticks_param])
+def emit_intent(si, intents, counts, kind, side, qty, stop, target2, tag, reason, ts):
+    """Write one intent record; returns its seq (the caller checked the buffer has room)."""
+    si[SI_INTENTS] += 1
+    n = counts[C_INTENTS]
+    r = intents[n:n + 1]
+    r["kind"][0] = kind
+    r["side"][0] = side
+    r["qty"][0] = qty
+    r["stop"][0] = stop
+    r["target2"][0] = target2
+    r["tag"][0] = tag
+    r["reason"][0] = reason
+    r["decision_ts"][0] = ts
+    r["seq"][0] = si[SI_INTENTS]
+    counts[C_INTENTS] = n + 1
+    return si[SI_INTENTS]
 
 
 @njit(cache=True, nogil=True)
-def _emit_fill(si, sf, p, fills, nf, ts_submit, ts_fill, side, px, touch, mid2, opening, tag, reason, level2):
-    """Write one fill; on a closing fill, realise the round trip's PnL."""
-    qty = int(p[P_QTY])
-    notional = px * p[P_TICK] * qty * p[P_QTY_STEP]
-    fee = notional * p[P_FEE_BPS] * 1e-4
-    si[SI_FILLS] += 1
-    f = fills[nf:nf + 1]
-    f["fill_id"][0] = si[SI_FILLS]
-    f["ts_submit"][0] = ts_submit
-    f["ts_fill"][0] = ts_fill
-    f["side"][0] = side
-    f["qty"][0] = qty
-    f["order_type"][0] = ORDER_MARKET
-    f["px"][0] = px
-    f["touch_px"][0] = touch
-    f["mid2"][0] = mid2
-    f["fee"][0] = fee
-    f["tag"][0] = tag
-    f["reason"][0] = reason
-    f["opening"][0] = 1 if opening else 0
-    f["level2"][0] = level2
-    sf[SF_FEES] += fee
-    if opening:
-        si[SI_POS] = 1 if side == SIDE_BUY else -1
-        si[SI_ENTRY_PX] = px
-        si[SI_ENTRY_TS] = ts_fill
-        si[SI_TAG] = tag
-        sf[SF_POS_FEES] = fee
-        sf[SF_POS_FUNDING] = 0.0
-        f["funding"][0] = 0.0
-        f["pnl_realized"][0] = 0.0
-        f["pnl_gross"][0] = 0.0
-    else:
-        gross = si[SI_POS] * (px - si[SI_ENTRY_PX]) * p[P_TICK] * qty * p[P_QTY_STEP]
-        net = gross - sf[SF_POS_FEES] - fee - sf[SF_POS_FUNDING]
-        f["funding"][0] = sf[SF_POS_FUNDING]
-        f["pnl_realized"][0] = net
-        f["pnl_gross"][0] = gross
-        sf[SF_REALIZED] += net
-        sf[SF_DAY_PNL] += net
-        si[SI_POS] = 0
-        si[SI_STOP] = 0
-        si[SI_TARGET] = 0
-        si[SI_LAST_EXIT_MIN] = (ts_fill // MINUTE_MS) * MINUTE_MS
-        sf[SF_POS_FEES] = 0.0
-        sf[SF_POS_FUNDING] = 0.0
-        if sf[SF_DAY_PNL] < -p[P_MAX_DAILY_LOSS]:
-            si[SI_KILL_DAILY] = 1
-    return nf + 1
-
-
-@njit(cache=True, nogil=True)
-def _close_at(si, sf, p, fills, nf, ts_submit, ts, bid, ask, reason, level2):
-    """Close the open position on the quote (bid, ask) with exit slippage.
-
-    ``level2`` is the stop or target (doubled ticks) that triggered the exit, 0 for other exits.
-    """
-    mid2 = bid + ask
-    if si[SI_POS] > 0:
-        px = bid - _slip(p, bid, P_SLIP_EXIT)
-        return _emit_fill(si, sf, p, fills, nf, ts_submit, ts, SIDE_SELL, px, bid, mid2, False, si[SI_TAG], reason,
-                          level2)
-    px = ask + _slip(p, ask, P_SLIP_EXIT)
-    return _emit_fill(si, sf, p, fills, nf, ts_submit, ts, SIDE_BUY, px, ask, mid2, False, si[SI_TAG], reason,
-                      level2)
-
-
-@njit(cache=True, nogil=True)
-def _open_at(si, sf, p, fills, nf, ts_submit, ts, bid, ask, direction, tag, stop, target2):
-    mid2 = bid + ask
-    if direction > 0:
-        px = ask + _slip(p, ask, P_SLIP_ENTRY)
-        nf = _emit_fill(si, sf, p, fills, nf, ts_submit, ts, SIDE_BUY, px, ask, mid2, True, tag, 0, 0)
-    else:
-        px = bid - _slip(p, bid, P_SLIP_ENTRY)
-        nf = _emit_fill(si, sf, p, fills, nf, ts_submit, ts, SIDE_SELL, px, bid, mid2, True, tag, 0, 0)
-    si[SI_STOP] = stop
-    si[SI_TARGET] = target2
-    return nf
-
-
-@njit(cache=True, nogil=True)
-def on_quote(si, sf, p, ts, bid, ask, fills, nf):
-    """Paper execution on one quote: pending orders, flatten, stops and targets.
-
-    Market orders fill on the first quote strictly after their decision time;
-    a stop or target fills on the quote that crosses it. Returns the new fill count.
-    Takes the scalar vectors, not the state tuple: this runs for every quote,
-    and passing the 12-array tuple costs 24 atomic reference-count updates.
-    """
-    if si[SI_FLATTEN] > 0 and ts > si[SI_FLATTEN]:
-        if si[SI_POS] != 0:
-            nf = _close_at(si, sf, p, fills, nf, si[SI_FLATTEN], ts, bid, ask, EXIT_FLATTEN, 0)
-        si[SI_FLATTEN] = 0
-        si[SI_PEND_ACTION] = 0
-        return nf
-    action = si[SI_PEND_ACTION]
-    if action != 0 and ts > si[SI_PEND_TS]:
-        si[SI_PEND_ACTION] = 0
-        if action == ACTION_EXIT:
-            if si[SI_POS] != 0:
-                nf = _close_at(si, sf, p, fills, nf, si[SI_PEND_TS], ts, bid, ask, si[SI_PEND_REASON], 0)
-            return nf
-        direction = 1 if action == ACTION_ENTER_LONG else -1
-        if si[SI_POS] == -direction:
-            nf = _close_at(si, sf, p, fills, nf, si[SI_PEND_TS], ts, bid, ask, EXIT_SIGNAL, 0)
-        if si[SI_POS] != 0:
-            return nf
-        nf = _open_at(si, sf, p, fills, nf, si[SI_PEND_TS], ts, bid, ask, direction,
-                      si[SI_PEND_TAG], si[SI_PEND_STOP], si[SI_PEND_TARGET])
-        # the filling quote may already cross the new stop or target: check it too
+def _exit_intent(si, intents, counts, reason, ts):
+    """An exit intent for the whole open position, unless one is already out (sent once)."""
     pos = si[SI_POS]
+    if pos == 0 or si[SI_EXIT_SENT] != 0:
+        return 0
+    si[SI_EXIT_SENT] = 1
+    return emit_intent(si, intents, counts, INTENT_EXIT, SIDE_SELL if pos > 0 else SIDE_BUY, abs(pos), 0, 0,
+                       si[SI_TAG], reason, ts)
+
+
+@njit(cache=True, nogil=True)
+def watch_quote(si, p, ts, bid, ask, intents, counts):
+    """External mode, on every quote: a stop or target crossed emits one exit intent.
+
+    The exchange holds the stop (it travels with the entry), so this is the
+    engine's own exit for the target and a backstop for the stop; the exits
+    are reduce-only, so one that arrives after the exchange's stop filled
+    cannot open a position. Nothing here writes the position.
+    """
+    pos = si[SI_POS]
+    if pos == 0 or si[SI_EXIT_SENT] != 0:
+        return
+    reason = 0
     if pos > 0:
-        if bid <= si[SI_STOP]:
-            nf = _close_at(si, sf, p, fills, nf, ts, ts, bid, ask, EXIT_STOP, 2 * si[SI_STOP])
+        if si[SI_STOP] > 0 and bid <= si[SI_STOP]:
+            reason = EXIT_STOP
         elif si[SI_TARGET] > 0 and 2 * bid >= si[SI_TARGET]:
-            nf = _close_at(si, sf, p, fills, nf, ts, ts, bid, ask, EXIT_TARGET, si[SI_TARGET])
-    elif pos < 0:
-        if ask >= si[SI_STOP]:
-            nf = _close_at(si, sf, p, fills, nf, ts, ts, bid, ask, EXIT_STOP, 2 * si[SI_STOP])
+            reason = EXIT_TARGET
+    else:
+        if si[SI_STOP] > 0 and ask >= si[SI_STOP]:
+            reason = EXIT_STOP
         elif si[SI_TARGET] > 0 and 2 * ask <= si[SI_TARGET]:
-            nf = _close_at(si, sf, p, fills, nf, ts, ts, bid, ask, EXIT_TARGET, si[SI_TARGET])
-    return nf
+            reason = EXIT_TARGET
+    if reason != 0:
+        _exit_intent(si, intents, counts, reason, ts)
 
 
 @njit(cache=True, nogil=True)
@@ -290,25 +219,25 @@ def on_time(si, sf, p, ts):
         day = (ts - reset) // DAY_MS
         if day != si[SI_DAY]:
             si[SI_DAY] = day
-            sf[SF_DAY_PNL] = 0.0
-            si[SI_KILL_DAILY] = 0
+            start_risk_day(si, sf)
         si[SI_NEXT_DAY] = (day + 1) * DAY_MS + reset
     if si[SI_NEXT_FUNDING] == NO_MINUTE:
         si[SI_NEXT_FUNDING] = (ts // FUNDING_MS + 1) * FUNDING_MS
         return
     if ts >= si[SI_NEXT_FUNDING]:
-        if si[SI_POS] != 0 and si[SI_Q_TS] < 0:
+        # the paper model charges funding; an exchange reports its own (Engine.apply_funding)
+        charge = si[SI_POS] != 0 and si[SI_MODE] == MODE_PAPER
+        if charge and si[SI_Q_TS] < 0:
             return  # no quote since a long gap: charge on the first event that has a mid
         # one charge per boundary crossed (a data gap can cross several)
         crossed = (ts - si[SI_NEXT_FUNDING]) // FUNDING_MS + 1
-        if si[SI_POS] != 0:
+        if charge:
             rate = p[P_FUNDING_DEFAULT]
             if p[P_FUNDING_REPLAY] != 0.0 and not math.isnan(sf[SF_FUNDING_RATE]):
                 rate = sf[SF_FUNDING_RATE]
             mid = (si[SI_Q_BID] + si[SI_Q_ASK]) * p[P_TICK] / 2.0
-            cost = crossed * si[SI_POS] * p[P_QTY] * p[P_QTY_STEP] * mid * rate
-            sf[SF_POS_FUNDING] += cost
-            sf[SF_FUNDING] += cost
+            # position in signed lots: the same integer as the old direction * order lots
+            apply_funding(sf, crossed * si[SI_POS] * p[P_QTY_STEP] * mid * rate)
         si[SI_NEXT_FUNDING] += crossed * FUNDING_MS
 
 
@@ -380,12 +309,14 @@ def _attempt_extreme(st, p, i_bar, up):
 
 
 @njit(cache=True, nogil=True)
-def decide(st, p, t, feat, sig, trading):
+def decide(st, p, t, feat, sig, intents, counts):
     """Evaluate the setups for the bar just closed and choose an action.
 
     ``feat`` is the one-row feature record of minute t, whose bar is already in
     the look-back ring at row ``(nbars - 1) % LB_SIZE``. Writes ``sig`` (one
-    row); when ``trading`` sets the pending order that ``on_quote`` fills.
+    row); unless in signals mode, emits the decision's intents into ``intents``
+    (at ``counts[C_INTENTS]``; the caller keeps room for two) and leaves it as
+    the outstanding order that the paper model fills.
     """
     si = st.si
     i_bar = si[SI_NBARS] - 1
@@ -562,9 +493,9 @@ def decide(st, p, t, feat, sig, trading):
     expected = 0
     if direction != 0 and si[SI_Q_TS] >= 0:
         if direction > 0:
-            expected = si[SI_Q_ASK] + _slip(p, si[SI_Q_ASK], P_SLIP_ENTRY)
+            expected = si[SI_Q_ASK] + slip(p, si[SI_Q_ASK], P_SLIP_ENTRY)
         else:
-            expected = si[SI_Q_BID] - _slip(p, si[SI_Q_BID], P_SLIP_ENTRY)
+            expected = si[SI_Q_BID] - slip(p, si[SI_Q_BID], P_SLIP_ENTRY)
     sig["setup"][0] = tag if direction != 0 else 0
     sig["side"][0] = direction
     sig["boundary"][0] = long_edge if direction > 0 else (short_edge if direction < 0 else 0)
@@ -576,15 +507,15 @@ def decide(st, p, t, feat, sig, trading):
     reason = READY
 
     # --- choose the action ---
-    pos = si[SI_POS]
+    pos = si[SI_POS]  # signed lots
     ready = feat["ready"][0]
     held_too_long = pos != 0 and decision_ts - si[SI_ENTRY_TS] >= int(p[P_MAX_HOLD_MIN]) * MINUTE_MS
     blocked = _entry_blocked(p, direction, expected, stop, target2) if direction != 0 else READY
-    if not trading:
+    if si[SI_MODE] == MODE_SIGNALS:
         reason = ready if ready != READY else (_setup_reason(tag) if direction != 0 else REASON_NO_SETUP)
     elif held_too_long:
         # exits run whatever the readiness: a stale feed must not keep a position open
-        _set_pending(st, ACTION_EXIT, decision_ts, 0, 0, 0, EXIT_TIME)
+        _submit(si, p, intents, counts, ACTION_EXIT, decision_ts, 0, 0, 0, EXIT_TIME)
         sig["action"][0] = ACTION_EXIT
         reason = REASON_TIME_STOP
     elif ready != READY:
@@ -592,12 +523,13 @@ def decide(st, p, t, feat, sig, trading):
     elif si[SI_PEND_ACTION] != 0:
         reason = REASON_PENDING_ORDER
     elif pos != 0:
-        if (p[P_FLIP] != 0.0 and direction == -pos and si[SI_KILL_MANUAL] == 0 and si[SI_KILL_DAILY] == 0):
+        if (p[P_FLIP] != 0.0 and direction * pos < 0 and si[SI_KILL_MANUAL] == 0 and si[SI_KILL_DAILY] == 0
+                and si[SI_RECON_BLOCK] == 0):
             if blocked != READY:
                 reason = blocked
             else:
-                _set_pending(st, ACTION_ENTER_LONG if direction > 0 else ACTION_ENTER_SHORT, decision_ts, tag,
-                             stop, target2, 0)
+                _submit(si, p, intents, counts, ACTION_ENTER_LONG if direction > 0 else ACTION_ENTER_SHORT,
+                        decision_ts, tag, stop, target2, 0)
                 sig["action"][0] = ACTION_ENTER_LONG if direction > 0 else ACTION_ENTER_SHORT
                 reason = REASON_FLIP
         else:
@@ -606,13 +538,15 @@ def decide(st, p, t, feat, sig, trading):
         reason = REASON_MANUAL_KILL
     elif si[SI_KILL_DAILY] != 0:
         reason = REASON_DAILY_LOSS_KILL
+    elif si[SI_RECON_BLOCK] != 0:
+        reason = REASON_RECONCILE_MISMATCH
     elif si[SI_LAST_EXIT_MIN] != NO_MINUTE and t - si[SI_LAST_EXIT_MIN] < int(p[P_COOLDOWN_MIN]) * MINUTE_MS:
         reason = REASON_COOLDOWN
     elif direction != 0 and blocked != READY:
         reason = blocked
     elif direction != 0:
         action = ACTION_ENTER_LONG if direction > 0 else ACTION_ENTER_SHORT
-        _set_pending(st, action, decision_ts, tag, stop, target2, 0)
+        _submit(si, p, intents, counts, action, decision_ts, tag, stop, target2, 0)
         si[SI_RETEST_DIR] = 0  # a retest, if armed, is used up by this entry
         sig["action"][0] = action
         reason = _setup_reason(tag)
@@ -625,7 +559,8 @@ def decide(st, p, t, feat, sig, trading):
     else:
         reason = REASON_NO_SETUP
     sig["reason"][0] = reason
-    sig["position"][0] = si[SI_POS]
+    # the direction, as the decision log and the exposure figure read it (the quantity is in the fills)
+    sig["position"][0] = 1 if si[SI_POS] > 0 else (-1 if si[SI_POS] < 0 else 0)
 
 
 @njit(cache=True, nogil=True)
@@ -667,6 +602,8 @@ def start_segment(si):
     """
     if si[SI_PEND_ACTION] == ACTION_ENTER_LONG or si[SI_PEND_ACTION] == ACTION_ENTER_SHORT:
         si[SI_PEND_ACTION] = 0
+        if si[SI_MODE] == MODE_PAPER:
+            si[SI_EXIT_SENT] = 0  # a flip's exit goes with its entry (external: it is already at the venue)
     si[SI_RETEST_DIR] = 0
 
 
@@ -689,54 +626,44 @@ def _setup_reason(tag):
 
 
 @njit(cache=True, nogil=True)
-def _set_pending(st, action, ts, tag, stop, target2, reason):
-    si = st.si
+def _submit(si, p, intents, counts, action, ts, tag, stop, target2, reason):
+    """Emit the intents of a decision and leave it as the outstanding order (``SI_PEND_*``).
+
+    An entry against an open position (a flip) is two intents: exit the
+    position, then enter. The paper model fills the outstanding order on the
+    next quote; in external mode it stays outstanding until the exchange's
+    fills complete it (``Engine.apply_fill``) or the backend ends it
+    (``Engine.order_ended``). An exit already out is not sent twice (a time
+    stop repeated while the exit waits for its fill updates the order only).
+    """
     si[SI_PEND_ACTION] = action
     si[SI_PEND_TS] = ts
     si[SI_PEND_TAG] = tag
     si[SI_PEND_STOP] = stop
     si[SI_PEND_TARGET] = target2
     si[SI_PEND_REASON] = reason
-
-
-@njit(cache=True, nogil=True)
-def request_flatten(si, ts):
-    """Operator's flatten: close on the first quote after ``ts``; cancel pending entries."""
-    si[SI_FLATTEN] = max(ts, 1)
-    si[SI_PEND_ACTION] = 0
-
-
-
-# --- bar mode (spec 9.1 mode 2) -------------------------------------------------
-
-
-@njit(cache=True, nogil=True)
-def _level_exit(st, p, fills, nf, t, level, reason, level2):
-    """Close at a price level (bar mode has no quotes): the level is both bid and ask."""
-    return _close_at(st.si, st.sf, p, fills, nf, t, t, level, level, reason, level2)
-
-
-@njit(cache=True, nogil=True)
-def bar_exits(st, p, t, open_, high, low, fills, nf):
-    """Stops and targets from a bar's range (less exact than the quote stream).
-
-    A stop is assumed hit before a target when both are inside one bar (the
-    pessimistic reading); a bar opening beyond the stop fills at the open.
-    """
-    si = st.si
-    pos = si[SI_POS]
-    if pos == 0:
-        return nf
-    stop = si[SI_STOP]
-    t2 = si[SI_TARGET]
-    if pos > 0:
-        if low <= stop:
-            return _level_exit(st, p, fills, nf, t, min(open_, stop), EXIT_STOP, 2 * stop)
-        if t2 > 0 and 2 * high >= t2:
-            return _level_exit(st, p, fills, nf, t, max(open_, (t2 + 1) // 2), EXIT_TARGET, t2)
+    if action == ACTION_EXIT:
+        seq = _exit_intent(si, intents, counts, reason, ts)
     else:
-        if high >= stop:
-            return _level_exit(st, p, fills, nf, t, max(open_, stop), EXIT_STOP, 2 * stop)
-        if t2 > 0 and 2 * low <= t2:
-            return _level_exit(st, p, fills, nf, t, min(open_, t2 // 2), EXIT_TARGET, t2)
-    return nf
+        direction = 1 if action == ACTION_ENTER_LONG else -1
+        if si[SI_POS] * direction < 0:
+            _exit_intent(si, intents, counts, EXIT_SIGNAL, ts)
+        seq = emit_intent(si, intents, counts, INTENT_ENTER, SIDE_BUY if direction > 0 else SIDE_SELL,
+                          int(p[P_QTY]), stop, target2, tag, 0, ts)
+    if seq != 0:
+        si[SI_PEND_SEQ] = seq
+
+
+@njit(cache=True, nogil=True)
+def request_flatten(si, ts, intents, counts):
+    """Operator's flatten: one FLATTEN intent; cancel the outstanding entry.
+
+    Paper mode closes on the first quote after ``ts``; external mode leaves
+    the closing to the backend (cancel all, reduce-only close, confirm flat).
+    """
+    pos = si[SI_POS]
+    if si[SI_MODE] == MODE_PAPER:
+        si[SI_FLATTEN] = max(ts, 1)
+    si[SI_PEND_ACTION] = 0
+    side = SIDE_SELL if pos > 0 else (SIDE_BUY if pos < 0 else 0)
+    return emit_intent(si, intents, counts, INTENT_FLATTEN, side, abs(pos), 0, 0, si[SI_TAG], EXIT_FLATTEN, ts)

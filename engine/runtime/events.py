@@ -64,6 +64,13 @@ class Filled:
 
 
 @dataclass
+class IntentIssued:
+    """External mode: the engine wants this order placed (an ``engine.execution.types.Intent``)."""
+
+    intent: Any
+
+
+@dataclass
 class ReadinessChanged:
     """The readiness code of the closed minutes changed (e.g. WARMUP -> READY)."""
 

@@ -81,6 +81,8 @@ class LiveDriver:
         feed_config: the feed client's settings (URL, timeouts, grace).
         sink: receives every event.
         trading: paper execution (False: signals and features only, ``pbdtui collect``).
+        mode: the engine mode after the warm start ("signals", "paper", "external"); overrides ``trading``.
+        client_prefix: the engine's client order id prefix, unique per start (``engine.engine.client_prefix``).
         run_id: ``signals_1m.run_id`` of the recorded minutes.
         close_grace_ms: event time a minute is kept open after its end (the feed's reorder grace plus transit).
         tick_interval: seconds between live-clock closes and health checks.
@@ -89,12 +91,13 @@ class LiveDriver:
 
     def __init__(self, settings: Any, db: str, feed_config: FeedConfig, sink: Sink, trading: bool = False,
                  run_id: str = "collect", close_grace_ms: int = 1_000, tick_interval: float = 0.25,
-                 status_interval: float = 5.0, commit_interval: float = 1.0):
+                 status_interval: float = 5.0, commit_interval: float = 1.0, mode: str | None = None,
+                 client_prefix: str = "bt"):
         self.settings = settings
         self.db = str(db)
         self.feed_config = feed_config
         self.sink = sink
-        self.runner = Runner(settings, self._on_event, trading=trading)
+        self.runner = Runner(settings, self._on_event, trading=trading, mode=mode, client_prefix=client_prefix)
         self.clock = LiveClock()
         self.recorder = Recorder(self.db, settings, run_id=run_id, commit_interval=commit_interval)
         self.close_grace_ms = close_grace_ms
@@ -119,10 +122,22 @@ class LiveDriver:
     # --- warm start -------------------------------------------------------------------------
 
     def warm_start(self) -> int:
-        """Replay every stored tick through the engine; returns the minutes rebuilt."""
+        """Replay every stored tick through the engine in signals mode; returns the minutes rebuilt.
+
+        The history is never traded: the engine runs it in signals mode and
+        goes back to its own mode (paper or external) afterwards.
+        """
         path_exists = _exists(self.db)
         if not path_exists:
             return 0
+        mode = self.engine.mode
+        self.engine.set_mode("signals")
+        try:
+            return self._replay_stored()
+        finally:
+            self.engine.set_mode(mode)
+
+    def _replay_stored(self) -> int:
         try:
             store = Store(self.db, instrument_of(self.settings), readonly=True)
         except StoreError:

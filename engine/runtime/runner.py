@@ -3,8 +3,10 @@
 ``Runner`` owns one ``Engine`` and the alert rules, and is used from one
 thread (the driver's). ``feed``/``close_until``/``finish`` run the engine and
 emit, in event-time order, every fill, every minute (none lost when several
-close in one call), readiness changes and alerts; ``command`` applies an
-operator command between two calls.
+close in one call), readiness changes and alerts; in external mode also the
+intents for the execution backend (``IntentIssued``). ``apply_fill`` and
+``reconcile`` take the backend's fills and position reports through the
+engine's one door; ``command`` applies an operator command between two calls.
 """
 
 from __future__ import annotations
@@ -14,11 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from engine.engine import Engine, StepOutput
+from engine.engine import Engine, Reconciliation, StepOutput
+from engine.execution.types import Fill, PositionReport
 from engine.runtime.alerts import AlertRules
 from engine.runtime.events import (
+    Alert,
     Filled,
     FlattenRequested,
+    IntentIssued,
     KillSwitchChanged,
     MinuteClosed,
 )
@@ -41,13 +46,16 @@ class Runner:
         settings: engine settings.
         emit: the sink; called on the runner's thread.
         trading: paper execution on (False: signals and features only).
+        mode: the engine mode ("signals", "paper", "external"); overrides ``trading``.
+        client_prefix: the engine's client order id prefix (``engine.engine.client_prefix``).
         keep_rows: keep every call's rows (``outputs``) for an end-of-session report;
             a replay wants them, a daemon running for weeks does not.
     """
 
-    def __init__(self, settings: Any, emit: Sink, trading: bool = True, keep_rows: bool = False):
+    def __init__(self, settings: Any, emit: Sink, trading: bool = True, mode: str | None = None,
+                 client_prefix: str = "bt", keep_rows: bool = False):
         self.settings = settings
-        self.engine = Engine(settings, trading=trading)
+        self.engine = Engine(settings, trading=trading, mode=mode, client_prefix=client_prefix)
         self.rules = AlertRules(settings)
         self.emit = emit
         self.minutes = 0  # minutes closed
@@ -78,6 +86,29 @@ class Runner:
         self._handle(out)
         return out
 
+    # --- fills in (external mode) -------------------------------------------------------
+
+    def apply_fill(self, fill: Fill) -> np.ndarray:
+        """An exchange fill through the engine; emits ``Filled`` for each record it made (none for a duplicate)."""
+        rows = self.engine.apply_fill(fill)
+        for i in range(len(rows)):
+            self.emit(Filled(fill=record(rows, i)))
+        self.fills += len(rows)
+        for ev in self.rules.position(self.engine.position(), fill.ts):
+            self.emit(ev)
+        return rows
+
+    def reconcile(self, report: PositionReport, adopt: bool = False) -> Reconciliation:
+        """A venue position report through the engine; a mismatch (or its end) becomes an ``Alert``."""
+        result = self.engine.reconcile(report, adopt=adopt)
+        if result.alert is not None:
+            a = result.alert
+            self.emit(Alert(ts=a.ts, text=a.text, severity=a.severity, kind=a.kind))
+        for i in range(len(result.fills)):
+            self.emit(Filled(fill=record(result.fills, i)))
+        self.fills += len(result.fills)
+        return result
+
     # --- operator commands ------------------------------------------------------------
 
     def command(self, name: str) -> None:
@@ -88,8 +119,10 @@ class Runner:
             self.engine.set_kill_switch(on)
             self.emit(KillSwitchChanged(on=on, ts=ts))
         elif name == "flatten":
-            self.engine.flatten()
+            intent = self.engine.flatten()
             self.emit(FlattenRequested(ts=ts, position=self.engine.position().position))
+            if self.engine.mode == "external":
+                self.emit(IntentIssued(intent=intent))
         else:
             raise ValueError(f"unknown command {name!r}")
 
@@ -100,6 +133,9 @@ class Runner:
         if self.keep_rows and len(out.features) + len(out.fills):
             self.outputs.append(out)
         events: list[tuple[int, int, Any]] = []
+        if len(out.intents) and self.engine.mode == "external":
+            for intent in self.engine.intents_of(out.intents):
+                events.append((intent.decision_ts + 1, len(events), IntentIssued(intent=intent)))
         for i in range(len(out.fills)):
             fill = record(out.fills, i)
             events.append((fill["ts_fill"], len(events), Filled(fill=fill)))
