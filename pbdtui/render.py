@@ -327,6 +327,9 @@ def render_features(
             row("ambiguous", f"{amb * 100:.1f}%{flag}")
         else:
             row("ambiguous", "n/a (no trades)")
+        den = int(f.get("agree_den", 0))
+        # inference agreement: the trade-side inference against the exchange's own flag
+        row("agreement", f"{int(f.get('agree_qty', 0)) / den * 100:.1f}%" if den > 0 else "n/a")
 
     if signal is not None:
         s = signal
@@ -466,7 +469,7 @@ def render_position(position: Any | None, *, last_px: int, ts: int, tick_size: f
         row("position", f"{'LONG' if long else 'SHORT'} {order_qty:.{qty_dec}f}", "bold green" if long else "bold red")
         row("entry", f"{fmt.px(p.entry_px)}  {SETUP_NAMES.get(p.tag, '')}".rstrip())
         row("stop", fmt.px(p.stop) if p.stop > 0 else "none")
-        row("target", fmt.px(p.target2) if p.target2 > 0 else "none")
+        row("target", fmt.px2(p.target2) if p.target2 > 0 else "none")  # doubled ticks, like the POC
         unreal = p.position * (last_px - p.entry_px) * tick_size * order_qty if last_px >= 0 else 0.0
         row("open PnL", f"{unreal:+.2f}", "green" if unreal >= 0 else "red")
         held = ts - p.entry_ts if ts >= 0 else 0
@@ -562,11 +565,13 @@ def render_chart(bars: list[tuple[int, int, int, int, int, int, bool]], *, tick_
         out.append(f"{label:>{label_w - 1}} ", style="dim")
         out.append("┤" if label else "│", style="dim")
         for low, high, close, val, vah, vol, va_ok in shown:
-            inside = va_ok and val <= px_row < vah + step / 2 and px_row >= val - step / 2
+            inside = va_ok and val - step / 2 <= px_row < vah + step / 2
+            edge = inside and (abs(px_row - val) < step / 2 or abs(px_row - vah) < step / 2)
             band = "on grey23" if inside else ""
             if vol > 0 and row_of(high) <= r <= row_of(low):
                 char = "●" if r == row_of(close) else "│"
                 out.append(char, style=f"bold white {band}".strip() if char == "●" else f"cyan {band}".strip())
             else:
-                out.append("·" if inside else " ", style=f"grey50 {band}".strip())
+                # the band is a background; its edges are dotted too, for terminals without colour
+                out.append("·" if edge else " ", style=f"grey50 {band}".strip())
     return out

@@ -138,7 +138,8 @@ def test_profile_fits_any_box(height, width):
 def test_features_panel_reads_the_last_minute_and_the_position():
     features = dict(ts_min=T_0358, mid2=1_883_467, sigma=0.0004821, k=116, poc2=1_883_340,
                     val=941_200, vah=942_100, va_valid=1, va_coverage=0.7198, volume=38_374,
-                    of=3_405, amb_qty=363, qimb=-0.4737, qimb_ema=-0.2704, ready=0)
+                    of=3_405, amb_qty=363, qimb=-0.4737, qimb_ema=-0.2704, ready=0,
+                    agree_qty=30_000, agree_den=31_000)
     signal = dict(acceptance_state=ACCEPT_BELOW_PENDING, action=ACTION_HOLD, reason=REASON_NO_SETUP,
                   breakin_long=0, breakin_short=0, breakout_long=0, breakout_short=1,
                   failbreak_long=0, failbreak_short=0)
@@ -159,6 +160,7 @@ def test_features_panel_reads_the_last_minute_and_the_position():
         "OF        +3.405  (+0.09 of vol)",
         "qimb      -0.47  ema -0.27",
         "ambiguous 0.9%",
+        "agreement 96.8%",
         "accept    BELOW (pending)",
         "signal    HOLD · NO_SETUP",
         "setups    breakout_short",
@@ -373,7 +375,7 @@ def test_demo_session_is_generated_once_then_reused(tmp_path):
 
 
 def test_status_bar_and_position_panel_render_as_styled_text():
-    position = PositionView(position=1, entry_px=941_000, entry_ts=T_0358, stop=940_500, target2=942_000,
+    position = PositionView(position=1, entry_px=941_000, entry_ts=T_0358, stop=940_500, target2=1_884_001,
                             tag=1, realized=-0.5, fees=0.25, funding=0.0, day_pnl=-0.5,
                             kill_daily=False, kill_manual=True, bid=941_200, ask=941_201)
     status = render_status(mode="REPLAY", ts=T_0358 + 7_500, state="paused", speed=600.0, progress=0.5,
@@ -386,7 +388,7 @@ def test_status_bar_and_position_panel_render_as_styled_text():
         "position  LONG 0.001",
         "entry     94100.0  breakin",
         "stop      94050.0",
-        "target    94200.0",
+        "target    94200.05",
         "open PnL  +0.02",
         "in trade  12m",
         "time stop 48m left",

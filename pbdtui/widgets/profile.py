@@ -27,7 +27,8 @@ def position_marks(snap: Snapshot) -> tuple[tuple[str, int], ...]:
     p = snap.position
     if p.position == 0:
         return ()
-    return (("ENTRY", p.entry_px), ("STOP", p.stop), ("TARGET", p.target2))
+    # target2 is in doubled ticks (it can sit on a half tick, like the POC): the mark goes on its tick
+    return (("ENTRY", p.entry_px), ("STOP", p.stop), ("TARGET", p.target2 // 2))
 
 
 class ProfileView(Widget):
