@@ -521,6 +521,20 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(settings, db=args.db, speed=args.speed, seed=args.seed, start_ms=start, end_ms=end)
 
 
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from engine.store import Store, instrument_of
+    from engine.timerange import range_text
+    from pbdtui.app import run_demo
+
+    start, end = _range(args)
+    _need_db(args.db)
+    settings = _for_instrument(args, _settings(args), trading=True)
+    with Store(args.db, instrument_of(settings), readonly=True) as store:
+        if store.tick_range(start, end) is None:
+            raise StoreError(f"{args.db}: no ticks to replay {range_text(start, end)}")
+    return run_demo(settings, db=args.db, speed=args.speed, start_ms=start, end_ms=end, print_report=True)
+
+
 def _cmd_backtest(args: argparse.Namespace) -> int:
     from engine.backtest import run_backtest_cli
     from engine.kernel_cache import BARS, EVENTS
@@ -706,7 +720,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log details (bad rows, every backtest decision) to stderr")
     parser.add_argument("--version", action="version", version=f"pbdtui {_version()}",
                         help="print the version and exit")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # not required: bare ``pbdtui`` opens the demo in a terminal (what the README promises a
+    # newcomer) and prints the help otherwise (a script or a pipe would wait on a screen)
+    sub = parser.add_subparsers(dest="command", required=False, metavar="COMMAND")
 
     data = _command(sub, "data", "import, generate, describe and purge tick data",
                     "  pbdtui data info --db sim.db")
@@ -820,6 +836,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(demo)
     demo.set_defaults(func=_cmd_demo)
 
+    rp = _command(sub, "replay", "replay stored ticks in the console as a backtest (paper fills; ends in the report)",
+                  "  pbdtui replay --db btc.db\n"
+                  "  pbdtui replay --db btc.db --from '2026-01-05 08:00' --to '2026-01-05 16:00' --speed 300",
+                  description="Replay recorded or imported ticks through the engine and paper fills in the "
+                              "console, paced at --speed x real time (gaps are jumped). Keys: p pause, s step "
+                              "a minute, n next trade, g seek, +/- speed, k kill switch, f flatten, ? help. "
+                              "The end shows the backtest report of the replayed minutes (also printed on exit).")
+    _add_db(rp, "the tick database to replay (never written)")
+    rp.add_argument("--speed", type=float, default=600.0, help="replay speed, x real time (default %(default)s)")
+    _add_range(rp, "ticks to replay")
+    _add_instrument(rp)
+    _add_config(rp)
+    rp.set_defaults(func=_cmd_replay)
+
     bt = _command(sub, "backtest", "backtest the strategy on stored data",
                   "  pbdtui backtest --db btc.db --from 2026-01-05 --to 2026-01-07 --out runs/jan5")
     _add_db(bt)
@@ -889,7 +919,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        if not (sys.stdin.isatty() and sys.stdout.isatty()):
+            parser.print_help()
+            return 2
+        print("pbdtui: no command given: opening the demo (pbdtui demo); pbdtui --help lists the commands",
+              file=sys.stderr, flush=True)
+        args = parser.parse_args(["demo"])
     # imported after parsing, so --help, --version and usage errors start fast (no numba)
     from engine.engine import EngineError
 
