@@ -91,6 +91,8 @@ class Settings:
     plausible_from: str = "2015-01-01"
     plausible_until_days: float = 1.0
     ws_url: str = "mainnet"
+    archive_trades_url: str = "https://public.bybit.com/trading"
+    archive_book_url: str = "https://quote-saver.bycsi.com/orderbook/linear"
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied and checked like a file's values."""
@@ -217,6 +219,9 @@ def _build(raw: dict[str, Any], source: str) -> Settings:
     if not (settings.ws_url in ("mainnet", "testnet") or settings.ws_url.startswith(("ws://", "wss://"))):
         errors.append(f"{source}: key 'ws_url': {settings.ws_url!r} is not mainnet, testnet or a ws:// or "
                       "wss:// URL")
+    for key in ("archive_trades_url", "archive_book_url"):
+        if not getattr(settings, key).startswith(("http://", "https://")):
+            errors.append(f"{source}: key '{key}': {getattr(settings, key)!r} is not an http:// or https:// URL")
     ratio = settings.order_qty / settings.qty_step
     if abs(ratio - round(ratio)) > 1e-6:
         errors.append(f"{source}: key 'order_qty': {settings.order_qty} is not a multiple of qty_step "

@@ -149,6 +149,10 @@ class StoreError(RuntimeError):
     """The database cannot be used as asked (wrong instrument, corrupt chunk, ...)."""
 
 
+class NoTablesError(StoreError):
+    """Opened for reading, the file has no pbdtui schema (yet: its creator may not have committed it)."""
+
+
 @dataclass(frozen=True)
 class Instrument:
     """What the integer ticks and lots of a store mean."""
@@ -266,8 +270,8 @@ class Store:
             elif not self._has_table("tick_chunks"):
                 # an empty file, or one whose creator has not committed the schema yet: a reader
                 # would fail on its first query with "no such table"
-                raise StoreError(f"{self.path}: holds no pbdtui tables (an empty file, or a database still "
-                                 "being created)")
+                raise NoTablesError(f"{self.path}: holds no pbdtui tables (an empty file, or a database still "
+                                    "being created)")
             self.instrument = self._bind(instrument, readonly)
         except StoreError:
             self.db.close()

@@ -100,7 +100,7 @@ import multiprocessing
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -306,7 +306,8 @@ def _minutes_of(group: int, settings: Settings, window: tuple[int | None, int | 
 
 
 def _run_one(index: int, settings: Settings, bars: Any, feats: Any,
-             window: tuple[int | None, int | None] = (None, None), split_ms: int | None = None
+             window: tuple[int | None, int | None] = (None, None), split_ms: int | None = None,
+             keep_equity: bool = False
              ) -> tuple[int, dict[str, Any], float, tuple[dict[str, Any], dict[str, Any]] | None]:
     """Worker: one combination run on its group's minutes; (index, report, seconds, (train, test) reports)."""
     from engine.backtest import run_tick_on_minutes
@@ -322,7 +323,8 @@ def _run_one(index: int, settings: Settings, bars: Any, feats: Any,
         halves = tuple(report(settings, slice_result(result, lo, hi, label))
                        for lo, hi, label in ((-(2**62), split_ms, "train"), (split_ms, 2**62, "test")))
         for h in halves:
-            h.pop("equity_curve", None)
+            if not keep_equity:
+                h.pop("equity_curve", None)
             h["events"] = None  # ticks are counted per run, not per period
     return index, rep, result.seconds, halves
 
@@ -332,7 +334,8 @@ def _run_one(index: int, settings: Settings, bars: Any, feats: Any,
 
 def run_sweep(store: Store, grid: Grid, combos: list[Settings], workers: int | None = None,
               progress: Any = None, start_ms: int | None = None, end_ms: int | None = None,
-              split_ms: int | None = None) -> SweepResult:
+              split_ms: int | None = None, keep_equity: bool = False, backend: str = "local",
+              address: str | None = None) -> SweepResult:
     """Run every combination over the ticks with ``start_ms <= ts < end_ms`` (all when None) in worker
     processes; write one ``runs`` row each (one transaction). ``progress(done, total)`` counts combinations.
 
@@ -358,26 +361,23 @@ def run_sweep(store: Store, grid: Grid, combos: list[Settings], workers: int | N
     seconds = [0.0] * len(combos)
     halves: list[Any] = [None] * len(combos)
     group_seconds = [0.0] * len(groups)
-    ctx = multiprocessing.get_context("spawn")
     done = 0
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                             initargs=(store.path,)) as pool:
-        try:
-            futures = []
-            for fut in as_completed([pool.submit(_minutes_of, g, combos[idx[0]], window) for g, idx in enumerate(groups)]):
-                g, bars, feats, group_seconds[g] = fut.result()
-                # a group's combinations start as soon as its minutes are ready
-                futures += [pool.submit(_run_one, i, combos[i], bars, feats, window, split_ms) for i in groups[g]]
-            for fut in as_completed(futures):
-                index, rep, secs, halves[index] = fut.result()
-                reports[index] = rep
-                seconds[index] = secs
-                done += 1
-                if progress is not None:
-                    progress(done, len(combos))
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
+    if address is not None and backend != "ray":
+        raise ConfigError("--address is for --backend ray")
+    if backend == "local":
+        results = _local_units(store.path, combos, groups, workers, window, split_ms, keep_equity, group_seconds)
+    elif backend == "ray":
+        results = _ray_units(store.path, combos, groups, workers, window, split_ms, keep_equity, group_seconds,
+                             address)
+    else:
+        raise ConfigError(f"--backend: unknown backend '{backend}' (local or ray)")
+    for index, rep, secs, half in results:
+        reports[index] = rep
+        seconds[index] = secs
+        halves[index] = half
+        done += 1
+        if progress is not None:
+            progress(done, len(combos))
     final = [r for r in reports if r is not None]
     assert len(final) == len(combos)
     with store.write():
@@ -391,6 +391,89 @@ def run_sweep(store: Store, grid: Grid, combos: list[Settings], workers: int | N
                        data_range=rng, warnings=sweep_warnings(combos), split_ms=split_ms,
                        train_reports=None if split_ms is None else [h[0] for h in halves],
                        test_reports=None if split_ms is None else [h[1] for h in halves])
+
+
+_Unit = tuple[int, dict[str, Any], float, Any]  # (index, report, seconds, (train, test) reports or None)
+
+
+def _local_units(db: str, combos: list[Settings], groups: list[list[int]], workers: int,
+                 window: tuple[int | None, int | None], split_ms: int | None, keep_equity: bool,
+                 group_seconds: list[float]) -> Iterator[_Unit]:
+    """The work units on a local process pool, yielded as they finish."""
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
+                             initargs=(db,)) as pool:
+        try:
+            futures = []
+            for fut in as_completed([pool.submit(_minutes_of, g, combos[idx[0]], window) for g, idx in enumerate(groups)]):
+                g, bars, feats, group_seconds[g] = fut.result()
+                # a group's combinations start as soon as its minutes are ready
+                futures += [pool.submit(_run_one, i, combos[i], bars, feats, window, split_ms, keep_equity)
+                            for i in groups[g]]
+            for fut in as_completed(futures):
+                yield fut.result()
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+
+
+def _ray_store(db: str) -> None:
+    """Ray worker: open (once per worker process) the read-only connection the unit functions use."""
+    if _worker_store is None or _worker_store.path != db:
+        _init_worker(db)
+
+
+def _ray_minutes(db: str, group: int, settings: Settings, window: tuple[int | None, int | None]) -> tuple:
+    _ray_store(db)
+    _, bars, feats, secs = _minutes_of(group, settings, window)
+    return bars, feats, secs
+
+
+def _ray_run(db: str, index: int, settings: Settings, bars: Any, feats: Any, window: tuple[int | None, int | None],
+             split_ms: int | None, keep_equity: bool) -> _Unit:
+    _ray_store(db)
+    return _run_one(index, settings, bars, feats, window, split_ms, keep_equity)
+
+
+def _ray_units(db: str, combos: list[Settings], groups: list[list[int]], workers: int,
+               window: tuple[int | None, int | None], split_ms: int | None, keep_equity: bool,
+               group_seconds: list[float], address: str | None) -> Iterator[_Unit]:
+    """The same work units as ``_local_units`` as Ray tasks.
+
+    One task per feature group returns its bars and features into Ray's
+    object store (``num_returns=3``); every combination of the group is a
+    task taking those object refs, so Ray starts it once the minutes exist
+    and hands the arrays to each worker from shared memory (no copy per
+    combination). Workers open the database by its path: on a cluster it
+    must be readable at the same path on every node. Without ``address`` (and
+    no Ray running in this process) a local instance of ``workers`` CPUs is
+    started and stopped again.
+    """
+    try:
+        import ray
+    except ImportError as exc:
+        raise ConfigError("--backend ray needs Ray: pip install \".[cluster]\" (or pip install ray)") from exc
+    started_here = False
+    if not ray.is_initialized():
+        if address is not None:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        else:
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+        started_here = True
+    try:
+        minutes_task = ray.remote(num_cpus=1, num_returns=3)(_ray_minutes)
+        run_task = ray.remote(num_cpus=1)(_ray_run)
+        group_refs = [minutes_task.remote(db, g, combos[idx[0]], window) for g, idx in enumerate(groups)]
+        pending = [run_task.remote(db, i, combos[i], bars, feats, window, split_ms, keep_equity)
+                   for (bars, feats, _), idx in zip(group_refs, groups, strict=True) for i in idx]
+        for g, (_, _, secs) in enumerate(group_refs):
+            group_seconds[g] = ray.get(secs)
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            yield ray.get(ready[0])
+    finally:
+        if started_here:
+            ray.shutdown()
 
 
 # --- output ----------------------------------------------------------------------
@@ -494,7 +577,8 @@ def write_outputs(res: SweepResult, settings: Settings, out: str | os.PathLike[s
 
 def run_sweep_cli(settings: Settings, db: str, grid: Sequence[str], out: str | None = None,
                   workers: int | None = None, start_ms: int | None = None, end_ms: int | None = None,
-                  progress: Any = None, rank_by: str = "net_pnl", train_until: str | None = None) -> int:
+                  progress: Any = None, rank_by: str = "net_pnl", train_until: str | None = None,
+                  backend: str = "local", address: str | None = None) -> int:
     """``pbdtui sweep``: validate, run, print the warnings and the ranked table, write sweep.csv and sweep.json.
 
     ``progress(done, total)`` is the caller's display of finished combinations (this prints nothing to stderr).
@@ -509,7 +593,7 @@ def run_sweep_cli(settings: Settings, db: str, grid: Sequence[str], out: str | N
 
     with Store(db, instrument_of(settings)) as store:
         res = run_sweep(store, parsed, combos, workers=workers, progress=progress, start_ms=start_ms, end_ms=end_ms,
-                        split_ms=split_ms)
+                        split_ms=split_ms, backend=backend, address=address)
     res.rank_by = rank_by
     if progress is not None:
         progress(len(combos), len(combos))  # done: the display closes before the table is printed

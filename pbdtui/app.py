@@ -16,22 +16,26 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from rich.text import Text
 from textual import work
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Footer, RichLog, Static
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widgets import Footer, RichLog
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from engine.kernel_cache import uncompiled
 from engine.records import units_of
+from engine.report import headline
 from engine.runtime import AlertRules, ReplayDriver
-from engine.types import EXIT_NAMES, READY, SETUP_NAMES, SIDE_BUY
+from engine.types import READY
 from pbdtui.messages import (
     AlertRaised,
     FlattenRequested,
@@ -45,80 +49,119 @@ from pbdtui.messages import (
     TicksReplayed,
     message_for,
 )
-from pbdtui.render import PriceFormat, render_header
+from pbdtui.render import PriceFormat, render_fill_line, render_signal_line
+from pbdtui.screens import ConfirmScreen, HelpScreen, SeekScreen, SummaryScreen
 from pbdtui.widgets.features import FeaturesView
+from pbdtui.widgets.panels import PositionPanel, PriceChart, StatusBar
 from pbdtui.widgets.profile import ProfileView
 
 MINUTE_MS = 60_000
 DEMO_DAYS = 0.3  # 7.2 h: a 4 h warm-up, then a bit over 3 h of trading to watch
 
 
+SIGNALS_KEPT = 5_000  # closed minutes kept for the signals log (a bounded list: a long replay stays small)
+CHART_MINUTES = 600  # closed minutes kept for the price chart (wider than any terminal)
+
+
 class PbdApp(App[int]):
-    """The console: header line, profile, features, alerts log, key bindings."""
+    """The console: status bar, profile, position, alerts; chart, signals, features and fills when wide.
+
+    State flows down: the driver's snapshot, the last readiness code and the
+    chart's minutes are app reactives bound to the panels with ``data_bind``;
+    the logs (signals, fills, alerts) are appended to from the message handlers.
+    """
 
     TITLE = "pbdtui"
-    CSS = """
-    #status {
-        height: 1;
-        background: $primary-background;
-        color: $text;
-        padding: 0 1;
-    }
-    #body { height: 1fr; }
-    #side { width: 38%; min-width: 44; max-width: 64; }
-    #log {
-        height: 1fr;
-        border: round $accent;
-        border-title-align: left;
-        padding: 0 1;
-    }
-    """
+    CSS_PATH = "console.tcss"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (140, "-wide")]
 
     BINDINGS = [
         Binding("k", "kill_switch", "Kill switch"),
         Binding("f", "flatten", "Flatten"),
-        Binding("p", "pause", "Pause"),
+        Binding("p,space", "pause", "Pause", key_display="p"),
+        Binding("s", "step", "Step 1 min"),
+        Binding("n", "next_trade", "Next trade"),
+        Binding("g", "seek", "Seek"),
         Binding("plus,equals_sign", "faster", "Faster", key_display="+"),
         Binding("minus", "slower", "Slower", key_display="-"),
+        Binding("r", "summary", "Summary", show=False),
+        Binding("question_mark,f1", "help", "Help", key_display="?"),
         Binding("q", "quit", "Quit"),
     ]
 
-    def __init__(self, settings: Any, driver: ReplayDriver):
+    HELP = [  # (keys, what): the help screen; a test checks every binding is listed
+        ("k", "kill switch: on at once (latches; entries stop); off asks first"),
+        ("f", "flatten: close the position at market (asks first)"),
+        ("p, space", "pause / resume the replay"),
+        ("s", "step one minute (pauses first)"),
+        ("n", "jump to the next trade (then paused)"),
+        ("g", "seek: replay to a UTC time you type (forward; then paused)"),
+        ("+, =", "faster: 1 2 5 10 30 60 120 300 600 1200 3000 ... x"),
+        ("-", "slower"),
+        ("r", "the end-of-session summary (when the replay has finished)"),
+        ("?, F1", "this help"),
+        ("q", "quit (asks when a position is open)"),
+        ("Ctrl+P", "command palette: every command above by name"),
+    ]
+
+    snapshot: reactive[Snapshot | None] = reactive(None)
+    """The driver's latest snapshot (profile, position, clock, speed)."""
+
+    ready: reactive[int | None] = reactive(None)
+    """Readiness code of the last closed minute."""
+
+    jumping: reactive[bool] = reactive(False)
+    """A step, seek or next-trade jump was sent and has not arrived yet."""
+
+    bars: reactive[tuple[tuple[int, int, int, int, int, int, bool], ...]] = reactive(())
+    """The chart's closed minutes, oldest first."""
+
+    def __init__(self, settings: Any, driver: ReplayDriver, mode: str = "REPLAY"):
         super().__init__()
         self.settings = settings
         self.driver = driver
+        self.mode = mode
         self.fmt = PriceFormat(settings.tick_size)
         self.units = units_of(settings)
-        self.snapshot: Snapshot | None = None
-        self.ready: int | None = None
         self.kill_on = False
-        self.speed = driver.speed
-        self.paused = driver.paused
         self.flatten_requests: list[int] = []
+        self.minutes: deque[int] = deque(maxlen=SIGNALS_KEPT)  # ts_min of every minute logged
+        self._chart: deque[tuple[int, int, int, int, int, int, bool]] = deque(maxlen=CHART_MINUTES)
+        self.alert_lines: deque[str] = deque(maxlen=SIGNALS_KEPT)  # the alerts panel's lines, unwrapped
+        self.report: dict[str, Any] | None = None
+        self.report_text = ""
         self.error: BaseException | None = None
         self.replay_worker: Worker[None] | None = None
 
     def compose(self) -> ComposeResult:
         s = self.settings
-        yield Static(id="status")
+        yield StatusBar(mode=self.mode, id="status").data_bind(PbdApp.snapshot, PbdApp.ready, PbdApp.jumping)
         with Horizontal(id="body"):
-            yield ProfileView(tick_size=s.tick_size, base_bin_ticks=s.base_bin_ticks,
-                              window_minutes=s.rolling_window_minutes, id="profile")
+            with Vertical(id="left"):
+                yield ProfileView(tick_size=s.tick_size, base_bin_ticks=s.base_bin_ticks,
+                                  window_minutes=s.rolling_window_minutes, id="profile").data_bind(PbdApp.snapshot)
+            with Vertical(id="center"):
+                yield PriceChart(tick_size=s.tick_size, id="chart").data_bind(PbdApp.bars)
+                yield RichLog(id="signals", max_lines=1000, min_width=20)
             with Vertical(id="side"):
+                yield PositionPanel(tick_size=s.tick_size, qty_step=s.qty_step, order_qty=s.order_qty,
+                                    max_hold_minutes=s.max_hold_minutes, id="position").data_bind(PbdApp.snapshot)
                 yield FeaturesView(tick_size=s.tick_size, qty_step=s.qty_step, order_qty=s.order_qty,
                                    base_bin_ticks=s.base_bin_ticks,
                                    ambiguous_max=s.ambiguous_trade_frac_max, id="features")
-                yield RichLog(id="log", max_lines=1000, wrap=True, min_width=20)
+                yield RichLog(id="fills", max_lines=500, min_width=20)
+                yield RichLog(id="alerts", max_lines=1000, wrap=True, min_width=20)
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#log", RichLog).border_title = "Alerts and fills"
+        self.query_one("#signals", RichLog).border_title = "Signals · every minute"
+        self.query_one("#fills", RichLog).border_title = "Fills"
+        self.query_one("#alerts", RichLog).border_title = "Alerts"
         self.sub_title = f"replay of {self.driver.db_path.name}"
         if not kernels_cached("loop.run_events"):
             self.query_one(ProfileView).placeholder = (
                 "compiling the engine's kernels: the first run after an install or an engine "
                 "change takes a minute or so; later runs start in seconds")
-        self._update_status()
         self.replay_worker = self.replay()
 
     @work(thread=True, exit_on_error=False, exclusive=True, group="replay")
@@ -126,24 +169,90 @@ class PbdApp(App[int]):
         worker = get_current_worker()
         self.driver.run(lambda event: self.post_message(message_for(event)), lambda: worker.is_cancelled)
 
+    # --- commands palette -------------------------------------------------------------
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for title, help_text, action in (
+            ("Kill switch", "entries off (latches); off again asks first", self.action_kill_switch),
+            ("Flatten", "close the position at market (asks first)", self.action_flatten),
+            ("Pause / resume", "pause or resume the replay", self.action_pause),
+            ("Step one minute", "replay one minute, then pause", self.action_step),
+            ("Next trade", "replay at full speed to the next fill", self.action_next_trade),
+            ("Seek", "replay to a UTC time", self.action_seek),
+            ("Faster", "next replay speed up", self.action_faster),
+            ("Slower", "next replay speed down", self.action_slower),
+            ("Session summary", "the report of the replayed session", self.action_summary),
+            ("Keys", "every key of the console", self.action_help),
+        ):
+            yield SystemCommand(title, help_text, action)
+
     # --- key bindings: commands go to the driver thread ---------------------------
 
     def action_kill_switch(self) -> None:
-        self.driver.send("kill")
+        if not self.kill_on:
+            self.driver.send("kill")  # stopping entries never waits for a question
+            return
+
+        def answer(yes: bool | None) -> None:
+            if yes and self.kill_on:
+                self.driver.send("kill")
+
+        self.push_screen(ConfirmScreen("Reset the kill switch? Entries resume."), answer)
 
     def action_flatten(self) -> None:
-        self.driver.send("flatten")
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self.driver.send("flatten")
+
+        self.push_screen(ConfirmScreen("Flatten: close the position at market?"), answer)
 
     def action_pause(self) -> None:
         self.driver.send("pause")
 
+    def action_step(self) -> None:
+        self.jumping = True
+        self.driver.send("step")
+
+    def action_next_trade(self) -> None:
+        self.jumping = True
+        self.driver.send("next_trade")
+
+    def action_seek(self) -> None:
+        def answer(ts: int | None) -> None:
+            if ts is not None:
+                self.jumping = True
+                self.driver.send("seek", ts)
+
+        self.push_screen(SeekScreen(), answer)
+
     def action_faster(self) -> None:
-        self.driver.send("speed", 2.0)
+        self.driver.send("faster")
 
     def action_slower(self) -> None:
-        self.driver.send("speed", 0.5)
+        self.driver.send("slower")
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.HELP))
+
+    def action_summary(self) -> None:
+        if self.report_text and not isinstance(self.screen, SummaryScreen):
+            self.push_screen(SummaryScreen(self.report_text))
+        elif not self.report_text:
+            self.notify("the summary comes at the end of the replay")
 
     async def action_quit(self) -> None:
+        snap = self.snapshot
+        if snap is not None and snap.position.position != 0:
+            def answer(yes: bool | None) -> None:
+                if yes:
+                    self.driver.stop()
+                    self.exit(0)
+
+            self.push_screen(ConfirmScreen("A position is open (the replay's paper position). Quit anyway?"),
+                             answer)
+            return
         self.driver.stop()
         self.exit(0)
 
@@ -156,86 +265,82 @@ class PbdApp(App[int]):
         snap = message.snapshot
         self.snapshot = snap
         self.kill_on = snap.position.kill_manual
-        self.speed, self.paused = snap.speed, snap.paused
-        self.query_one(ProfileView).snapshot = snap
         features = self.query_one(FeaturesView)
         features.position = snap.position
         features.last_px = snap.last_px
-        self._update_status()
 
     def on_minute_closed(self, message: MinuteClosed) -> None:
+        # every minute arrives (no can_replace): the log gets one line each
+        f, sig, bar = message.features, message.signal, message.bar
         features = self.query_one(FeaturesView)
-        features.features = message.features
-        features.signal = message.signal
-        self.ready = int(message.features["ready"])
-        self._update_status()
+        features.features = f
+        features.signal = sig
+        self.ready = int(f["ready"])
+        self.minutes.append(int(f["ts_min"]))
+        self.query_one("#signals", RichLog).write(render_signal_line(f, sig))
+        if bar:
+            self._chart.append((int(bar["low"]), int(bar["high"]), int(bar["close"]), int(f["val"]),
+                                int(f["vah"]), int(bar["volume"]), bool(f["va_valid"])))
+            self.bars = tuple(self._chart)
 
     def on_order_filled(self, message: OrderFilled) -> None:
-        f = message.fill
-        side = "BUY" if f["side"] == SIDE_BUY else "SELL"
-        qty = f"{self.units.qty(f['qty']):.{self.units.qty_dec}f}"  # as the features panel prints sizes
-        price = self.fmt.px(f["px"])
-        if f["opening"]:
-            what = "LONG" if f["side"] == SIDE_BUY else "SHORT"
-            text = f"ENTER {what} {qty} @ {price} ({SETUP_NAMES.get(f['tag'], '?')})"
-            style = "bold cyan"
-        else:
-            text = (f"EXIT {side} {qty} @ {price} ({EXIT_NAMES.get(f['reason'], '?')}) "
-                    f"pnl {f['pnl_realized']:+.2f}")
-            style = "bold green" if f["pnl_realized"] >= 0 else "bold red"
-        self._log(f["ts_fill"], text, style)
+        line = render_fill_line(message.fill, tick_size=self.settings.tick_size, qty_step=self.settings.qty_step)
+        self.query_one("#fills", RichLog).write(line)
+        self._write_alert(line)  # narrow screens show no fills panel
 
     def on_readiness_changed(self, message: ReadinessChanged) -> None:
         known = message.ts_min + MINUTE_MS  # the minute's close
         style = "green" if message.after == READY else "yellow"
-        self._log(known, AlertRules.readiness_text(message.before, message.after), style)
+        self._log(known, AlertRules.readiness_text(message.before, message.after), style, "info")
 
     def on_alert_raised(self, message: AlertRaised) -> None:
         style = {"info": "", "warning": "yellow", "error": "bold red"}.get(message.severity, "")
-        self._log(message.ts, message.text, style)
+        self._log(message.ts, message.text, style, message.severity)
 
     def on_kill_switch_changed(self, message: KillSwitchChanged) -> None:
         self.kill_on = message.on
         self._log(message.ts, "KILL SWITCH ON: entries off" if message.on else "kill switch off: entries on",
-                  "bold red" if message.on else "green")
-        self._update_status()
+                  "bold red" if message.on else "green", "error" if message.on else "info")
 
     def on_flatten_requested(self, message: FlattenRequested) -> None:
         self.flatten_requests.append(message.ts)
         what = "closes on the next quote" if message.position else "already flat"
-        self._log(message.ts, f"FLATTEN: {what}", "bold yellow")
+        self._log(message.ts, f"FLATTEN: {what}", "bold yellow", "warning")
 
     def on_replay_changed(self, message: ReplayChanged) -> None:
-        self.speed, self.paused = message.speed, message.paused
-        self._update_status()
+        if message.paused:
+            self.jumping = False
 
     def on_replay_finished(self, message: ReplayFinished) -> None:
+        self.jumping = False
+        self.report = message.report
+        self.report_text = message.report_text
         self._log(message.ts, f"replay finished: {message.minutes} minutes, {message.fills} fills; "
-                  "q quits", "bold")
+                  "r shows the summary, q quits", "bold", "info")
+        if message.report is not None:
+            self._log(message.ts, headline(message.report), "bold", "info")
+            self.push_screen(SummaryScreen(self.report_text))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state == WorkerState.ERROR:
             self.error = event.worker.error
-            self._log(-1, f"replay stopped: {event.worker.error}", "bold red")
+            self._log(-1, f"replay stopped: {event.worker.error}", "bold red", "error")
             self.notify(str(event.worker.error), title="replay stopped", severity="error", timeout=30)
 
     # --- helpers --------------------------------------------------------------------
 
-    def _log(self, ts: int, text: str, style: str = "") -> None:
+    def _log(self, ts: int, text: str, style: str = "", severity: str = "info") -> None:
         clock = time.strftime("%H:%M:%S", time.gmtime(ts / 1000)) if ts >= 0 else "--:--:--"
         line = Text(f"{clock} ", style="dim")
+        line.append({"info": "INFO ", "warning": "WARN ", "error": "ERROR"}.get(severity, "     "),
+                    style={"warning": "yellow", "error": "bold red"}.get(severity, "dim"))
+        line.append(" ")
         line.append(text, style=style)
-        self.query_one("#log", RichLog).write(line)
+        self._write_alert(line)
 
-    def _update_status(self) -> None:
-        snap = self.snapshot
-        text = render_header(
-            symbol=self.settings.symbol, ts=snap.ts if snap else -1, speed=self.speed, paused=self.paused,
-            warming_up=snap.warming_up if snap else True, finished=snap.finished if snap else False,
-            kill_manual=self.kill_on, kill_daily=snap.position.kill_daily if snap else False,
-            ready=self.ready, progress=snap.progress if snap else 0.0,
-        )
-        self.query_one("#status", Static).update(text)
+    def _write_alert(self, line: Text) -> None:
+        self.alert_lines.append(line.plain)
+        self.query_one("#alerts", RichLog).write(line)
 
 
 def create_app(settings: Any, db_path: str | os.PathLike[str], speed: float = 600.0, *,
@@ -285,7 +390,8 @@ def demo_database(settings: Any, seed: int = 7, days: float = DEMO_DAYS, directo
 
 
 def run_demo(settings: Any, db: str | os.PathLike[str] | None = None, speed: float = 600.0,
-             seed: int = 7, start_ms: int | None = None, end_ms: int | None = None) -> int:
+             seed: int = 7, start_ms: int | None = None, end_ms: int | None = None,
+             print_report: bool = False) -> int:
     """``pbdtui demo``: open the console on ``db`` (its ticks in [start_ms, end_ms)), or on a generated session."""
     def say(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
@@ -296,4 +402,6 @@ def run_demo(settings: Any, db: str | os.PathLike[str] | None = None, speed: flo
     if app.error is not None:
         say(f"pbdtui: error: replay stopped: {app.error}")
         return 1
+    if print_report and app.report_text:
+        print(app.report_text)
     return int(code or 0)

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -88,6 +89,15 @@ def _add_instrument(p: argparse.ArgumentParser) -> None:
                    help="size increment (lot) of --symbol (overrides the table; needed for an unknown symbol)")
 
 
+def _add_backend(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", choices=["local", "ray"], default="local",
+                   help="local: a process pool on this machine (default); ray: Ray tasks (pip install "
+                        "\".[cluster]\"), on a local Ray instance of --workers CPUs or the cluster at --address")
+    p.add_argument("--address", default=None, metavar="ADDR",
+                   help="with --backend ray: a running Ray cluster (e.g. 10.0.0.5:6379 or auto); the --db path "
+                        "must be readable on every node")
+
+
 def _range(args: argparse.Namespace) -> tuple[int | None, int | None]:
     from engine.timerange import parse_range
 
@@ -98,13 +108,15 @@ def _stored_instrument(db: str) -> Any:
     """The instrument a database is bound to (None: no such file, or nothing bound yet)."""
     import apsw
 
-    from engine.store import Store
+    from engine.store import NoTablesError, Store
 
     if not Path(db).is_file() or Path(db).stat().st_size == 0:  # an empty file: nothing bound yet
         return None
     try:
         with Store(db, readonly=True) as store:
             return store.instrument
+    except NoTablesError:
+        return None  # another process is creating it: the writer's own open waits for its lock, then binds
     except apsw.Error as exc:
         raise StoreError(f"{db}: not a pbdtui database ({exc})") from exc
 
@@ -279,6 +291,100 @@ def _cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_download(args: argparse.Namespace) -> int:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from engine import download, importers, instruments
+    from engine.store import Store, instrument_of
+    from engine.timerange import parse_utc
+    from pbdtui.progress import progress
+
+    settings = _settings(args)
+    for flag, value in (("--from", args.start), ("--to", args.end)):
+        parse_utc(value, flag)  # one-line message for a bad date
+        if len(value.strip()) != 10:
+            raise ConfigError(f"{flag} {value!r}: give a UTC date YYYY-MM-DD (archives are daily)")
+    try:
+        days = download.dates(args.start.strip(), args.end.strip())
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if args.retries < 0:
+        raise ConfigError(f"--retries must be >= 0, got {args.retries}")
+    if args.do_import and args.db is None:
+        raise ConfigError("--import needs --db FILE")
+    if args.db is not None and not args.do_import:
+        raise ConfigError("--db is only used with --import")
+    if args.db is not None:
+        settings = _for_instrument(args, settings, trading=False)
+    elif args.symbol is not None:
+        settings = instruments.apply(settings, instruments.resolve(args.symbol, args.tick_size, args.qty_step), False)
+    base = args.base_url or (settings.archive_trades_url if args.kind == "trades" else settings.archive_book_url)
+    if not base.startswith(("http://", "https://")):
+        raise ConfigError(f"--base-url {base!r}: not an http:// or https:// URL")
+    cache = download.cache_folder(args.cache)
+    store = Store(args.db, instrument_of(settings)) if args.do_import else None
+    failed: list[str] = []
+    rows = 0
+    import_seconds = 0.0
+    started = time.perf_counter()
+    kind = "trades" if args.kind == "trades" else "book"
+
+    def fetch(day: str, update: Any) -> Any:
+        """The day's Fetched, or the DownloadError that stopped it."""
+        name = download.archive_name(args.kind, settings.symbol, day, args.depth)
+        url = download.archive_url(base, args.kind, settings.symbol, day, args.depth)
+        try:
+            return download.fetch(url, cache / name, kind, retries=args.retries, backoff=args.backoff,
+                                  timeout=args.timeout, progress=update, date=day)
+        except download.DownloadError as exc:
+            return exc
+
+    # with --import the next day downloads in a thread while this one imports (the socket and
+    # zlib release the GIL), so a run costs about the larger of the two, not their sum; its bar is
+    # not drawn (one live display at a time), its line is printed when its turn comes
+    ahead = ThreadPoolExecutor(max_workers=1) if store is not None else None
+    try:
+        next_job = ahead.submit(fetch, days[0], None) if ahead is not None else None
+        for k, day in enumerate(days):
+            name = download.archive_name(args.kind, settings.symbol, day, args.depth)
+            if ahead is not None and next_job is not None:
+                got = next_job.result()
+                next_job = ahead.submit(fetch, days[k + 1], None) if k + 1 < len(days) else None
+            else:
+                with progress(f"download {name}", "MB", 1e6) as update:
+                    got = fetch(day, update)
+            if isinstance(got, download.DownloadError):
+                print(f"{day}: failed: {got}", flush=True)
+                failed.append(day)
+                continue
+            if got.status == "cached":
+                print(f"{day}: {name} already in {cache}", flush=True)
+            else:
+                more = f", {got.attempts} requests" if got.attempts > 1 else ""
+                print(f"{day}: {got.status} {name} ({got.bytes / 1e6:.1f} MB, {got.seconds:.2f} s{more})", flush=True)
+            if store is not None:
+                one = importers.import_bybit_trades if args.kind == "trades" else importers.import_bybit_book
+                with progress(f"import {name}", "MB", 1e6) as update:
+                    report = one(store, settings, got.path, progress=update)
+                print(report.summary(), flush=True)
+                rows += report.rows_ok + report.rows_bad
+                import_seconds += report.seconds
+    finally:
+        if ahead is not None:
+            ahead.shutdown(wait=True, cancel_futures=True)
+        if store is not None:
+            store.close()
+    total = time.perf_counter() - started
+    line = f"{len(days) - len(failed)} of {len(days)} file(s) in {cache}"
+    if store is not None:
+        line += (f"; imported {rows} rows into {args.db} ({total:.1f} s, {rows / max(total, 1e-9) / 1e3:.0f}k rows/s "
+                 f"download+import, {rows / max(import_seconds, 1e-9) / 1e3:.0f}k rows/s import)")
+    print(line)
+    if failed:
+        raise ConfigError(f"{len(failed)} date(s) failed: {', '.join(failed)} (see above; run again to resume)")
+    return 0
+
+
 def _nothing_valid(path: str, report: Any, fmt: str) -> str:
     """The error for a file that gave no valid row: how many were rejected and the first reason."""
     what = "messages" if fmt == "bybit-book" else "rows"
@@ -415,6 +521,20 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(settings, db=args.db, speed=args.speed, seed=args.seed, start_ms=start, end_ms=end)
 
 
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from engine.store import Store, instrument_of
+    from engine.timerange import range_text
+    from pbdtui.app import run_demo
+
+    start, end = _range(args)
+    _need_db(args.db)
+    settings = _for_instrument(args, _settings(args), trading=True)
+    with Store(args.db, instrument_of(settings), readonly=True) as store:
+        if store.tick_range(start, end) is None:
+            raise StoreError(f"{args.db}: no ticks to replay {range_text(start, end)}")
+    return run_demo(settings, db=args.db, speed=args.speed, start_ms=start, end_ms=end, print_report=True)
+
+
 def _cmd_backtest(args: argparse.Namespace) -> int:
     from engine.backtest import run_backtest_cli
     from engine.kernel_cache import BARS, EVENTS
@@ -443,7 +563,23 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     with progress("sweep", "combinations") as update:
         return run_sweep_cli(settings, db=args.db, grid=args.grid, out=args.out, workers=args.workers,
                              start_ms=start, end_ms=end, progress=update, rank_by=args.rank_by,
-                             train_until=args.train_until)
+                             train_until=args.train_until, backend=args.backend, address=args.address)
+
+
+def _cmd_walkforward(args: argparse.Namespace) -> int:
+    from engine.kernel_cache import EVENTS, MINUTES
+    from engine.walkforward import run_walkforward_cli
+    from pbdtui.progress import progress
+
+    settings, start, end = _stored_run_inputs(args, trading=True)
+    _check_out(args.out)
+    _need_data(args.db, start, end, quotes=True)
+    _compile_notice(EVENTS + MINUTES)
+    with progress("walk-forward", "windows") as update:
+        return run_walkforward_cli(settings, db=args.db, grid=args.grid, train_days=args.train_days,
+                                   test_days=args.test_days, objective=args.objective, out=args.out,
+                                   workers=args.workers, start_ms=start, end_ms=end, progress=update,
+                                   backend=args.backend, address=args.address)
 
 
 # --- the parser -------------------------------------------------------------------------
@@ -504,6 +640,50 @@ def _add_collect(sub: Any) -> None:
     col.set_defaults(func=_cmd_collect)
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from engine.kernel_cache import EVENTS
+    from pbdtui.headless import run_collect
+
+    settings = _settings(args)
+    if args.live:
+        # the Bybit execution backend (engine.execution.bybit) exists; its wiring into this daemon,
+        # reconciliation and the control socket are the next step of issue 9
+        raise ConfigError("run --live: live execution is not wired into the daemon yet; use --paper (the default)")
+    if args.duration is not None and args.duration <= 0:
+        raise ConfigError(f"--duration must be positive, got {args.duration:g}")
+    settings = _for_instrument(args, settings, trading=True)
+    _compile_notice(EVENTS)
+    url = args.ws_url or ("testnet" if args.testnet else ("mainnet" if args.mainnet else None))
+    return run_collect(settings, args.db, url, args.duration, trading=True)
+
+
+def _add_run(sub: Any) -> None:
+    run = _command(
+        sub, "run", "headless trading: live feed, engine, paper execution and recorder",
+        "  pbdtui run --db live.db --paper --duration 3600\n"
+        "  pbdtui run --db test.db --ws-url ws://127.0.0.1:8765/v5/public/linear   # pbdtui exchange-sim",
+        description="Warm-start from the ticks in --db (signals only), then paper-trade the live stream: the\n"
+                    "backtest's fill model on live quotes. Records ticks, minutes and paper fills (trades_exec,\n"
+                    "run id paper-<start>), prints a status line every 5 s with the position; stops on\n"
+                    "Ctrl-C, SIGTERM or after --duration. --live is not available yet.")
+    _add_db(run, "the database to record into and warm-start from (created when missing)")
+    mode = run.add_mutually_exclusive_group()
+    mode.add_argument("--paper", action="store_true", help="paper trading on the live quotes (the default)")
+    mode.add_argument("--live", action="store_true", help="trade for real through Bybit's REST API (not yet)")
+    net = run.add_mutually_exclusive_group()
+    net.add_argument("--testnet", action="store_true", help="Bybit testnet stream")
+    net.add_argument("--mainnet", action="store_true", help="Bybit mainnet stream (the default for paper)")
+    run.add_argument("--ws-url", default=None, metavar="URL",
+                     help="any ws:// URL for the public stream (overrides --testnet/--mainnet and the config)")
+    run.add_argument("--rest-url", default=None, metavar="URL",
+                     help="Bybit REST base URL for --live (e.g. a loopback venue)")
+    run.add_argument("--duration", type=float, default=None, metavar="S",
+                     help="stop after S seconds (default: run until stopped)")
+    _add_instrument(run)
+    _add_config(run)
+    run.set_defaults(func=_cmd_run)
+
+
 def _add_exchange_sim(sub: Any) -> None:
     sim = _command(
         sub, "exchange-sim", "a loopback Bybit public WebSocket on 127.0.0.1 serving stored or simulated ticks",
@@ -540,7 +720,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log details (bad rows, every backtest decision) to stderr")
     parser.add_argument("--version", action="version", version=f"pbdtui {_version()}",
                         help="print the version and exit")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # not required: bare ``pbdtui`` opens the demo in a terminal (what the README promises a
+    # newcomer) and prints the help otherwise (a script or a pipe would wait on a screen)
+    sub = parser.add_subparsers(dest="command", required=False, metavar="COMMAND")
 
     data = _command(sub, "data", "import, generate, describe and purge tick data",
                     "  pbdtui data info --db sim.db")
@@ -563,6 +745,32 @@ def build_parser() -> argparse.ArgumentParser:
     _add_instrument(imp)
     _add_config(imp)
     imp.set_defaults(func=_cmd_import)
+
+    dl = _command(data_sub, "download", "fetch Bybit's public daily archives (trades or order book) into a cache",
+                  "  pbdtui data download --from 2024-12-01 --to 2024-12-07\n"
+                  "  pbdtui data download --from 2024-12-01 --to 2024-12-01 --kind book --import --db btc.db",
+                  description="Fetch one archive per UTC date (--from and --to inclusive) into --cache: resumes "
+                              "partial files (HTTP Range), retries with exponential backoff, verifies each file "
+                              "(gzip/zip integrity, header) and skips those already there; with --import --db, "
+                              "imports each file as `pbdtui data import` would.")
+    dl.add_argument("--from", dest="start", required=True, metavar="DATE", help="first UTC date, YYYY-MM-DD")
+    dl.add_argument("--to", dest="end", required=True, metavar="DATE", help="last UTC date, inclusive")
+    dl.add_argument("--kind", choices=["trades", "book"], default="trades",
+                    help="trades: SYMBOL<date>.csv.gz; book: <date>_SYMBOL_ob<depth>.data.zip (default %(default)s)")
+    dl.add_argument("--depth", type=int, choices=[200, 500], default=200, help="book depth (default %(default)s)")
+    dl.add_argument("--import", dest="do_import", action="store_true", help="import each file into --db")
+    dl.add_argument("--db", default=None, metavar="FILE", help="database for --import (created when missing)")
+    dl.add_argument("--base-url", default=None, metavar="URL",
+                    help="archive host and folder (default: archive_trades_url / archive_book_url from the config)")
+    dl.add_argument("--cache", default=None, metavar="DIR",
+                    help="where the archives go (default ~/.cache/pbdtui/archives; made owner-only)")
+    dl.add_argument("--retries", type=int, default=5, help="retries per file (default %(default)s)")
+    dl.add_argument("--backoff", type=float, default=1.0, metavar="S",
+                    help="first retry delay, doubled each retry (default %(default)s)")
+    dl.add_argument("--timeout", type=float, default=30.0, metavar="S", help="socket timeout (default %(default)s)")
+    _add_instrument(dl)
+    _add_config(dl)
+    dl.set_defaults(func=_cmd_download)
 
     syn = _command(data_sub, "synth", "generate realistic simulated BTCUSDT ticks (offline)",
                    "  pbdtui data synth --db sim.db --days 2 --seed 7 --start 2026-01-05")
@@ -628,6 +836,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(demo)
     demo.set_defaults(func=_cmd_demo)
 
+    rp = _command(sub, "replay", "replay stored ticks in the console as a backtest (paper fills; ends in the report)",
+                  "  pbdtui replay --db btc.db\n"
+                  "  pbdtui replay --db btc.db --from '2026-01-05 08:00' --to '2026-01-05 16:00' --speed 300",
+                  description="Replay recorded or imported ticks through the engine and paper fills in the "
+                              "console, paced at --speed x real time (gaps are jumped). Keys: p pause, s step "
+                              "a minute, n next trade, g seek, +/- speed, k kill switch, f flatten, ? help. "
+                              "The end shows the backtest report of the replayed minutes (also printed on exit).")
+    _add_db(rp, "the tick database to replay (never written)")
+    rp.add_argument("--speed", type=float, default=600.0, help="replay speed, x real time (default %(default)s)")
+    _add_range(rp, "ticks to replay")
+    _add_instrument(rp)
+    _add_config(rp)
+    rp.set_defaults(func=_cmd_replay)
+
     bt = _command(sub, "backtest", "backtest the strategy on stored data",
                   "  pbdtui backtest --db btc.db --from 2026-01-05 --to 2026-01-07 --out runs/jan5")
     _add_db(bt)
@@ -659,18 +881,53 @@ def build_parser() -> argparse.ArgumentParser:
                     help="cut each run at DATE (UTC; a bare date cuts at the end of that day): rank by the "
                          "round trips closed before the cut (train) and show those closed from it on (test) "
                          "beside them")
+    _add_backend(sw)
     _add_range(sw, "ticks")
     _add_instrument(sw)
     _add_config(sw)
     sw.set_defaults(func=_cmd_sweep)
 
+    wf = _command(sub, "walkforward", "walk-forward test: choose parameters on rolling train windows, trade them on the next",
+                  "  pbdtui walkforward --db btc.db --grid accept_outside_k=2,3 --grid cooldown_minutes=0,5 "
+                  "--train-days 7 --test-days 1",
+                  description="Rolling windows from the first tick's UTC midnight (or --from): train on "
+                              "--train-days, test on the --test-days after, step --test-days. On each window "
+                              "the grid's best combination by --objective on train is traded on test; the "
+                              "test periods are stitched into the out-of-sample result, shown beside the "
+                              "in-sample one. Writes walkforward.csv and walkforward.json.")
+    _add_db(wf)
+    wf.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2", required=True,
+                    help="a config key and its values (repeat for more keys; all combinations run per window)")
+    wf.add_argument("--train-days", type=float, required=True, metavar="N", help="training window, days (fractions allowed)")
+    wf.add_argument("--test-days", type=float, required=True, metavar="M", help="test window and step, days")
+    wf.add_argument("--objective", default="net_pnl", choices=RANK_BY, metavar="OBJECTIVE",
+                    help=f"what the best combination maximises on train: {', '.join(RANK_BY)} (max_drawdown: "
+                         "smallest); default %(default)s")
+    wf.add_argument("--out", default=None, metavar="DIR", help="directory for walkforward.csv and walkforward.json "
+                                                               "(default ./walkforward_out)")
+    wf.add_argument("--workers", type=int, default=None, metavar="N", help="worker processes (default: CPU count)")
+    _add_backend(wf)
+    _add_range(wf, "ticks")
+    _add_instrument(wf)
+    _add_config(wf)
+    wf.set_defaults(func=_cmd_walkforward)
+
     _add_exchange_sim(sub)
     _add_collect(sub)
+    _add_run(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        if not (sys.stdin.isatty() and sys.stdout.isatty()):
+            parser.print_help()
+            return 2
+        print("pbdtui: no command given: opening the demo (pbdtui demo); pbdtui --help lists the commands",
+              file=sys.stderr, flush=True)
+        args = parser.parse_args(["demo"])
     # imported after parsing, so --help, --version and usage errors start fast (no numba)
     from engine.engine import EngineError
 

@@ -18,7 +18,7 @@ from typing import Any, TextIO
 
 from engine.adapters.bybit.ws import FeedConfig, resolve_url
 from engine.records import units_of
-from engine.runtime.events import Alert, ReadinessChanged
+from engine.runtime.events import Alert, Filled, ReadinessChanged
 from engine.runtime.live import FeedChanged, LiveDriver, LiveStatus
 from engine.types import REASON_NAMES
 
@@ -40,7 +40,15 @@ def status_line(settings: Any, s: LiveStatus) -> str:
         ready = f"WARMUP ({s.warmup_left} min left)"
     price = f"{u.px(s.last_px):.{u.px_dec}f}" if s.last_px > 0 else "--"
     lag = f"{s.lag_ms} ms" if abs(s.lag_ms) < 86_400_000 else "n/a (old data)"
-    return (f"{_utc(s.wall_ms)} UTC | minute {_utc(s.minute)} | last {price} | {ready} | lag {lag} | "
+    pos = ""
+    if s.position is not None:
+        p = s.position
+        side = {1: "LONG", -1: "SHORT"}.get(p.position, "FLAT")
+        held = f" {u.qty(abs(p.qty)):g} @ {u.px(p.entry_px):.{u.px_dec}f} stop {u.px(p.stop):.{u.px_dec}f}" \
+            if p.position else ""
+        kill = " KILL" if p.kill_manual or p.kill_daily else ""
+        pos = f"PAPER {side}{held} realized {p.realized:+.4f} day {p.day_pnl:+.4f}{kill} | "
+    return (f"{_utc(s.wall_ms)} UTC | {pos}minute {_utc(s.minute)} | last {price} | {ready} | lag {lag} | "
             f"close lag p50/max {close} | reconnects {feed.get('reconnects', 0)} | gaps {feed.get('gaps', 0)} | "
             f"malformed {sum(feed.get('malformed', {}).values())} | dup {feed.get('duplicates', 0)} | "
             f"late {s.late_events} | recorded {s.recorder.get('trades', 0)} trades "
@@ -61,6 +69,13 @@ class _Printer:
         elif isinstance(event, ReadinessChanged) and event.before >= 0:
             text = f"{_utc(event.ts_min + 60_000)} readiness {REASON_NAMES.get(event.before)} -> " \
                    f"{REASON_NAMES.get(event.after)}"
+        elif isinstance(event, Filled):
+            f = event.fill
+            u = units_of(self.settings)
+            side = "BUY" if f["side"] > 0 else "SELL"
+            what = "ENTRY" if f["opening"] else "EXIT"
+            pnl = "" if f["opening"] else f" pnl {f['pnl_realized']:+.4f}"
+            text = f"{_utc(f['ts_fill'])} PAPER {what} {side} {u.qty(f['qty']):g} @ {u.px(f['px']):.{u.px_dec}f}{pnl}"
         elif isinstance(event, FeedChanged) and event.status.kind not in _QUIET_FEED:
             st = event.status
             text = f"{_utc(st.ts)} feed {st.kind}: {st.detail}"
@@ -69,15 +84,18 @@ class _Printer:
 
 
 def run_collect(settings: Any, db: str, ws_url: str | None, duration: float | None, out: TextIO = sys.stdout,
-                feed_config: FeedConfig | None = None, status_interval: float = 5.0) -> int:
-    """``pbdtui collect``: record and compute features live until stopped."""
+                feed_config: FeedConfig | None = None, status_interval: float = 5.0, trading: bool = False) -> int:
+    """``pbdtui collect`` (and ``pbdtui run --paper`` with ``trading``): record, compute, paper-trade."""
     url = resolve_url(ws_url or settings.ws_url)
     config = feed_config or FeedConfig(url=url)
     if feed_config is not None and ws_url:
         config = FeedConfig(**{**config.__dict__, "url": url})
     printer = _Printer(settings, out)
-    driver = LiveDriver(settings, db, config, printer, trading=False, status_interval=status_interval)
-    print(f"collecting {settings.symbol} from {url} into {db}"
+    run_id = f"paper-{int(time.time())}" if trading else "collect"
+    driver = LiveDriver(settings, db, config, printer, trading=trading, status_interval=status_interval,
+                        run_id=run_id)
+    what = f"paper trading {settings.symbol} (run {run_id})" if trading else f"collecting {settings.symbol}"
+    print(f"{what} from {url} into {db}"
           + (f" for {duration:g} s" if duration else " (Ctrl-C stops)"), file=out, flush=True)
 
     async def main() -> None:
@@ -90,6 +108,7 @@ def run_collect(settings: Any, db: str, ws_url: str | None, duration: float | No
 
     asyncio.run(main())
     rec = driver.recorder.counters
-    print(f"stopped: recorded {rec['trades']} trades, {rec['quotes']} quotes, {rec['minutes']} minutes "
+    fills = f", {rec['fills']} paper fills" if trading else ""
+    print(f"stopped: recorded {rec['trades']} trades, {rec['quotes']} quotes, {rec['minutes']} minutes{fills} "
           f"into {db}", file=out, flush=True)
     return 0

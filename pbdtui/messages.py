@@ -5,10 +5,10 @@ The driver runs the engine on its own thread and emits plain events
 the same fields here, so the screen never reads the engine's buffers and
 the engine never imports Textual.
 
-Names are in the past tense. High-rate messages (``TicksReplayed``,
-``MinuteClosed``) implement ``can_replace`` so that when the screen falls
-behind it draws only the latest one; the rare ones (fills, alerts, command
-confirmations) are never dropped.
+Names are in the past tense. ``TicksReplayed`` implements ``can_replace`` so
+that when the screen falls behind it draws only the latest snapshot; every
+other message (each closed minute, fills, alerts, command confirmations) is
+delivered.
 """
 
 from __future__ import annotations
@@ -37,14 +37,15 @@ class TicksReplayed(Message):
 
 @dataclass
 class MinuteClosed(Message):
-    """A minute closed: its features, signal and bar rows as plain dicts."""
+    """A minute closed: its features, signal and bar rows as plain dicts.
+
+    Never replaced by a newer one: the signals log shows every minute, and
+    several close at once after a gap, a step or a seek.
+    """
 
     features: dict[str, Any]
     signal: dict[str, Any]
     bar: dict[str, Any] = field(default_factory=dict)
-
-    def can_replace(self, message: Message) -> bool:
-        return isinstance(message, MinuteClosed)
 
 
 @dataclass
@@ -111,6 +112,8 @@ class ReplayFinished(Message):
     ts: int
     minutes: int  # minutes closed in all
     fills: int  # paper fills in all
+    report: dict[str, Any] | None = None  # the backtest report's figures of the replayed rows
+    report_text: str = ""  # the same as the backtest's text report
 
 
 _MESSAGES: dict[type, type[Message]] = {

@@ -34,11 +34,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+from rich.text import Text
 
 from engine.types import (
     ACCEPT_NAMES,
     ACTION_NAMES,
+    EXIT_NAMES,
+    READY,
     REASON_NAMES,
+    SETUP_NAMES,
+    SIDE_BUY,
 )
 from engine.units import decimals_of
 
@@ -111,7 +116,7 @@ class _Levels:
     """A profile aggregated to levels of ``w`` ticks, with its marks as level numbers."""
 
     def __init__(self, bins: np.ndarray, volumes: np.ndarray, k: int, base_bin_ticks: int, poc2: int,
-                 val: int, vah: int, last_px: int, va_valid: bool):
+                 val: int, vah: int, last_px: int, va_valid: bool, marks: tuple[tuple[str, int], ...] = ()):
         vols = np.asarray(volumes, dtype=np.int64)
         keep = vols > 0
         self.empty = len(vols) == 0 or not keep.any()
@@ -123,7 +128,8 @@ class _Levels:
         self.poc = poc2 // (2 * self.w) if va_valid else None
         self.va = (val // self.w, (vah - 1) // self.w) if va_valid else None  # vah: exclusive edge
         self.last = last_px // self.w if last_px >= 0 else None
-        for extra in (self.poc, self.last, *(self.va or ())):  # marks stay on screen
+        self.marks = [(name, px, px // self.w) for name, px in marks if px > 0]
+        for extra in (self.poc, self.last, *(self.va or ()), *(m[2] for m in self.marks)):  # marks stay on screen
             if extra is not None:
                 lo, hi = min(lo, extra), max(hi, extra)
         self.lo, self.hi = lo, hi
@@ -159,6 +165,7 @@ def render_profile(
     width: int,
     base_bin_ticks: int = 1,
     va_valid: bool = True,
+    marks: tuple[tuple[str, int], ...] = (),
 ) -> list[str]:
     """The rolling profile as at most ``height`` lines of at most ``width`` characters.
 
@@ -175,6 +182,8 @@ def render_profile(
         height, width: the space to fill.
         base_bin_ticks: ticks per base bin.
         va_valid: False when the engine has no value area (no POC/VA marks).
+        marks: more prices to mark, as (name, ticks): the open position's
+            entry, stop and target (a price <= 0 is not marked).
 
     Returns:
         Lines from the highest price down, trailing spaces stripped. A row's
@@ -184,7 +193,7 @@ def render_profile(
     """
     if height < 1 or width < 1:
         return []
-    lv = _Levels(bins, volumes, k, base_bin_ticks, poc2, val, vah, last_px, va_valid)
+    lv = _Levels(bins, volumes, k, base_bin_ticks, poc2, val, vah, last_px, va_valid, marks)
     if lv.empty:
         return [EMPTY_PROFILE[:width]]
     fmt = PriceFormat(tick_size)
@@ -201,6 +210,7 @@ def render_profile(
             notes.append(f"{LAST_MARK} {fmt.px(last_px)}")
         if lv.poc is not None and first <= lv.poc <= last:
             notes.append(f"POC {fmt.px2(poc2)}")
+        notes += [f"{name} {fmt.px(px)}" for name, px, level in lv.marks if first <= level <= last]
         rows.append((fmt.px(first * w), dens, inside, "  ".join(notes)))
 
     vah_note = f"VAH {fmt.px(vah)}" if va_valid else ""
@@ -229,13 +239,13 @@ def render_profile(
 
 def profile_title(bins: np.ndarray, volumes: np.ndarray, *, k: int, poc2: int, val: int, vah: int,
                   last_px: int, base_bin_ticks: int, tick_size: float, window_minutes: int,
-                  height: int, va_valid: bool) -> str:
+                  height: int, va_valid: bool, marks: tuple[tuple[str, int], ...] = ()) -> str:
     """The profile panel's title: window, bin width and how many levels one row holds."""
     fmt = PriceFormat(tick_size)
     hours = window_minutes / 60
     span = f"{hours:g}h" if hours >= 1 else f"{window_minutes}m"
     title = f"Volume profile {span} · bin {fmt.px(max(1, int(k)) * base_bin_ticks)}"
-    lv = _Levels(bins, volumes, k, base_bin_ticks, poc2, val, vah, last_px, va_valid)
+    lv = _Levels(bins, volumes, k, base_bin_ticks, poc2, val, vah, last_px, va_valid, marks)
     if not lv.empty and height > 0:
         g, _ = lv.layout(height)
         if g > 1:
@@ -317,6 +327,9 @@ def render_features(
             row("ambiguous", f"{amb * 100:.1f}%{flag}")
         else:
             row("ambiguous", "n/a (no trades)")
+        den = int(f.get("agree_den", 0))
+        # inference agreement: the trade-side inference against the exchange's own flag
+        row("agreement", f"{int(f.get('agree_qty', 0)) / den * 100:.1f}%" if den > 0 else "n/a")
 
     if signal is not None:
         s = signal
@@ -378,3 +391,187 @@ def render_header(*, symbol: str, ts: int, speed: float, paused: bool, warming_u
     if ready is not None:
         parts.append(REASON_NAMES.get(ready, str(ready)))
     return " │ ".join(parts)
+
+
+# --- the console's panels (rich.Text: styled spans, tests compare .plain) ---------------
+
+MINUTE_MS = 60_000
+
+
+def _hms(ts_ms: int) -> str:
+    return datetime.fromtimestamp(ts_ms / 1000, UTC).strftime("%H:%M:%S") if ts_ms >= 0 else "--:--:--"
+
+
+def _minutes(ms: int) -> str:
+    m = max(0, ms) // MINUTE_MS
+    return f"{m // 60}h{m % 60:02d}m" if m >= 60 else f"{m}m"
+
+
+def render_status(*, mode: str, ts: int, state: str, speed: float, progress: float, kill_manual: bool,
+                  kill_daily: bool, day_pnl: float, ready: int | None) -> Text:
+    """The status bar: mode, UTC clock of the data, replay state and speed, kill switch, day PnL, readiness.
+
+    Args:
+        mode: ``REPLAY`` or ``PAPER`` (later ``LIVE``).
+        ts: exchange time of the newest event, ms UTC (-1: none yet).
+        state: ``replay``, ``paused``, ``warm-up``, ``jump`` or ``finished``.
+        speed: x real time.
+        progress: fraction of the session replayed, 0..1.
+        kill_manual, kill_daily: the operator's kill switch, the daily loss limit.
+        day_pnl: today's PnL, quote currency.
+        ready: readiness code of the last closed minute (None: none yet).
+    """
+    marks = {"replay": "▶", "paused": "⏸", "warm-up": "⏩", "jump": "⏭", "finished": "■"}
+    out = Text()
+    sep = Text(" │ ", style="dim")
+    out.append(mode, style="bold reverse")
+    out.append(" ")
+    out.append(format_clock(ts))
+    out.append_text(sep)
+    # "replay" goes without saying in a replay (the mode says it): 80 columns are tight
+    word = "" if state == "replay" else f" {state.upper() if state == 'paused' else state}"
+    out.append(f"{marks.get(state, '')}{word} {speed:g}x {progress * 100:.0f}%",
+               style="bold yellow" if state == "paused" else "")
+    out.append_text(sep)
+    out.append("KILL ON" if kill_manual else "kill off", style="bold white on red" if kill_manual else "green")
+    if kill_daily:
+        out.append_text(sep)
+        out.append("LOSS LIMIT", style="bold white on red")
+    out.append_text(sep)
+    out.append(f"day {day_pnl:+.2f}", style="green" if day_pnl >= 0 else "red")
+    if ready is not None:
+        out.append_text(sep)
+        out.append(REASON_NAMES.get(ready, str(ready)), style="green" if ready == READY else "bold yellow")
+    return out
+
+
+def render_position(position: Any | None, *, last_px: int, ts: int, tick_size: float, qty_step: float,
+                    order_qty: float, max_hold_minutes: int) -> Text:
+    """Side, size, entry, stop, target, unrealised and realised PnL, time in trade, time stop left."""
+    fmt = PriceFormat(tick_size)
+    qty_dec = decimals_of(qty_step)
+    out = Text(no_wrap=True, overflow="ellipsis")
+
+    def row(label: str, value: str, style: str = "") -> None:
+        if out.plain:
+            out.append("\n")
+        out.append(f"{label:<10}", style="dim")
+        out.append(value, style=style)
+
+    if position is None:
+        row("position", "waiting for the engine")
+        return out
+    p = position
+    if p.position == 0:
+        row("position", "FLAT", "bold")
+    else:
+        long = p.position > 0
+        row("position", f"{'LONG' if long else 'SHORT'} {order_qty:.{qty_dec}f}", "bold green" if long else "bold red")
+        row("entry", f"{fmt.px(p.entry_px)}  {SETUP_NAMES.get(p.tag, '')}".rstrip())
+        row("stop", fmt.px(p.stop) if p.stop > 0 else "none")
+        row("target", fmt.px2(p.target2) if p.target2 > 0 else "none")  # doubled ticks, like the POC
+        unreal = p.position * (last_px - p.entry_px) * tick_size * order_qty if last_px >= 0 else 0.0
+        row("open PnL", f"{unreal:+.2f}", "green" if unreal >= 0 else "red")
+        held = ts - p.entry_ts if ts >= 0 else 0
+        row("in trade", _minutes(held))
+        left = max_hold_minutes * MINUTE_MS - held
+        row("time stop", f"{_minutes(left)} left", "bold yellow" if left < 5 * MINUTE_MS else "")
+    row("realised", f"{p.realized:+.2f}  fees {p.fees:.2f}", "green" if p.realized >= 0 else "red")
+    row("day PnL", f"{p.day_pnl:+.2f}", "green" if p.day_pnl >= 0 else "red")
+    if p.kill_daily:
+        row("risk", "DAILY LOSS LIMIT: entries off", "bold red")
+    if p.kill_manual:
+        row("kill", "KILL SWITCH ON: entries off", "bold red")
+    return out
+
+
+def render_signal_line(features: Mapping[str, Any], signal: Mapping[str, Any]) -> Text:
+    """One closed minute in the signals log: time, readiness, acceptance, the action and its reason code."""
+    out = Text(no_wrap=True, overflow="ellipsis")
+    out.append(_hms(int(features["ts_min"]))[:5] + " ", style="dim")
+    ready = int(features["ready"])
+    action = int(signal.get("action", 0)) if signal else 0
+    name = ACTION_NAMES.get(action, "?")
+    style = "bold cyan" if name.startswith("ENTER") else "bold" if name.startswith("EXIT") else ""
+    out.append(f"{name:<11}", style=style)
+    reason = REASON_NAMES.get(int(signal["reason"]), "?") if signal else REASON_NAMES.get(ready, "?")
+    out.append(f" {reason:<18}", style="" if ready == READY else "yellow")
+    if signal:
+        out.append(f" {ACCEPT_NAMES.get(int(signal['acceptance_state']), '?')}", style="dim")
+        flags = [n for n in SIGNAL_FLAGS if int(signal.get(n, 0))]
+        if flags:
+            out.append(" " + ",".join(flags), style="magenta")
+    return out
+
+
+def render_fill_line(fill: Mapping[str, Any], *, tick_size: float, qty_step: float) -> Text:
+    """One fill: time, entry or exit, side, size, price, setup or exit reason, PnL of an exit."""
+    fmt = PriceFormat(tick_size)
+    qty_dec = decimals_of(qty_step)
+    qty = f"{fill['qty'] * qty_step:.{qty_dec}f}"
+    out = Text(no_wrap=True, overflow="ellipsis")
+    out.append(_hms(int(fill["ts_fill"])) + " ", style="dim")
+    if fill["opening"]:
+        what = "LONG" if fill["side"] == SIDE_BUY else "SHORT"
+        out.append(f"ENTER {what} {qty} @ {fmt.px(int(fill['px']))} ({SETUP_NAMES.get(fill['tag'], '?')})",
+                   style="bold cyan")
+    else:
+        side = "BUY" if fill["side"] == SIDE_BUY else "SELL"
+        pnl = float(fill["pnl_realized"])
+        out.append(f"EXIT {side} {qty} @ {fmt.px(int(fill['px']))} ({EXIT_NAMES.get(fill['reason'], '?')}) "
+                   f"pnl {pnl:+.2f}", style="bold green" if pnl >= 0 else "bold red")
+    return out
+
+
+def render_chart(bars: list[tuple[int, int, int, int, int, int, bool]], *, tick_size: float,
+                 height: int, width: int) -> Text:
+    """Recent minutes as a text price chart with the value area as a band.
+
+    Args:
+        bars: one tuple per closed minute, oldest first: (low, high, close, val, vah,
+            volume, va_valid), prices in ticks; a minute without trades has volume 0.
+        tick_size: price of one tick.
+        height, width: the space to fill (a price axis takes the left columns).
+
+    Returns:
+        ``height`` lines: each column is a minute (the newest on the right), ``│``
+        its range, ``●`` its close, the value area's rows shaded (``·`` on empty cells).
+    """
+    if height < 3 or width < 12:
+        return Text("")
+    fmt = PriceFormat(tick_size)
+    traded = [b for b in bars if b[5] > 0]
+    if not traded:
+        return Text("no closed minute with trades yet")
+    label_w = max(len(fmt.px(max(b[1] for b in traded))), len(fmt.px(min(b[0] for b in traded)))) + 1
+    cols = max(1, width - label_w - 1)
+    shown = bars[-cols:]
+    prices = [b[0] for b in shown if b[5] > 0] + [b[1] for b in shown if b[5] > 0]
+    prices += [v for b in shown if b[6] for v in (b[3], b[4])]
+    lo, hi = min(prices), max(prices)
+    if hi == lo:
+        hi = lo + 1
+    step = (hi - lo) / (height - 1)
+
+    def row_of(px: int) -> int:  # 0 = top
+        return int(round((hi - px) / step))
+
+    out = Text(no_wrap=True, overflow="crop")
+    for r in range(height):
+        px_row = hi - r * step
+        label = fmt.px(int(round(px_row))) if r % max(1, height // 6) == 0 or r == height - 1 else ""
+        if r:
+            out.append("\n")
+        out.append(f"{label:>{label_w - 1}} ", style="dim")
+        out.append("┤" if label else "│", style="dim")
+        for low, high, close, val, vah, vol, va_ok in shown:
+            inside = va_ok and val - step / 2 <= px_row < vah + step / 2
+            edge = inside and (abs(px_row - val) < step / 2 or abs(px_row - vah) < step / 2)
+            band = "on grey23" if inside else ""
+            if vol > 0 and row_of(high) <= r <= row_of(low):
+                char = "●" if r == row_of(close) else "│"
+                out.append(char, style=f"bold white {band}".strip() if char == "●" else f"cyan {band}".strip())
+            else:
+                # the band is a background; its edges are dotted too, for terminals without colour
+                out.append("·" if edge else " ", style=f"grey50 {band}".strip())
+    return out

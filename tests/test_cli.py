@@ -529,3 +529,19 @@ def test_backtest_of_a_database_without_ticks_is_an_error_not_an_empty_report(tm
     assert main(["backtest", "--db", str(db)]) == 2
     assert "no stored ticks" in capsys.readouterr().err
     assert not (tmp_path / "backtests").exists()
+
+
+def test_replay_needs_a_database_and_takes_a_range_and_a_speed(tmp_path, capsys):
+    args = build_parser().parse_args(["replay", "--db", "x.db", "--from", "2026-01-05 08:00",
+                                      "--to", "2026-01-05", "--speed", "300"])
+    assert (args.command, args.db, args.start, args.end, args.speed) == ("replay", "x.db", "2026-01-05 08:00",
+                                                                         "2026-01-05", 300.0)
+    assert main(["replay", "--db", str(tmp_path / "missing.db")]) == 2
+    assert "missing.db" in capsys.readouterr().err
+
+
+def test_bare_pbdtui_outside_a_terminal_prints_the_help(capsys):
+    # in a terminal it opens the demo and says so; a script or a pipe gets the commands instead
+    assert main([]) == 2
+    out = capsys.readouterr().out
+    assert "replay" in out and "demo" in out

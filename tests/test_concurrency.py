@@ -85,13 +85,17 @@ def test_a_second_writer_waits_for_the_first_instead_of_failing(tmp_path):
     with Store(db, BTC) as first:
         with first.write():
             proc = _cli("data", "import", "--db", str(db), "--format", "tardis", "--trades", str(path))
-            time.sleep(3.0)  # the second has started and is waiting for the lock
+            # the second says it is waiting for the lock (after a second of waiting): an event, not a sleep
+            seen = []
+            for line in proc.stderr:
+                seen.append(line)
+                if "another process is writing to this database; waiting" in line:
+                    break
+            assert proc.poll() is None, "".join(seen)  # still waiting, not dead
             first.append_ticks("trade", tr, "first")
-            assert proc.poll() is None  # still waiting, not dead
         out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err
+    assert proc.returncode == 0, "".join(seen) + err
     assert "1000 rows, 1000 new, 0 bad" in out
-    assert "another process is writing to this database; waiting" in err
     with Store(db, readonly=True) as st:
         assert st.count_ticks("trade") == len(tr) + 1000
 

@@ -24,11 +24,17 @@ from pbdtui.messages import MinuteClosed, Snapshot, TicksReplayed
 from pbdtui.render import (
     EMPTY_PROFILE,
     profile_rows,
+    render_chart,
     render_features,
     render_header,
+    render_position,
     render_profile,
+    render_signal_line,
+    render_status,
 )
+from pbdtui.screens import ConfirmScreen, HelpScreen, SeekScreen, SummaryScreen, binding_rows
 from pbdtui.widgets.features import FeaturesView
+from pbdtui.widgets.panels import StatusBar
 from pbdtui.widgets.profile import ProfileView
 from tests.helpers import random_stream
 
@@ -132,7 +138,8 @@ def test_profile_fits_any_box(height, width):
 def test_features_panel_reads_the_last_minute_and_the_position():
     features = dict(ts_min=T_0358, mid2=1_883_467, sigma=0.0004821, k=116, poc2=1_883_340,
                     val=941_200, vah=942_100, va_valid=1, va_coverage=0.7198, volume=38_374,
-                    of=3_405, amb_qty=363, qimb=-0.4737, qimb_ema=-0.2704, ready=0)
+                    of=3_405, amb_qty=363, qimb=-0.4737, qimb_ema=-0.2704, ready=0,
+                    agree_qty=30_000, agree_den=31_000)
     signal = dict(acceptance_state=ACCEPT_BELOW_PENDING, action=ACTION_HOLD, reason=REASON_NO_SETUP,
                   breakin_long=0, breakin_short=0, breakout_long=0, breakout_short=1,
                   failbreak_long=0, failbreak_short=0)
@@ -153,6 +160,7 @@ def test_features_panel_reads_the_last_minute_and_the_position():
         "OF        +3.405  (+0.09 of vol)",
         "qimb      -0.47  ema -0.27",
         "ambiguous 0.9%",
+        "agreement 96.8%",
         "accept    BELOW (pending)",
         "signal    HOLD · NO_SETUP",
         "setups    breakout_short",
@@ -207,7 +215,11 @@ def _warmed_up(app: PbdApp) -> bool:
 
 
 def _status(app: PbdApp) -> str:
-    return str(app.query_one("#status").render())
+    return app.query_one(StatusBar).render().plain
+
+
+def _log_text(app: PbdApp) -> str:
+    return "\n".join(app.alert_lines)
 
 
 @pytest.mark.parametrize("size", [(160, 48), (100, 30)])
@@ -227,7 +239,7 @@ async def test_replay_draws_profile_with_value_area_and_last_price(session_db, s
         panel = "\n".join(features.lines())
         assert "POC " in panel and "ready " in panel
         status = _status(app)
-        assert status.startswith("BTCUSDT │ 2026-01-05 ") and "▶ replay 60x" in status
+        assert status.startswith("REPLAY 2026-01-05 ") and "▶ 60x" in status
         assert "kill off" in status
         await pilot.press("q")
     assert app.return_code == 0
@@ -250,10 +262,12 @@ async def test_keys_reach_the_engine_on_its_thread(session_db):
         assert driver.clock == clock  # paused: no event time passes
 
         await pilot.press("f")
+        await _until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question")
+        await pilot.press("y")
         await _until(pilot, lambda: app.flatten_requests, "the flatten confirmation")
         # paused, so the request still waits for the next quote inside the engine
         assert driver.engine.state.si[SI_FLATTEN] > 0
-        log_text = "\n".join(str(line.text) for line in app.query_one("#log").lines)
+        log_text = _log_text(app)
         assert "FLATTEN" in log_text and "KILL SWITCH ON" in log_text
 
         await pilot.press("plus")
@@ -267,7 +281,9 @@ async def test_keys_reach_the_engine_on_its_thread(session_db):
         # open position is tested on the engine itself: test_strategy's kill switch and flatten test)
         await _until(pilot, lambda: driver.engine.state.si[SI_FLATTEN] == 0, "flatten applied")
 
-        await pilot.press("k")
+        await pilot.press("k")  # resetting the kill switch asks first
+        await _until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question")
+        await pilot.press("y")
         await _until(pilot, lambda: not driver.engine.position().kill_manual, "kill switch off")
 
         await pilot.press("q")
@@ -284,8 +300,9 @@ def test_high_rate_messages_replace_each_other():
                     vah=0, va_valid=False, position=position, speed=1.0, paused=False,
                     warming_up=True, progress=0.0)
     assert TicksReplayed(snap).can_replace(TicksReplayed(snap))
+    # every closed minute reaches the signals log: none replaces another
     minute = MinuteClosed({}, {})
-    assert minute.can_replace(MinuteClosed({}, {}))
+    assert not minute.can_replace(MinuteClosed({}, {}))
     assert not minute.can_replace(TicksReplayed(snap))
 
 
@@ -294,7 +311,7 @@ async def test_replay_error_is_shown_and_the_console_stays_up(session_db):
     app = create_app(Settings(tick_size=0.5), session_db, speed=60.0)
     async with app.run_test(size=(100, 30)) as pilot:
         await _until(pilot, lambda: app.error is not None, "the worker error", WARM_UP_TIMEOUT)
-        log_text = "\n".join(str(line.text) for line in app.query_one("#log").lines)
+        log_text = _log_text(app)
         assert "replay stopped" in log_text and "tick_size" in log_text
         await pilot.press("q")
     assert app.return_code == 0
@@ -314,7 +331,7 @@ async def test_feed_gap_raises_a_stale_feed_alert_then_recovers(tmp_path):
     async with app.run_test(size=(120, 40)) as pilot:
         await _until(pilot, lambda: app.snapshot is not None and app.snapshot.finished, "the end",
                      WARM_UP_TIMEOUT)
-        log_text = "\n".join(str(line.text) for line in app.query_one("#log").lines)
+        log_text = _log_text(app)
         assert "FEED STALE" in log_text
         assert log_text.index("FEED STALE") < log_text.index("FEED_STALE -> READY")
         assert "replay finished: 20 minutes" in log_text
@@ -336,7 +353,7 @@ async def test_replay_jumps_a_15_month_gap_instead_of_waiting_it_out(tmp_path):
     async with app.run_test(size=(120, 40)) as pilot:
         await _until(pilot, lambda: app.snapshot is not None and app.snapshot.finished, "the end",
                      WARM_UP_TIMEOUT)
-        log_text = "\n".join(str(line.text) for line in app.query_one("#log").lines)
+        log_text = _log_text(app)
         assert "no data for 455 d" in log_text.replace("\n", " ") and "skipped to" in log_text
         assert "replay finished: 40 minutes" in log_text
 
@@ -352,3 +369,167 @@ def test_demo_session_is_generated_once_then_reused(tmp_path):
     # a truncated session (e.g. an older, shorter demo) is regenerated
     assert demo_database(settings, seed=3, days=0.03, directory=tmp_path) == path
     assert path.stat().st_mtime_ns != stamp
+
+
+# --- the console's screens, keys and modes ----------------------------------------------------
+
+
+def test_status_bar_and_position_panel_render_as_styled_text():
+    position = PositionView(position=1, entry_px=941_000, entry_ts=T_0358, stop=940_500, target2=1_884_001,
+                            tag=1, realized=-0.5, fees=0.25, funding=0.0, day_pnl=-0.5,
+                            kill_daily=False, kill_manual=True, bid=941_200, ask=941_201)
+    status = render_status(mode="REPLAY", ts=T_0358 + 7_500, state="paused", speed=600.0, progress=0.5,
+                           kill_manual=True, kill_daily=False, day_pnl=-0.5, ready=0)
+    assert status.plain == "REPLAY 2026-01-05 03:58:07 UTC │ ⏸ PAUSED 600x 50% │ KILL ON │ day -0.50 │ READY"
+    assert any(str(span.style) == "bold white on red" for span in status.spans)  # styled, not regex-coloured
+    panel = render_position(position, last_px=941_200, ts=T_0358 + 12 * 60_000, tick_size=0.1, qty_step=0.001,
+                            order_qty=0.001, max_hold_minutes=60)
+    assert panel.plain.splitlines() == [
+        "position  LONG 0.001",
+        "entry     94100.0  breakin",
+        "stop      94050.0",
+        "target    94200.05",
+        "open PnL  +0.02",
+        "in trade  12m",
+        "time stop 48m left",
+        "realised  -0.50  fees 0.25",
+        "day PnL   -0.50",
+        "kill      KILL SWITCH ON: entries off",
+    ]
+
+
+def test_profile_marks_entry_stop_and_target_of_the_open_position():
+    bins, vols = _hand_profile()
+    lines = render_profile(bins, vols, k=2, poc2=210, val=102, vah=108, last_px=107, tick_size=0.5,
+                           height=12, width=60, marks=(("ENTRY", 105), ("STOP", 98), ("TARGET", 0)))
+    text = "\n".join(lines)
+    assert "ENTRY 52.5" in text and "STOP 49.0" in text  # the stop is below the traded range: still shown
+    assert "TARGET" not in text  # no target: not marked
+
+
+def test_chart_draws_ranges_closes_and_the_value_area_band():
+    bars = [(100, 104, 102, 99, 103, 5, True), (0, 0, 0, 99, 103, 0, True), (103, 108, 107, 99, 103, 5, True)]
+    text = render_chart(bars, tick_size=1.0, height=10, width=20)
+    lines = text.plain.splitlines()
+    assert len(lines) == 10 and all(len(x) <= 20 for x in lines)
+    assert sum(x.count("●") for x in lines) == 2  # one close per traded minute
+    assert any("on grey23" in str(span.style) for span in text.spans)  # the band
+
+
+def test_signals_log_line_names_the_action_and_its_reason_code():
+    features = dict(ts_min=T_0358, ready=0)
+    signal = dict(action=ACTION_HOLD, reason=REASON_NO_SETUP, acceptance_state=ACCEPT_BELOW_PENDING,
+                  breakout_short=1)
+    assert render_signal_line(features, signal).plain == "03:58 HOLD        NO_SETUP           BELOW (pending) breakout_short"
+
+
+def test_help_lists_every_key_binding():
+    names = {"plus": "+", "equals_sign": "=", "minus": "-", "question_mark": "?", "f1": "F1"}
+    listed = " ".join(keys for keys, _ in PbdApp.HELP)
+    for binding in PbdApp.BINDINGS:
+        for key in binding.key.split(","):
+            assert names.get(key, key) in listed.replace(",", " ").split(), key
+    assert binding_rows([("k", "kill"), ("?, F1", "help")]) == ["    k  kill", "?, F1  help"]
+
+
+@pytest.mark.parametrize("size,shown,hidden", [
+    ((80, 24), ("#status", "#profile", "#position", "#alerts"), ("#chart", "#signals", "#features", "#fills")),
+    ((200, 60), ("#status", "#profile", "#position", "#alerts", "#chart", "#signals", "#features", "#fills"), ()),
+])
+async def test_layout_puts_status_position_profile_alerts_first(session_db, size, shown, hidden):
+    app = create_app(Settings(), session_db, speed=60.0)
+    async with app.run_test(size=size) as pilot:
+        await _until(pilot, lambda: _warmed_up(app), "the warm-up", WARM_UP_TIMEOUT)
+        await pilot.pause(0.3)
+        for name in shown:
+            region = app.query_one(name).region
+            assert region.width > 0 and region.height > 0, name
+        for name in hidden:
+            assert app.query_one(name).region.width == 0, name
+        assert app.query_one("#position").region.height >= 5
+        assert "POC " in "\n".join(app.query_one(ProfileView).lines())
+        await pilot.press("question_mark")
+        await _until(pilot, lambda: isinstance(app.screen, HelpScreen), "the help")
+        await pilot.press("escape")
+        await pilot.press("q")
+    assert app.return_code == 0
+
+
+async def test_kill_switch_latches_and_reset_and_flatten_ask_first(session_db):
+    app = create_app(Settings(), session_db, speed=60.0)
+    driver = app.driver
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _until(pilot, lambda: _warmed_up(app), "the warm-up", WARM_UP_TIMEOUT)
+        await pilot.press("k")  # on at once
+        await _until(pilot, lambda: app.kill_on, "the kill switch")
+        await pilot.press("k")  # off asks; "n" keeps it on
+        await _until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question")
+        await pilot.press("n")
+        await pilot.pause(0.3)
+        assert driver.engine.position().kill_manual and not isinstance(app.screen, ConfirmScreen)
+        await pilot.press("f")  # flatten asks; escape cancels
+        await _until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question")
+        await pilot.press("escape")
+        await pilot.pause(0.3)
+        assert app.flatten_requests == []
+        await pilot.press("f", "y")
+        await _until(pilot, lambda: app.flatten_requests, "the flatten")
+        await pilot.press("f1")
+        await _until(pilot, lambda: isinstance(app.screen, HelpScreen), "the help on F1")
+        text = "\n".join(str(w.render()) for w in app.screen.query("#keys"))
+        assert "kill switch" in text and "seek" in text
+        await pilot.press("escape", "q")
+    assert app.return_code == 0
+
+
+async def test_step_seek_and_next_trade_from_the_keyboard(session_db):
+    app = create_app(Settings(), session_db, speed=1.0)
+    driver = app.driver
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _until(pilot, lambda: _warmed_up(app), "the warm-up", WARM_UP_TIMEOUT)
+        await pilot.press("p")
+        await _until(pilot, lambda: driver.paused, "pause")
+        await pilot.pause(0.2)
+        before = len(app.minutes)
+        await pilot.press("s")
+        await _until(pilot, lambda: len(app.minutes) == before + 1 and not app.jumping, "one step")
+        await pilot.press("s")
+        await _until(pilot, lambda: len(app.minutes) == before + 2 and not app.jumping, "another step")
+        target = driver.clock + 20 * 60_000
+        await pilot.press("g")
+        await _until(pilot, lambda: isinstance(app.screen, SeekScreen), "the seek question")
+        await pilot.press(*"nonsense", "enter")
+        await pilot.pause(0.1)
+        assert isinstance(app.screen, SeekScreen)  # a bad time is said, not applied
+        app.screen.query_one("#when").value = time.strftime("%Y-%m-%d %H:%M", time.gmtime(target / 1000))
+        await pilot.press("enter")
+        await _until(pilot, lambda: driver.clock == target and driver.paused and not app.jumping, "the seek", 60.0)
+        # every minute closed on the way is in the log, one line each, in order
+        assert list(app.minutes)[before:] == list(range(app.minutes[before], target - 60_000 + 1, 60_000))
+        fills = driver.runner.fills
+        await pilot.press("n")
+        await _until(pilot, lambda: (driver.runner.fills > fills or driver.finished) and not app.jumping,
+                     "the next trade", 120.0)
+        assert driver.paused or driver.finished
+        await pilot.press("q")
+        if isinstance(app.screen, ConfirmScreen):  # a position is open: quitting asks
+            await pilot.press("y")
+    assert app.return_code == 0
+
+
+async def test_every_minute_reaches_the_signals_log_and_the_end_shows_the_report(session_db):
+    # at full speed many minutes close per slice (240 in the warm-up alone): none may be lost
+    app = create_app(Settings(), session_db, speed=100_000.0)
+    async with app.run_test(size=(200, 60)) as pilot:
+        await _until(pilot, lambda: app.report is not None, "the end", WARM_UP_TIMEOUT)
+        await _until(pilot, lambda: isinstance(app.screen, SummaryScreen), "the summary")
+        runner = app.driver.runner
+        assert len(app.minutes) == runner.minutes == app.report["minutes"]
+        assert list(app.minutes) == list(range(app.minutes[0], app.minutes[0] + 60_000 * runner.minutes, 60_000))
+        assert len(app.query_one("#signals").lines) == min(runner.minutes, 1000)
+        assert "net PnL" in app.report_text or "net" in app.report_text
+        await pilot.press("escape")
+        await pilot.press("q")
+        if isinstance(app.screen, ConfirmScreen):
+            await pilot.press("y")
+    assert app.return_code == 0

@@ -120,3 +120,5 @@ class ReplayFinished:
     ts: int
     minutes: int  # minutes closed in all
     fills: int  # fills in all
+    report: dict[str, Any] | None = None  # the backtest report's figures (engine.report.report)
+    report_text: str = ""  # the same as the backtest's text report

@@ -70,6 +70,7 @@ class LiveStatus:
     feed: dict[str, Any] = field(default_factory=dict)  # FeedCounters.as_dict()
     recorder: dict[str, int] = field(default_factory=dict)
     late_events: int = 0
+    position: Any = None  # PositionView (paper trading)
 
 
 class LiveDriver:
@@ -80,7 +81,9 @@ class LiveDriver:
         db: the database recorded into (and warm-started from).
         feed_config: the feed client's settings (URL, timeouts, grace).
         sink: receives every event.
-        trading: paper execution (False: signals and features only, ``pbdtui collect``).
+        trading: paper execution on the live quotes after the warm start (False: signals and
+            features only, ``pbdtui collect``); the warm start always runs in signals mode, so
+            history is never paper-traded.
         mode: the engine mode after the warm start ("signals", "paper", "external"); overrides ``trading``.
         client_prefix: the engine's client order id prefix, unique per start (``engine.engine.client_prefix``).
         run_id: ``signals_1m.run_id`` of the recorded minutes.
@@ -151,7 +154,7 @@ class LiveDriver:
                 f_end = int(np.searchsorted(funding["ts"], last, "right"))
                 out = self.engine.feed(trades, quotes, funding[f_next:f_end])
                 f_next = f_end
-                self.recorder.minutes(out.bars, out.features, out.signals)
+                self.recorder.minutes(out.bars, out.features, out.signals)  # signals mode: no fills
                 minutes += len(out.bars)
                 if len(trades):
                     self.runner.last_px = int(trades["px"][-1])
@@ -185,8 +188,7 @@ class LiveDriver:
                 if consumer in done and consumer.exception() is not None:
                     raise consumer.exception()  # type: ignore[misc]
             # what the clock has closed is recorded; the open minute stays open (it may not be complete)
-            out = self.runner.close_until(self.clock.now_ms() - self.close_grace_ms)
-            self.recorder.minutes(out.bars, out.features, out.signals)
+            self._record(self.runner.close_until(self.clock.now_ms() - self.close_grace_ms))
             self.sink(self.status())
         finally:
             await asyncio.to_thread(self.recorder.close)
@@ -250,6 +252,8 @@ class LiveDriver:
                 self.sink(self.status())
 
     def _record(self, out: Any) -> None:
+        if len(out.fills):
+            self.recorder.minutes(out.bars[:0], out.features[:0], out.signals[:0], out.fills)
         if len(out.bars):
             self.recorder.minutes(out.bars, out.features, out.signals)
             # in event time (the live clock): also meaningful for a replay of old data
@@ -269,7 +273,8 @@ class LiveDriver:
             if self.engine.bars_closed else window - 1,
             lag_ms=self._lag_ms, close_lag_ms=lags,
             feed=self.feed.counters().as_dict() if self.feed is not None else {},
-            recorder=dict(self.recorder.counters), late_events=self.engine.late_events)
+            recorder=dict(self.recorder.counters), late_events=self.engine.late_events,
+            position=self.engine.position() if self.engine.mode != "signals" else None)
 
 
 def _exists(path: str) -> bool:

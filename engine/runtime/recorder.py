@@ -29,13 +29,14 @@ from typing import Any
 
 import numpy as np
 
-from engine.records import bar_rows, feature_rows, signal_rows, units_of
+from engine.records import bar_rows, feature_rows, fill_rows, signal_rows, units_of
 from engine.store import (
     BARS_COLUMNS,
     CHUNK_ROWS,
     FEATURES_COLUMNS,
     KIND_DTYPES,
     SIGNALS_COLUMNS,
+    TRADES_EXEC_COLUMNS,
     Store,
     instrument_of,
 )
@@ -125,7 +126,7 @@ class Recorder:
         self._thread = threading.Thread(target=self._run, name="pbdtui-recorder", daemon=True)
         self._ready = threading.Event()
         self._error: BaseException | None = None
-        self.counters = {"trades": 0, "quotes": 0, "funding": 0, "minutes": 0, "commits": 0,
+        self.counters = {"trades": 0, "quotes": 0, "funding": 0, "minutes": 0, "fills": 0, "commits": 0,
                          "commit_errors": 0, "purged": 0, "compacted": 0}
 
     # --- any thread ---------------------------------------------------------------
@@ -142,11 +143,12 @@ class Recorder:
         with self._lock:
             self._ticks.append((trades, quotes, np.zeros(0, FUNDING_DTYPE) if funding is None else funding))
 
-    def minutes(self, bars: np.ndarray, features: np.ndarray, signals: np.ndarray) -> None:
-        """Hand over closed minutes' rows (engine records, kept by reference)."""
-        if len(bars):
+    def minutes(self, bars: np.ndarray, features: np.ndarray, signals: np.ndarray,
+                fills: np.ndarray | None = None) -> None:
+        """Hand over closed minutes' rows and fills (engine records, kept by reference)."""
+        if len(bars) or (fills is not None and len(fills)):
             with self._lock:
-                self._minutes.append((bars, features, signals))
+                self._minutes.append((bars, features, signals, fills))
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Commit everything queued so far; True once it is on disk."""
@@ -189,10 +191,11 @@ class Recorder:
                     pending["trade"].append(tr)
                     pending["quote"].append(qu)
                     pending["funding"].append(fu)
-                for bars, feats, sigs in minutes:
+                for bars, feats, sigs, fills in minutes:
                     minute_rows.append((bar_rows(bars, self.units),
                                         feature_rows(feats, self.units, self.settings.base_bin_ticks),
-                                        signal_rows(sigs, self.run_id)))
+                                        signal_rows(sigs, self.run_id),
+                                        [] if fills is None else fill_rows(fills, self.units, self.run_id)))
                 if kind == "flush":
                     waiters.append(payload)
                 elif kind == "close":
@@ -219,7 +222,7 @@ class Recorder:
     def _commit(self, store: Store, pending: dict[str, list[np.ndarray]], minute_rows: list) -> bool:
         if not any(pending.values()) and not minute_rows:
             return True
-        counts = {"trades": 0, "quotes": 0, "funding": 0, "minutes": 0}
+        counts = {"trades": 0, "quotes": 0, "funding": 0, "minutes": 0, "fills": 0}
         try:
             with store.write():
                 for kind in ("trade", "quote"):
@@ -234,11 +237,13 @@ class Recorder:
                     rows = np.concatenate(fund)
                     store.append_funding(rows)
                     counts["funding"] = len(rows)
-                for bars, feats, sigs in minute_rows:
+                for bars, feats, sigs, fills in minute_rows:
                     store.insert_rows("bars_1m", BARS_COLUMNS, bars)
                     store.insert_rows("features_1m", FEATURES_COLUMNS, feats)
                     store.insert_rows("signals_1m", SIGNALS_COLUMNS, sigs)
+                    store.insert_rows("trades_exec", TRADES_EXEC_COLUMNS, fills)
                     counts["minutes"] += len(bars)
+                    counts["fills"] += len(fills)
         except Exception as exc:  # noqa: BLE001 - kept and retried: a lost batch is worse than a late one
             self.counters["commit_errors"] += 1
             log.error("recorder: commit failed, will retry: %s", exc)

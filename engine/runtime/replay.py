@@ -32,6 +32,18 @@ from engine.timerange import duration_text, range_text, utc_text
 
 MINUTE_MS = 60_000
 SPEED_MIN, SPEED_MAX = 1.0, 100_000.0
+# faster/slower walk this ladder (doubling from 600x took five presses to reach a day per
+# minute and gave odd speeds like 37.5x on the way down); a speed between two steps moves
+# to the neighbouring step
+SPEED_STEPS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 3000.0, 6000.0,
+               12_000.0, 30_000.0, 60_000.0, 100_000.0)
+
+
+def next_speed(speed: float, faster: bool) -> float:
+    """The neighbouring step of the speed ladder above (``faster``) or below ``speed``."""
+    if faster:
+        return next((s for s in SPEED_STEPS if s > speed), SPEED_STEPS[-1])
+    return next((s for s in reversed(SPEED_STEPS) if s < speed), SPEED_STEPS[0])
 
 
 class ReplayDriver:
@@ -57,7 +69,7 @@ class ReplayDriver:
         self.settings = settings
         self.db_path = Path(db_path)
         self.window = (start_ms, end_ms)
-        self.runner = Runner(settings, self._emit_event, trading=True)
+        self.runner = Runner(settings, self._emit_event, trading=True, keep_rows=True)
         self.speed = float(min(max(speed, SPEED_MIN), SPEED_MAX))
         self.paused = False
         minutes = settings.rolling_window_minutes if warmup_minutes is None else warmup_minutes
@@ -72,6 +84,9 @@ class ReplayDriver:
         self.first_ts = self.end_ts = self.clock = -1
         self._warm_end = -1  # event time the current segment's full-speed warm-up ends
         self.finished = False
+        # a jump in progress, fed at full speed whatever the pause: ("seek", event time),
+        # ("trade", fills before the jump) or ("step", end of the minute)
+        self._jump: tuple[str, int] | None = None
 
     @property
     def engine(self):  # noqa: ANN201 - the runner's Engine
@@ -80,7 +95,14 @@ class ReplayDriver:
     # --- any thread -------------------------------------------------------------
 
     def send(self, command: str, value: float = 0.0) -> None:
-        """Queue an operator command: ``kill`` (toggle), ``flatten``, ``pause`` (toggle), ``speed`` (factor)."""
+        """Queue an operator command (applied on the driver's thread between slices).
+
+        ``kill`` (toggle), ``flatten``, ``pause`` (toggle), ``speed`` (multiply by
+        ``value``), ``faster``/``slower`` (next step of ``SPEED_STEPS``), ``step``
+        (pause, then replay to the end of the current minute and close it),
+        ``next_trade`` (full speed until the next fill, then pause), ``seek``
+        (full speed to event time ``value`` ms UTC, then pause; forward only).
+        """
         self._commands.put((command, value))
 
     def stop(self) -> None:
@@ -110,6 +132,9 @@ class ReplayDriver:
                         self._finish()
                     self._stop.wait(self.STEP_S)
                     continue
+                if self._jump is not None:
+                    self._jump_slice(cursor, funding)
+                    continue
                 paced = self.clock >= self._warm_end
                 if paced and self.paused:
                     self._anchor = None
@@ -121,13 +146,38 @@ class ReplayDriver:
                 if target <= self.clock:
                     self._stop.wait(self.STEP_S)
                     continue
-                trades, quotes = cursor.take(target)
-                a, b = np.searchsorted(funding["ts"], [self.clock, target], "left")
-                self.runner.feed(trades, quotes, funding[a:b])
-                self.clock = target
+                self._feed_to(cursor, funding, target)
                 self._publish(force=not paced and self.clock >= self._warm_end)
                 if paced:
                     self._stop.wait(max(0.0, self.STEP_S - (time.monotonic() - step_start)))
+
+    def _feed_to(self, cursor: TickCursor, funding: np.ndarray, target: int) -> None:
+        trades, quotes = cursor.take(target)
+        a, b = np.searchsorted(funding["ts"], [self.clock, target], "left")
+        self.runner.feed(trades, quotes, funding[a:b])
+        self.clock = target
+
+    def _jump_slice(self, cursor: TickCursor, funding: np.ndarray) -> None:
+        """One full-speed slice of the jump in progress; ends it (paused) when it arrives."""
+        assert self._jump is not None
+        kind, arg = self._jump
+        self._skip_gap(cursor)
+        if kind == "trade":  # minute by minute, so the jump stops in the minute of the fill
+            target = min((self.clock // MINUTE_MS + 1) * MINUTE_MS, self.end_ts)
+        else:
+            target = min(arg, self.clock + self.WARM_SLICE_MS, self.end_ts)
+        if target > self.clock:
+            self._feed_to(cursor, funding, target)
+        if kind != "trade" and self.clock >= arg:
+            self.runner.close_until(arg)  # the last minute closes now, not with the next tick
+        done = (self.clock >= self.end_ts or (kind == "trade" and self.runner.fills > arg)
+                or (kind != "trade" and self.clock >= arg))
+        if done:
+            self._jump = None
+            self.paused = True
+            self._anchor = None
+            self._sink(ReplayChanged(paused=True, speed=self.speed))
+        self._publish(force=done)
 
     def _skip_gap(self, cursor: TickCursor) -> None:
         """Jump the clock to the next tick when none comes for more than GAP_SKIP_MS."""
@@ -169,10 +219,32 @@ class ReplayDriver:
                 self.paused = not self.paused
                 self._anchor = None
                 self._sink(ReplayChanged(paused=self.paused, speed=self.speed))
-            elif command == "speed":
-                self.speed = float(min(max(self.speed * value, SPEED_MIN), SPEED_MAX))
+            elif command in ("speed", "faster", "slower"):
+                speed = self.speed * value if command == "speed" else next_speed(self.speed, command == "faster")
+                self.speed = float(min(max(speed, SPEED_MIN), SPEED_MAX))
                 self._anchor = None
                 self._sink(ReplayChanged(paused=self.paused, speed=self.speed))
+            elif command == "step":
+                # the end of the minute after the last one closed: one minute closes per press (the
+                # clock's own minute would close two when a pause leaves the clock on a boundary,
+                # the minute before it still open until the next tick)
+                last = self.runner.last_minute
+                end = ((self.clock // MINUTE_MS + 1) * MINUTE_MS if last is None
+                       else int(last.features["ts_min"]) + 2 * MINUTE_MS)
+                self._jump = ("step", min(max(end, self.clock), self.end_ts))
+            elif command == "next_trade":
+                self._jump = ("trade", self.runner.fills)
+            elif command == "seek":
+                target = int(value)
+                if target <= self.clock:
+                    # going back would mean replaying from the start into a fresh engine
+                    # (the paper position and PnL depend on everything before); not done yet
+                    self._sink(Alert(ts=self.engine.last_event_ts, kind="seek", severity="warning",
+                                     text=f"seek to {utc_text(target)} UTC: already past it (seek goes forward only)"))
+                else:
+                    self._jump = ("seek", min(target, self.end_ts))
+            else:
+                raise ValueError(f"unknown command {command!r}")
         if applied:
             self._publish(force=True)
 
@@ -201,9 +273,29 @@ class ReplayDriver:
             finished=self.finished,
         )
 
+    def result(self):  # noqa: ANN201 - engine.backtest.BacktestResult
+        """The replayed rows as a backtest result, for ``engine.report`` (driver thread)."""
+        from engine.backtest import (
+            BacktestResult,  # late: engine.report imports engine.runtime (an import cycle)
+        )
+        from engine.engine import concat
+
+        out = concat(self.runner.outputs)
+        pos = self.engine.position()
+        bid, ask = pos.bid, pos.ask
+        return BacktestResult(
+            run_id=f"replay-{self.db_path.stem}", mode="tick", signals=out.signals, fills=out.fills,
+            features=out.features, bars=out.bars, events=self.runner.events, seconds=0.0,
+            last_mid2=bid + ask if bid > 0 and ask > 0 else 0, open_position=pos.position,
+            open_entry_px=pos.entry_px, window=self.window)
+
     def _finish(self) -> None:
+        from engine.report import report, text_report
+
         self.runner.finish()
         self.finished = True
+        self._jump = None
+        figures = report(self.settings, self.result())
         self._sink(ReplayFinished(ts=self.engine.last_event_ts, minutes=self.runner.minutes,
-                                  fills=self.runner.fills))
+                                  fills=self.runner.fills, report=figures, report_text=text_report(figures)))
         self._publish(force=True)

@@ -48,10 +48,12 @@ class Runner:
         trading: paper execution on (False: signals and features only).
         mode: the engine mode ("signals", "paper", "external"); overrides ``trading``.
         client_prefix: the engine's client order id prefix (``engine.engine.client_prefix``).
+        keep_rows: keep every call's rows (``outputs``) for an end-of-session report;
+            a replay wants them, a daemon running for weeks does not.
     """
 
     def __init__(self, settings: Any, emit: Sink, trading: bool = True, mode: str | None = None,
-                 client_prefix: str = "bt"):
+                 client_prefix: str = "bt", keep_rows: bool = False):
         self.settings = settings
         self.engine = Engine(settings, trading=trading, mode=mode, client_prefix=client_prefix)
         self.rules = AlertRules(settings)
@@ -60,11 +62,15 @@ class Runner:
         self.fills = 0
         self.last_px = -1  # last trade price fed, ticks
         self.last_minute: MinuteClosed | None = None
+        self.events = 0  # trades and quotes fed
+        self.keep_rows = keep_rows
+        self.outputs: list[StepOutput] = []
 
     # --- feeding --------------------------------------------------------------------
 
     def feed(self, trades: np.ndarray, quotes: np.ndarray, funding: np.ndarray | None = None) -> StepOutput:
         out = self.engine.feed(trades, quotes, funding)
+        self.events += len(trades) + len(quotes)
         if len(trades):
             self.last_px = int(trades["px"][-1])
         self._handle(out)
@@ -137,6 +143,8 @@ class Runner:
 
     def _handle(self, out: StepOutput) -> None:
         """Fills and minute events in event-time order (a minute's rows are known at its end)."""
+        if self.keep_rows and len(out.features) + len(out.fills):
+            self.outputs.append(out)
         events: list[tuple[int, int, Any]] = []
         if len(out.intents) and self.engine.mode == "external":
             for intent in self.engine.intents_of(out.intents):

@@ -16,7 +16,19 @@ _STYLES = (
     (r"─+┼─+ VA[HL] \S+", "magenta"),
     (r"POC \S+", "bold yellow"),
     (r"◀ last \S+", "bold black on cyan"),
+    (r"ENTRY \S+", "bold cyan"),
+    (r"STOP \S+", "bold red"),
+    (r"TARGET \S+", "bold green"),
 )
+
+
+def position_marks(snap: Snapshot) -> tuple[tuple[str, int], ...]:
+    """The open position's entry, stop and target as profile marks (none when flat)."""
+    p = snap.position
+    if p.position == 0:
+        return ()
+    # target2 is in doubled ticks (it can sit on a half tick, like the POC): the mark goes on its tick
+    return (("ENTRY", p.entry_px), ("STOP", p.stop), ("TARGET", p.target2 // 2))
 
 
 class ProfileView(Widget):
@@ -57,7 +69,7 @@ class ProfileView(Widget):
         return render_profile(
             snap.bins, snap.volumes, k=snap.k, poc2=snap.poc2, val=snap.val, vah=snap.vah,
             last_px=snap.last_px, tick_size=self.tick_size, height=height, width=width,
-            base_bin_ticks=self.base_bin_ticks, va_valid=snap.va_valid,
+            base_bin_ticks=self.base_bin_ticks, va_valid=snap.va_valid, marks=position_marks(snap),
         )
 
     def render(self) -> Text:
@@ -68,6 +80,7 @@ class ProfileView(Widget):
                 snap.bins, snap.volumes, k=snap.k, poc2=snap.poc2, val=snap.val, vah=snap.vah,
                 last_px=snap.last_px, base_bin_ticks=self.base_bin_ticks, tick_size=self.tick_size,
                 window_minutes=self.window_minutes, height=self.size.height, va_valid=snap.va_valid,
+                marks=position_marks(snap),
             )
         no_wrap = self.snapshot is not None  # the placeholder may wrap; profile lines never do
         text = Text("\n".join(self.lines()), no_wrap=no_wrap, overflow="crop")

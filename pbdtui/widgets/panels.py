@@ -1,0 +1,87 @@
+"""Thin widgets over the pure renderers of ``pbdtui.render``: status bar, position, price chart.
+
+Each holds typed reactives that the app binds with ``data_bind`` and draws
+with one renderer call; styling comes from the renderer's spans.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.reactive import reactive
+from textual.widget import Widget
+
+from pbdtui.messages import Snapshot
+from pbdtui.render import render_chart, render_position, render_status
+
+
+class StatusBar(Widget):
+    """One line: mode, UTC clock of the data, replay state and speed, kill switch, day PnL, readiness."""
+
+    DEFAULT_CSS = """
+    StatusBar { height: 1; padding: 0 1; }
+    """
+
+    snapshot: reactive[Snapshot | None] = reactive(None)
+    """The driver's latest snapshot (clock, speed, pause, position and risk state)."""
+
+    ready: reactive[int | None] = reactive(None)
+    """Readiness code of the last closed minute; None before the first close."""
+
+    jumping: reactive[bool] = reactive(False)
+    """A step, seek or jump to the next trade is in progress."""
+
+    def __init__(self, mode: str = "REPLAY", **kwargs: Any):
+        super().__init__(**kwargs)
+        self.mode = mode
+
+    def render(self) -> Text:
+        snap = self.snapshot
+        if snap is None:
+            return render_status(mode=self.mode, ts=-1, state="warm-up", speed=0, progress=0.0,
+                                 kill_manual=False, kill_daily=False, day_pnl=0.0, ready=self.ready)
+        state = ("finished" if snap.finished else "jump" if self.jumping else "paused" if snap.paused
+                 else "warm-up" if snap.warming_up else "replay")
+        return render_status(mode=self.mode, ts=snap.ts, state=state, speed=snap.speed, progress=snap.progress,
+                             kill_manual=snap.position.kill_manual, kill_daily=snap.position.kill_daily,
+                             day_pnl=snap.position.day_pnl, ready=self.ready)
+
+
+class PositionPanel(Widget):
+    """Side, size, entry, stop, target, PnL, time in trade and the time stop left."""
+
+    DEFAULT_CSS = """
+    PositionPanel { height: auto; }
+    """
+
+    snapshot: reactive[Snapshot | None] = reactive(None, layout=True)
+    """The driver's latest snapshot (position, last price, clock)."""
+
+    def __init__(self, *, tick_size: float, qty_step: float, order_qty: float, max_hold_minutes: int,
+                 **kwargs: Any):
+        super().__init__(**kwargs)
+        self.units = dict(tick_size=tick_size, qty_step=qty_step, order_qty=order_qty,
+                          max_hold_minutes=max_hold_minutes)
+        self.border_title = "Position"
+
+    def render(self) -> Text:
+        snap = self.snapshot
+        return render_position(snap.position if snap else None, last_px=snap.last_px if snap else -1,
+                               ts=snap.ts if snap else -1, **self.units)
+
+
+class PriceChart(Widget):
+    """Recent minutes' ranges and closes with the value area as a band."""
+
+    bars: reactive[tuple[tuple[int, int, int, int, int, int, bool], ...]] = reactive(())
+    """Closed minutes, oldest first: (low, high, close, val, vah, volume, va_valid), ticks."""
+
+    def __init__(self, *, tick_size: float, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.tick_size = tick_size
+        self.border_title = "Price · value area band"
+
+    def render(self) -> Text:
+        return render_chart(list(self.bars), tick_size=self.tick_size, height=self.size.height,
+                            width=self.size.width)
