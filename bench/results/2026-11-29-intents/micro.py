@@ -1,9 +1,15 @@
-"""In-process A/B: tick engine (paper) over 2 days in memory, and the minute pass; CPU seconds, best of N."""
-import sys, time, json
+"""In-process A/B: tick engine (paper) over 2 days in memory, and the minute pass
+CPU seconds, best of N."""
+import json
+import sys
+import time
+
 import numpy as np
+
 from engine.config import Settings
-from engine.store import Store, instrument_of
 from engine.engine import Engine, concat
+from engine.store import Store, instrument_of
+
 s = Settings()
 db = "/tmp/intents/bench10.db"
 days = float(sys.argv[1]) if len(sys.argv) > 1 else 2
@@ -28,10 +34,10 @@ def minutes():
         parts.append(e.finish())
         return concat(parts).fills
     from engine.kernels import loop
-    from engine.kernels.minutepass import quotes_on_minutes, minutes_finish
+    from engine.kernels.minutepass import minutes_finish, quotes_on_minutes
     from engine.kernels.params import make_params
     from engine.kernels.state import new_state
-    from engine.types import SIGNAL_DTYPE, FILL_DTYPE, FUNDING_DTYPE
+    from engine.types import FILL_DTYPE, FUNDING_DTYPE, SIGNAL_DTYPE
     p = make_params(s, trading=True)
     state = new_state(s.rolling_window_minutes, s.bvc_lookback, hist_bins=16, fifo_size=16)
     sigs = np.zeros(len(bars), dtype=SIGNAL_DTYPE)
@@ -53,6 +59,8 @@ minutes()
 res = {"tick": [], "minutes": []}
 for _ in range(reps):
     for name, fn in (("tick", tick), ("minutes", minutes)):
-        c = time.process_time(); fn(); res[name].append(round(time.process_time() - c, 3))
+        c = time.process_time()
+        fn()
+        res[name].append(round(time.process_time() - c, 3))
 ev = sum(len(a) + len(b) for a, b in slices)
 print(json.dumps({"events": ev, "fills": len(out.fills), "tick_min": min(res["tick"]), "minutes_min": min(res["minutes"]), **res}))
