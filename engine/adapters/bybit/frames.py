@@ -99,6 +99,18 @@ class BadFrame(ValueError):
     """A message that cannot be used at all (the book is left untouched)."""
 
 
+def _units(value: float, unit: float, limit: float, what: str, text: Any, side: str, plural: str,
+           key: str) -> int:
+    """``value`` as a whole number of ``unit`` (ticks or lots); BadFrame when too large or off the grid."""
+    ratio = value / unit
+    if not ratio < limit:
+        raise BadFrame(f"{what} {_text(text)} in '{side}' is too large: at least {limit:.0e} {plural} of {unit:g}")
+    n = round(ratio)
+    if abs(ratio - n) > GRID_TOLERANCE:
+        raise BadFrame(f"{what} {_text(text)} in '{side}' is not a multiple of {key} {unit:g}")
+    return n
+
+
 def _short(value: Any) -> str:
     """A value for a one-line reason: repr, cut to 40 characters."""
     text = repr(value)
@@ -182,22 +194,10 @@ def parse_levels(raw: Any, side: str, instrument: InstrumentLike) -> tuple[list[
             raise BadFrame(f"non-positive price {_text(price_text)} in '{side}'")
         if size < 0:
             raise BadFrame(f"negative size {_text(size_text)} in '{side}'")
-        ratio = price / tick
-        if not ratio < MAX_PRICE_TICKS:
-            raise BadFrame(f"price {_text(price_text)} in '{side}' is too large: at least {MAX_PRICE_TICKS:.0e} "
-                           f"ticks of {tick:g}")
-        t = round(ratio)
-        if abs(ratio - t) > GRID_TOLERANCE:
-            raise BadFrame(f"price {_text(price_text)} in '{side}' is not a multiple of tick_size {tick:g}")
+        t = _units(price, tick, MAX_PRICE_TICKS, "price", price_text, side, "ticks", "tick_size")
         if t < 1:
             raise BadFrame(f"price {_text(price_text)} in '{side}' is below one tick_size {tick:g}")
-        q_ratio = size / step
-        if not q_ratio < MAX_SIZE_LOTS:
-            raise BadFrame(f"size {_text(size_text)} in '{side}' is too large: at least {MAX_SIZE_LOTS:.0e} "
-                           f"lots of {step:g}")
-        q = round(q_ratio)
-        if abs(q_ratio - q) > GRID_TOLERANCE:
-            raise BadFrame(f"size {_text(size_text)} in '{side}' is not a multiple of qty_step {step:g}")
+        q = _units(size, step, MAX_SIZE_LOTS, "size", size_text, side, "lots", "qty_step")
         if q == 0 and size > 0:  # would delete the level: a size is 0 or at least one lot
             raise BadFrame(f"size {_text(size_text)} in '{side}' is below one qty_step {step:g}")
         ticks.append(t)
