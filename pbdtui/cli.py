@@ -610,16 +610,20 @@ def _cmd_exchange_sim(args: argparse.Namespace) -> int:
                             speed=args.speed, port=args.port, faults=faults)
 
 
-def _cmd_collect(args: argparse.Namespace) -> int:
+def _stream(args: argparse.Namespace, settings: Settings, url: str | None, trading: bool) -> int:
+    """``collect`` and ``run --paper``: the live driver on the stream at ``url``."""
     from engine.kernel_cache import EVENTS
     from pbdtui.headless import run_collect
 
-    settings = _settings(args)
     if args.duration is not None and args.duration <= 0:
         raise ConfigError(f"--duration must be positive, got {args.duration:g}")
-    settings = _for_instrument(args, settings, trading=False)
+    settings = _for_instrument(args, settings, trading=trading)
     _compile_notice(EVENTS)
-    return run_collect(settings, args.db, args.ws_url, args.duration)
+    return run_collect(settings, args.db, url, args.duration, trading=trading)
+
+
+def _cmd_collect(args: argparse.Namespace) -> int:
+    return _stream(args, _settings(args), args.ws_url, trading=False)
 
 
 def _add_collect(sub: Any) -> None:
@@ -641,20 +645,13 @@ def _add_collect(sub: Any) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from engine.kernel_cache import EVENTS
-    from pbdtui.headless import run_collect
-
     settings = _settings(args)
     if args.live:
         # the Bybit execution backend (engine.execution.bybit) exists; its wiring into this daemon,
         # reconciliation and the control socket are the next step of issue 9
         raise ConfigError("run --live: live execution is not wired into the daemon yet; use --paper (the default)")
-    if args.duration is not None and args.duration <= 0:
-        raise ConfigError(f"--duration must be positive, got {args.duration:g}")
-    settings = _for_instrument(args, settings, trading=True)
-    _compile_notice(EVENTS)
     url = args.ws_url or ("testnet" if args.testnet else ("mainnet" if args.mainnet else None))
-    return run_collect(settings, args.db, url, args.duration, trading=True)
+    return _stream(args, settings, url, trading=True)
 
 
 def _add_run(sub: Any) -> None:
