@@ -45,10 +45,12 @@ import math
 import time
 from dataclasses import dataclass, field
 from heapq import heapify, heappop, heappush
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import numpy as np
 
+from engine.adapters.bybit import framescan as fs
 from engine.ids import trade_id_of
 from engine.types import (
     FUNDING_DTYPE,
@@ -286,6 +288,38 @@ def apply_book_message(
     return ts, msg_ts if local_ts is None else local_ts, (bid, bids.levels[bid], ask, asks.levels[ask])
 
 
+def _take(rows: list[tuple], chunks: list[np.ndarray], dtype: np.dtype) -> np.ndarray:
+    """The rows of ``chunks`` then ``rows`` as one array; both emptied."""
+    if rows:
+        chunks.append(np.array(rows, dtype=dtype))
+        rows.clear()
+    if not chunks:
+        return np.zeros(0, dtype)
+    out = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+    chunks.clear()
+    return out
+
+
+def _layout(frames: Sequence[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Frames end to end in one byte buffer: (buffer, starts, ends).
+
+    Text frames are joined and encoded at once when all are ASCII (the
+    exchange's case); otherwise each is encoded (a lone surrogate kept as
+    bytes the scanner refuses) and a parsed dict gets no bytes at all: the
+    scanner hands such frames to ``decode``.
+    """
+    try:
+        raw = "\n".join(frames).encode("ascii")
+        lens = np.fromiter(map(len, frames), dtype=np.int64, count=len(frames))
+    except (TypeError, UnicodeEncodeError):
+        parts = [f.encode("utf-8", "surrogatepass") if isinstance(f, str)
+                 else bytes(f) if isinstance(f, bytes | bytearray | memoryview) else b"" for f in frames]
+        raw = b"\n".join(parts)
+        lens = np.fromiter(map(len, parts), dtype=np.int64, count=len(parts))
+    ends = np.cumsum(lens + 1) - 1
+    return np.frombuffer(raw, dtype=np.uint8), ends - lens, ends
+
+
 # --- plain results ----------------------------------------------------------------
 
 
@@ -425,6 +459,9 @@ class FrameDecoder:
         self._book_suffix = f".{self.symbol}"
         self.trades: list[tuple[int, int, int, int, int, int]] = []
         self.quotes: list[tuple[int, int, int, int, int, int]] = []
+        self._trade_chunks: list[np.ndarray] = []  # rows of decode_many, in order before ``trades``
+        self._quote_chunks: list[np.ndarray] = []
+        self._sym = np.frombuffer(self.symbol.encode("utf-8"), dtype=np.uint8)
         self.funding: list[tuple[int, float]] = []
         self.controls: list[Control] = []
         self.bids, self.asks = BookSide(True), BookSide(False)
@@ -439,14 +476,10 @@ class FrameDecoder:
     # --- results ---------------------------------------------------------------
 
     def take_trades(self) -> np.ndarray:
-        out = np.array(self.trades, dtype=TRADE_DTYPE) if self.trades else np.zeros(0, TRADE_DTYPE)
-        self.trades.clear()
-        return out
+        return _take(self.trades, self._trade_chunks, TRADE_DTYPE)
 
     def take_quotes(self) -> np.ndarray:
-        out = np.array(self.quotes, dtype=QUOTE_DTYPE) if self.quotes else np.zeros(0, QUOTE_DTYPE)
-        self.quotes.clear()
-        return out
+        return _take(self.quotes, self._quote_chunks, QUOTE_DTYPE)
 
     def take_funding(self) -> np.ndarray:
         out = np.array(self.funding, dtype=FUNDING_DTYPE) if self.funding else np.zeros(0, FUNDING_DTYPE)
@@ -504,6 +537,71 @@ class FrameDecoder:
             return self._bad(key, str(exc))
         except Exception as exc:  # noqa: BLE001 - last line of defence: a bad frame must not stop the feed
             return self._bad(key, f"{type(exc).__name__}: {str(exc)[:80]}")
+
+    def decode_many(self, frames: Sequence[str | bytes | dict[str, Any]], recv_ms: int | np.ndarray,
+                    on_slow: Any = None) -> None:
+        """Decode frames in order, ``recv_ms`` one receive time or one per frame; never raises.
+
+        Rows, counts, book and ticker state are exactly those of ``decode``
+        called frame by frame (and rows are taken the same way): L1
+        snapshots and trade frames go through ``framescan.scan_frames``
+        straight into arrays; every other frame (tickers, acks, deltas,
+        resets, anything bad or odd) through ``decode``, in its place.
+        ``on_slow(i, kind)``, if given, is called right after such a frame
+        ``i`` with ``decode``'s result (``reason``, ``controls``,
+        ``ticker_changed`` then describe it); fast frames are TRADES or BOOK
+        with nothing to report.
+        """
+        n = len(frames)
+        if n == 0:
+            return
+        recv = np.full(n, recv_ms, dtype=np.int64) if np.ndim(recv_ms) == 0 else np.asarray(recv_ms, np.int64)
+        buf, starts, ends = _layout(frames)
+        self._rows_to_chunks()
+        trades = np.empty((len(buf) // 40 + 1, 6), dtype=np.int64)  # a valid trade object is longer than 40 bytes
+        quotes = np.empty((n, 6), dtype=np.int64)
+        state = np.zeros(fs.STATE_SIZE, dtype=np.int64)
+        done_tr = done_qu = 0
+        i = 0
+        while True:
+            if self.last_l1 is not None:
+                state[fs.S_HAS_L1] = 1
+                state[fs.S_L1:fs.S_L1 + 4] = self.last_l1
+            j = fs.scan_frames(buf, starts, ends, recv, i, self._sym, self.tick, self.step, state, trades, quotes)
+            self.stats.frames += j - i
+            if state[fs.S_BOOK]:  # the book is the last snapshot, as _l1_snapshot leaves it
+                state[fs.S_BOOK] = 0
+                bid, bsz, ask, asz = (int(x) for x in state[fs.S_L1:fs.S_L1 + 4])
+                self.last_l1 = (bid, bsz, ask, asz)
+                self.bids.levels, self.bids.heap = {bid: bsz}, [-bid]
+                self.asks.levels, self.asks.heap = {ask: asz}, [ask]
+                self.have_book = True
+            n_tr, n_qu = int(state[fs.S_TRADES]), int(state[fs.S_QUOTES])
+            if n_tr > done_tr:
+                self._trade_chunks.append(trades[done_tr:n_tr].copy().view(TRADE_DTYPE).reshape(-1))
+                self.stats.trades += n_tr - done_tr
+                done_tr = n_tr
+            if n_qu > done_qu:
+                self._quote_chunks.append(quotes[done_qu:n_qu].copy().view(QUOTE_DTYPE).reshape(-1))
+                self.stats.quotes += n_qu - done_qu
+                done_qu = n_qu
+            if j >= n:
+                return
+            kind = self.decode(frames[j], int(recv[j]))
+            self._rows_to_chunks()
+            if on_slow is not None:
+                on_slow(j, kind)
+            state[fs.S_HAS_L1] = 0
+            i = j + 1
+
+    def _rows_to_chunks(self) -> None:
+        """Rows made by ``decode`` into the chunk lists, so later batch rows stay after them."""
+        if self.trades:
+            self._trade_chunks.append(np.array(self.trades, dtype=TRADE_DTYPE))
+            self.trades.clear()
+        if self.quotes:
+            self._quote_chunks.append(np.array(self.quotes, dtype=QUOTE_DTYPE))
+            self.quotes.clear()
 
     def _bad(self, key: str, reason: str) -> int:
         stats = self.stats
