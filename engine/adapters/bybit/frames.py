@@ -43,14 +43,15 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from heapq import heapify, heappop, heappush
-from collections.abc import Sequence
 from typing import Any, Protocol
 
 import numpy as np
 
 from engine.adapters.bybit import framescan as fs
+from engine.adapters.bybit.framescan import GRID_TOLERANCE, TS_MAX_MS, TS_MIN_MS
 from engine.ids import trade_id_of
 from engine.types import (
     FUNDING_DTYPE,
@@ -69,9 +70,7 @@ try:  # orjson parses a frame in ~3 us against ~10 us for json on the reference 
 except ImportError:  # pragma: no cover - orjson is a declared dependency; json keeps it working
     _loads = json.loads
 
-GRID_TOLERANCE = 1e-6  # |price / tick_size - round(...)| above this is off the grid (as the CSV importers)
-TS_MIN_MS = 1_262_304_000_000  # 2010-01-01: an exchange time before this is absurd
-TS_MAX_MS = 4_102_444_800_000  # 2100-01-01
+# GRID_TOLERANCE, TS_MIN_MS, TS_MAX_MS: defined with the batch scanner (framescan), which must use the same
 MAX_FUNDING_RATE = 1.0  # |rate| above 100 % per interval is absurd (Bybit caps near 0.5 %)
 
 # what decode() returns

@@ -34,10 +34,9 @@ from numba import njit
 
 from engine.types import MAX_PRICE_TICKS, MAX_SIZE_LOTS, SIDE_BUY, SIDE_SELL
 
-# mirrored from engine.adapters.bybit.frames (which imports this module)
-GRID_TOLERANCE = 1e-6
-TS_MIN_MS = 1_262_304_000_000
-TS_MAX_MS = 4_102_444_800_000
+GRID_TOLERANCE = 1e-6  # |price / tick_size - round(...)| above this is off the grid (as the CSV importers)
+TS_MIN_MS = 1_262_304_000_000  # 2010-01-01: an exchange time before this is absurd
+TS_MAX_MS = 4_102_444_800_000  # 2100-01-01
 
 # state slots (int64 array, kept by the caller between calls)
 S_TRADES = 0  # trade rows written so far
