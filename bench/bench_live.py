@@ -87,8 +87,7 @@ def pipeline(frames: list[str], db: Path, batch: int = 64) -> dict:
     cpu0 = time.process_time()
     for k in range(0, len(frames), batch):
         t0 = time.perf_counter()
-        for text in frames[k:k + batch]:
-            dec.decode(text, recv_ms=0)
+        dec.decode_many(frames[k:k + batch], 0)
         tr, qu = dec.take_trades(), dec.take_quotes()
         rec.ticks(tr, qu)
         out = runner.feed(tr, qu)
