@@ -49,6 +49,7 @@ STATE_SIZE = 8
 _QUOTE, _COMMA, _COLON = 34, 44, 58
 _LBRACE, _RBRACE, _LBRACKET, _RBRACKET = 123, 125, 91, 93
 _MASK63 = np.uint64((1 << 63) - 1)
+_POW10 = np.array([1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15])  # exact
 
 
 def _lit(text: str) -> np.ndarray:
@@ -128,7 +129,7 @@ def _integer(buf, p, e):
     q = p
     value = 0
     while q < e and 48 <= buf[q] <= 57:
-        value = value * 10 + (buf[q] - 48)
+        value = value * 10 + (int(buf[q]) - 48)
         q += 1
     if q == p or q - p > 18 or (buf[p] == 48 and q - p > 1):
         return 0, -1
@@ -142,7 +143,7 @@ def _decimal(buf, a, b):
     digits = 0
     frac = -1
     for k in range(a, b):
-        c = buf[k]
+        c = int(buf[k])
         if 48 <= c <= 57:
             m = m * 10 + (c - 48)
             digits += 1
@@ -156,7 +157,7 @@ def _decimal(buf, a, b):
         return -1.0
     if frac < 0:
         return float(m)
-    return m / 10.0 ** frac
+    return m / _POW10[frac]
 
 
 @njit(cache=True, nogil=True)
@@ -213,7 +214,7 @@ def _uuid(buf, a, b):
     lo = np.uint64(0)
     nib = 0
     for k in range(36):
-        c = buf[a + k]
+        c = int(buf[a + k])
         if k == 8 or k == 13 or k == 18 or k == 23:
             if c != 45:
                 return -1
