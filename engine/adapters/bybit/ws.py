@@ -171,6 +171,7 @@ class FeedCounters:
     """Everything the feed counted since it was created (``BybitPublicFeed.counters()`` copies it)."""
 
     frames: int = 0
+    batches: int = 0  # decode steps: frames that arrived together are decoded together
     bytes: int = 0  # characters of text frames (= bytes for Bybit's ASCII JSON)
     connects: int = 0
     reconnects: int = 0  # connections after the first
@@ -516,6 +517,7 @@ class BybitPublicFeed:
         """
         c = self._counters
         c.frames += len(batch)
+        c.batches += 1
         c.bytes += sum(len(frame) for frame, _ in batch)
         dec = self.decoder
         notes: list[tuple[int, int, str, Ticker | None, bool]] = []  # frame, kind, reason, ticker, reset
