@@ -27,6 +27,12 @@ from tests.test_bybit_frames import BTC, T0, capture
 COMPACT = (",", ":")
 
 
+@pytest.fixture(autouse=True)
+def scan_every_batch(monkeypatch):
+    """The scan from one frame on, so that small batches exercise it too (one test keeps the default)."""
+    monkeypatch.setattr(FrameDecoder, "scan_min_frames", 1)
+
+
 def snapshot(bid=("65000.10", "1.250"), ask=("65000.20", "0.004"), cts=T0, u=7, symbol="BTCUSDT", depth=1) -> str:
     return json.dumps({"topic": f"orderbook.{depth}.{symbol}", "type": "snapshot", "ts": cts + 2,
                        "data": {"s": symbol, "b": [list(bid)], "a": [list(ask)], "u": u, "seq": u + 100},
@@ -191,6 +197,12 @@ def test_hand_made_edges_batch_equals_frame_by_frame():
     recv = list(range(1000, 1000 + len(EDGES)))
     for batches in ((1 << 30,), (1,), (2,), (3, 1, 4)):
         assert_same(EDGES, recv, BTC, batches)
+
+
+def test_small_batches_go_through_decode_by_default(monkeypatch):
+    monkeypatch.setattr(FrameDecoder, "scan_min_frames", 8)
+    slow = assert_same(EDGES, list(range(len(EDGES))), BTC, (7, 8, 3))
+    assert len(slow) < len(EDGES) and set(range(7)) <= set(slow)  # the first 7, clean ones too, by decode
 
 
 def test_scan_takes_clean_frames_and_hands_the_rest_to_decode():
