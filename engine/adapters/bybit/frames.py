@@ -483,6 +483,21 @@ class FrameDecoder:
     def take_quotes(self) -> np.ndarray:
         return _take(self.quotes, self._quote_chunks, QUOTE_DTYPE)
 
+    def take_rows(self) -> tuple[list[tuple], list[tuple], list[tuple]]:
+        """Trade, quote and funding rows since the last take as lists of tuples (the ``take_*`` rows)."""
+        out = []
+        for rows, chunks in ((self.trades, self._trade_chunks), (self.quotes, self._quote_chunks)):
+            if chunks:
+                got = [r for c in chunks for r in c.tolist()] + rows
+                chunks.clear()
+            else:
+                got = rows[:]
+            rows.clear()
+            out.append(got)
+        funding = self.funding[:]
+        self.funding.clear()
+        return out[0], out[1], funding
+
     def take_funding(self) -> np.ndarray:
         out = np.array(self.funding, dtype=FUNDING_DTYPE) if self.funding else np.zeros(0, FUNDING_DTYPE)
         self.funding.clear()
@@ -540,7 +555,7 @@ class FrameDecoder:
         except Exception as exc:  # noqa: BLE001 - last line of defence: a bad frame must not stop the feed
             return self._bad(key, f"{type(exc).__name__}: {str(exc)[:80]}")
 
-    def decode_many(self, frames: Sequence[str | bytes | dict[str, Any]], recv_ms: int | np.ndarray,
+    def decode_many(self, frames: Sequence[str | bytes | dict[str, Any]], recv_ms: int | Sequence[int] | np.ndarray,
                     on_slow: Any = None) -> None:
         """Decode frames in order, ``recv_ms`` one receive time or one per frame; never raises.
 
@@ -558,13 +573,14 @@ class FrameDecoder:
         n = len(frames)
         if n == 0:
             return
-        recv = np.full(n, recv_ms, dtype=np.int64) if np.ndim(recv_ms) == 0 else np.asarray(recv_ms, np.int64)
+        scalar = np.ndim(recv_ms) == 0
         if n < self.scan_min_frames:  # a frame or two at live rates: the scan's set-up costs more than it saves
             for i in range(n):
-                kind = self.decode(frames[i], int(recv[i]))
+                kind = self.decode(frames[i], int(recv_ms if scalar else recv_ms[i]))  # type: ignore[index]
                 if on_slow is not None:
                     on_slow(i, kind)
             return
+        recv = np.full(n, recv_ms, dtype=np.int64) if scalar else np.asarray(recv_ms, np.int64)
         buf, starts, ends = _layout(frames)
         self._rows_to_chunks()
         trades = np.empty((len(buf) // 40 + 1, 6), dtype=np.int64)  # a valid trade object is longer than 40 bytes

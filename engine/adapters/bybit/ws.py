@@ -522,25 +522,31 @@ class BybitPublicFeed:
         dec = self.decoder
         notes: list[tuple[int, int, str, Ticker | None, bool]] = []  # frame, kind, reason, ticker, reset
 
+        first_data = len(batch)  # the first frame that may have made rows
+        following = 0  # the frame after the last one seen by on_slow; frames skipped in between were scanned
+
         def on_slow(i: int, kind: int) -> None:
+            nonlocal first_data, following
+            if i > following or kind == TRADES or kind == BOOK:
+                first_data = min(first_data, following if i > following else i)
+            following = i + 1
             ticker = None
             if dec.ticker_changed:
                 dec.ticker_changed = False
                 ticker = dec.ticker.ticker()
             reset = dec.stats.book_resets != self._seen_resets
             self._seen_resets = dec.stats.book_resets
-            notes.append((i, kind, dec.reason, ticker, reset))
+            if ticker is not None or reset or kind not in (TRADES, BOOK):
+                notes.append((i, kind, dec.reason, ticker, reset))
 
-        frames = [frame for frame, _ in batch]
-        dec.decode_many(frames, np.array([int(t * 1000) for _, t in batch], dtype=np.int64), on_slow)
-        slow = {note[0] for note in notes}
-        first_data = next((i for i in range(len(batch)) if i not in slow), len(batch))
-        first_data = min([first_data] + [n[0] for n in notes if n[1] in (TRADES, BOOK)])
+        dec.decode_many([frame for frame, _ in batch], [int(t * 1000) for _, t in batch], on_slow)
+        if following < len(batch):
+            first_data = min(first_data, following)
         k = 0
         while k < len(notes) and notes[k][0] < first_data:
             await self._note(notes[k])
             k += 1
-        await self._rows(dec.take_trades().tolist(), dec.take_quotes().tolist(), dec.take_funding().tolist())
+        await self._rows(*dec.take_rows())
         for note in notes[k:]:
             await self._note(note)
 
