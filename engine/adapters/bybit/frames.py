@@ -36,6 +36,12 @@ Rows accumulate in plain lists of tuples (``trades``, ``quotes``,
 ``funding``) and become arrays in ``take_*``: building a numpy array per
 frame would cost more than decoding it (~3 us per array against ~6 us per
 frame).
+
+``decode_many`` decodes a list of frames with the same results: L1
+snapshots and clean trade frames are scanned from bytes straight into row
+arrays by a numba kernel (``framescan``, ~1 us a frame against ~10 us for
+``decode``), every other frame goes through ``decode`` in its place. The
+live client decodes together the frames that arrived while it was busy.
 """
 
 from __future__ import annotations
