@@ -301,3 +301,13 @@ def test_take_rows_gives_the_rows_of_take_as_tuples():
         b.decode(frames[k], k)
         assert a.take_rows() == (b.take_trades().tolist(), b.take_quotes().tolist(), b.take_funding().tolist())
     assert a.stats.trades > 10 and a.stats.quotes > 10
+
+
+def test_warm_up_loads_the_scanner_with_the_types_decode_many_uses():
+    if not hasattr(F.fs.scan_frames, "signatures"):
+        pytest.skip("NUMBA_DISABLE_JIT: nothing to load")
+    F.warm_up()
+    before = {sig for sig in F.fs.scan_frames.signatures}
+    dec = FrameDecoder(BTC)
+    dec.decode_many([snapshot(), trades({})] * 8, 5)
+    assert before and set(F.fs.scan_frames.signatures) == before  # nothing compiled after the warm-up

@@ -293,6 +293,27 @@ def apply_book_message(
     return ts, msg_ts if local_ts is None else local_ts, (bid, bids.levels[bid], ask, asks.levels[ask])
 
 
+@dataclass(frozen=True)
+class _Warm:
+    symbol: str = "BTCUSDT"
+    tick_size: float = 0.1
+    qty_step: float = 0.001
+
+
+_WARM_FRAME = ('{"topic":"orderbook.1.BTCUSDT","type":"snapshot","ts":1767571200002,"data":{"s":"BTCUSDT",'
+               '"b":[["86605.80","0.850"]],"a":[["86605.90","0.435"]],"u":2,"seq":2},"cts":1767571200000}')
+
+
+def warm_up() -> None:
+    """Load the batch scanner's kernel now (numba's cache, or a compile on a fresh install).
+
+    Its first call costs seconds (more on a busy machine); a live client
+    calls this before connecting, off its event loop.
+    """
+    dec = FrameDecoder(_Warm())
+    dec.decode_many([_WARM_FRAME] * max(1, dec.scan_min_frames), 0)
+
+
 def _take(rows: list[tuple], chunks: list[np.ndarray], dtype: np.dtype) -> np.ndarray:
     """The rows of ``chunks`` then ``rows`` as one array; both emptied."""
     if rows:

@@ -77,6 +77,7 @@ from engine.adapters.bybit.frames import (
     FrameDecoder,
     InstrumentLike,
     Ticker,
+    warm_up,
 )
 from engine.adapters.reorder import ReorderBuffer
 from engine.types import FUNDING_DTYPE, QUOTE_DTYPE, TRADE_DTYPE
@@ -348,6 +349,9 @@ class BybitPublicFeed:
         await self._emit(FeedStatus(kind, detail, int(time.time() * 1000), **extra))
 
     async def _run(self) -> None:
+        # the batch scanner's kernel is loaded (compiled on a fresh install) off the loop, before any frame:
+        # its first use would otherwise stall the loop for seconds in the middle of the first burst
+        await asyncio.to_thread(warm_up)
         flusher = asyncio.get_running_loop().create_task(self._flush_loop())
         attempt = 0
         try:
