@@ -654,6 +654,63 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return _stream(args, settings, url, trading=True)
 
 
+def _cmd_live(args: argparse.Namespace) -> int:
+    from engine.adapters.bybit.ws import resolve_url
+    from engine.kernel_cache import EVENTS
+    from pbdtui.app import run_live
+
+    settings = _settings(args)
+    if args.live:
+        raise ConfigError("live --live: live execution is not wired into the console yet; "
+                          "the console trades on paper (the default)")
+    if args.duration is not None and args.duration <= 0:
+        raise ConfigError(f"--duration must be positive, got {args.duration:g}")
+    url = args.ws_url or ("testnet" if args.testnet else ("mainnet" if args.mainnet else settings.ws_url))
+    try:
+        url = resolve_url(url)
+    except ValueError as exc:
+        raise ConfigError(f"--ws-url: {exc}") from None
+    db = Path(args.db) if args.db else default_live_db()
+    db.parent.mkdir(parents=True, exist_ok=True)
+    settings = _for_instrument(args, settings, trading=True)
+    _compile_notice(EVENTS)
+    return run_live(settings, db, url, trading=not args.signals_only, duration=args.duration)
+
+
+def default_live_db() -> Path:
+    """``$XDG_DATA_HOME/pbdtui/live.db`` (``~/.local/share/pbdtui/live.db``): where ``pbdtui live`` records."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "pbdtui" / "live.db"
+
+
+def _add_live(sub: Any) -> None:
+    live = _command(
+        sub, "live", "the console on Bybit's public stream: paper trading, recording as it goes",
+        "  pbdtui live\n"
+        "  pbdtui live --db btc-live.db --testnet\n"
+        "  pbdtui live --db test.db --ws-url ws://127.0.0.1:8765/v5/public/linear   # pbdtui exchange-sim",
+        description="Warm-start from the ticks in --db (signals only), then paper-trade the live stream in the\n"
+                    "console: the backtest's fill model on live quotes. Records ticks, minutes and paper fills\n"
+                    "into --db. Keys: k kill switch, f flatten, ? help, q quit. --live is not available yet.")
+    live.add_argument("--db", default=None, metavar="FILE",
+                      help="the database to record into and warm-start from (default "
+                           "$XDG_DATA_HOME/pbdtui/live.db, ~/.local/share/pbdtui/live.db)")
+    mode = live.add_mutually_exclusive_group()
+    mode.add_argument("--paper", action="store_true", help="paper trading on the live quotes (the default)")
+    mode.add_argument("--live", action="store_true", help="trade for real through Bybit's REST API (not yet)")
+    mode.add_argument("--signals-only", action="store_true", help="features and signals, no trading")
+    net = live.add_mutually_exclusive_group()
+    net.add_argument("--testnet", action="store_true", help="Bybit testnet stream")
+    net.add_argument("--mainnet", action="store_true", help="Bybit mainnet stream (the default for paper)")
+    live.add_argument("--ws-url", default=None, metavar="URL",
+                      help="any ws:// URL for the public stream (overrides --testnet/--mainnet and the config)")
+    live.add_argument("--duration", type=float, default=None, metavar="S",
+                      help="end the session after S seconds (default: until q)")
+    _add_instrument(live)
+    _add_config(live)
+    live.set_defaults(func=_cmd_live)
+
+
 def _add_run(sub: Any) -> None:
     run = _command(
         sub, "run", "headless trading: live feed, engine, paper execution and recorder",
@@ -912,6 +969,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_exchange_sim(sub)
     _add_collect(sub)
     _add_run(sub)
+    _add_live(sub)
     return parser
 
 

@@ -408,30 +408,40 @@ def _minutes(ms: int) -> str:
 
 
 def render_status(*, mode: str, ts: int, state: str, speed: float, progress: float, kill_manual: bool,
-                  kill_daily: bool, day_pnl: float, ready: int | None) -> Text:
-    """The status bar: mode, UTC clock of the data, replay state and speed, kill switch, day PnL, readiness.
+                  kill_daily: bool, day_pnl: float, ready: int | None, feed: Any | None = None,
+                  stale_ms: int = 10_000) -> Text:
+    """The status bar: mode, UTC clock of the data, replay state or feed health, kill switch, day PnL, readiness.
 
     Args:
-        mode: ``REPLAY`` or ``PAPER`` (later ``LIVE``).
+        mode: ``REPLAY``, ``PAPER`` or ``LIVE``.
         ts: exchange time of the newest event, ms UTC (-1: none yet).
-        state: ``replay``, ``paused``, ``warm-up``, ``jump`` or ``finished``.
+        state: ``replay``, ``paused``, ``warm-up``, ``jump`` or ``finished`` (a replay);
+            ``warm-up`` or ``live`` (the live modes).
         speed: x real time.
         progress: fraction of the session replayed, 0..1.
         kill_manual, kill_daily: the operator's kill switch, the daily loss limit.
         day_pnl: today's PnL, quote currency.
         ready: readiness code of the last closed minute (None: none yet).
+        feed: the live feed's health (``engine.runtime.events.FeedHealth``); None in a replay.
+        stale_ms: wall time without data after which the feed shows as quiet.
     """
     marks = {"replay": "▶", "paused": "⏸", "warm-up": "⏩", "jump": "⏭", "finished": "■"}
     out = Text()
     sep = Text(" │ ", style="dim")
-    out.append(mode, style="bold reverse")
+    out.append(mode, style="bold reverse" if mode != "LIVE" else "bold white on red")
     out.append(" ")
     out.append(format_clock(ts))
     out.append_text(sep)
-    # "replay" goes without saying in a replay (the mode says it): 80 columns are tight
-    word = "" if state == "replay" else f" {state.upper() if state == 'paused' else state}"
-    out.append(f"{marks.get(state, '')}{word} {speed:g}x {progress * 100:.0f}%",
-               style="bold yellow" if state == "paused" else "")
+    if mode == "REPLAY":
+        # "replay" goes without saying in a replay (the mode says it): 80 columns are tight
+        word = "" if state == "replay" else f" {state.upper() if state == 'paused' else state}"
+        out.append(f"{marks.get(state, '')}{word} {speed:g}x {progress * 100:.0f}%",
+                   style="bold yellow" if state == "paused" else "")
+    else:
+        out.append_text(render_feed(feed, stale_ms))
+        if state == "warm-up":
+            left = getattr(feed, "warmup_left", 0)
+            out.append(f" warm-up {left} min left" if left else " warm-up", style="yellow")
     out.append_text(sep)
     out.append("KILL ON" if kill_manual else "kill off", style="bold white on red" if kill_manual else "green")
     if kill_daily:
@@ -442,6 +452,31 @@ def render_status(*, mode: str, ts: int, state: str, speed: float, progress: flo
     if ready is not None:
         out.append_text(sep)
         out.append(REASON_NAMES.get(ready, str(ready)), style="green" if ready == READY else "bold yellow")
+    return out
+
+
+def render_feed(feed: Any | None, stale_ms: int = 10_000) -> Text:
+    """Feed health in a few columns: state, lag, age of the newest data, reconnects, gaps, bad frames."""
+    if feed is None:
+        return Text("feed connecting", style="yellow")
+    out = Text()
+    if not feed.connected:
+        out.append("FEED DOWN", style="bold white on red")
+    elif feed.quiet_ms < 0:
+        return out.append("feed up, waiting for data", style="yellow")
+    elif feed.quiet_ms > stale_ms:
+        out.append(f"FEED QUIET {feed.quiet_ms / 1000:.0f}s", style="bold yellow")
+    else:
+        out.append("feed ok", style="green")
+    # data from another day (a loopback venue replaying a recording) has no meaningful lag
+    lag = f"{feed.lag_ms}ms" if abs(feed.lag_ms) < 86_400_000 else "n/a"
+    out.append(f" lag {lag} age {feed.quiet_ms / 1000:.1f}s", style="dim" if feed.connected else "")
+    if feed.reconnects:
+        out.append(f" rc {feed.reconnects}", style="yellow")
+    if feed.gaps:
+        out.append(f" gaps {feed.gaps}", style="yellow")
+    if feed.malformed:
+        out.append(f" bad {feed.malformed}", style="yellow")
     return out
 
 

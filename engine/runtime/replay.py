@@ -257,21 +257,10 @@ class ReplayDriver:
 
     def snapshot(self) -> Snapshot:
         """A copy of what a screen shows (driver thread)."""
-        bins, vols = self.engine.profile()
-        last = self.runner.last_minute
-        f = last.features if last else None
         span = max(1, self.end_ts - self.first_ts)
-        return Snapshot(
-            ts=self.engine.last_event_ts, last_px=self.runner.last_px,
-            bins=bins, volumes=vols,
-            k=int(f["k"]) if f else 0, poc2=int(f["poc2"]) if f else 0,
-            val=int(f["val"]) if f else 0, vah=int(f["vah"]) if f else 0,
-            va_valid=bool(f["va_valid"]) if f else False,
-            position=self.engine.position(), speed=self.speed, paused=self.paused,
-            warming_up=self.clock < self._warm_end,
-            progress=min(1.0, max(0.0, (self.clock - self.first_ts) / span)),
-            finished=self.finished,
-        )
+        return self.runner.snapshot(
+            speed=self.speed, paused=self.paused, warming_up=self.clock < self._warm_end,
+            progress=min(1.0, max(0.0, (self.clock - self.first_ts) / span)), finished=self.finished)
 
     def result(self):  # noqa: ANN201 - engine.backtest.BacktestResult
         """The replayed rows as a backtest result, for ``engine.report`` (driver thread)."""
