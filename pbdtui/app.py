@@ -168,6 +168,7 @@ class PbdApp(App[int]):
         self.error: BaseException | None = None
         self.replay_worker: Worker[None] | None = None
         self.exiting = False  # quitting: driver messages still queued are dropped
+        self.demo_note = ""  # what the demo is, shown as the subtitle and the first alert
         self.panel_errors: set[str] = set()  # handlers that failed once (shown once each)
 
     def compose(self) -> ComposeResult:
@@ -197,6 +198,9 @@ class PbdApp(App[int]):
         self.query_one("#alerts", RichLog).border_title = "Alerts"
         self.sub_title = (f"replay of {self.driver.db_path.name}" if self.replaying
                           else f"{self.mode.lower()} trading {self.settings.symbol}, recording into {self.driver.db_path.name}")
+        if self.demo_note:
+            self.sub_title = self.demo_note
+            self._log(-1, self.demo_note, "bold", "info")
         if not kernels_cached("loop.run_events"):
             self.query_one(ProfileView).placeholder = (
                 "compiling the engine's kernels: the first run after an install or an engine "
@@ -475,7 +479,7 @@ def run_live(settings: Any, db_path: str | os.PathLike[str], ws_url: str, tradin
              duration: float | None = None) -> int:
     """``pbdtui live``: the console on the live stream until quit; prints what was recorded."""
     app = create_live_app(settings, db_path, ws_url, trading=trading, duration=duration)
-    code = app.run()
+    code = run_console(app)
     rec = app.driver.driver.recorder.counters
     print(f"pbdtui: recorded {rec['trades']} trades, {rec['quotes']} quotes, {rec['minutes']} minutes"
           + (f", {rec['fills']} paper fills" if trading else "") + f" into {db_path}", file=sys.stderr)
@@ -483,6 +487,47 @@ def run_live(settings: Any, db_path: str | os.PathLike[str], ws_url: str, tradin
         print(f"pbdtui: error: live session stopped: {app.error}", file=sys.stderr, flush=True)
         return 1
     return int(code or 0)
+
+
+def session_log_path(mode: str) -> Path:
+    """``$XDG_STATE_HOME/pbdtui/logs/<mode>-<UTC time>-<pid>.log`` (``~/.local/state/...``)."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    return Path(base) / "pbdtui" / "logs" / f"{mode.lower()}-{stamp}-{os.getpid()}.log"
+
+
+def run_console(app: PbdApp) -> int | None:
+    """Run ``app`` with the process's log records in a session log file (owner-only), not on the screen.
+
+    A record printed to stderr would be drawn over the console; the file's
+    path is printed when the console closes.
+    """
+    from engine.private import create_private_file, private_dir
+
+    path = session_log_path(app.mode)
+    private_dir(path.parent)
+    create_private_file(path)
+    root = logging.getLogger()
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    screen = [h for h in root.handlers if isinstance(h, logging.StreamHandler)
+              and not isinstance(h, logging.FileHandler)]
+    for h in screen:
+        root.removeHandler(h)
+    root.addHandler(handler)
+    level = root.level
+    root.setLevel(min(level, logging.INFO) if level else logging.INFO)
+    log.info("%s console started (pid %d)", app.mode, os.getpid())
+    try:
+        return app.run()
+    finally:
+        log.info("console closed")
+        root.removeHandler(handler)
+        handler.close()
+        root.setLevel(level)
+        for h in screen:
+            root.addHandler(h)
+        print(f"pbdtui: session log: {path}", file=sys.stderr, flush=True)
 
 
 # --- the demo ----------------------------------------------------------------------
@@ -518,7 +563,7 @@ def run_demo(settings: Any, db: str | os.PathLike[str] | None = None, speed: flo
 
     path = demo_database(settings, seed=seed, log=say) if db is None else Path(db)
     app = create_app(settings, path, speed=speed, start_ms=start_ms, end_ms=end_ms)
-    code = app.run()
+    code = run_console(app)
     if app.error is not None:
         say(f"pbdtui: error: replay stopped: {app.error}")
         return 1

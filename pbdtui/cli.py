@@ -501,6 +501,9 @@ def _cmd_features(args: argparse.Namespace) -> int:
     return 0
 
 
+DEMO_LIVE_SPEED = 30.0  # the demo's market: 3 h of trading in 6 min, a pace the live path and the eye follow
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from engine.store import Store, instrument_of
     from engine.timerange import range_text
@@ -512,13 +515,29 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         if args.symbol or args.tick_size or args.qty_step or start is not None or end is not None:
             raise ConfigError("--symbol, --tick-size, --qty-step, --from and --to need --db "
                               "(the generated session is BTCUSDT)")
-    else:
-        _need_db(args.db)
-        settings = _for_instrument(args, settings, trading=True)
-        with Store(args.db, instrument_of(settings), readonly=True) as store:
-            if store.tick_range(start, end) is None:
-                raise StoreError(f"{args.db}: no ticks to replay {range_text(start, end)}")
-    return run_demo(settings, db=args.db, speed=args.speed, seed=args.seed, start_ms=start, end_ms=end)
+        from engine.kernel_cache import EVENTS
+        from pbdtui.demo import run_live_demo
+
+        speed = DEMO_LIVE_SPEED if args.speed is None else args.speed
+        if not speed > 0:
+            raise ConfigError(f"--speed must be positive, got {speed:g}")
+        _compile_notice(EVENTS)
+        from pbdtui.app import DEMO_DAYS
+        from pbdtui.demo import streamed_minutes
+
+        days = DEMO_DAYS if args.days is None else args.days
+        if not streamed_minutes(settings, days) >= 10:
+            raise ConfigError(f"--days {days:g}: the demo streams what follows the {settings.rolling_window_minutes}"
+                              f"-minute window and 10 more minutes of history; give at least "
+                              f"{(settings.rolling_window_minutes + 20) / 1440:.3f} days")
+        return run_live_demo(settings, seed=args.seed, speed=speed, days=days)
+    _need_db(args.db)
+    settings = _for_instrument(args, settings, trading=True)
+    with Store(args.db, instrument_of(settings), readonly=True) as store:
+        if store.tick_range(start, end) is None:
+            raise StoreError(f"{args.db}: no ticks to replay {range_text(start, end)}")
+    return run_demo(settings, db=args.db, speed=600.0 if args.speed is None else args.speed, seed=args.seed,
+                    start_ms=start, end_ms=end)
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
@@ -879,12 +898,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(feat)
     feat.set_defaults(func=_cmd_features)
 
-    demo = _command(sub, "demo", "open the console on a simulated session (offline) or on a database",
+    demo = _command(sub, "demo", "the console on a simulated market through the live path (offline), or a replay",
                     "  pbdtui demo\n"
-                    "  pbdtui demo --db btc.db --from '2026-01-05 08:00' --to '2026-01-05 16:00' --speed 300")
+                    "  pbdtui demo --speed 60\n"
+                    "  pbdtui demo --db btc.db --from '2026-01-05 08:00' --to '2026-01-05 16:00' --speed 300",
+                    description="Without --db: a simulated session is served by the loopback Bybit venue on\n"
+                                "127.0.0.1 and traded on paper through the live path (feed client, live clock,\n"
+                                "recorder), as `pbdtui live` trades Bybit's stream; the first 4 h 10 min are the\n"
+                                "warm-start history. With --db: that database replayed as `pbdtui replay` does.")
     demo.add_argument("--db", default=None, metavar="FILE", help="replay this database instead of generating one")
-    demo.add_argument("--speed", type=float, default=600.0, help="replay speed, x real time (default %(default)s)")
+    demo.add_argument("--speed", type=float, default=None,
+                      help=f"x real time (default {DEMO_LIVE_SPEED:g} for the simulated market, 600 for a replay)")
     demo.add_argument("--seed", type=int, default=7, help="seed of the generated session, without --db (default %(default)s)")
+    demo.add_argument("--days", type=float, default=None, metavar="N",
+                      help="length of the generated session, without --db (default 0.3: the 4 h window, then 3 h)")
     _add_range(demo, "ticks to replay")
     _add_instrument(demo)
     _add_config(demo)
