@@ -48,6 +48,7 @@ from pbdtui.messages import (
     ReadinessChanged,
     ReplayChanged,
     ReplayFinished,
+    ReplayRestarted,
     Snapshot,
     TicksReplayed,
     message_for,
@@ -123,7 +124,7 @@ class PbdApp(App[int]):
         ("p, space", "pause / resume the replay"),
         ("s", "step one minute (pauses first)"),
         ("n", "jump to the next trade (then paused)"),
-        ("g", "seek: replay to a UTC time you type (forward; then paused)"),
+        ("g", "seek: replay to a UTC time you type (back too: replays from the start; then paused)"),
         ("+, =", "faster: 1 2 5 10 30 60 120 300 600 1200 3000 ... x"),
         ("-", "slower"),
         ("r", "the end-of-session summary (when the replay has finished)"),
@@ -389,6 +390,20 @@ class PbdApp(App[int]):
     def on_replay_changed(self, message: ReplayChanged) -> None:
         if message.paused:
             self.jumping = False
+
+    @_guarded
+    def on_replay_restarted(self, message: ReplayRestarted) -> None:
+        # a seek backwards: the minutes, fills and chart start again with the fresh engine
+        self.minutes.clear()
+        self._chart.clear()
+        self.bars = ()
+        self.report = None
+        self.report_text = ""
+        for name in ("#signals", "#fills"):
+            self.query_one(name, RichLog).clear()
+        clock = time.strftime("%Y-%m-%d %H:%M", time.gmtime(message.target / 1000))
+        self._log(message.ts, f"seek back to {clock} UTC: replaying from the first tick (a fresh engine, "
+                  "so position and PnL are those of a straight replay)", "bold", "info")
 
     @_guarded
     def on_replay_finished(self, message: ReplayFinished) -> None:

@@ -106,6 +106,14 @@ class ReplayChanged(Message):
 
 
 @dataclass
+class ReplayRestarted(Message):
+    """A seek backwards: the replay starts again from its first tick; the screen clears its history."""
+
+    ts: int
+    target: int
+
+
+@dataclass
 class ReplayFinished(Message):
     """The stored session has been replayed to its end."""
 
@@ -143,6 +151,7 @@ _MESSAGES: dict[type, type[Message]] = {
     events.KillSwitchChanged: KillSwitchChanged,
     events.FlattenRequested: FlattenRequested,
     events.ReplayChanged: ReplayChanged,
+    events.ReplayRestarted: ReplayRestarted,
     events.ReplayFinished: ReplayFinished,
 }
 

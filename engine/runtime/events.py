@@ -114,6 +114,14 @@ class ReplayChanged:
 
 
 @dataclass
+class ReplayRestarted:
+    """A seek backwards: the replay starts again from its first tick into a fresh engine."""
+
+    ts: int  # the first tick's time, ms UTC
+    target: int  # the time it replays to (then paused)
+
+
+@dataclass
 class ReplayFinished:
     """The stored session has been replayed to its end."""
 
