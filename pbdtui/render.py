@@ -275,8 +275,8 @@ def render_features(
     base_bin_ticks: int = 1,
     last_px: int = -1,
     ambiguous_max: float | None = None,
-) -> list[str]:
-    """The latest closed minute's features, the decision, the position and PnL.
+) -> list[Text]:
+    """The latest closed minute's features, the decision, the position and PnL: one styled line per row.
 
     Args:
         features: one ``FEATURE_DTYPE`` record as a dict (None before the first close).
@@ -290,17 +290,20 @@ def render_features(
     """
     fmt = PriceFormat(tick_size)
     qty_dec = decimals_of(qty_step)
-    out: list[str] = []
+    out: list[Text] = []
 
-    def row(label: str, text: str) -> None:
-        out.append(f"{label:<9} {text}")
+    def row(label: str, text: str, style: str = "") -> None:
+        line = Text(f"{label:<9} ", style="dim")
+        line.append(text, style=style)
+        out.append(line)
 
     if features is None:
         row("minute", "waiting for the first close")
     else:
         f = features
         row("minute", _hhmm(int(f["ts_min"])))
-        row("ready", REASON_NAMES.get(int(f["ready"]), str(f["ready"])))
+        ready = int(f["ready"])
+        row("ready", REASON_NAMES.get(ready, str(ready)), "bold green" if ready == READY else "bold yellow")
         mid2 = int(f["mid2"])
         sigma = float(f["sigma"])
         row("mid", fmt.px2(mid2) if mid2 > 0 else "n/a")
@@ -323,8 +326,8 @@ def render_features(
             + (f"  ema {ema:+.2f}" if math.isfinite(ema) else ""))
         if vol > 0:
             amb = int(f["amb_qty"]) / vol
-            flag = "  HIGH" if ambiguous_max is not None and amb > ambiguous_max else ""
-            row("ambiguous", f"{amb * 100:.1f}%{flag}")
+            high = ambiguous_max is not None and amb > ambiguous_max
+            row("ambiguous", f"{amb * 100:.1f}%" + ("  HIGH" if high else ""), "bold red" if high else "")
         else:
             row("ambiguous", "n/a (no trades)")
         den = int(f.get("agree_den", 0))
@@ -335,8 +338,9 @@ def render_features(
         s = signal
         row("accept", ACCEPT_NAMES.get(int(s["acceptance_state"]), str(s["acceptance_state"])))
         flags = [name for name in SIGNAL_FLAGS if int(s[name])]
-        row("signal", f"{ACTION_NAMES.get(int(s['action']), '?')} · "
-            f"{REASON_NAMES.get(int(s['reason']), '?')}")
+        action = ACTION_NAMES.get(int(s["action"]), "?")
+        row("signal", f"{action} · {REASON_NAMES.get(int(s['reason']), '?')}",
+            "bold cyan" if action.startswith(("ENTER_", "EXIT")) else "")
         if flags:
             row("setups", ", ".join(flags))
 
@@ -346,14 +350,14 @@ def render_features(
             row("position", "flat")
         else:
             side = "LONG" if p.position > 0 else "SHORT"
-            row("position", f"{side} {order_qty:.{qty_dec}f} @ {fmt.px(p.entry_px)}")
+            row("position", f"{side} {order_qty:.{qty_dec}f} @ {fmt.px(p.entry_px)}", "bold")
             row("stop", fmt.px(p.stop))
         unreal = (p.position * (last_px - p.entry_px) * tick_size * order_qty
                   if p.position != 0 and last_px >= 0 else 0.0)
         row("PnL", f"open {unreal:+.2f}  day {p.day_pnl:+.2f}")
         row("", f"realized {p.realized:+.2f}  fees {p.fees:.2f}")
         if p.kill_daily:
-            row("risk", "DAILY LOSS LIMIT: entries off")
+            row("risk", "DAILY LOSS LIMIT: entries off", "bold red")
     return out
 
 
@@ -365,32 +369,6 @@ def format_clock(ts_ms: int) -> str:
     if ts_ms < 0:
         return "----------  --:--:-- UTC"
     return datetime.fromtimestamp(ts_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def render_header(*, symbol: str, ts: int, speed: float, paused: bool, warming_up: bool,
-                  finished: bool, kill_manual: bool, kill_daily: bool, ready: int | None,
-                  progress: float) -> str:
-    """One status line: symbol, replay clock, replay state and speed, kill switch, readiness."""
-    if finished:
-        state = "■ finished"
-    elif paused:
-        state = "⏸ paused"
-    elif warming_up:
-        state = "⏩ warm-up"
-    else:
-        state = "▶ replay"
-    parts = [
-        symbol,
-        format_clock(ts),
-        f"{state} {speed:g}x",
-        f"{progress * 100:3.0f}%",
-        "KILL ON" if kill_manual else "kill off",
-    ]
-    if kill_daily:
-        parts.append("LOSS LIMIT")
-    if ready is not None:
-        parts.append(REASON_NAMES.get(ready, str(ready)))
-    return " │ ".join(parts)
 
 
 # --- the console's panels (rich.Text: styled spans, tests compare .plain) ---------------

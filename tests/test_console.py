@@ -26,7 +26,6 @@ from pbdtui.render import (
     profile_rows,
     render_chart,
     render_features,
-    render_header,
     render_position,
     render_profile,
     render_signal_line,
@@ -146,8 +145,10 @@ def test_features_panel_reads_the_last_minute_and_the_position():
     position = PositionView(position=-1, entry_px=941_764, entry_ts=T_0358, stop=942_000, target2=0,
                             tag=2, realized=-0.5, fees=0.25, funding=0.0, day_pnl=-0.5,
                             kill_daily=False, kill_manual=False, bid=941_699, ask=941_700)
-    lines = render_features(features, signal, position, tick_size=0.1, qty_step=0.001,
-                            order_qty=0.001, last_px=941_700, ambiguous_max=0.35)
+    styled = render_features(features, signal, position, tick_size=0.1, qty_step=0.001,
+                             order_qty=0.001, last_px=941_700, ambiguous_max=0.35)
+    assert [str(line.spans[-1].style) for line in styled[1:2]] == ["bold green"]  # READY: spans, not regexes
+    lines = [line.plain for line in styled]
     assert lines == [
         "minute    03:58 UTC",
         "ready     READY",
@@ -172,16 +173,8 @@ def test_features_panel_reads_the_last_minute_and_the_position():
 
 
 def test_features_panel_before_the_first_close():
-    assert render_features(None, None, None, tick_size=0.1, qty_step=0.001, order_qty=0.001) == [
-        "minute    waiting for the first close"
-    ]
-
-
-def test_header_shows_clock_speed_kill_switch_and_readiness():
-    line = render_header(symbol="BTCUSDT", ts=T_0358 + 7_500, speed=600.0, paused=True,
-                         warming_up=False, finished=False, kill_manual=True, kill_daily=False,
-                         ready=0, progress=0.5)
-    assert line == "BTCUSDT │ 2026-01-05 03:58:07 UTC │ ⏸ paused 600x │  50% │ KILL ON │ READY"
+    lines = render_features(None, None, None, tick_size=0.1, qty_step=0.001, order_qty=0.001)
+    assert [line.plain for line in lines] == ["minute    waiting for the first close"]
 
 
 # --- the app --------------------------------------------------------------------------------
