@@ -387,7 +387,7 @@ def _minutes(ms: int) -> str:
 
 def render_status(*, mode: str, ts: int, state: str, speed: float, progress: float, kill_manual: bool,
                   kill_daily: bool, day_pnl: float, ready: int | None, feed: Any | None = None,
-                  stale_ms: int = 10_000) -> Text:
+                  stale_ms: int = 10_000, compact: bool = False) -> Text:
     """The status bar: mode, UTC clock of the data, replay state or feed health, kill switch, day PnL, readiness.
 
     Args:
@@ -402,13 +402,14 @@ def render_status(*, mode: str, ts: int, state: str, speed: float, progress: flo
         ready: readiness code of the last closed minute (None: none yet).
         feed: the live feed's health (``engine.runtime.events.FeedHealth``); None in a replay.
         stale_ms: wall time without data after which the feed shows as quiet.
+        compact: 80 columns: the clock without the date, the feed's figures only when they matter.
     """
     marks = {"replay": "▶", "paused": "⏸", "warm-up": "⏩", "jump": "⏭", "finished": "■"}
     out = Text()
     sep = Text(" │ ", style="dim")
     out.append(mode, style="bold reverse" if mode != "LIVE" else "bold white on red")
     out.append(" ")
-    out.append(format_clock(ts))
+    out.append(((format_clock(ts)[11:19] + "Z") if ts >= 0 else "--:--:--") if compact else format_clock(ts))
     out.append_text(sep)
     if mode == "REPLAY":
         # "replay" goes without saying in a replay (the mode says it): 80 columns are tight
@@ -416,10 +417,11 @@ def render_status(*, mode: str, ts: int, state: str, speed: float, progress: flo
         out.append(f"{marks.get(state, '')}{word} {speed:g}x {progress * 100:.0f}%",
                    style="bold yellow" if state == "paused" else "")
     else:
-        out.append_text(render_feed(feed, stale_ms))
+        out.append_text(render_feed(feed, stale_ms, compact))
         if state == "warm-up":
             left = getattr(feed, "warmup_left", 0)
-            out.append(f" warm-up {left} min left" if left else " warm-up", style="yellow")
+            out.append((f" warm-up {left}m" if compact else f" warm-up {left} min left") if left else " warm-up",
+                       style="yellow")
     out.append_text(sep)
     out.append("KILL ON" if kill_manual else "kill off", style="bold white on red" if kill_manual else "green")
     if kill_daily:
@@ -433,8 +435,11 @@ def render_status(*, mode: str, ts: int, state: str, speed: float, progress: flo
     return out
 
 
-def render_feed(feed: Any | None, stale_ms: int = 10_000) -> Text:
-    """Feed health in a few columns: state, lag, age of the newest data, reconnects, gaps, bad frames."""
+def render_feed(feed: Any | None, stale_ms: int = 10_000, compact: bool = False) -> Text:
+    """Feed health in a few columns: state, lag, age of the newest data, reconnects, gaps, bad frames.
+
+    ``compact`` (80 columns): the figures only when the feed is not ok.
+    """
     if feed is None:
         return Text("feed connecting", style="yellow")
     out = Text()
@@ -448,6 +453,9 @@ def render_feed(feed: Any | None, stale_ms: int = 10_000) -> Text:
         out.append("feed ok", style="green")
     # data from another day (a loopback venue replaying a recording) has no meaningful lag
     lag = f"{feed.lag_ms}ms" if abs(feed.lag_ms) < 86_400_000 else "n/a"
+    healthy = feed.connected and feed.quiet_ms <= stale_ms
+    if compact and healthy:  # 80 columns: the counters are in the alerts log
+        return out
     out.append(f" lag {lag} age {feed.quiet_ms / 1000:.1f}s", style="dim" if feed.connected else "")
     if feed.reconnects:
         out.append(f" rc {feed.reconnects}", style="yellow")

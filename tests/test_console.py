@@ -177,6 +177,26 @@ def test_features_panel_before_the_first_close():
     assert [line.plain for line in lines] == ["minute    waiting for the first close"]
 
 
+def test_status_bar_live_modes_show_feed_health_and_fit_80_columns():
+    from engine.runtime.events import FeedHealth
+
+    ok = FeedHealth(quiet_ms=300, lag_ms=120, reconnects=2, gaps=1, malformed=0, connected=True)
+    down = FeedHealth(quiet_ms=16_000, lag_ms=120, reconnects=3, gaps=1, malformed=4, connected=False)
+    common = dict(mode="PAPER", ts=T_0358 + 7_500, state="live", speed=1.0, progress=0.0, kill_manual=True,
+                  kill_daily=True, day_pnl=-12.5, ready=0, stale_ms=5_000)
+    wide = render_status(feed=ok, **common).plain
+    assert wide == ("PAPER 2026-01-05 03:58:07 UTC │ feed ok lag 120ms age 0.3s rc 2 gaps 1 │ KILL ON │ "
+                    "LOSS LIMIT │ day -12.50 │ READY")
+    narrow = render_status(feed=ok, compact=True, **common).plain
+    assert narrow == "PAPER 03:58:07Z │ feed ok │ KILL ON │ LOSS LIMIT │ day -12.50 │ READY"
+    assert len(narrow) <= 78  # inside the status bar's padding at 80 columns
+    bad = render_status(feed=down, compact=True, **common).plain
+    assert "FEED DOWN lag 120ms age 16.0s rc 3 gaps 1 bad 4" in bad  # figures shown when they matter
+    waiting = FeedHealth(quiet_ms=-1, lag_ms=0, reconnects=0, gaps=0, malformed=0, connected=True, warmup_left=12)
+    assert "feed up, waiting for data warm-up 12 min left" in render_status(
+        feed=waiting, **{**common, "state": "warm-up"}).plain
+
+
 # --- the app --------------------------------------------------------------------------------
 
 

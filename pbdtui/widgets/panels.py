@@ -43,10 +43,11 @@ class StatusBar(Widget):
     def render(self) -> Text:
         snap = self.snapshot
         live = self.mode != "REPLAY"
+        compact = 0 < self.size.width < 100
         if snap is None:
             return render_status(mode=self.mode, ts=-1, state="warm-up", speed=0, progress=0.0,
                                  kill_manual=False, kill_daily=False, day_pnl=0.0, ready=self.ready,
-                                 feed=self.feed, stale_ms=self.stale_ms)
+                                 feed=self.feed, stale_ms=self.stale_ms, compact=compact)
         if live:
             state = "warm-up" if snap.warming_up else "live"
         else:
@@ -55,7 +56,7 @@ class StatusBar(Widget):
         return render_status(mode=self.mode, ts=snap.ts, state=state, speed=snap.speed, progress=snap.progress,
                              kill_manual=snap.position.kill_manual, kill_daily=snap.position.kill_daily,
                              day_pnl=snap.position.day_pnl, ready=self.ready, feed=self.feed,
-                             stale_ms=self.stale_ms)
+                             stale_ms=self.stale_ms, compact=compact)
 
 
 class PositionPanel(Widget):
