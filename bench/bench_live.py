@@ -1,26 +1,38 @@
 """The live path: throughput, minute-close latency and memory of a long accelerated recording.
 
 (a) **Pipeline ceiling**, no network: a simulated session encoded as the
-    Bybit frames the venue sends, then decoded (``FrameDecoder``), fed
-    (``Runner.feed``, features-only as ``pbdtui collect``) and recorded
-    (``Recorder``, a commit every second) in this process: frames per second.
+    Bybit frames the venue sends, then decoded (``FrameDecoder.decode_many``),
+    fed (``Runner.feed``, features-only as ``pbdtui collect``) and recorded
+    (``Recorder``, a commit every second) in this process, ``--batch``
+    frames per step (the live client decodes together the frames that
+    arrived while it handled the previous ones, up to 4096, and releases
+    rows to the engine every 4096 rows or 50 ms): frames per second.
 (b) **Minute close**: for every minute of the session, its events are fed
     (not timed), then ``Engine.close_until`` at the minute's end is timed:
     features and signal of the closing minute. Also timed: the feed call of
     the first event after a minute (the frame that completes a decision
     when minutes close on data), from the frame's decode to the decision.
+(d) **Live client on loopback** (``--loopback``): the frames of (a), written
+    as fast as the socket takes them by a ``websockets`` server in another
+    process (after the subscribe acks; frames pre-encoded), through
+    ``BybitPublicFeed`` + ``LiveDriver`` + ``Recorder`` (what ``pbdtui
+    collect`` runs): from connecting to every frame received, and to the
+    last row committed.
 (c) **Long accelerated recording**: ``LiveDriver`` (what ``pbdtui collect``
     runs) fed by the loopback venue at full speed over ``--hours`` of
     simulated market, RSS sampled every few seconds.
 
-    PYTHONPATH=. python bench/bench_live.py [--minutes 120] [--hours 6] [--json out.json]
+    PYTHONPATH=. python bench/bench_live.py [--minutes 120] [--hours 6] [--batch 1024 --batch 64] [--loopback]
+        [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -77,7 +89,7 @@ def _frames(db: Path) -> list[str]:
     return [text for _, _, text in out]
 
 
-def pipeline(frames: list[str], db: Path, batch: int = 64) -> dict:
+def pipeline(frames: list[str], db: Path, batch: int = 1024) -> dict:
     """(a) and the arrival-to-decision part of (b)."""
     dec = FrameDecoder(instrument_of(SETTINGS))
     runner = Runner(SETTINGS, lambda e: None, trading=False)
@@ -87,8 +99,7 @@ def pipeline(frames: list[str], db: Path, batch: int = 64) -> dict:
     cpu0 = time.process_time()
     for k in range(0, len(frames), batch):
         t0 = time.perf_counter()
-        for text in frames[k:k + batch]:
-            dec.decode(text, recv_ms=0)
+        dec.decode_many(frames[k:k + batch], 0)
         tr, qu = dec.take_trades(), dec.take_quotes()
         rec.ticks(tr, qu)
         out = runner.feed(tr, qu)
@@ -154,20 +165,106 @@ async def long_recording(src: Path, db: Path, sample_s: float = 5.0) -> dict:
             "rss_mb_first_last": [samples[min(2, len(samples) - 1)][1], samples[-1][1]] if samples else []}
 
 
+def _ws_frames(texts: list[str]) -> bytes:
+    """Unmasked WebSocket text frames (server to client, RFC 6455 section 5.2), end to end."""
+    out = bytearray()
+    for text in texts:
+        data = text.encode()
+        n = len(data)
+        out += bytes((0x81, n)) if n < 126 else bytes((0x81, 126)) + n.to_bytes(2, "big") if n < 65536 else \
+            bytes((0x81, 127)) + n.to_bytes(8, "big")
+        out += data
+    return bytes(out)
+
+
+async def _serve(path: str) -> None:
+    """(d)'s sender: acks the subscriptions, then writes every line of ``path`` as a frame, pre-encoded.
+
+    The frames are written to the socket as prepared bytes (1 MB at a time)
+    rather than one ``send`` each, so the sender is not what is measured.
+    """
+    from websockets.asyncio.server import serve
+
+    blob = _ws_frames(Path(path).read_text().splitlines())
+
+    async def handler(ws) -> None:  # noqa: ANN001 - a websockets ServerConnection
+        for _ in range(3):
+            req = json.loads(await ws.recv())
+            await ws.send(json.dumps({"success": True, "ret_msg": "", "conn_id": "bench", "req_id": req["req_id"],
+                                      "op": "subscribe"}))
+        transport = ws.transport
+        for k in range(0, len(blob), 1 << 20):
+            transport.write(blob[k:k + (1 << 20)])
+            while transport.get_write_buffer_size() > 4 << 20:
+                await asyncio.sleep(0.001)
+        await ws.wait_closed()
+
+    # no protocol pings: one would land inside a frame that two writes split
+    async with serve(handler, "127.0.0.1", 0, compression=None, ping_interval=None) as server:
+        print(f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}", flush=True)
+        await asyncio.Future()
+
+
+async def client_on_loopback(frames: list[str], tmp: Path) -> dict:
+    """(d): the live client fed by a sender process on 127.0.0.1."""
+    path = tmp / "frames.txt"
+    path.write_text("\n".join(frames))
+    sender = subprocess.Popen([sys.executable, __file__, "--serve", str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        url = sender.stdout.readline().strip()
+        statuses: list = []
+        driver = LiveDriver(SETTINGS, str(tmp / "client.db"), FeedConfig(url=url), statuses.append,
+                            status_interval=3600)
+        stop = asyncio.Event()
+        started, cpu0 = time.perf_counter(), time.process_time()
+        task = asyncio.create_task(driver.run(stop))
+        while getattr(driver, "feed", None) is None or driver.feed.counters().frames < len(frames) + 3:
+            if task.done():
+                raise RuntimeError(f"driver stopped early: {task.exception()!r}")
+            if getattr(driver, "feed", None) is not None and driver.feed.counters().reconnects:
+                raise RuntimeError("the client reconnected: the measurement is void")
+            await asyncio.sleep(0.01)
+        received = time.perf_counter() - started
+        stop.set()
+        await task
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu0
+    finally:
+        sender.terminate()
+        sender.wait()
+    last = [s for s in statuses if isinstance(s, LiveStatus)][-1]
+    return {"frames": len(frames), "received_s": round(received, 3), "frames_per_s_received": round(len(frames) / received),
+            "seconds_to_committed": round(seconds, 3), "frames_per_s": round(len(frames) / seconds),
+            "client_cpu_seconds": round(cpu, 3), "frames_per_client_cpu_s": round(len(frames) / cpu),
+            "recorded": last.recorder, "feed": {k: v for k, v in last.feed.items() if k in ("frames", "trades", "quotes",
+                                                                                               "reconnects", "duplicates")}}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=120, help="session for (a) and (b)")
     ap.add_argument("--hours", type=float, default=6, help="session for (c); 0 skips it")
+    ap.add_argument("--batch", type=int, action="append", default=None,
+                    help="frames per decode_many/feed/record step in (a), repeatable (default 1024 and 64)")
+    ap.add_argument("--loopback", action="store_true", help="also run (d)")
+    ap.add_argument("--serve", default=None, help=argparse.SUPPRESS)  # (d)'s sender process
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
+    if args.serve:
+        asyncio.run(_serve(args.serve))
+        return 0
     result: dict = {"machine": machine(), "load_before": loadavg()}
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "src.db"
         _session(src, args.minutes)
         frames = _frames(src)
         pipeline(frames[: len(frames) // 10], Path(tmp) / "warm.db")  # compile and warm caches
-        result["pipeline"] = pipeline(frames, Path(tmp) / "rec.db")
-        print("pipeline", result["pipeline"], flush=True)
+        for k, batch in enumerate(args.batch or [1024, 64]):
+            key = "pipeline" if k == 0 else f"pipeline_batch_{batch}"
+            result[key] = pipeline(frames, Path(tmp) / f"rec{k}.db", batch)
+            print(key, result[key], flush=True)
+        if args.loopback:
+            result["client_on_loopback"] = asyncio.run(client_on_loopback(frames, Path(tmp)))
+            print("client on loopback", result["client_on_loopback"], flush=True)
         result["minute_close"] = minute_close(src)
         print("minute close", result["minute_close"], flush=True)
         if args.hours > 0:

@@ -24,7 +24,7 @@ import pytest
 from websockets.asyncio.server import serve
 
 from engine.adapters.bybit import ws as feed_module
-from engine.adapters.bybit.frames import Ticker
+from engine.adapters.bybit.frames import FrameDecoder, Ticker
 from engine.adapters.bybit.ws import BybitPublicFeed, FeedConfig, FeedStatus, Ticks, resolve_url
 from engine.adapters.reorder import ReorderBuffer
 from engine.store import Instrument, Store
@@ -281,6 +281,63 @@ async def test_the_real_capture_replayed_by_a_plain_server_reaches_the_engine_in
     trades = np.concatenate([t.trades for t in ticks])
     assert len(trades) == c.trades == 56 and c.malformed == {} and c.quotes > 100 and c.funding == 1
     assert (np.diff(trades["ts"]) >= 0).all()
+
+
+async def test_a_burst_of_frames_is_decoded_in_batches_with_the_rows_of_frame_by_frame_decoding():
+    """Frames that arrive together are decoded together (decode_many): same rows, statuses and tickers."""
+    rnd = random.Random(2)
+    texts, bid = [], 650_000
+    for k in range(3000):
+        bid += rnd.choice((-1, 0, 1))
+        if k % 5:
+            texts.append(json.dumps({"topic": "orderbook.1.BTCUSDT", "type": "snapshot", "ts": START + k + 1,
+                                     "data": {"s": "BTCUSDT", "b": [[f"{bid / 10:.2f}", f"{rnd.randint(1, 99)}.000"]],
+                                              "a": [[f"{(bid + 1) / 10:.2f}", "1.000"]], "u": k + 2, "seq": k},
+                                     "cts": START + k}, separators=(",", ":")))
+        else:
+            texts.append(json.dumps({"topic": "publicTrade.BTCUSDT", "type": "snapshot", "ts": START + k + 1, "data": [
+                {"T": START + k, "s": "BTCUSDT", "S": "Buy", "v": "0.001", "p": f"{bid / 10:.2f}",
+                 "i": f"00000000-0000-4000-8000-{k:012d}"}]}, separators=(",", ":")))
+        if k % 700 == 1:
+            texts.append('{"topic":"orderbook.1.BTCUSDT","data":')  # truncated: a malformed status each
+        if k % 1000 == 2:
+            texts.append(json.dumps({"topic": "tickers.BTCUSDT", "type": "snapshot", "ts": START + k, "data": {
+                "symbol": "BTCUSDT", "markPrice": f"{bid / 10:.2f}", "fundingRate": f"0.000{k // 1000 + 1}"}}))
+
+    async def handler(ws):
+        for _ in range(3):
+            req = json.loads(await ws.recv())
+            await ws.send(json.dumps({"success": True, "ret_msg": "", "conn_id": "c", "req_id": req["req_id"],
+                                      "op": "subscribe"}))
+        for text in texts:
+            await ws.send(text)
+        await ws.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0) as server:
+        url = f"ws://127.0.0.1:{next(iter(server.sockets)).getsockname()[1]}"
+        run = Run(None, fast_config(url, stale_after=30))  # type: ignore[arg-type]
+        task = asyncio.get_running_loop().create_task(run.consume())
+        await eventually(lambda: run.feed.counters().frames >= len(texts) + 3)
+        await run.feed.close()
+        await asyncio.wait_for(task, 10)
+    c = run.feed.counters()
+    assert c.batches < c.frames // 4  # the frames that arrived together were decoded together
+    want = FrameDecoder(BTC)
+    for text in texts:
+        want.decode(text, 0)
+    for name, rows in (("trades", want.take_trades()), ("quotes", want.take_quotes())):
+        got = run.delivered(name)
+        assert len(got) == len(rows) > 500
+        for f in rows.dtype.names:
+            if f != "local_ts":
+                assert np.array_equal(got[f], rows[f]), (name, f)
+    assert run.delivered("funding").tolist() == want.take_funding().tolist()
+    assert run.kinds().count("malformed") == c.malformed_total == 5 and run.kinds().count("subscribed") == 3
+    assert [t.mark_price for t in run.tickers] == [want_t for want_t in _marks(texts)]
+
+
+def _marks(texts: list[str]) -> list[float]:
+    return [float(json.loads(t)["data"]["markPrice"]) for t in texts if t.startswith('{"topic": "tickers')]
 
 
 def test_urls_mainnet_testnet_or_any_ws_url():

@@ -68,13 +68,16 @@ import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
 from engine.adapters.bybit.frames import (
+    BOOK,
     BOOK_INVALID,
     CONTROL,
     MALFORMED,
+    TRADES,
     Control,
     FrameDecoder,
     InstrumentLike,
     Ticker,
+    warm_up,
 )
 from engine.adapters.reorder import ReorderBuffer
 from engine.types import FUNDING_DTYPE, QUOTE_DTYPE, TRADE_DTYPE
@@ -136,6 +139,7 @@ class FeedConfig:
     dedup_max_ids: int = 500_000  # ... and at most this many
     open_timeout: float = 10.0  # s for the TCP + TLS + WebSocket handshake
     max_queue: int = 10_000  # events waiting for the consumer before the reader waits
+    max_batch_frames: int = 4096  # frames received while the previous ones are decoded, at most
     max_frame_bytes: int = 1 << 22
 
 
@@ -168,6 +172,7 @@ class FeedCounters:
     """Everything the feed counted since it was created (``BybitPublicFeed.counters()`` copies it)."""
 
     frames: int = 0
+    batches: int = 0  # decode steps: frames that arrived together are decoded together
     bytes: int = 0  # characters of text frames (= bytes for Bybit's ASCII JSON)
     connects: int = 0
     reconnects: int = 0  # connections after the first
@@ -344,6 +349,9 @@ class BybitPublicFeed:
         await self._emit(FeedStatus(kind, detail, int(time.time() * 1000), **extra))
 
     async def _run(self) -> None:
+        # the batch scanner's kernel is loaded (compiled on a fresh install) off the loop, before any frame:
+        # its first use would otherwise stall the loop for seconds in the middle of the first burst
+        await asyncio.to_thread(warm_up)
         flusher = asyncio.get_running_loop().create_task(self._flush_loop())
         attempt = 0
         try:
@@ -403,20 +411,33 @@ class BybitPublicFeed:
             await self._status(CONNECTED, self.url)
             pinger = loop.create_task(self._ping_loop(ws))
             watchdog = loop.create_task(self._watchdog(ws))
+            inbox: list[tuple[str | bytes, float]] = []
+            ready, room = asyncio.Event(), asyncio.Event()
+            reader = loop.create_task(self._read(ws, inbox, ready, room))
             reason = "closed by the server"
             try:
                 for topic in self.topics:
                     await ws.send(json.dumps({"req_id": topic, "op": "subscribe", "args": [topic]}))
-                async for frame in ws:
-                    await self._on_frame(frame)
-                    self._last_rx = loop.time()
+                while True:
+                    await ready.wait()
+                    ready.clear()
+                    if inbox:
+                        batch = inbox[:]
+                        inbox.clear()
+                        room.set()
+                        await self._on_frames(batch)
+                        self._last_rx = loop.time()
+                    if reader.done() and not inbox:
+                        reader.result()  # the reader's ConnectionClosed, if any
+                        break
             except websockets.exceptions.ConnectionClosed as exc:
                 reason = f"connection lost ({exc})"
             finally:
                 self._ws = None
                 pinger.cancel()
                 watchdog.cancel()
-                for task in (pinger, watchdog):
+                reader.cancel()
+                for task in (pinger, watchdog, reader):
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
             if self._stale_hit:
@@ -464,41 +485,94 @@ class BybitPublicFeed:
 
     # --- one frame --------------------------------------------------------------------
 
-    async def _on_frame(self, frame: str | bytes) -> None:
+    async def _read(self, ws: ClientConnection, inbox: list[tuple[str | bytes, float]], ready: asyncio.Event,
+                    room: asyncio.Event) -> None:
+        """Frames into ``inbox`` with their receive time; waits while ``max_batch_frames`` are unhandled.
+
+        ``recv`` returns at once while frames are queued, so this task
+        collects everything that has arrived before the handler runs again:
+        one frame at a time at live rates, thousands after a reconnect or in
+        a fast replay, decoded together (``FrameDecoder.decode_many``).
+        """
+        try:
+            async for frame in ws:
+                inbox.append((frame, time.time()))
+                ready.set()
+                if len(inbox) >= self.config.max_batch_frames:
+                    room.clear()
+                    await room.wait()
+        finally:
+            ready.set()
+
+    # --- frames -------------------------------------------------------------------------
+
+    async def _on_frames(self, batch: list[tuple[str | bytes, float]]) -> None:
         self._in_frame = True  # the watchdog ignores time spent here (a slow consumer is not silence)
         try:
-            await self._handle_frame(frame)
+            await self._handle_frames(batch)
         finally:
             self._in_frame = False
 
-    async def _handle_frame(self, frame: str | bytes) -> None:
-        now = time.time()
+    async def _handle_frames(self, batch: list[tuple[str | bytes, float]]) -> None:
+        """Decode frames received together; rows into the reorder buffer, then what the odd frames say.
+
+        Events come in frame order, except that the rows of the whole batch
+        (and a gap status) come at the place of its first data frame.
+        """
         c = self._counters
-        c.frames += 1
-        c.bytes += len(frame)
+        c.frames += len(batch)
+        c.batches += 1
+        c.bytes += sum(len(frame) for frame, _ in batch)
         dec = self.decoder
-        kind = dec.decode(frame, int(now * 1000))
+        notes: list[tuple[int, int, str, Ticker | None, bool]] = []  # frame, kind, reason, ticker, reset
+
+        first_data = len(batch)  # the first frame that may have made rows
+        following = 0  # the frame after the last one seen by on_slow; frames skipped in between were scanned
+
+        def on_slow(i: int, kind: int) -> None:
+            nonlocal first_data, following
+            if i > following or kind == TRADES or kind == BOOK:
+                first_data = min(first_data, following if i > following else i)
+            following = i + 1
+            ticker = None
+            if dec.ticker_changed:
+                dec.ticker_changed = False
+                ticker = dec.ticker.ticker()
+            reset = dec.stats.book_resets != self._seen_resets
+            self._seen_resets = dec.stats.book_resets
+            if ticker is not None or reset or kind not in (TRADES, BOOK):
+                notes.append((i, kind, dec.reason, ticker, reset))
+
+        dec.decode_many([frame for frame, _ in batch], [int(t * 1000) for _, t in batch], on_slow)
+        if following < len(batch):
+            first_data = min(first_data, following)
+        k = 0
+        while k < len(notes) and notes[k][0] < first_data:
+            await self._note(notes[k])
+            k += 1
+        await self._rows(*dec.take_rows())
+        for note in notes[k:]:
+            await self._note(note)
+
+    async def _rows(self, trades: list[tuple], quotes: list[tuple], funding: list[tuple]) -> None:
+        c = self._counters
         mono = time.monotonic()
         buffer = self.buffer
         late: list[list[tuple]] = [[], [], []]
         first_ts = None
-        if dec.trades:
-            rows = dec.trades
+        if trades:
             recent = self._recent
-            newest = max(buffer.max_ts, max(r[0] for r in rows))
-            fresh = [r for r in rows if not recent.seen(r[5], r[0], newest)]
-            c.duplicates += len(rows) - len(fresh)
-            rows.clear()
+            newest = max(buffer.max_ts, max(r[0] for r in trades))
+            fresh = [r for r in trades if not recent.seen(r[5], r[0], newest)]
+            c.duplicates += len(trades) - len(fresh)
             if fresh:
                 first_ts = fresh[0][0]
                 late[_K_TRADE] = buffer.add(_K_TRADE, fresh, mono)
-        if dec.quotes:
-            first_ts = dec.quotes[0][0] if first_ts is None else min(first_ts, dec.quotes[0][0])
-            late[_K_QUOTE] = buffer.add(_K_QUOTE, dec.quotes, mono)
-            dec.quotes.clear()
-        if dec.funding:
-            late[_K_FUNDING] = buffer.add(_K_FUNDING, dec.funding, mono)
-            dec.funding.clear()
+        if quotes:
+            first_ts = quotes[0][0] if first_ts is None else min(first_ts, quotes[0][0])
+            late[_K_QUOTE] = buffer.add(_K_QUOTE, quotes, mono)
+        if funding:
+            late[_K_FUNDING] = buffer.add(_K_FUNDING, funding, mono)
         if first_ts is not None:
             self._got_data = True
             if self._gap_open is not None:
@@ -516,20 +590,21 @@ class BybitPublicFeed:
                                    _arr(late[2], FUNDING_DTYPE), buffer.watermark, late=True))
         if buffer.held >= self.config.batch_rows:
             await self._release()
+
+    async def _note(self, note: tuple[int, int, str, Ticker | None, bool]) -> None:
+        """What one frame decoded by ``FrameDecoder.decode`` reports: a status, a control, a ticker."""
+        _, kind, reason, ticker, reset = note
+        dec = self.decoder
         if kind == MALFORMED:
-            await self._status(MALFORMED_FRAME, dec.reason)
+            await self._status(MALFORMED_FRAME, reason)
         elif kind == CONTROL:
-            for ctl in dec.controls:
-                await self._on_control(ctl)
-            dec.controls.clear()
+            await self._on_control(dec.controls.pop(0))
         elif kind == BOOK_INVALID:
-            await self._status(CROSSED, dec.reason)
-        if dec.stats.book_resets != self._seen_resets:
-            self._seen_resets = dec.stats.book_resets
+            await self._status(CROSSED, reason)
+        if reset:
             await self._status(BOOK_RESET, "order book reset by the exchange (u == 1)")
-        if dec.ticker_changed:
-            dec.ticker_changed = False
-            await self._emit(dec.ticker.ticker())
+        if ticker is not None:
+            await self._emit(ticker)
 
     async def _on_control(self, ctl: Control) -> None:
         c = self._counters
