@@ -197,42 +197,28 @@ def _dedup_keys(kind: str, arr: np.ndarray) -> np.ndarray:
     return np.stack([arr[name] for name in names], axis=1).astype(np.int64, copy=False)
 
 
-_MIX = np.uint64(0x9E3779B97F4A7C15)
-
-
 def _repeated(keys: np.ndarray) -> np.ndarray:
-    """Rows whose key (a row of ``keys``) equals that of an earlier row.
+    """Rows whose key (a row of ``keys``, the time first) equals that of an earlier row.
 
-    One 64-bit hash per row and a stable sort of the hashes find the
-    candidates (equal keys have equal hashes); only rows whose hash repeats
-    are compared exactly, so a hash collision can never drop a tick. A
-    lexsort of all the key columns was rejected: 2-3x slower on a chunk,
-    where nearly every hash is unique.
+    Equal keys have equal times, so rows are put in time order (stable: an
+    earlier row stays earlier) and ``engine.kernels.dedup`` checks each run
+    of one time. Exact: no hash decides alone that two ticks are the same.
     """
-    n = len(keys)
-    out = np.zeros(n, dtype=bool)
-    if n < 2:
+    out = np.zeros(len(keys), dtype=bool)
+    if len(keys) < 2:
         return out
-    with np.errstate(over="ignore"):
-        h = np.zeros(n, dtype=np.uint64)
-        for j in range(keys.shape[1]):
-            h = (h ^ keys[:, j].view(np.uint64)) * _MIX
-            h ^= h >> np.uint64(29)
-    order = np.argsort(h, kind="stable")
-    hs = h[order]
-    same = hs[1:] == hs[:-1]
-    if not same.any():
-        return out
-    cand_pos = np.zeros(n, dtype=bool)
-    cand_pos[1:] |= same
-    cand_pos[:-1] |= same
-    cand = np.sort(order[cand_pos])  # rows whose hash is shared, in row order
-    sub = keys[cand]
-    exact = np.lexsort([cand] + [sub[:, j] for j in range(keys.shape[1] - 1, -1, -1)])
-    ks = sub[exact]
-    dup_sorted = np.zeros(len(cand), dtype=bool)
-    dup_sorted[1:] = (ks[1:] == ks[:-1]).all(axis=1)
-    out[cand[exact[dup_sorted]]] = True
+    # imported here: numba takes about a second to import, and most store users never write
+    from engine.kernels import dedup as _dedup
+
+    keys = np.ascontiguousarray(keys)
+    ts = keys[:, 0]
+    if np.any(ts[1:] < ts[:-1]):
+        order = np.argsort(ts, kind="stable")
+        flags = np.zeros(len(keys), dtype=bool)
+        _dedup.repeated_in_runs(keys[order], flags)
+        out[order] = flags
+    else:
+        _dedup.repeated_in_runs(keys, out)
     return out
 
 
