@@ -838,6 +838,7 @@ def _import_csv(
         parse = make_parser(_Checks(settings), settings, index)
         used = tuple(sorted(index[c] for c in required))
         with store.write():  # one transaction per file: an unreadable file leaves nothing behind
+            store.claim_retention(_store.ARCHIVE)  # a history built on purpose: no live retention purge
             first_line = 2
             for data in _blocks(fh):
                 fields, groups, line_nos = _split_block(data, first_line, len(names), used)
@@ -1031,6 +1032,7 @@ def import_bybit_book(store: _store.Store, settings: Settings, path: PathLike,
     checked_format = False
     try:
         with store.write():
+            store.claim_retention(_store.ARCHIVE)
             for line_no, raw in enumerate(fh, 1):
                 if not line_no & 4095:
                     report()

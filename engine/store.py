@@ -28,6 +28,17 @@ Writers take SQLite's write lock up front (``BEGIN IMMEDIATE``, see
 transaction starts as a reader and its upgrade to a writer fails at once with
 ``BusyError`` when someone else writes, whatever the busy timeout.
 
+Raw-tick retention depends on what the database is for, kept in its
+``meta`` as ``raw_retention``: ``live`` (a recorder's database: raw ticks
+past ``retention_hours``, 48 h by default, are purged) or ``archive`` (a
+history a user builds on purpose with ``pbdtui data import``/``download
+--import``/``synth``: raw ticks are kept for good). The first writer of a
+new database sets it (``claim_retention``); the recorder purges only a
+``live`` database and ``pbdtui data purge`` refuses an ``archive`` one
+unless ``--keep-hours`` is given; ``pbdtui data retention`` shows or
+changes it. A database from before the setting counts as an archive when
+it logged an import, else as live.
+
 Derived tables (``bars_1m``, ``features_1m``, ``signals_1m``,
 ``trades_exec``) use spec.md's column names, prices in price units, ``ts_min``
 in ms. The database runs in WAL mode: one writer, any number of readers,
@@ -65,6 +76,11 @@ WAIT_NOTICE_MS = 1_000  # after this long waiting, say so once
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 KIND_DTYPES = {"trade": TRADE_DTYPE, "quote": QUOTE_DTYPE}
+
+RETENTION_KEY = "raw_retention"  # meta key: what the raw-tick retention of this database is (module docstring)
+LIVE = "live"  # a recorder's database: raw ticks past retention_hours are purged
+ARCHIVE = "archive"  # a history built on purpose: raw ticks are kept
+RETENTIONS = (LIVE, ARCHIVE)
 
 BARS_COLUMNS = (
     "ts_min", "open", "high", "low", "close", "volume", "vwap",
@@ -358,6 +374,33 @@ class Store:
         row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return None if row is None else row[0]
 
+    def retention(self) -> str:
+        """``LIVE`` or ``ARCHIVE``: the stored setting, else inferred (an import was logged: an archive)."""
+        value = self.meta(RETENTION_KEY)
+        if value in RETENTIONS:
+            return value
+        imported = self._has_table("imports") and self.db.execute("SELECT 1 FROM imports LIMIT 1").fetchone()
+        return ARCHIVE if imported else LIVE
+
+    def set_retention(self, value: str) -> None:
+        """Store the retention setting (``LIVE`` or ``ARCHIVE``)."""
+        if value not in RETENTIONS:
+            raise StoreError(f"{self.path}: retention must be one of {', '.join(RETENTIONS)}, not {value!r}")
+        with self.write():
+            self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (RETENTION_KEY, value))
+
+    def claim_retention(self, value: str) -> bool:
+        """Set the retention of a database that has none and holds no ticks yet (its first writer decides).
+
+        Returns True when it was set; a database with a setting, or with
+        ticks from before the setting existed, keeps what it has.
+        """
+        with self.write():
+            if self.meta(RETENTION_KEY) is not None or self.tick_range() is not None:
+                return False
+            self.set_retention(value)
+        return True
+
     def _bind(self, instrument: Instrument | None, readonly: bool) -> Instrument | None:
         stored = self.meta("symbol") if self._has_table("meta") else None
         if stored is None:
@@ -430,10 +473,11 @@ class Store:
                     known += len(part)  # stored before (and perhaps purged since)
                     continue
                 keep = self._not_stored(kind, part)
-                if not keep.all():
+                if keep.all():
+                    new += self._insert_chunk(kind, part, source, keep_digest=digest, data=data)
+                else:
                     dup += len(part) - int(keep.sum())
-                    part = part[keep]
-                new += self._insert_chunk(kind, part, source, keep_digest=digest)
+                    new += self._insert_chunk(kind, part[keep], source, keep_digest=digest)
         return Appended(new, dup, known)
 
     def _not_stored(self, kind: str, part: np.ndarray) -> np.ndarray:
@@ -445,12 +489,17 @@ class Store:
         keys = _dedup_keys(kind, np.concatenate([before, part]) if len(before) else part)
         return ~_repeated(keys)[len(before):]
 
-    def _insert_chunk(self, kind: str, part: np.ndarray, source: str, keep_digest: str) -> int:
-        """Insert ``part`` (sorted by ts) as one chunk under ``keep_digest``; returns its rows."""
+    def _insert_chunk(self, kind: str, part: np.ndarray, source: str, keep_digest: str,
+                      data: bytes | None = None) -> int:
+        """Insert ``part`` (sorted by ts; ``data`` its bytes when at hand) as one chunk under ``keep_digest``.
+
+        Returns its rows.
+        """
         if len(part) == 0:
             return 0
         ts = part["ts"]
-        data = np.ascontiguousarray(part).tobytes()
+        if data is None:
+            data = np.ascontiguousarray(part).tobytes()
         digest = keep_digest
         self.db.execute(
             "INSERT INTO tick_chunks(kind, ts_first, ts_last, n, digest, source, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
