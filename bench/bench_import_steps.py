@@ -7,7 +7,9 @@ them under ``D/serve/BTCUSDT``). One 4 MiB block of its text is split and
 parsed 10 times per step and timed in CPU seconds (``process_time``: on a
 shared machine wall time mostly measures the neighbours), then scaled to
 1 M rows. Inflate is timed on the whole file with zlib and with ISA-L
-(``engine.gz``). Run it with ``PYTHONPATH`` at another tree to compare.
+(``engine.gz``). Storing is timed apart: 2**20 trades (4 chunks) through
+``Store.append_ticks_counted`` into a fresh database, and the duplicate
+check of one chunk. Run it with ``PYTHONPATH`` at another tree to compare.
 """
 
 from __future__ import annotations
@@ -16,13 +18,17 @@ import gzip
 import json
 import os
 import sys
+import tempfile
 import time
 import zlib
 
+import numpy as np
 from isal import isal_zlib
 
 from engine import importers
+from engine import store as store_mod
 from engine.config import Settings
+from engine.types import TRADE_DTYPE
 
 COLUMNS = {"timestamp": 0, "symbol": 1, "side": 2, "size": 3, "price": 4, "trdMatchID": 6}
 
@@ -41,6 +47,24 @@ def inflate_seconds(module, raw: bytes) -> float:
     for i in range(0, len(raw), 1 << 20):
         d.decompress(raw[i:i + (1 << 20)])
     return time.process_time() - started
+
+
+def store_seconds() -> dict[str, float]:
+    n = 1 << 20
+    rng = np.random.default_rng(1)
+    rec = np.zeros(n, TRADE_DTYPE)
+    rec["ts"] = 1_733_011_200_000 + np.sort(rng.integers(0, 86_400_000, n))
+    rec["local_ts"] = rec["ts"]
+    rec["trade_id"] = rng.integers(0, 2**62, n)
+    rec["px"], rec["qty"], rec["side"] = 950_000, 5, 1
+    keys = store_mod._dedup_keys("trade", rec[:store_mod.CHUNK_ROWS])
+    repeated = cpu_per_block(lambda: store_mod._repeated(keys))
+    with tempfile.TemporaryDirectory() as folder:
+        with store_mod.Store(os.path.join(folder, "s.db"), store_mod.instrument_of(Settings())) as st:
+            started = time.process_time()
+            st.append_ticks_counted("trade", rec, "bench")
+            append = time.process_time() - started
+    return {"append_1M": round(append * 1e6 / n, 3), "duplicate_check_1M": round(repeated * 1e6 / len(keys), 3)}
 
 
 def main() -> None:
@@ -66,6 +90,7 @@ def main() -> None:
            "cpu_s_per_1M_rows": {name: round(cpu_per_block(fn) * per_million, 3) for name, fn in steps.items()}}
     out["inflate_cpu_s_per_1M_rows"] = {name: round(inflate_seconds(m, raw) * 1e6 / rows, 3)
                                         for name, m in (("zlib", zlib), ("isal", isal_zlib))}
+    out["store_cpu_s_per_1M_rows"] = store_seconds()
     print(json.dumps(out, indent=1))
 
 
