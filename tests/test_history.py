@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+
 import pytest
 
 from engine import store as store_mod
@@ -106,11 +108,22 @@ def test_the_recorder_keeps_the_history_of_an_archive_database(tmp_path):
         assert _ticks(st) == before + len(tr) + len(qu)
 
 
+def _imported(tmp_path, name: str) -> tuple[str, int]:
+    """A database made by ``pbdtui data import`` of a Bybit trade file spanning 72 h (a trade a minute)."""
+    path = tmp_path / f"{name}.csv.gz"
+    t0 = 1_733_011_200  # 2024-12-01, seconds
+    rows = [f"{t0 + 60 * i}.5,BTCUSDT,{'Buy' if i % 2 else 'Sell'},0.001,{96000 + i % 7}.5,{i}" for i in range(72 * 60)]
+    path.write_bytes(gzip.compress(("timestamp,symbol,side,size,price,trdMatchID\n" + "\n".join(rows) + "\n").encode()))
+    db = str(tmp_path / f"{name}.db")
+    assert main(["data", "import", "--db", db, "--format", "bybit-trades", str(path)]) == 0
+    return db, len(rows)
+
+
 def test_an_imported_database_is_an_archive_and_purge_needs_keep_hours(tmp_path, capsys):
-    db = str(tmp_path / "imp.db")
-    with Store(db, INSTRUMENT) as st:
-        synthesize(st, SETTINGS, days=3, seed=5)
-        n = _ticks(st)
+    db, n = _imported(tmp_path, "imp")
+    with Store(db) as st:
+        assert st.meta(store_mod.RETENTION_KEY) == ARCHIVE and _ticks(st) == n
+    capsys.readouterr()
     assert main(["data", "purge", "--db", db]) == 2
     err = capsys.readouterr().err
     assert "is an archive database" in err and "--keep-hours" in err
@@ -122,10 +135,8 @@ def test_an_imported_database_is_an_archive_and_purge_needs_keep_hours(tmp_path,
 
 
 def test_data_retention_shows_and_changes_the_setting(tmp_path, capsys):
-    db = str(tmp_path / "r.db")
-    with Store(db, INSTRUMENT) as st:
-        synthesize(st, SETTINGS, days=3, seed=6)
-        n = _ticks(st)
+    db, n = _imported(tmp_path, "r")
+    capsys.readouterr()
     assert main(["data", "retention", "--db", db]) == 0
     assert "archive database" in capsys.readouterr().out
     assert main(["data", "retention", "--db", db, "live"]) == 0
