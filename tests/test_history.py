@@ -139,6 +139,8 @@ def test_data_retention_shows_and_changes_the_setting(tmp_path, capsys):
     capsys.readouterr()
     assert main(["data", "retention", "--db", db]) == 0
     assert "archive database" in capsys.readouterr().out
+    assert main(["data", "info", "--db", db]) == 0
+    assert "retention   archive: raw ticks are kept" in capsys.readouterr().out
     assert main(["data", "retention", "--db", db, "live"]) == 0
     assert "live database" in capsys.readouterr().out
     assert main(["data", "purge", "--db", db]) == 0  # now the config's retention_hours applies
