@@ -2,7 +2,8 @@
 
     python bench/bench_ray.py [--days 1] [--db P] [--combos 64] [--json OUT]
 
-Synthesizes --days (seed 1) unless --db is given, then runs the same grid
+Synthesizes --days (seed 1) into --db (a temporary file by default) unless
+that file exists already, then runs the same grid
 (64 combinations in 2 feature groups: alpha_bin x cooldown_minutes x
 accept_outside_k x slippage_ticks_entry x fee_model) through
 ``engine.sweep.run_sweep`` with ``backend="local"`` and ``backend="ray"`` at
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -44,11 +46,14 @@ def main() -> None:
     args = ap.parse_args()
     settings = Settings()
     db = args.db or str(Path(tempfile.mkdtemp(prefix="bench_ray_")) / "synth.db")
-    if args.db is None:
+    if not Path(db).exists():
         with Store(db, instrument_of(settings)) as store:
             synthesize(store, settings, days=args.days, seed=1)
     grid, combos = sweep.parse_grid(settings, GRID)
-    out: dict = {"days": args.days, "combinations": len(combos), "runs": []}
+    with Store(db, instrument_of(settings)) as store:
+        ticks = {kind: store.count_ticks(kind) for kind in ("trade", "quote")}
+    out: dict = {"days": args.days, "combinations": len(combos), "ticks": ticks, "load_average_start": os.getloadavg(),
+                 "runs": []}
     for workers in (int(w) for w in args.workers.split(",")):
         with Store(db, instrument_of(settings)) as store:
             t = time.perf_counter()
@@ -76,7 +81,7 @@ def main() -> None:
                             "ray_over_local": round(ray_s / local_s, 3), "ray_init_seconds": round(init_s, 2),
                             "empty_task_round_trip_ms": round(task_ms, 2),
                             "overhead_per_combination_ms": round((ray_s - local_s) / len(combos) * 1e3, 1),
-                            "reports_identical": same})
+                            "reports_identical": same, "load_average": os.getloadavg()})
         print(json.dumps(out["runs"][-1]), flush=True)
     print(json.dumps(out, indent=1))
     if args.json:

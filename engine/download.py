@@ -42,11 +42,11 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine import gz
 from engine.private import FILE_MODE, private_dir
 
 KINDS = ("trades", "book")
@@ -111,12 +111,12 @@ def verify(path: Path, kind: str, name: str | None = None) -> None:
             _verify_gzip_csv(path)
         else:
             _verify_zip(path)
-    except (OSError, EOFError, zlib.error, zipfile.BadZipFile, ValueError) as exc:
+    except (OSError, EOFError, *gz.ERRORS, zipfile.BadZipFile, ValueError) as exc:
         raise DownloadError(f"{name or path.name}: corrupt archive ({exc})") from exc
 
 
 def _verify_gzip_csv(path: Path) -> None:
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    inflater = gz.inflater()
     head = b""
     with open(path, "rb") as fh:
         while True:
@@ -125,7 +125,7 @@ def _verify_gzip_csv(path: Path) -> None:
                 break
             while data:
                 if inflater.eof:  # a further gzip member
-                    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                    inflater = gz.inflater()
                 out = inflater.decompress(data)
                 if len(head) < 4096:
                     head += out[:4096]

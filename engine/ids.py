@@ -26,22 +26,13 @@ def stable_id(text: str | bytes) -> int:
     return int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "little") & MASK63
 
 
-_UUID_DASHES = (8, 13, 18, 23)
-_UUID_HEX_AT = np.array([i for i in range(36) if i not in _UUID_DASHES], dtype=np.int64)
-_NIBBLE = np.full(256, 255, dtype=np.uint8)
-for _i, _c in enumerate(b"0123456789abcdef"):
-    _NIBBLE[_c] = _i
-for _i, _c in enumerate(b"ABCDEF"):
-    _NIBBLE[_c] = 10 + _i
-
-
 def uuid_id(text: str | bytes) -> int | None:
     """The 63-bit id of a canonical UUID text (its two 64-bit halves XORed), else None.
 
     Exchange trade ids that are UUIDs (Bybit ``trdMatchID`` and the ``i`` of
     its ``publicTrade`` frames) are random 128-bit numbers already, so
     folding them needs no hash: it is exact, vectorizable (``uuid_ids_of``,
-    for the CSV importers) and ~30x cheaper than blake2b per row. This scalar
+    a numba kernel for the CSV importers) and ~30x cheaper than blake2b per row. This scalar
     form (``bytes.fromhex``, ~1 us) serves the live decoder, where one numpy
     call per id would cost ~20 us; a hypothesis test holds the two equal.
     """
@@ -66,26 +57,17 @@ def uuid_id(text: str | bytes) -> int | None:
 
 
 def uuid_ids_of(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For fields ``buf[starts:ends]``: which are canonical UUIDs, and their ids (``uuid_id``)."""
-    n = len(starts)
-    is_uuid = (ends - starts) == 36
-    ids = np.zeros(0, dtype=np.int64)
-    if not is_uuid.any():
-        return is_uuid, ids
-    base = starts[is_uuid]
-    ok = np.ones(len(base), dtype=bool)
-    for d in _UUID_DASHES:
-        ok &= buf[base + d] == 45  # '-'
-    nib = _NIBBLE[buf[base[:, None] + _UUID_HEX_AT[None, :]]]
-    ok &= (nib != 255).all(axis=1)
-    nib = nib.astype(np.uint64)
-    shifts = (np.uint64(4) * np.arange(15, -1, -1, dtype=np.uint64))[None, :]
-    hi = np.bitwise_or.reduce(nib[:, :16] << shifts, axis=1)
-    lo = np.bitwise_or.reduce(nib[:, 16:] << shifts, axis=1)
-    folded = ((hi ^ lo) & np.uint64(MASK63)).astype(np.int64)
-    rows = np.zeros(n, dtype=bool)
-    rows[np.flatnonzero(is_uuid)[ok]] = True
-    return rows, folded[ok]
+    """For fields ``buf[starts:ends]``: which are canonical UUIDs, and their ids (``uuid_id``).
+
+    One pass of ``engine.kernels.csvscan.fold_uuids`` (imported here: the
+    live decoder uses ``uuid_id`` and need not load numba).
+    """
+    from engine.kernels import csvscan
+
+    rows = np.empty(len(starts), dtype=bool)
+    ids = np.zeros(len(starts), dtype=np.int64)
+    csvscan.fold_uuids(buf, np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64), ids, rows)
+    return rows, ids[rows]
 
 
 def int64_or_none(text: str | bytes) -> int | None:

@@ -53,7 +53,6 @@ import math
 import os
 import time
 import zipfile
-import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -63,10 +62,11 @@ from typing import IO, Any
 
 import numpy as np
 
+from engine import gz
 from engine import store as _store
 from engine.adapters.bybit import frames
 from engine.config import ConfigError, Settings, plausible_range_ms
-from engine.ids import INT64_MAX, INT64_MIN, MASK63, int64_or_none, trade_id_of, uuid_ids_of
+from engine.ids import INT64_MAX, INT64_MIN, MASK63, int64_or_none, trade_id_of
 from engine.ids import stable_id as stable_id  # re-exported: tests and callers know it here
 from engine.ids import uuid_id as uuid_id
 from engine.types import (
@@ -94,8 +94,6 @@ BYBIT_TRADE_COLUMNS = ("timestamp", "symbol", "side", "size", "price", "trdMatch
 
 _POW10_F = 10.0 ** np.arange(19)
 _POW10_I = 10 ** np.arange(19, dtype=np.int64)
-_U8_ZERO = np.uint8(48)
-_U8_DOT = np.uint8(46 - 48 + 256)  # '.' - '0', wrapped
 _BLAKE2B_8 = hashlib.blake2b(digest_size=8)  # never updated: copied per id
 
 PathLike = str | os.PathLike[str]
@@ -239,12 +237,12 @@ def _check_exists(path: PathLike) -> None:
 
 
 class _Gunzip(io.RawIOBase):
-    """Streaming gzip reader (multi-member) that decompresses with one zlib call per read.
+    """Streaming gzip reader (multi-member) that decompresses with one call per read (``engine.gz``).
 
     ``gzip.GzipFile`` runs Python code for every 128 KiB of input; from the
     prefetch thread that code fights the parser for the GIL. Here one
     ``decompress`` call (which releases the GIL) fills most of a block.
-    zlib checks each member's CRC and length.
+    The inflater checks each member's CRC and length.
     """
 
     IN_CHUNK = 1 << 20
@@ -252,7 +250,7 @@ class _Gunzip(io.RawIOBase):
     def __init__(self, raw: IO[bytes]):
         super().__init__()
         self.raw = raw
-        self.inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self.inflater = gz.inflater()
         self.tail = b""
         self.started = False
 
@@ -269,7 +267,7 @@ class _Gunzip(io.RawIOBase):
                         raise EOFError("compressed file ended before the end-of-stream marker was reached")
                     return 0
             if self.inflater.eof:  # another gzip member follows
-                self.inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                self.inflater = gz.inflater()
             out = self.inflater.decompress(self.tail, want)
             self.started = True
             self.tail = self.inflater.unused_data if self.inflater.eof else self.inflater.unconsumed_tail
@@ -330,7 +328,7 @@ SHOWN = 120  # characters of a bad header shown in a message
 def _read_header(fh: IO[bytes], path: PathLike, required: tuple[str, ...]) -> tuple[list[str], dict[str, int]]:
     try:
         line = fh.readline(HEADER_LIMIT)
-    except (OSError, EOFError, zlib.error) as exc:
+    except (OSError, EOFError, *gz.ERRORS) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from exc
     text = line.decode("utf-8-sig", "replace")
     body = text.rstrip("\r\n")
@@ -355,7 +353,7 @@ def _read_header(fh: IO[bytes], path: PathLike, required: tuple[str, ...]) -> tu
 def _blocks(fh: IO[bytes]) -> Iterator[bytes]:
     """Yield the file's text in blocks of whole lines, each ending in b'\\n'.
 
-    With PREFETCH the next block is read (and gunzipped: zlib releases the
+    With PREFETCH the next block is read (and gunzipped: the inflater releases the
     GIL) in a helper thread while the caller parses the current one; at most
     two blocks are in memory either way.
     """
@@ -394,6 +392,13 @@ def _blocks(fh: IO[bytes]) -> Iterator[bytes]:
 # --- vectorised CSV parsing -------------------------------------------------------
 
 
+def _csvscan() -> Any:
+    """``engine.kernels.csvscan``, imported on first use (numba takes about a second to import)."""
+    from engine.kernels import csvscan
+
+    return csvscan
+
+
 class _Fields:
     """The rows of one text block with the right field count, as field offsets into the bytes.
 
@@ -414,86 +419,36 @@ class _Fields:
 
     def equals(self, k: int, text: bytes) -> np.ndarray:
         """Rows whose field k is exactly ``text``."""
-        s, e = self.starts[:, k], self.ends[:, k]
-        out = (e - s) == len(text)
-        if not len(text):
-            return out
-        idx = np.minimum(s, len(self.buf) - len(text))  # only rows of the right width matter
-        for ch in text:
-            out &= self.buf[idx] == ch
-            idx += 1
+        out = np.empty(self.n, dtype=bool)
+        _csvscan().fields_equal(self.buf, self.starts[:, k], self.ends[:, k], np.frombuffer(text, dtype=np.uint8), out)
         return out
 
-    def _scan(self, k: int, allow_dot: bool, max_digits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Parse field k as ``[0-9]*(.[0-9]*)?``.
+    def _scan(self, k: int, allow_dot: bool, max_digits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+        """Parse field k as ``[0-9]*(.[0-9]*)?`` (``engine.kernels.csvscan.scan_numbers``).
 
         Returns the digits as one int64 (dot skipped), the number of digits
         after the dot, ``ok`` (the field is such a number with 1..max_digits
-        digits; no dot unless allow_dot) and ``digits_only`` (no dot, no other
-        byte, at most max_digits + 1 digits). Values of rows not ok are
-        meaningless.
-
-        Fields are read right-aligned, one byte column at a time over all rows;
-        bytes left of a shorter field count as leading zeros. Digits are
-        gathered four at a time in uint16 before entering the int64 value, and
-        validity is one running maximum of (byte - '0') per row.
+        digits; no dot unless allow_dot), ``digits_only`` (no dot, no other
+        byte, at most max_digits + 1 digits) and the number of rows not ok.
+        Values of rows not ok are meaningless.
         """
-        s, e = self.starts[:, k], self.ends[:, k]
         n = self.n
-        w = e - s
-        val = np.zeros(n, dtype=np.int64)
-        if n == 0:
-            empty = np.zeros(0, dtype=bool)
-            return val, val.copy(), empty, empty
-        width = min(int(w.max()), max_digits + 1)
-        narrow = int(w.min())
-        buf = self.buf
-        acc = np.zeros(n, dtype=np.uint16)
-        top = np.zeros(n, dtype=np.uint8)
-        n_dots = np.zeros(n, dtype=np.uint8)
-        frac = np.zeros(n, dtype=np.uint8)
-        idx = e - width  # negative only where outside the field: masked below
-        for j in range(width - 1, -1, -1):  # j = bytes right of this one
-            d = buf[idx]
-            d -= _U8_ZERO
-            if j >= narrow:
-                d *= w > j
-            if allow_dot:
-                is_dot = d == _U8_DOT
-                if is_dot.any():
-                    n_dots += is_dot
-                    frac |= is_dot * np.uint8(j)
-                    d[is_dot] = 0
-            np.maximum(top, d, out=top)
-            acc *= 10
-            acc += d
-            if j % 4 == 0:
-                val *= 10_000
-                val += acc
-                acc[:] = 0
-            idx += 1
-        fits = w <= width
-        digits_only = (top < 10) & (n_dots == 0) & fits
-        n_digits = w - n_dots
-        ok = (top < 10) & (n_dots <= 1) & (n_digits >= 1) & (n_digits <= max_digits) & fits
-        nfrac = frac.astype(np.int64)
-        has_dot = n_dots == 1
-        if allow_dot and has_dot.any():
-            # The dot was read as a 0 digit: drop it from the digits above it.
-            p = _POW10_I[np.minimum(nfrac, 18)]
-            low = val % p
-            val = np.where(has_dot, low + (val - low) // p // 10 * p, val)
-        nfrac[~has_dot] = 0
-        return val, nfrac, ok, digits_only
+        val = np.empty(n, dtype=np.int64)
+        nfrac = np.empty(n, dtype=np.int64)
+        ok = np.empty(n, dtype=bool)
+        digits_only = np.empty(n, dtype=bool)
+        n_bad = _csvscan().scan_numbers(self.buf, self.starts[:, k], self.ends[:, k], allow_dot, max_digits,
+                                        val, nfrac, ok, digits_only)
+        return val, nfrac, ok, digits_only, int(n_bad)
 
     def decimal(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Field k as float64 and a mask of unparsable rows (nan/inf parse; callers check)."""
-        val, nfrac, ok, _ = self._scan(k, allow_dot=True, max_digits=15)
+        val, nfrac, ok, _, n_bad = self._scan(k, allow_dot=True, max_digits=15)
         # Below 2**53 the digits and 10**nfrac are exact floats, so one division
         # is correctly rounded: the same double float(text) gives.
         out = val.astype(np.float64) / _POW10_F[np.minimum(nfrac, 18)]
         bad = np.zeros(self.n, dtype=bool)
-        for i in np.flatnonzero(~ok).tolist():
+        for i in (np.flatnonzero(~ok).tolist() if n_bad else ()):
             text = self.text(i, k).strip()
             try:
                 if "_" in text:
@@ -505,9 +460,9 @@ class _Fields:
 
     def integer(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Field k as int64 and a mask of rows that are not integers in int64 range."""
-        val, _, ok, _ = self._scan(k, allow_dot=False, max_digits=18)
+        val, _, ok, _, n_bad = self._scan(k, allow_dot=False, max_digits=18)
         bad = np.zeros(self.n, dtype=bool)
-        for i in np.flatnonzero(~ok).tolist():
+        for i in (np.flatnonzero(~ok).tolist() if n_bad else ()):
             value = int64_or_none(self.text(i, k))
             if value is None:
                 bad[i] = True
@@ -518,11 +473,11 @@ class _Fields:
     def seconds_ms(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Field k, seconds with a decimal fraction, as floor(seconds * 1000) in exact integers."""
         # 17 digits: with the dot read as a digit the value stays below 2**63
-        val, nfrac, ok, _ = self._scan(k, allow_dot=True, max_digits=17)
+        val, nfrac, ok, _, n_bad = self._scan(k, allow_dot=True, max_digits=17)
         out = np.where(nfrac <= 3, val * _POW10_I[np.clip(3 - nfrac, 0, 3)],
                        val // _POW10_I[np.clip(nfrac - 3, 0, 18)])
         bad = np.zeros(self.n, dtype=bool)
-        for i in np.flatnonzero(~ok).tolist():
+        for i in (np.flatnonzero(~ok).tolist() if n_bad else ()):
             text = self.text(i, k).strip()
             try:
                 dec = Decimal(text)
@@ -537,16 +492,20 @@ class _Fields:
         return out, bad
 
     def trade_ids(self, k: int) -> np.ndarray:
-        """Field k as int64 ids: integers as they are, UUIDs folded (``uuid_ids_of``), other text hashed (``stable_id``)."""
+        """Field k as int64 ids: integers as they are, UUIDs folded (``uuid_id``), other text hashed (``stable_id``)."""
         w = self.ends[:, k] - self.starts[:, k]
         if self.n and int(w.min()) > 19:  # UUIDs and the like: no int64 among them
             val = np.zeros(self.n, dtype=np.int64)
-            ok = digits_only = np.zeros(self.n, dtype=bool)
+            is_uuid = np.empty(self.n, dtype=bool)
+            if _csvscan().fold_uuids(self.buf, self.starts[:, k], self.ends[:, k], val, is_uuid) == self.n:
+                return val  # every id a UUID: the Bybit archives
+            todo = np.flatnonzero(~is_uuid)
+            digits_only = np.zeros(self.n, dtype=bool)
         else:
-            val, _, ok, digits_only = self._scan(k, allow_dot=False, max_digits=18)
-        todo = np.flatnonzero(~ok)
-        if len(todo) == 0:
-            return val
+            val, _, ok, digits_only, n_bad = self._scan(k, allow_dot=False, max_digits=18)
+            if not n_bad:
+                return val
+            todo = np.flatnonzero(~ok)
         s, e = self.starts[todo, k], self.ends[todo, k]
         # 19-digit numbers and texts with a sign or blanks go through
         # trade_id_of; canonical UUIDs are folded vectorized, the rest hashed.
@@ -555,9 +514,12 @@ class _Fields:
         data = self.data
         plain = ~maybe_int
         if plain.any():
-            uuid_rows, uuid_ids = uuid_ids_of(self.buf, s[plain], e[plain])
-            val[todo[plain][uuid_rows]] = uuid_ids
-            plain[np.flatnonzero(plain)[uuid_rows]] = False
+            folded = np.zeros(len(s), dtype=np.int64)
+            is_uuid = np.empty(len(s), dtype=bool)
+            _csvscan().fold_uuids(self.buf, s, e, folded, is_uuid)
+            uuid_rows = is_uuid & plain
+            val[todo[uuid_rows]] = folded[uuid_rows]
+            plain &= ~is_uuid
         if plain.any():
             # non-UUID text ids: copying a fresh 8-byte blake2b state skips the
             # constructor's keyword parsing (450 instead of 620 ns a row)
@@ -575,35 +537,17 @@ class _Fields:
         return val
 
 
-def _split_regular(data: bytes, buf: np.ndarray, first_line_no: int, n_fields: int,
-                   used: tuple[int, ...] | None) -> tuple[_Fields, list[_Group], np.ndarray] | None:
-    """The usual block: every line has n_fields fields. None when any line does not.
+def _split_regular(data: bytes, buf: np.ndarray, first_line_no: int, n_fields: int
+                   ) -> tuple[_Fields, list[_Group], np.ndarray] | None:
+    """The usual block: every line has n_fields fields, none is blank. None when any line does not.
 
-    Then the sorted positions of all commas and newlines reshape to one row
-    per line, which is all the splitting there is to do.
+    One pass of ``engine.kernels.csvscan.split_regular`` over the bytes.
     """
-    delims = np.flatnonzero((buf == 44) | (buf == 10))
-    if len(delims) % n_fields:
-        return None
-    table = delims.reshape(-1, n_fields)
-    is_newline = buf[delims] == 10
-    n = len(table)
-    if int(np.count_nonzero(is_newline)) != n or not is_newline[n_fields - 1::n_fields].all():
-        return None
-    ends = table[:, -1].copy()
-    starts = np.empty(n, dtype=np.int64)
-    starts[0:1] = 0
-    starts[1:] = ends[:-1] + 1
-    cr = buf[np.maximum(ends - 1, 0)] == 13
-    if cr.any():
-        ends -= cr & (ends > starts)
-    if (ends == starts).any():  # blank lines: the general path skips them
-        return None
+    n = int(np.count_nonzero(buf == 10))
     f_starts = np.empty((n, n_fields), dtype=np.int64, order="F")  # columns are read whole
     f_ends = np.empty((n, n_fields), dtype=np.int64, order="F")
-    for j in range(n_fields) if used is None else used:
-        f_starts[:, j] = starts if j == 0 else table[:, j - 1] + 1
-        f_ends[:, j] = ends if j == n_fields - 1 else table[:, j]
+    if not _csvscan().split_regular(buf, n_fields, f_starts, f_ends):
+        return None
     line_nos = first_line_no + np.arange(n, dtype=np.int64)
     return _Fields(data, buf, line_nos, f_starts, f_ends), [], line_nos
 
@@ -616,7 +560,7 @@ def _split_block(data: bytes, first_line_no: int, n_fields: int,
     Blank lines are skipped silently. Returns (fields, groups, line numbers of all lines).
     """
     buf = np.frombuffer(data, dtype=np.uint8)
-    fast = _split_regular(data, buf, first_line_no, n_fields, used)
+    fast = _split_regular(data, buf, first_line_no, n_fields)
     if fast is not None:
         return fast
     nl = np.flatnonzero(buf == 10)
@@ -894,6 +838,7 @@ def _import_csv(
         parse = make_parser(_Checks(settings), settings, index)
         used = tuple(sorted(index[c] for c in required))
         with store.write():  # one transaction per file: an unreadable file leaves nothing behind
+            store.claim_retention(_store.ARCHIVE)  # a history built on purpose: no live retention purge
             first_line = 2
             for data in _blocks(fh):
                 fields, groups, line_nos = _split_block(data, first_line, len(names), used)
@@ -914,7 +859,7 @@ def _import_csv(
                 writer.add(records)
             writer.finish()
             store.log_import(source, fmt, writer.rows_ok, bad_rows.count, writer.rows_new)
-    except (OSError, EOFError, zlib.error) as exc:
+    except (OSError, EOFError, *gz.ERRORS) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from exc
     except _WrongUnit as exc:
         raise ConfigError(f"{path}: {exc}") from exc
@@ -1013,7 +958,7 @@ def file_symbol(path: PathLike, fmt: str) -> str | None:
             fh.close()
         if "symbol" in names and len(row) == len(names):
             return row[names.index("symbol")].strip() or None
-    except (ConfigError, OSError, EOFError, ValueError, zlib.error, zipfile.BadZipFile):
+    except (ConfigError, OSError, EOFError, ValueError, *gz.ERRORS, zipfile.BadZipFile):
         pass
     return None
 
@@ -1074,7 +1019,7 @@ def import_bybit_book(store: _store.Store, settings: Settings, path: PathLike,
         checks.check_unit(_book_times(path), "milliseconds", "the order book's 'cts'/'ts'")
     except _WrongUnit as exc:
         raise ConfigError(f"{path}: {exc}") from exc
-    except (OSError, EOFError, zlib.error, zipfile.BadZipFile) as exc:
+    except (OSError, EOFError, *gz.ERRORS, zipfile.BadZipFile) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from exc
     fh, zf = _book_lines(path)
     report = _reporter(path, fh if zf is None else zf.fp, progress)
@@ -1087,6 +1032,7 @@ def import_bybit_book(store: _store.Store, settings: Settings, path: PathLike,
     checked_format = False
     try:
         with store.write():
+            store.claim_retention(_store.ARCHIVE)
             for line_no, raw in enumerate(fh, 1):
                 if not line_no & 4095:
                     report()
@@ -1125,7 +1071,7 @@ def import_bybit_book(store: _store.Store, settings: Settings, path: PathLike,
                 writer.add(np.array(pending, dtype=QUOTE_DTYPE))
             writer.finish()
             store.log_import(source, "bybit-book", writer.rows_ok, bad.count, writer.rows_new)
-    except (OSError, EOFError, zlib.error, zipfile.BadZipFile) as exc:
+    except (OSError, EOFError, *gz.ERRORS, zipfile.BadZipFile) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from exc
     finally:
         fh.close()

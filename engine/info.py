@@ -104,6 +104,7 @@ def store_info(store: Store, min_gap_minutes: int = 1, top: int = 10, window_min
         inst = store.instrument
         doc["instrument"] = None if inst is None else {
             "symbol": inst.symbol, "tick_size": inst.tick_size, "qty_step": inst.qty_step}
+        doc["retention"] = store.retention()
         raw = {}
         for kind in KIND_DTYPES:
             rows, chunks, size, first, last = store.fetch(
@@ -164,6 +165,8 @@ def info_text(doc: dict[str, Any]) -> str:
     inst = doc["instrument"]
     lines.append("  instrument  " + ("none bound yet" if inst is None else
                                      f"{inst['symbol']}  tick_size {inst['tick_size']:g}  qty_step {inst['qty_step']:g}"))
+    lines.append("  retention   " + ("live: the recorder purges raw ticks past retention_hours"
+                                     if doc["retention"] == "live" else "archive: raw ticks are kept"))
     lines.append("raw ticks (UTC)")
     for kind, r in doc["raw"].items():
         span = f"{r['first']} .. {r['last']}" if r["rows"] else "-"

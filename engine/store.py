@@ -28,6 +28,17 @@ Writers take SQLite's write lock up front (``BEGIN IMMEDIATE``, see
 transaction starts as a reader and its upgrade to a writer fails at once with
 ``BusyError`` when someone else writes, whatever the busy timeout.
 
+Raw-tick retention depends on what the database is for, kept in its
+``meta`` as ``raw_retention``: ``live`` (a recorder's database: raw ticks
+past ``retention_hours``, 48 h by default, are purged) or ``archive`` (a
+history a user builds on purpose with ``pbdtui data import``/``download
+--import``/``synth``: raw ticks are kept for good). The first writer of a
+new database sets it (``claim_retention``); the recorder purges only a
+``live`` database and ``pbdtui data purge`` refuses an ``archive`` one
+unless ``--keep-hours`` is given; ``pbdtui data retention`` shows or
+changes it. A database from before the setting counts as an archive when
+it logged an import, else as live.
+
 Derived tables (``bars_1m``, ``features_1m``, ``signals_1m``,
 ``trades_exec``) use spec.md's column names, prices in price units, ``ts_min``
 in ms. The database runs in WAL mode: one writer, any number of readers,
@@ -65,6 +76,11 @@ WAIT_NOTICE_MS = 1_000  # after this long waiting, say so once
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 KIND_DTYPES = {"trade": TRADE_DTYPE, "quote": QUOTE_DTYPE}
+
+RETENTION_KEY = "raw_retention"  # meta key: what the raw-tick retention of this database is (module docstring)
+LIVE = "live"  # a recorder's database: raw ticks past retention_hours are purged
+ARCHIVE = "archive"  # a history built on purpose: raw ticks are kept
+RETENTIONS = (LIVE, ARCHIVE)
 
 BARS_COLUMNS = (
     "ts_min", "open", "high", "low", "close", "volume", "vwap",
@@ -197,42 +213,28 @@ def _dedup_keys(kind: str, arr: np.ndarray) -> np.ndarray:
     return np.stack([arr[name] for name in names], axis=1).astype(np.int64, copy=False)
 
 
-_MIX = np.uint64(0x9E3779B97F4A7C15)
-
-
 def _repeated(keys: np.ndarray) -> np.ndarray:
-    """Rows whose key (a row of ``keys``) equals that of an earlier row.
+    """Rows whose key (a row of ``keys``, the time first) equals that of an earlier row.
 
-    One 64-bit hash per row and a stable sort of the hashes find the
-    candidates (equal keys have equal hashes); only rows whose hash repeats
-    are compared exactly, so a hash collision can never drop a tick. A
-    lexsort of all the key columns was rejected: 2-3x slower on a chunk,
-    where nearly every hash is unique.
+    Equal keys have equal times, so rows are put in time order (stable: an
+    earlier row stays earlier) and ``engine.kernels.dedup`` checks each run
+    of one time. Exact: no hash decides alone that two ticks are the same.
     """
-    n = len(keys)
-    out = np.zeros(n, dtype=bool)
-    if n < 2:
+    out = np.zeros(len(keys), dtype=bool)
+    if len(keys) < 2:
         return out
-    with np.errstate(over="ignore"):
-        h = np.zeros(n, dtype=np.uint64)
-        for j in range(keys.shape[1]):
-            h = (h ^ keys[:, j].view(np.uint64)) * _MIX
-            h ^= h >> np.uint64(29)
-    order = np.argsort(h, kind="stable")
-    hs = h[order]
-    same = hs[1:] == hs[:-1]
-    if not same.any():
-        return out
-    cand_pos = np.zeros(n, dtype=bool)
-    cand_pos[1:] |= same
-    cand_pos[:-1] |= same
-    cand = np.sort(order[cand_pos])  # rows whose hash is shared, in row order
-    sub = keys[cand]
-    exact = np.lexsort([cand] + [sub[:, j] for j in range(keys.shape[1] - 1, -1, -1)])
-    ks = sub[exact]
-    dup_sorted = np.zeros(len(cand), dtype=bool)
-    dup_sorted[1:] = (ks[1:] == ks[:-1]).all(axis=1)
-    out[cand[exact[dup_sorted]]] = True
+    # imported here: numba takes about a second to import, and most store users never write
+    from engine.kernels import dedup as _dedup
+
+    keys = np.ascontiguousarray(keys)
+    ts = keys[:, 0]
+    if np.any(ts[1:] < ts[:-1]):
+        order = np.argsort(ts, kind="stable")
+        flags = np.zeros(len(keys), dtype=bool)
+        _dedup.repeated_in_runs(keys[order], flags)
+        out[order] = flags
+    else:
+        _dedup.repeated_in_runs(keys, out)
     return out
 
 
@@ -372,6 +374,33 @@ class Store:
         row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return None if row is None else row[0]
 
+    def retention(self) -> str:
+        """``LIVE`` or ``ARCHIVE``: the stored setting, else inferred (an import was logged: an archive)."""
+        value = self.meta(RETENTION_KEY)
+        if value in RETENTIONS:
+            return value
+        imported = self._has_table("imports") and self.db.execute("SELECT 1 FROM imports LIMIT 1").fetchone()
+        return ARCHIVE if imported else LIVE
+
+    def set_retention(self, value: str) -> None:
+        """Store the retention setting (``LIVE`` or ``ARCHIVE``)."""
+        if value not in RETENTIONS:
+            raise StoreError(f"{self.path}: retention must be one of {', '.join(RETENTIONS)}, not {value!r}")
+        with self.write():
+            self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (RETENTION_KEY, value))
+
+    def claim_retention(self, value: str) -> bool:
+        """Set the retention of a database that has none and holds no ticks yet (its first writer decides).
+
+        Returns True when it was set; a database with a setting, or with
+        ticks from before the setting existed, keeps what it has.
+        """
+        with self.write():
+            if self.meta(RETENTION_KEY) is not None or self.tick_range() is not None:
+                return False
+            self.set_retention(value)
+        return True
+
     def _bind(self, instrument: Instrument | None, readonly: bool) -> Instrument | None:
         stored = self.meta("symbol") if self._has_table("meta") else None
         if stored is None:
@@ -444,10 +473,11 @@ class Store:
                     known += len(part)  # stored before (and perhaps purged since)
                     continue
                 keep = self._not_stored(kind, part)
-                if not keep.all():
+                if keep.all():
+                    new += self._insert_chunk(kind, part, source, keep_digest=digest, data=data)
+                else:
                     dup += len(part) - int(keep.sum())
-                    part = part[keep]
-                new += self._insert_chunk(kind, part, source, keep_digest=digest)
+                    new += self._insert_chunk(kind, part[keep], source, keep_digest=digest)
         return Appended(new, dup, known)
 
     def _not_stored(self, kind: str, part: np.ndarray) -> np.ndarray:
@@ -459,12 +489,17 @@ class Store:
         keys = _dedup_keys(kind, np.concatenate([before, part]) if len(before) else part)
         return ~_repeated(keys)[len(before):]
 
-    def _insert_chunk(self, kind: str, part: np.ndarray, source: str, keep_digest: str) -> int:
-        """Insert ``part`` (sorted by ts) as one chunk under ``keep_digest``; returns its rows."""
+    def _insert_chunk(self, kind: str, part: np.ndarray, source: str, keep_digest: str,
+                      data: bytes | None = None) -> int:
+        """Insert ``part`` (sorted by ts; ``data`` its bytes when at hand) as one chunk under ``keep_digest``.
+
+        Returns its rows.
+        """
         if len(part) == 0:
             return 0
         ts = part["ts"]
-        data = np.ascontiguousarray(part).tobytes()
+        if data is None:
+            data = np.ascontiguousarray(part).tobytes()
         digest = keep_digest
         self.db.execute(
             "INSERT INTO tick_chunks(kind, ts_first, ts_last, n, digest, source, data) VALUES (?, ?, ?, ?, ?, ?, ?)",

@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from engine.kernels import synth as k
+from engine.store import ARCHIVE
 from engine.types import FUNDING_DTYPE, QUOTE_DTYPE, TRADE_DTYPE
 
 DEFAULT_START_MS = 1_767_571_200_000  # 2026-01-05 00:00 UTC
@@ -252,6 +253,7 @@ def synthesize(store: Any, settings: Any, days: float, seed: int,
         return parts
 
     source = f"synth:seed={seed}"
+    store.claim_retention(ARCHIVE)  # a history made on purpose: no live retention purge
     n_trades = n_quotes = 0
     first_ts: int | None = None
     last_ts = start

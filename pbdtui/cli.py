@@ -436,7 +436,7 @@ def _purge_lines(plan: Any, keep_hours: float, db: str, dry_run: bool) -> list[s
 
 def _cmd_purge(args: argparse.Namespace) -> int:
     from engine.info import size_text
-    from engine.store import Store, instrument_of
+    from engine.store import ARCHIVE, Store, instrument_of
 
     settings = _settings(args)  # config problems first, then files
     _need_db(args.db)
@@ -447,6 +447,10 @@ def _cmd_purge(args: argparse.Namespace) -> int:
     keep_ms = int(round(hours * HOUR_MS))
     # read-write even for --dry-run: nothing is written, and closing removes the -wal/-shm files
     with Store(args.db, instrument_of(settings)) as store:
+        if args.keep_hours is None and store.retention() == ARCHIVE:
+            raise ConfigError(f"{args.db}: is an archive database (raw ticks are kept for good; the "
+                              f"{settings.retention_hours} h retention is for live databases): give --keep-hours "
+                              "to purge it anyway, or mark it live with 'pbdtui data retention --db D live'")
         plan = store.plan_purge(keep_ms, now_ms=args.now_ms)
         lines = _purge_lines(plan, hours, args.db, args.dry_run)
         free_pages = store.fetch("PRAGMA freelist_count")[0][0]
@@ -461,6 +465,20 @@ def _cmd_purge(args: argparse.Namespace) -> int:
         after = store.file_bytes()
     print("\n".join(lines))
     print(f"file {size_text(before)} -> {size_text(after)}: {size_text(max(0, before - after))} given back to the disk")
+    return 0
+
+
+def _cmd_retention(args: argparse.Namespace) -> int:
+    from engine.store import LIVE, Store
+
+    _need_db(args.db)
+    with Store(args.db, readonly=args.set is None) as store:
+        if args.set is not None:
+            store.set_retention(args.set)
+        value = store.retention()
+    what = ("raw ticks past retention_hours are purged by the recorder and 'pbdtui data purge'" if value == LIVE
+            else "raw ticks are kept for good ('pbdtui data purge' needs --keep-hours)")
+    print(f"{args.db}: {value} database: {what}")
     return 0
 
 
@@ -872,6 +890,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_instrument(pur)
     _add_config(pur)
     pur.set_defaults(func=_cmd_purge)
+
+    ret = _command(data_sub, "retention", "show or set whether a database is live (raw ticks purged) or an archive",
+                   "  pbdtui data retention --db btc.db\n"
+                   "  pbdtui data retention --db history.db archive",
+                   description="A live database (what 'pbdtui collect' and 'run' record into) keeps raw ticks for "
+                               "retention_hours (48 h by default): the recorder and 'pbdtui data purge' drop older "
+                               "ones. An archive (what 'data import', 'data download --import' and 'data synth' "
+                               "create) keeps them for good. New databases are marked by the command that creates "
+                               "them.")
+    _add_db(ret)
+    ret.add_argument("set", nargs="?", choices=("live", "archive"), default=None,
+                     help="mark the database live or archive (default: show what it is)")
+    ret.set_defaults(func=_cmd_retention)
 
     inf = _command(data_sub, "info", "describe a database: instrument, time ranges, gaps, sizes",
                    "  pbdtui data info --db btc.db --gap-minutes 5 --top 20",

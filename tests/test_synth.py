@@ -55,6 +55,11 @@ class _MemoryStore:
     def __init__(self) -> None:
         self.parts: dict[str, list[np.ndarray]] = {"trade": [], "quote": []}
         self.funding = np.zeros(0, FUNDING_DTYPE)
+        self.retention: str | None = None
+
+    def claim_retention(self, value: str) -> bool:
+        self.retention = value
+        return True
 
     def append_ticks(self, kind: str, records: np.ndarray, source: str) -> int:
         self.parts[kind].append(records.copy())

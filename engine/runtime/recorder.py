@@ -13,7 +13,9 @@ tiny chunks, and every later read pays per chunk; ``compact_chunks`` merges
 runs of small chunks that the live edge has left behind into chunks of up
 to ``CHUNK_ROWS`` rows. The raw-tick retention purge (``retention_hours``)
 runs on the same thread every ``purge_interval`` seconds (no VACUUM: freed
-pages are reused by the next inserts, and a VACUUM would block the writer).
+pages are reused by the next inserts, and a VACUUM would block the writer),
+on a live database only: a new database is marked live, an archive one
+(``engine.store`` ``raw_retention``) keeps its history.
 
 Trade ids repeated across reconnects are dropped by the feed client before
 they get here (``engine.adapters.bybit.ws``).
@@ -35,6 +37,7 @@ from engine.store import (
     CHUNK_ROWS,
     FEATURES_COLUMNS,
     KIND_DTYPES,
+    LIVE,
     SIGNALS_COLUMNS,
     TRADES_EXEC_COLUMNS,
     Store,
@@ -167,6 +170,10 @@ class Recorder:
     def _run(self) -> None:
         try:
             store = Store(self.path, instrument_of(self.settings), wait_ms=self.busy_timeout_ms)
+            store.claim_retention(LIVE)  # a new database is a live one; an archive stays one
+            if self.purge_interval is not None and store.retention() != LIVE:
+                log.info("recorder: %s is an archive database: raw ticks are kept (no %d h retention purge)",
+                         self.path, self.settings.retention_hours)
         except BaseException as exc:  # noqa: BLE001 - handed to start()
             self._error = exc
             self._ready.set()
@@ -258,6 +265,8 @@ class Recorder:
 
     def _purge(self, store: Store) -> None:
         try:
+            if store.retention() != LIVE:
+                return
             dropped, _ = store.purge_raw(self.settings.retention_hours * 3_600_000)
             self.counters["purged"] += dropped
         except Exception as exc:  # noqa: BLE001 - the next interval tries again
