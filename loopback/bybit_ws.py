@@ -167,6 +167,8 @@ class BybitPublicVenue:
         self.served_quotes: list[tuple[int, tuple[int, int, int, int]]] = []
         self.served_funding: list[tuple[int, float]] = []
         self._armed: dict[str, Fault] = {}
+        self._market_ts = -1  # exchange time of the newest item handed to the connections
+        self._market_l1: tuple[int, int, int, int] | None = None
         self._refuse = [f for f in self.faults if f.kind == "refuse"]
         self.url = ""
 
@@ -204,6 +206,23 @@ class BybitPublicVenue:
     async def serve_forever(self) -> None:
         """Serve until cancelled (the CLI)."""
         await asyncio.Future()
+
+    def market_ms(self) -> int:
+        """Exchange time of the market now: the newest item served (-1 before the first).
+
+        A loopback REST venue following this stream takes it as its market
+        clock (``BybitRestVenue(market_clock=...)``), so fills carry the
+        stream's time line even when the stream runs faster than real time.
+        """
+        return self._market_ts
+
+    def quote(self) -> tuple[float, float] | None:
+        """The current top of book (bid, ask) in prices, for a REST venue filling at it; None before any."""
+        l1 = self._market_l1
+        if l1 is None:
+            return None
+        tick = self.source.instrument.tick_size
+        return round(l1[0] * tick, 10), round(l1[2] * tick, 10)
 
     def served_trades(self) -> np.ndarray:
         """Every trade served whole, in the order sent (TRADE_DTYPE as stored)."""
@@ -345,6 +364,9 @@ class BybitPublicVenue:
                 item.text = enc.ticker(ticker_topic, "delta", item.ts, values, cs)
             for conn in [c for c in self.conns if c.alive and c.topics]:
                 await conn.put(item)
+            self._market_ts = max(self._market_ts, item.ts)
+            if item.l1 is not None:
+                self._market_l1 = item.l1
             n += 1
             if n % 64 == 0:
                 await asyncio.sleep(0)
