@@ -210,13 +210,14 @@ def _control_handler(settings: Any, driver: Any, trader: Any, recent: _Recent) -
 
 
 def run_live(settings: Any, db: str, ws_url: str, rest_url: str, api_key: str, api_secret: str,
-             duration: float | None, out: TextIO = sys.stdout, feed_config: FeedConfig | None = None,
+             duration: float | None, out: TextIO | None = None, feed_config: FeedConfig | None = None,
              status_interval: float = 5.0, poll_interval: float = 1.0, rest_timeout: float = 5.0,
              ready: Any = None) -> int:
     """``pbdtui run --live``: feed + engine (external mode) + Bybit execution + recorder + control socket.
 
     ``ready`` (a ``threading.Event``, tests) is set once the control socket listens.
     """
+    out = sys.stdout if out is None else out
     from engine.adapters.bybit.rest import BybitRest
     from engine.engine import client_prefix
     from engine.execution.bybit import BybitExecution
@@ -321,8 +322,9 @@ def _direct_backend(settings: Any, rest_url: str, api_key: str, api_secret: str,
 
 
 def flatten_once(settings: Any, daemon_socket: Any, rest_url: str | None, credentials: Any,
-                 out: TextIO = sys.stdout) -> int:
+                 out: TextIO | None = None) -> int:
     """``pbdtui flatten``: through the daemon at ``daemon_socket`` if any, else straight to REST; 0 once flat."""
+    out = sys.stdout if out is None else out
     from engine.runtime.control import ControlClient, ControlError
 
     if daemon_socket is not None:
@@ -354,8 +356,9 @@ def flatten_once(settings: Any, daemon_socket: Any, rest_url: str | None, creden
 
 
 def status_once(settings: Any, daemon_socket: Any, rest_url: str | None, credentials: Any,
-                out: TextIO = sys.stdout) -> int:
+                out: TextIO | None = None) -> int:
     """``pbdtui status``: the exchange's position, orders and balance, and the daemon's kill switch and reconciliation."""
+    out = sys.stdout if out is None else out
     from engine.runtime.control import ControlClient, ControlError
 
     daemon = None

@@ -59,7 +59,7 @@ def source_db(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def _run_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("PBDTUI_RUN_DIR", str(tmp_path / "run"))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
 
 
 class Events(list):
@@ -166,7 +166,7 @@ class Session:
         return [e for e in self.rest_venue.executions() if e["execType"] == "Trade"]
 
     def stored_fills(self):
-        self.driver.recorder.flush()
+        """trades_exec of this run (committed: the recorder is closed once the session has ended)."""
         with Store(self.db, readonly=True) as st:
             return st.fetch("SELECT trade_id, side, qty, exit_reason FROM trades_exec WHERE run_id='live-test' "
                             "ORDER BY trade_id")
@@ -296,7 +296,7 @@ async def test_restart_with_an_open_position_adopts_it_and_flatten_ends_flat(sou
                            serve_until=_minute(12)) as s:
             await s.events.wait_for(lambda: s.trader.started)
             adopted = s.events.alerts("adopted")
-            assert adopted and s.driver.engine.position().qty == _venue_lots(venue)
+            assert adopted and s.driver.engine.position().qty == _venue_lots(venue), s.events.alerts()
             assert s.driver.engine.position().stop == round(stop * 10)  # the exchange's stop, adopted
             assert not s.driver.engine.position().mismatch
             answer = await s.ask("flatten")
@@ -368,7 +368,7 @@ async def test_injected_failure_on_an_entry_is_handled_without_doubling_or_losin
                 "rejected": "rejected"}[fault]
     assert expected in kinds, kinds
     if fault in ("insufficient_balance_110007", "rejected"):
-        assert _venue_lots(venue) == 0 or len(s.venue_entries()) >= 1
+        assert [o for o in venue.orders() if o["orderLinkId"] == link] == []  # refused: never on the book
     else:
         assert len([o for o in venue.orders() if o["orderLinkId"] == link]) == 1  # placed once
 
@@ -387,14 +387,21 @@ async def test_control_socket_is_owner_only_and_refuses_another_uid(tmp_path):
         assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
         answer = await asyncio.to_thread(ControlClient(path).request, "status", id=7)
         assert answer == {"ok": True, "echo": "status", "id": 7}
-        with pytest.raises(ControlError, match="unknown|bad request"):
-            await asyncio.to_thread(ControlClient(path).request, "")
+        def raw(line):
+            import socket
+
+            with socket.socket(socket.AF_UNIX) as sk:
+                sk.connect(str(path))
+                sk.sendall(line)
+                return sk.makefile("rb").readline()
+
+        assert b"bad request" in await asyncio.to_thread(raw, b"not json\n")
         with pytest.raises(ControlError, match="already running"):
             await ControlServer(path, handler).start()
         server.allowed_uid = os.getuid() + 1  # as if the peer were another user
         with pytest.raises(ControlError, match="refused"):
             await asyncio.to_thread(ControlClient(path).request, "status")
-        assert server.refused == 1
+        assert server.refused >= 1  # (the "already running" probe may be served after the uid change too)
     finally:
         await server.stop()
     assert not path.exists()
@@ -451,7 +458,7 @@ def test_the_secret_never_appears_in_output_logs_tracebacks_or_the_database(sour
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     env = {**os.environ, "BYBIT_API_KEY": KEY, "BYBIT_API_SECRET": SECRET, "PYTHONPATH": str(ROOT),
-           "PBDTUI_RUN_DIR": str(tmp_path / "run")}
+           "XDG_RUNTIME_DIR": str(tmp_path / "run")}
     try:
         with BybitRestVenue(api_key=KEY, api_secret=SECRET, quote=ws.quote, market_clock=ws.market_ms) as venue:
             run = subprocess.run([sys.executable, "-m", "pbdtui.cli", "-v", "run", "--db", str(db), "--live",

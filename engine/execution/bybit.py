@@ -215,6 +215,7 @@ class BybitExecution:
         self._lock = threading.RLock()
         self.rules: InstrumentRules | None = None
         self._since = since_ms
+        self._floor = since_ms  # executions before this are not reported (before this run: the position read covers them)
         self._seen: dict[str, int] = dict.fromkeys(known_exec_ids, 0)  # execId -> execTime
         self._orders: dict[str, _Order] = {}  # client_id -> order
         self._by_order_id: dict[str, str] = {}  # exchange orderId -> client_id
@@ -236,6 +237,8 @@ class BybitExecution:
                 return False
             if self._since is None:
                 self._since = self._now()
+            if self._floor is None:
+                self._floor = self._since
             self._info("started", f"{self.symbol}: clock offset {offset} ms; tick {self.rules.tick_size}, qty step "
                                   f"{self.rules.qty_step}, min qty {self.rules.min_qty}, min notional "
                                   f"{self.rules.min_notional}, status {self.rules.status}")
@@ -673,9 +676,12 @@ class BybitExecution:
         now = self._now()
         if self._since > now:  # the clock moved to the feed's time line, which is behind the wall clock
             self._since = now
+        floor = self._floor if self._floor is not None else self._since
+        if floor > now:
+            floor = self._floor = now
         start = max(self._since - self.lookback_ms, now - SEVEN_DAYS_MS + 60_000)
         rows = [e for e in self.rest.executions(startTime=start) if e.exec_id not in self._seen
-                and e.symbol in ("", self.symbol)]
+                and e.symbol in ("", self.symbol) and e.time >= floor]
         rows.sort(key=lambda e: (e.time, e.seq))
         out: list[Fill | FundingCharge] = []
         for e in rows:

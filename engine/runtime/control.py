@@ -3,8 +3,7 @@
 Where: ``socket_path(db)`` = ``<db>.run/control.sock``, next to the
 database, in a directory created with mode 0700 (the socket itself is
 0600); a daemon also leaves ``<run dir>/<pid>.json`` (``run_dir()``:
-``$PBDTUI_RUN_DIR``, else ``$XDG_RUNTIME_DIR/pbdtui``, else
-``~/.cache/pbdtui/run``; 0700) naming its socket, database and REST
+``$XDG_RUNTIME_DIR/pbdtui``, else ``~/.cache/pbdtui/run``; 0700) naming its socket, database and REST
 target, so ``pbdtui flatten``/``status`` find a running daemon without
 ``--db`` (``find_daemons``). A peer whose uid (``SO_PEERCRED``) is not the
 daemon's is refused before anything is read.
@@ -59,8 +58,6 @@ def socket_path(db: str | os.PathLike[str]) -> Path:
 
 def run_dir() -> Path:
     """Where running daemons register (see the module doc)."""
-    if os.environ.get("PBDTUI_RUN_DIR"):
-        return Path(os.environ["PBDTUI_RUN_DIR"])
     if os.environ.get("XDG_RUNTIME_DIR"):
         return Path(os.environ["XDG_RUNTIME_DIR"]) / "pbdtui"
     return Path.home() / ".cache" / "pbdtui" / "run"

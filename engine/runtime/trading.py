@@ -42,7 +42,6 @@ status line and the control socket show.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import time
@@ -167,8 +166,13 @@ class LiveTrader:
         """Send, poll and reconcile until cancelled."""
         assert self._wake is not None and self._busy is not None
         while True:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+            # asyncio.wait, not wait_for: Python 3.11's wait_for can swallow a cancellation that arrives as
+            # the event is set, and the daemon would not stop
+            wake = asyncio.ensure_future(self._wake.wait())
+            try:
+                await asyncio.wait({wake}, timeout=self.poll_interval)
+            finally:
+                wake.cancel()
             self._wake.clear()
             async with self._busy:
                 try:
