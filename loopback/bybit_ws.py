@@ -38,6 +38,7 @@ import json
 import logging
 import random
 import string
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -168,6 +169,7 @@ class BybitPublicVenue:
         self.served_funding: list[tuple[int, float]] = []
         self._armed: dict[str, Fault] = {}
         self._market_ts = -1  # exchange time of the newest item handed to the connections
+        self._market_at = 0.0  # monotonic time it was
         self._market_l1: tuple[int, int, int, int] | None = None
         self._refuse = [f for f in self.faults if f.kind == "refuse"]
         self.url = ""
@@ -208,13 +210,17 @@ class BybitPublicVenue:
         await asyncio.Future()
 
     def market_ms(self) -> int:
-        """Exchange time of the market now: the newest item served (-1 before the first).
+        """Exchange time of the market now (-1 before the first item).
 
-        A loopback REST venue following this stream takes it as its market
-        clock (``BybitRestVenue(market_clock=...)``), so fills carry the
-        stream's time line even when the stream runs faster than real time.
+        The newest item served plus the wall time since, as a client's live
+        clock (``engine.runtime.clock.LiveClock``) reckons it. A loopback REST
+        venue following this stream takes it as its market clock
+        (``BybitRestVenue(market_clock=...)``), so fills carry the stream's
+        time line even when the stream runs faster than real time, or has ended.
         """
-        return self._market_ts
+        if self._market_ts < 0:
+            return -1
+        return self._market_ts + int((time.monotonic() - self._market_at) * 1000)
 
     def quote(self) -> tuple[float, float] | None:
         """The current top of book (bid, ask) in prices, for a REST venue filling at it; None before any."""
@@ -364,7 +370,8 @@ class BybitPublicVenue:
                 item.text = enc.ticker(ticker_topic, "delta", item.ts, values, cs)
             for conn in [c for c in self.conns if c.alive and c.topics]:
                 await conn.put(item)
-            self._market_ts = max(self._market_ts, item.ts)
+            if item.ts > self._market_ts:
+                self._market_ts, self._market_at = item.ts, time.monotonic()
             if item.l1 is not None:
                 self._market_l1 = item.l1
             n += 1

@@ -29,7 +29,7 @@ from engine.engine import client_prefix
 from engine.execution.bybit import BybitExecution
 from engine.execution.types import INTENT_ENTER, Intent
 from engine.runtime.control import ControlClient, ControlError, ControlServer, socket_path
-from engine.runtime.events import Alert, Filled, KillSwitchChanged
+from engine.runtime.events import Alert, Filled, IntentIssued, KillSwitchChanged
 from engine.runtime.live import LiveDriver
 from engine.runtime.trading import LiveTrader
 from engine.store import Store, instrument_of
@@ -294,7 +294,7 @@ async def test_restart_with_an_open_position_adopts_it_and_flatten_ends_flat(sou
         assert _venue_lots(venue) == (20 if side == SIDE_BUY else -20)
         async with Session(source_db, tmp_path / "restart.db", rest_venue=venue, serve_from=_minute(10),
                            serve_until=_minute(12)) as s:
-            await s.events.wait_for(lambda: s.trader.started)
+            await s.events.wait_for(lambda: s.trader.started and s.driver.clock.newest > 0)
             adopted = s.events.alerts("adopted")
             assert adopted and s.driver.engine.position().qty == _venue_lots(venue), s.events.alerts()
             assert s.driver.engine.position().stop == round(stop * 10)  # the exchange's stop, adopted
@@ -309,6 +309,29 @@ async def test_restart_with_an_open_position_adopts_it_and_flatten_ends_flat(sou
 
     reasons = [r for *_, r in fills]
     assert EXIT_NAMES[EXIT_RECONCILE] in reasons and EXIT_NAMES[EXIT_FLATTEN] in reasons, reasons
+
+
+async def test_a_flip_sends_its_entry_only_after_the_exit_filled(source_db, tmp_path):
+    bid, ask = _first_quote(source_db, _minute(10))
+    with BybitRestVenue(api_key=KEY, api_secret=SECRET) as venue:
+        venue.set_quote(bid, ask)
+        venue.force_position(20, ask)
+        async with Session(source_db, tmp_path / "flip.db", rest_venue=venue, serve_from=_minute(10),
+                           serve_until=_minute(11)) as s:
+            # the feed is on: the venue's fills carry the stream's time line, as the backend reads them
+            await s.events.wait_for(lambda: s.trader.started and s.driver.clock.newest > 0
+                                    and s.driver.engine.position().qty == 20)
+            ts = s.driver.engine.last_event_ts
+            short_stop = round((ask + 500) * 10)
+            # what the kernel emits for a flip: exit the long, then enter short
+            s.driver._on_event(IntentIssued(Intent("exit", SIDE_SELL, 20, ts, "flip-x")))
+            s.driver._on_event(IntentIssued(Intent(INTENT_ENTER, SIDE_SELL, 10, ts, "flip-e", stop=short_stop)))
+            await s.events.wait_for(lambda: s.driver.engine.position().qty == -10)
+            creates = [o["orderLinkId"] for o in sorted(venue.orders(), key=lambda o: int(o["createdTime"]))
+                       if o["orderLinkId"].startswith("flip-")]
+            refusals = [a for a in s.events.alerts() if a.kind == "refused"]
+    assert creates == ["flip-x", "flip-e"] and not refusals  # the entry met a flat exchange position
+    assert _venue_lots(venue) == -10 and venue.position()[2] == pytest.approx(short_stop / 10)
 
 
 def test_flatten_without_a_daemon_goes_straight_to_rest_and_exits_0_once_flat(tmp_path, monkeypatch, capsys):
