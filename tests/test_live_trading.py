@@ -485,7 +485,7 @@ def test_the_secret_never_appears_in_output_logs_tracebacks_or_the_database(sour
     try:
         with BybitRestVenue(api_key=KEY, api_secret=SECRET, quote=ws.quote, market_clock=ws.market_ms) as venue:
             run = subprocess.run([sys.executable, "-m", "pbdtui.cli", "-v", "run", "--db", str(db), "--live",
-                                  "--ws-url", url, "--rest-url", venue.url, "--duration", "8"],
+                                  "--ws-url", url, "--rest-url", venue.url, "--duration", "6"],
                                  env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
             wrong = subprocess.run([sys.executable, "-m", "pbdtui.cli", "-v", "status", "--rest-url", venue.url],
                                    env={**env, "BYBIT_API_SECRET": SECRET + "x"}, capture_output=True, text=True,
@@ -494,7 +494,12 @@ def test_the_secret_never_appears_in_output_logs_tracebacks_or_the_database(sour
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert "LIVE" in run.stdout and "stopped:" in run.stdout
+    import re
+
+    # the status line: LIVE, the position, the exchange's position and stop, the kill switch, the reconciliation
+    assert re.search(r"LIVE (FLAT|LONG|SHORT).* exch .* \| (kill off|KILL \(.*\)) \| recon \d\d:\d\d:\d\d ok",
+                     run.stdout), run.stdout[-2000:]
+    assert "stopped:" in run.stdout
     assert wrong.returncode != 0
     blobs = [run.stdout, run.stderr, wrong.stdout, wrong.stderr]
     blobs += [p.read_bytes().decode("latin-1") for p in tmp_path.rglob("*") if p.is_file()]
