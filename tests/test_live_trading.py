@@ -282,7 +282,10 @@ def _first_quote(source_db, at):
 
 
 @pytest.mark.parametrize("side", [SIDE_BUY, SIDE_SELL], ids=["long", "short"])
-async def test_restart_with_an_open_position_adopts_it_and_flatten_ends_flat(source_db, tmp_path, side):
+async def test_restart_with_an_open_position_adopts_it_and_flatten_ends_flat(source_db, tmp_path, side, monkeypatch,
+                                                                              capsys):
+    monkeypatch.setenv("BYBIT_API_KEY", KEY)
+    monkeypatch.setenv("BYBIT_API_SECRET", SECRET)
     bid, ask = _first_quote(source_db, _minute(10))
     with BybitRestVenue(api_key=KEY, api_secret=SECRET) as venue:
         venue.set_quote(bid, ask)
@@ -299,10 +302,20 @@ async def test_restart_with_an_open_position_adopts_it_and_flatten_ends_flat(sou
             assert adopted and s.driver.engine.position().qty == _venue_lots(venue), s.events.alerts()
             assert s.driver.engine.position().stop == round(stop * 10)  # the exchange's stop, adopted
             assert not s.driver.engine.position().mismatch
-            answer = await s.ask("flatten")
-            assert answer["flat"] is True
+            if side == SIDE_BUY:
+                answer = await s.ask("flatten")
+                assert answer["flat"] is True
+                assert answer["status"]["kill"]["on"]  # flatten latches the kill switch
+            else:  # as an operator runs it from another shell: the daemon is found in its run directory
+                from pbdtui.cli import main
+
+                assert await asyncio.to_thread(main, ["flatten"]) == 0
+                assert await asyncio.to_thread(main, ["status"]) == 0
+                shown = capsys.readouterr().out
+                assert "through the running daemon" in shown and "FLAT confirmed" in shown
+                assert "exchange position: FLAT" in shown and "kill switch: ON (flatten" in shown
+                assert "last reconciliation: " in shown and "matched" in shown
             assert _venue_lots(venue) == 0 and s.driver.engine.position().qty == 0
-            assert answer["status"]["kill"]["on"]  # flatten latches the kill switch
             assert not [o for o in venue.orders() if o["orderStatus"] in ("New", "Untriggered")]
         fills = s.stored_fills()
     from engine.types import EXIT_FLATTEN, EXIT_NAMES, EXIT_RECONCILE
