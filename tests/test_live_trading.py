@@ -397,6 +397,11 @@ async def test_injected_failure_on_an_entry_is_handled_without_doubling_or_losin
             assert engine.position().qty == _venue_lots(venue)
             assert not engine.position().mismatch
             kinds = {a.kind for a in s.events.alerts()}
+            assert s.trader.reconciliations[0]["why"] == "start"
+            if fault not in ("insufficient_balance_110007", "rejected", "duplicate_110072"):
+                # every REST error is followed by a reconciliation
+                await s.events.wait_for(lambda: any("REST error" in r["why"] for r in s.trader.reconciliations))
+                assert s.trader.reconciliations[-1]["matched"]
         assert len(s.stored_fills()) == len(s.trade_execs())  # none lost, none twice
     expected = {"timeout_that_executed": "timeout", "http_503_not_executed": "http", "http_503_executed": "http",
                 "rate_limit_10006": "rate_limited", "timestamp_10002": "timestamp",

@@ -67,6 +67,9 @@ _ENDED = ("done", "failed")
 # alert kinds that are outcomes, not errors of the connection to the exchange (no reconciliation needed)
 _NOT_REST_ERRORS = {"started", "recovered", "flatten", "duplicate_intent", "stop_moved", "execution", "poll",
                     "target_not_set", "refused", "rules", "reconciled"}
+# RestError kinds (engine.adapters.bybit.rest): any of them, even a warning (a failed poll), is followed by a
+# reconciliation
+_REST_ERRORS = {"timeout", "network", "http", "server", "rate_limited", "timestamp", "auth"}
 KILL_REASONS = ("operator", "daily_loss", "feed_stale", "mismatch", "flatten", "start")
 
 
@@ -101,6 +104,7 @@ class LiveTrader:
         self.kill_reasons: dict[str, str] = {}  # reason -> why; empty: off
         self.venue: PositionReport | None = None  # the exchange's position at the last read
         self.last_reconciliation: dict[str, Any] | None = None
+        self.reconciliations: deque[dict[str, Any]] = deque(maxlen=50)  # the newest, oldest first
         self.counters = {"sent": 0, "fills": 0, "funding": 0, "polls": 0, "poll_errors": 0, "dropped": 0,
                          "reconciliations": 0, "mismatches": 0}
         self.started = False
@@ -255,7 +259,8 @@ class LiveTrader:
                     self._recheck.append("position change")
             elif isinstance(event, ExecAlert):
                 self.runner.on_execution(event)
-                if event.severity in ("error", "critical") and event.kind not in _NOT_REST_ERRORS:
+                if event.kind in _REST_ERRORS or (event.severity in ("error", "critical")
+                                                   and event.kind not in _NOT_REST_ERRORS):
                     self.counters["poll_errors"] += 1
                     self._recheck.append(f"REST error ({event.kind})")
 
@@ -287,6 +292,7 @@ class LiveTrader:
         self.last_reconciliation = {"ts": report.ts, "wall_ms": int(time.time() * 1000), "why": why,
                                     "matched": result.matched, "local_qty": result.local_qty,
                                     "venue_qty": result.venue_qty}
+        self.reconciliations.append(self.last_reconciliation)
         if not result.matched:
             self.counters["mismatches"] += 1
             self.kill("mismatch", f"engine {local} lots, exchange {report.qty} lots ({why})")
