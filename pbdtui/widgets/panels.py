@@ -45,7 +45,7 @@ class StatusBar(Widget):
     def render(self) -> Text:
         snap = self.snapshot
         live = self.mode != "REPLAY"
-        compact = 0 < self.size.width < 100
+        compact = 0 < self.size.width < 90  # the full status needs about 90 columns
         if snap is None:
             return render_status(mode=self.mode, ts=-1, state="warm-up", speed=0, progress=0.0,
                                  kill_manual=False, kill_daily=False, day_pnl=0.0, ready=self.ready,
