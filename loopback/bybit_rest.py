@@ -166,6 +166,10 @@ class BybitRestVenue:
         taker_fee: fee rate of every fill (market orders are takers).
         leverage: for the margin check (initial margin = notional / leverage).
         quote: optional ``() -> (bid, ask)`` read on every request.
+        market_clock: optional ``() -> exchange ms`` stamping orders, executions and
+            positions (default: the venue's clock). A venue following an
+            accelerated loopback stream passes the stream's time, so fills carry
+            the market's time line; signatures and rate limits stay on the wall clock.
         limits: per-path requests per second (default: Bybit's).
         host, port: where to listen (port 0: any free port).
     """
@@ -175,7 +179,7 @@ class BybitRestVenue:
                  max_qty: str = "1190", min_notional: str = "5", balance: float = 10_000.0,
                  taker_fee: float = 0.00055, leverage: float = 10.0,
                  quote: Callable[[], tuple[float, float] | None] | None = None,
-                 limits: dict[str, int] | None = None, host: str = "127.0.0.1", port: int = 0):
+                 market_clock: Callable[[], int] | None = None, limits: dict[str, int] | None = None, host: str = "127.0.0.1", port: int = 0):
         if host not in LOOPBACK_HOSTS:
             raise ValueError(f"the loopback venue binds to loopback addresses only, not {host!r}")
         self.api_key = api_key
@@ -191,6 +195,7 @@ class BybitRestVenue:
         self.taker_fee = float(taker_fee)
         self.leverage = float(leverage)
         self._quote_source = quote
+        self._market_clock = market_clock
         self.limits = dict(DEFAULT_LIMITS if limits is None else limits)
         self.counters = VenueCounters()
         self.log: list[tuple[str, str, int]] = []  # (method, path, retCode or -HTTP status) per request
@@ -245,6 +250,14 @@ class BybitRestVenue:
         """The venue's clock (wall clock + skew)."""
         return int(time.time() * 1000) + self._skew_ms
 
+    def market_ms(self) -> int:
+        """The time stamped on orders, executions and positions (``market_clock``, else ``now_ms``)."""
+        if self._market_clock is not None:
+            ts = self._market_clock()
+            if ts > 0:
+                return int(ts)
+        return self.now_ms()
+
     def set_clock_skew(self, ms: int) -> None:
         """Move the venue's clock by ``ms`` (a client signing with its own clock now gets 10002)."""
         self._skew_ms = int(ms)
@@ -292,6 +305,19 @@ class BybitRestVenue:
                                  order_type="UNKNOWN", stop_type="UNKNOWN", closed=0.0, order_qty=0.0)
             self._execs.append(row)
             return row
+
+    def force_position(self, lots: int, avg: float = 0.0) -> None:
+        """Set the account's position (signed lots) with no execution to explain it.
+
+        A test seam for reconciliation: what a position changed outside the
+        execution list looks like to a client (its fills no longer add up).
+        """
+        with self._lock:
+            self._pos.lots = int(lots)
+            self._pos.avg = float(avg or self._mid())
+            self._pos.updated = self.market_ms()
+            if lots == 0:
+                self._deactivate_conditionals(self._pos.updated)
 
     def position(self) -> tuple[float, float, float, float]:
         """(signed size, average price, stop, take-profit) of the account now."""
@@ -352,7 +378,7 @@ class BybitRestVenue:
                         raise _Reply(10006, "Too many visits. Exceeded the API Rate Limit.")
                     if fault is not None and not fault.execute:
                         self._fault_reply(fault, {})  # raises: the request is not executed
-                    result = self._private(method, path, params, now)
+                    result = self._private(method, path, params, self.market_ms())
                     if fault is not None:
                         self._fault_reply(fault, result)
                 code, msg = 0, "OK"
@@ -670,7 +696,7 @@ class BybitRestVenue:
     def _exec_row(self, *, order_id: str, link_id: str, side: str, qty: float, price: float, fee: float,
                   fee_rate: float, exec_type: str, order_type: str, stop_type: str, closed: float,
                   order_qty: float) -> dict[str, Any]:
-        now = self.now_ms()
+        now = self.market_ms()
         return {
             "symbol": self.symbol, "orderId": order_id, "orderLinkId": link_id, "side": side,
             "orderPrice": self._px(price), "orderQty": self._fmt_qty_f(order_qty), "leavesQty": "0",
@@ -726,7 +752,7 @@ class BybitRestVenue:
             hit = pos.take_id
         if not hit:
             return
-        now = self.now_ms()
+        now = self.market_ms()
         order = self._orders[hit]
         order.update(orderStatus="Triggered", qty=self._fmt_qty(abs(pos.lots)), updatedTime=str(now))
         self.counters.triggers += 1

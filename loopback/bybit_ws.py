@@ -38,6 +38,7 @@ import json
 import logging
 import random
 import string
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -167,6 +168,9 @@ class BybitPublicVenue:
         self.served_quotes: list[tuple[int, tuple[int, int, int, int]]] = []
         self.served_funding: list[tuple[int, float]] = []
         self._armed: dict[str, Fault] = {}
+        self._market_ts = -1  # exchange time of the newest item handed to the connections
+        self._market_at = 0.0  # monotonic time it was
+        self._market_l1: tuple[int, int, int, int] | None = None
         self._refuse = [f for f in self.faults if f.kind == "refuse"]
         self.url = ""
 
@@ -204,6 +208,27 @@ class BybitPublicVenue:
     async def serve_forever(self) -> None:
         """Serve until cancelled (the CLI)."""
         await asyncio.Future()
+
+    def market_ms(self) -> int:
+        """Exchange time of the market now (-1 before the first item).
+
+        The newest item served plus the wall time since, as a client's live
+        clock (``engine.runtime.clock.LiveClock``) reckons it. A loopback REST
+        venue following this stream takes it as its market clock
+        (``BybitRestVenue(market_clock=...)``), so fills carry the stream's
+        time line even when the stream runs faster than real time, or has ended.
+        """
+        if self._market_ts < 0:
+            return -1
+        return self._market_ts + int((time.monotonic() - self._market_at) * 1000)
+
+    def quote(self) -> tuple[float, float] | None:
+        """The current top of book (bid, ask) in prices, for a REST venue filling at it; None before any."""
+        l1 = self._market_l1
+        if l1 is None:
+            return None
+        tick = self.source.instrument.tick_size
+        return round(l1[0] * tick, 10), round(l1[2] * tick, 10)
 
     def served_trades(self) -> np.ndarray:
         """Every trade served whole, in the order sent (TRADE_DTYPE as stored)."""
@@ -345,6 +370,10 @@ class BybitPublicVenue:
                 item.text = enc.ticker(ticker_topic, "delta", item.ts, values, cs)
             for conn in [c for c in self.conns if c.alive and c.topics]:
                 await conn.put(item)
+            if item.ts > self._market_ts:
+                self._market_ts, self._market_at = item.ts, time.monotonic()
+            if item.l1 is not None:
+                self._market_l1 = item.l1
             n += 1
             if n % 64 == 0:
                 await asyncio.sleep(0)

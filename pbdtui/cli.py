@@ -681,14 +681,68 @@ def _add_collect(sub: Any) -> None:
     col.set_defaults(func=_cmd_collect)
 
 
+MAINNET_CONFIRMATION = "TRADE MAINNET"
+
+
+def _confirm_mainnet(symbol: str, stdin: Any = None, out: Any = None) -> None:
+    """Mainnet needs the operator to type the confirmation on a terminal; anything else refuses."""
+    stdin = sys.stdin if stdin is None else stdin
+    out = sys.stderr if out is None else out
+    if not (stdin.isatty() and out.isatty()):
+        raise ConfigError("--mainnet trades real money and needs a typed confirmation on a terminal; no terminal "
+                          "here, refusing")
+    text = f"{MAINNET_CONFIRMATION} {symbol}"
+    print(f"LIVE trading on Bybit MAINNET with real money. Type '{text}' to continue: ", end="", file=out,
+          flush=True)
+    answer = stdin.readline().strip()
+    if answer != text:
+        raise ConfigError("mainnet confirmation not given (the text typed differs); nothing was sent")
+
+
+def _rest_target(args: argparse.Namespace) -> str:
+    """The REST base URL of --rest-url / --mainnet / --testnet (testnet by default), checked for mainnet."""
+    from engine.adapters.bybit.rest import MAINNET_URL, resolve_rest_url
+
+    try:
+        url = resolve_rest_url(args.rest_url or ("mainnet" if args.mainnet else "testnet"))
+    except ValueError as exc:
+        raise ConfigError(f"--rest-url: {exc}") from None
+    if url == MAINNET_URL and not args.mainnet:
+        raise ConfigError(f"--rest-url {args.rest_url} is Bybit mainnet: pass --mainnet to trade there")
+    return url
+
+
+def _credentials() -> tuple[str, str]:
+    from engine.adapters.bybit.rest import credentials_from_env
+
+    try:
+        return credentials_from_env()
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    if args.live:
-        # the Bybit execution backend (engine.execution.bybit) exists; its wiring into this daemon,
-        # reconciliation and the control socket are the next step of issue 9
-        raise ConfigError("run --live: live execution is not wired into the daemon yet; use --paper (the default)")
-    url = args.ws_url or ("testnet" if args.testnet else ("mainnet" if args.mainnet else None))
-    return _stream(args, settings, url, trading=True)
+    if not args.live:
+        url = args.ws_url or ("testnet" if args.testnet else ("mainnet" if args.mainnet else None))
+        return _stream(args, settings, url, trading=True)
+    from engine.adapters.bybit.rest import MAINNET_URL, is_loopback
+    from engine.kernel_cache import EVENTS
+    from pbdtui.headless import run_live
+
+    if args.duration is not None and args.duration <= 0:
+        raise ConfigError(f"--duration must be positive, got {args.duration:g}")
+    rest_url = _rest_target(args)
+    ws_url = args.ws_url or ("mainnet" if args.mainnet else "testnet")
+    key, secret = _credentials()
+    settings = _for_instrument(args, settings, trading=True)
+    if rest_url == MAINNET_URL and not is_loopback(rest_url):
+        _confirm_mainnet(settings.symbol)
+    _compile_notice(EVENTS)
+    try:
+        return run_live(settings, args.db, ws_url, rest_url, key, secret, args.duration)
+    except ValueError as exc:  # a bad --ws-url
+        raise ConfigError(str(exc)) from None
 
 
 def _cmd_live(args: argparse.Namespace) -> int:
@@ -750,29 +804,103 @@ def _add_live(sub: Any) -> None:
 
 def _add_run(sub: Any) -> None:
     run = _command(
-        sub, "run", "headless trading: live feed, engine, paper execution and recorder",
+        sub, "run", "headless trading: live feed, engine, paper or live execution and recorder",
         "  pbdtui run --db live.db --paper --duration 3600\n"
-        "  pbdtui run --db test.db --ws-url ws://127.0.0.1:8765/v5/public/linear   # pbdtui exchange-sim",
-        description="Warm-start from the ticks in --db (signals only), then paper-trade the live stream: the\n"
-                    "backtest's fill model on live quotes. Records ticks, minutes and paper fills (trades_exec,\n"
-                    "run id paper-<start>), prints a status line every 5 s with the position; stops on\n"
-                    "Ctrl-C, SIGTERM or after --duration. --live is not available yet.")
+        "  pbdtui run --db test.db --ws-url ws://127.0.0.1:8765/v5/public/linear   # pbdtui exchange-sim\n"
+        "  BYBIT_API_KEY=... BYBIT_API_SECRET=... pbdtui run --db tn.db --live   # testnet",
+        description="Warm-start from the ticks in --db (signals only), then trade the live stream. --paper (the\n"
+                    "default): the backtest's fill model on live quotes. --live: orders through Bybit's REST API\n"
+                    "(testnet unless --mainnet, which asks for a typed confirmation on a terminal; --rest-url\n"
+                    "for a loopback venue), stops on the exchange with every entry, fills polled back,\n"
+                    "reconciliation, a latched kill switch, and a control socket <db>.run/control.sock for\n"
+                    "pbdtui flatten / status. Keys only from BYBIT_API_KEY / BYBIT_API_SECRET. Records ticks,\n"
+                    "minutes and fills (trades_exec, run id paper-<start> or live-<start>); a status line\n"
+                    "every 5 s; stops on Ctrl-C, SIGTERM or after --duration (positions stay protected by\n"
+                    "their exchange stops).")
     _add_db(run, "the database to record into and warm-start from (created when missing)")
     mode = run.add_mutually_exclusive_group()
     mode.add_argument("--paper", action="store_true", help="paper trading on the live quotes (the default)")
-    mode.add_argument("--live", action="store_true", help="trade for real through Bybit's REST API (not yet)")
+    mode.add_argument("--live", action="store_true", help="trade for real through Bybit's REST API")
     net = run.add_mutually_exclusive_group()
-    net.add_argument("--testnet", action="store_true", help="Bybit testnet stream")
-    net.add_argument("--mainnet", action="store_true", help="Bybit mainnet stream (the default for paper)")
+    net.add_argument("--testnet", action="store_true", help="Bybit testnet (the default for --live)")
+    net.add_argument("--mainnet", action="store_true",
+                     help="Bybit mainnet (the default stream for paper; --live asks for a typed confirmation)")
     run.add_argument("--ws-url", default=None, metavar="URL",
                      help="any ws:// URL for the public stream (overrides --testnet/--mainnet and the config)")
     run.add_argument("--rest-url", default=None, metavar="URL",
-                     help="Bybit REST base URL for --live (e.g. a loopback venue)")
+                     help="Bybit REST base URL for --live: testnet, demo, mainnet or http(s)://... (a loopback "
+                          "venue needs no confirmation)")
     run.add_argument("--duration", type=float, default=None, metavar="S",
                      help="stop after S seconds (default: run until stopped)")
     _add_instrument(run)
     _add_config(run)
     run.set_defaults(func=_cmd_run)
+
+
+def _daemon_socket(args: argparse.Namespace, rest_url: str | None) -> Any:
+    """The control socket of the running daemon meant (--socket, --db, else the only registered one)."""
+    from engine.runtime.control import find_daemons, socket_path
+
+    if args.socket is not None:
+        return args.socket
+    if args.db is not None:
+        path = socket_path(args.db)
+        return path if path.exists() else None
+    found = find_daemons(rest_url)
+    if len(found) > 1:
+        raise ConfigError("several daemons are running (" + ", ".join(str(d.get("db")) for d in found)
+                          + "): say which with --db")
+    return found[0]["socket"] if found else None
+
+
+def _add_target(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rest-url", default=None, metavar="URL",
+                   help="Bybit REST base URL: testnet (default), demo, mainnet or http(s)://...")
+    net = p.add_mutually_exclusive_group()
+    net.add_argument("--testnet", action="store_true", help="Bybit testnet (the default)")
+    net.add_argument("--mainnet", action="store_true", help="Bybit mainnet")
+    p.add_argument("--db", default=None, metavar="FILE", help="the database of the daemon to ask (default: the "
+                                                             "only running daemon, found in its run directory)")
+    p.add_argument("--socket", default=None, metavar="PATH", help="the daemon's control socket")
+    _add_config(p)
+
+
+def _cmd_flatten(args: argparse.Namespace) -> int:
+    from pbdtui.headless import flatten_once
+
+    given = args.rest_url is not None or args.mainnet or args.testnet
+    rest_url = _rest_target(args) if given else None
+    sock = _daemon_socket(args, rest_url)
+    if sock is None and rest_url is None:
+        rest_url = _rest_target(args)
+    return flatten_once(_settings(args), sock, rest_url, _credentials)
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from pbdtui.headless import status_once
+
+    given = args.rest_url is not None or args.mainnet or args.testnet
+    rest_url = _rest_target(args) if given else None
+    return status_once(_settings(args), _daemon_socket(args, rest_url), rest_url, _credentials)
+
+
+def _add_flatten_status(sub: Any) -> None:
+    fl = _command(sub, "flatten", "close the position: through the running daemon, else directly on Bybit",
+                  "  pbdtui flatten                       # the running daemon (testnet if none)\n"
+                  "  pbdtui flatten --rest-url http://127.0.0.1:8766",
+                  description="Kill switch on, cancel all open orders, close with a reduce-only market order and\n"
+                              "read the position until the exchange confirms flat (retried, alerted). Through\n"
+                              "the running daemon's control socket when one runs (its kill switch stays on until\n"
+                              "reset), else directly via REST with BYBIT_API_KEY / BYBIT_API_SECRET. Exit 0 only\n"
+                              "once the exchange confirms flat.")
+    _add_target(fl)
+    fl.set_defaults(func=_cmd_flatten)
+    st = _command(sub, "status", "position, open orders, balance, kill switch and last reconciliation",
+                  "  pbdtui status\n  pbdtui status --rest-url http://127.0.0.1:8766",
+                  description="The exchange's position, open orders and balance (REST, keys from the\n"
+                              "environment) and, when a daemon runs, its kill switch and last reconciliation.")
+    _add_target(st)
+    st.set_defaults(func=_cmd_status)
 
 
 def _add_exchange_sim(sub: Any) -> None:
@@ -1027,6 +1155,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_exchange_sim(sub)
     _add_collect(sub)
     _add_run(sub)
+    _add_flatten_status(sub)
     _add_live(sub)
     return parser
 

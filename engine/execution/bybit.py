@@ -113,6 +113,7 @@ from engine.execution.types import (
     INTENT_FLATTEN,
     ExecAlert,
     Fill,
+    FundingCharge,
     Intent,
     PositionReport,
 )
@@ -136,16 +137,6 @@ class InstrumentLike(Protocol):
     tick_size: float
     qty_step: float
 
-
-@dataclass(frozen=True)
-class FundingCharge:
-    """A funding payment on the open position (``/v5/execution/list`` execType Funding)."""
-
-    exec_id: str
-    ts: int  # exchange ms
-    amount: float  # USDT, positive = paid by us
-    rate: float  # the funding rate applied
-    qty: int  # position size it was charged on, lots
 
 
 @dataclass
@@ -193,6 +184,10 @@ class BybitExecution:
             flatten gives up, and the pause between later ones.
         lookback_ms: overlap of each execution poll with the previous one.
         unknown_grace_ms: how long an order of unknown outcome is looked for.
+        clock: ``() -> exchange ms`` stamping alerts and reports and bounding the
+            execution reads (default: the REST client's corrected wall clock;
+            the live driver passes its feed clock, so an accelerated loopback
+            session and its venue share one time line).
         sleep: seam for tests.
     """
 
@@ -201,7 +196,7 @@ class BybitExecution:
                  known_exec_ids: tuple[str, ...] | list[str] = (), require_flat_entry: bool = True,
                  send_attempts: int = 3, flatten_attempts: int = 10, flatten_delay_s: float = 0.25,
                  lookback_ms: int = 60_000, unknown_grace_ms: int = 30_000,
-                 sleep: Callable[[float], None] = time.sleep):
+                 clock: Callable[[], int] | None = None, sleep: Callable[[float], None] = time.sleep):
         if instrument.symbol != rest.symbol:
             raise ValueError(f"instrument {instrument.symbol} but the REST client trades {rest.symbol}")
         self.rest = rest
@@ -216,9 +211,11 @@ class BybitExecution:
         self.lookback_ms = lookback_ms
         self.unknown_grace_ms = unknown_grace_ms
         self._sleep = sleep
+        self._clock = clock
         self._lock = threading.RLock()
         self.rules: InstrumentRules | None = None
         self._since = since_ms
+        self._floor = since_ms  # executions before this are not reported (before this run: the position read covers them)
         self._seen: dict[str, int] = dict.fromkeys(known_exec_ids, 0)  # execId -> execTime
         self._orders: dict[str, _Order] = {}  # client_id -> order
         self._by_order_id: dict[str, str] = {}  # exchange orderId -> client_id
@@ -239,13 +236,28 @@ class BybitExecution:
                 self._alert("start", f"cannot start: {e}", severity="critical")
                 return False
             if self._since is None:
-                self._since = self.rest.now_ms()
+                self._since = self._now()
+            if self._floor is None:
+                self._floor = self._since
             self._info("started", f"{self.symbol}: clock offset {offset} ms; tick {self.rules.tick_size}, qty step "
                                   f"{self.rules.qty_step}, min qty {self.rules.min_qty}, min notional "
                                   f"{self.rules.min_notional}, status {self.rules.status}")
             for problem in self._grid_problems():
                 self._alert("rules", problem, severity="warning")
             return True
+
+    def _now(self) -> int:
+        if self._clock is not None:
+            now = self._clock()
+            if now > 0:
+                return int(now)
+        return self.rest.now_ms()
+
+    def order_status(self, client_id: str) -> str | None:
+        """The backend's state of an intent's order (``SENDING``/``PLACED``/``DONE``/``FAILED``/``UNKNOWN``), None if never seen."""
+        with self._lock:
+            order = self._orders.get(client_id)
+            return None if order is None else order.status
 
     def _ready(self) -> bool:
         return self.rules is not None or self.start()
@@ -446,7 +458,7 @@ class BybitExecution:
                 wallet = self.rest.wallet()
             except RestError as e:
                 errors.append(str(e))
-            return VenueSnapshot(self.rest.now_ms(), position, orders, wallet, self.rest.time_offset_ms, errors)
+            return VenueSnapshot(self._now(), position, orders, wallet, self.rest.time_offset_ms, errors)
 
     # --- orders ------------------------------------------------------------------------------------
 
@@ -554,7 +566,7 @@ class BybitExecution:
                 return
         while order.sends < self.send_attempts:
             order.sends += 1
-            order.last_send_ms = self.rest.now_ms()
+            order.last_send_ms = self._now()
             try:
                 result = self.rest.place_order(**order.params)
             except RestError as e:
@@ -613,7 +625,7 @@ class BybitExecution:
             match = [o for o in self.rest.orders(orderLinkId=cid, openOnly=open_only) if o.order_link_id == cid]
             if match:
                 return match[0]
-        execs = [e for e in self.rest.executions(orderLinkId=cid, startTime=self.rest.now_ms() - SEVEN_DAYS_MS
+        execs = [e for e in self.rest.executions(orderLinkId=cid, startTime=self._now() - SEVEN_DAYS_MS
                                                  + 60_000) if e.order_link_id == cid]
         if not execs:
             return None
@@ -633,7 +645,7 @@ class BybitExecution:
 
     def _poll_orders(self) -> None:
         """Orders not filled whole yet: cancelled by the exchange? Unknown ones: found yet?"""
-        now = self.rest.now_ms()
+        now = self._now()
         for order in list(self._orders.values()):
             if order.status == PLACED:
                 if order.filled_lots >= order.intent.qty:
@@ -661,10 +673,15 @@ class BybitExecution:
 
     def _poll_executions(self) -> list[Fill | FundingCharge]:
         assert self._since is not None
-        now = self.rest.now_ms()
+        now = self._now()
+        if self._since > now:  # the clock moved to the feed's time line, which is behind the wall clock
+            self._since = now
+        floor = self._floor if self._floor is not None else self._since
+        if floor > now:
+            floor = self._floor = now
         start = max(self._since - self.lookback_ms, now - SEVEN_DAYS_MS + 60_000)
         rows = [e for e in self.rest.executions(startTime=start) if e.exec_id not in self._seen
-                and e.symbol in ("", self.symbol)]
+                and e.symbol in ("", self.symbol) and e.time >= floor]
         rows.sort(key=lambda e: (e.time, e.seq))
         out: list[Fill | FundingCharge] = []
         for e in rows:
@@ -708,7 +725,7 @@ class BybitExecution:
 
     def _read_position(self) -> PositionReport:
         pos = self._venue_position()
-        now = self.rest.now_ms()
+        now = self._now()
         if pos is None or pos.size == 0:
             return PositionReport(ts=now, qty=0)
         lots = self.lots_of(pos.size)
@@ -722,7 +739,7 @@ class BybitExecution:
         level = {"info": logging.INFO, "warning": logging.WARNING, "critical": logging.CRITICAL}.get(
             severity, logging.ERROR)
         log.log(level, "[%s] %s", kind, text)
-        self._outbox.append(ExecAlert(ts=self.rest.now_ms(), kind=kind, text=text, client_id=client_id,
+        self._outbox.append(ExecAlert(ts=self._now(), kind=kind, text=text, client_id=client_id,
                                       severity=severity))
 
     def _info(self, kind: str, text: str, client_id: str = "") -> None:

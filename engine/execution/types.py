@@ -48,6 +48,17 @@ class Fill:
 
 
 @dataclass(frozen=True)
+class FundingCharge:
+    """A funding payment on the open position (Bybit: ``/v5/execution/list`` execType Funding)."""
+
+    exec_id: str  # unique: a charge seen twice is applied once
+    ts: int  # exchange ms
+    amount: float  # USDT, positive = paid by us
+    rate: float  # the funding rate applied
+    qty: int  # position size it was charged on, lots
+
+
+@dataclass(frozen=True)
 class PositionReport:
     """The venue's view of the position (reconciliation input), never written over local state."""
 
@@ -69,13 +80,16 @@ class ExecAlert:
     severity: str = "error"
 
 
+ExecEvent = Fill | FundingCharge | PositionReport | ExecAlert  # what ``ExecutionBackend.poll`` returns
+
+
 class ExecutionBackend(Protocol):
     """What the runtime needs from any backend (paper or Bybit)."""
 
     def submit(self, intent: Intent) -> None:
         """Send the intent's order; never raises for venue errors (they come back as ExecAlert)."""
 
-    def poll(self) -> list[Fill | PositionReport | ExecAlert]:
+    def poll(self) -> list[Fill | FundingCharge | PositionReport | ExecAlert]:
         """Everything the venue reported since the last poll, in time order."""
 
     def position(self) -> PositionReport:

@@ -24,6 +24,11 @@
 
 Events go to the sink: the runner's (minutes, fills, alerts) and
 ``FeedChanged``/``LiveStatus`` here.
+
+Live execution (engine mode "external") is ``engine.runtime.trading.LiveTrader``,
+attached as ``trader``: it sees every event first (intents, feed health),
+is started after the warm start (instrument rules, start reconciliation)
+and runs beside the feed; its fills are recorded through ``record_fills``.
 """
 
 from __future__ import annotations
@@ -43,8 +48,12 @@ from engine.runtime.events import Alert
 from engine.runtime.recorder import Recorder
 from engine.runtime.runner import Runner, Sink
 from engine.store import Store, StoreError, instrument_of
+from engine.types import BAR_DTYPE, FEATURE_DTYPE, SIGNAL_DTYPE
 
 MINUTE_MS = 60_000
+_EMPTY_BARS = np.zeros(0, BAR_DTYPE)
+_EMPTY_FEATURES = np.zeros(0, FEATURE_DTYPE)
+_EMPTY_SIGNALS = np.zeros(0, SIGNAL_DTYPE)
 # feed statuses after which the data may have a hole until the next event
 _OUTAGE = ("disconnected", "stale", "reconnecting")
 
@@ -71,6 +80,7 @@ class LiveStatus:
     recorder: dict[str, int] = field(default_factory=dict)
     late_events: int = 0
     position: Any = None  # PositionView (paper trading)
+    execution: dict[str, Any] | None = None  # LiveTrader.status() (live trading)
 
 
 class LiveDriver:
@@ -114,13 +124,21 @@ class LiveDriver:
         self._stale_alerted = False
         self._ready = -1
         self._last_minute = -1
+        self.trader: Any = None  # engine.runtime.trading.LiveTrader, which sets itself here
 
     @property
     def engine(self):  # noqa: ANN201 - the runner's Engine
         return self.runner.engine
 
     def _on_event(self, event: Any) -> None:
+        if self.trader is not None:
+            self.trader.on_event(event)
         self.sink(event)
+
+    def record_fills(self, fills: np.ndarray) -> None:
+        """Exchange fills (FILL_DTYPE records the runner made) to ``trades_exec``."""
+        if len(fills):
+            self.recorder.minutes(_EMPTY_BARS, _EMPTY_FEATURES, _EMPTY_SIGNALS, fills)
 
     # --- warm start -------------------------------------------------------------------------
 
@@ -171,18 +189,23 @@ class LiveDriver:
             if rebuilt:
                 self.sink(Alert(ts=self.engine.last_event_ts, kind="warm_start", severity="info",
                                 text=f"warm start: {rebuilt} minutes rebuilt from the stored ticks"))
+            if self.trader is not None:
+                await self.trader.start()
             self.feed = BybitPublicFeed(instrument_of(self.settings), self.feed_config)
             deadline = None if duration is None else time.monotonic() + duration
             async with self.feed:
                 consumer = asyncio.create_task(self._consume(), name="live-consume")
                 ticker = asyncio.create_task(self._tick(), name="live-clock")
                 waiter = asyncio.create_task(stop.wait(), name="live-stop")
+                tasks = [consumer, ticker, waiter]
+                if self.trader is not None:
+                    tasks.append(asyncio.create_task(self.trader.run(), name="live-execution"))
                 timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
                 done, _ = await asyncio.wait({consumer, waiter}, timeout=timeout,
                                              return_when=asyncio.FIRST_COMPLETED)
-                for task in (consumer, ticker, waiter):
+                for task in tasks:
                     task.cancel()
-                for task in (consumer, ticker, waiter):
+                for task in tasks:
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
                 if consumer in done and consumer.exception() is not None:
@@ -191,6 +214,8 @@ class LiveDriver:
             self._record(self.runner.close_until(self.clock.now_ms() - self.close_grace_ms))
             self.sink(self.status())
         finally:
+            if self.trader is not None:
+                await asyncio.to_thread(self.trader.close)
             await asyncio.to_thread(self.recorder.close)
 
     async def _consume(self) -> None:
@@ -200,7 +225,7 @@ class LiveDriver:
                 self._on_ticks(event)
             elif isinstance(event, FeedStatus):
                 self._on_status(event)
-                self.sink(FeedChanged(event))
+                self._on_event(FeedChanged(event))
             else:  # Ticker: mark price, funding; funding rows also come in Ticks
                 self.sink(event)
 
@@ -245,7 +270,7 @@ class LiveDriver:
             quiet = self.clock.quiet_ms()
             if quiet > self.settings.feed_stale_halt_ms and not self._stale_alerted and self.clock.newest > 0:
                 self._stale_alerted = True
-                self.sink(Alert(ts=now, kind="feed_stale", severity="error",
+                self._on_event(Alert(ts=now, kind="feed_stale", severity="error",
                                 text=f"FEED STALE: no data for {quiet / 1000:.1f} s; entries halted"))
             if time.monotonic() - last_status >= self.status_interval:
                 last_status = time.monotonic()
@@ -274,7 +299,8 @@ class LiveDriver:
             lag_ms=self._lag_ms, close_lag_ms=lags,
             feed=self.feed.counters().as_dict() if self.feed is not None else {},
             recorder=dict(self.recorder.counters), late_events=self.engine.late_events,
-            position=self.engine.position() if self.engine.mode != "signals" else None)
+            position=self.engine.position() if self.engine.mode != "signals" else None,
+            execution=self.trader.status() if self.trader is not None else None)
 
 
 def _exists(path: str) -> bool:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from engine.engine import Engine, Reconciliation, StepOutput
-from engine.execution.types import ExecAlert, Fill, PositionReport
+from engine.execution.types import ExecAlert, Fill, FundingCharge, PositionReport
 from engine.runtime.alerts import AlertRules
 from engine.runtime.events import (
     Alert,
@@ -107,7 +107,7 @@ class Runner:
             self.reconcile(event)
         elif isinstance(event, ExecAlert):
             self.emit(Alert(ts=event.ts, text=event.text, severity=event.severity, kind=event.kind))
-        elif hasattr(event, "amount") and hasattr(event, "exec_id"):  # a funding charge
+        elif isinstance(event, FundingCharge):
             self.engine.apply_funding(event.ts, event.amount, event.exec_id)
         else:
             raise TypeError(f"unknown execution event {event!r}")
