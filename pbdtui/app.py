@@ -305,7 +305,8 @@ class PbdApp(App[int]):
 
     async def action_quit(self) -> None:
         snap = self.snapshot
-        if snap is not None and snap.position.position != 0:
+        attached = getattr(self.driver, "mode", "") == "attach"  # the daemon trades on: nothing to ask
+        if snap is not None and snap.position.position != 0 and not attached:
             def answer(yes: bool | None) -> None:
                 if yes:
                     self._leave()

@@ -774,6 +774,30 @@ def default_live_db() -> Path:
     return Path(base) / "pbdtui" / "live.db"
 
 
+def _cmd_attach(args: argparse.Namespace) -> int:
+    from engine.runtime.control import ControlError
+    from pbdtui.attach import run_attach
+
+    try:
+        return run_attach(_settings(args), args.db)
+    except ControlError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _add_attach(sub: Any) -> None:
+    att = _command(
+        sub, "attach", "the console on a running `pbdtui run` daemon (quitting leaves it trading)",
+        "  pbdtui attach\n"
+        "  pbdtui attach --db live.db",
+        description="Connects to the daemon's control socket (owner-only): shows its profile, position,\n"
+                    "signals, fills and alerts as they happen; k and f send the kill switch and flatten to\n"
+                    "it. Closing the console or losing the SSH session never stops the daemon.")
+    att.add_argument("--db", default=None, metavar="FILE",
+                     help="the daemon's database (default: the only daemon running)")
+    _add_config(att)
+    att.set_defaults(func=_cmd_attach)
+
+
 def _add_live(sub: Any) -> None:
     live = _command(
         sub, "live", "the console on Bybit's public stream: paper trading, recording as it goes",
@@ -1157,6 +1181,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(sub)
     _add_flatten_status(sub)
     _add_live(sub)
+    _add_attach(sub)
     return parser
 
 

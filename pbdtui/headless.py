@@ -193,7 +193,11 @@ def _control_handler(settings: Any, driver: Any, trader: Any, recent: _Recent) -
                     "fills": list(recent.fills),
                     "feed": driver.feed.counters().as_dict() if driver.feed is not None else {},
                     "settings": {"symbol": settings.symbol, "tick_size": settings.tick_size,
-                                 "qty_step": settings.qty_step}}
+                                 "qty_step": settings.qty_step},
+                    # what the console draws (profile, value area, position), for `pbdtui attach`
+                    "screen": to_json(driver.runner.snapshot(
+                        warming_up=driver.engine.bars_closed < settings.rolling_window_minutes))
+                    if driver.feed is not None else None}
         if cmd in ("kill", "reset-kill", "flatten") and not trader.started:
             raise RuntimeError("the daemon is still starting (warm start, backend start); try again")
         if cmd == "kill":
