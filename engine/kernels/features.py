@@ -381,14 +381,16 @@ def value_area(hist, off, lo, hi, k, base_bin, mid2, va_fraction, agg, out):
     a0 = lo // k
     a1 = hi // k
     n = a1 - a0 + 1
-    for j in range(n):
-        agg[j] = 0
+    # aggregated bin by aggregated bin: a plain running sum, no division per base bin
     total = 0
-    for b in range(lo, hi + 1):
-        v = hist[b - off]
-        if v != 0:
-            agg[b // k - a0] += v
-            total += v
+    for j in range(n):
+        first = max((a0 + j) * k, lo) - off
+        last = min((a0 + j) * k + k - 1, hi) - off
+        v = 0
+        for i in range(first, last + 1):
+            v += hist[i]
+        agg[j] = v
+        total += v
     width = k * base_bin
     best = -1
     best_v = -1
@@ -537,13 +539,12 @@ def _session_reset(st, j, pid):
 
 
 @njit(cache=True, nogil=True)
-def _session_add(st, j, b, q):
-    """Add ``q`` lots at base bin ``b`` to session ``j``."""
-    si = st.si
+def _session_add(si, shist, j, b, q):
+    """Add ``q`` lots at base bin ``b`` to session ``j`` (arrays, not the state tuple: called per bin)."""
     base = SI_SESS + j * SESS_N
     if si[base + SESS_BAD] != 0:
         return
-    w = st.shist.shape[1]
+    w = shist.shape[1]
     off = si[base + SESS_OFF]
     lo = si[base + SESS_LO]
     hi = si[base + SESS_HI]
@@ -558,12 +559,12 @@ def _session_add(st, j, b, q):
             return
         new_off = (new_lo + new_hi) // 2 - w // 2
         if off != NO_MINUTE and lo <= hi:
-            tmp = st.shist[j, lo - off:hi - off + 1].copy()
-            st.shist[j, lo - off:hi - off + 1] = 0
-            st.shist[j, lo - new_off:hi - new_off + 1] = tmp
+            tmp = shist[j, lo - off:hi - off + 1].copy()
+            shist[j, lo - off:hi - off + 1] = 0
+            shist[j, lo - new_off:hi - new_off + 1] = tmp
         si[base + SESS_OFF] = new_off
         off = new_off
-    st.shist[j, b - off] += q
+    shist[j, b - off] += q
     if lo > hi:
         si[base + SESS_LO] = b
         si[base + SESS_HI] = b
@@ -661,11 +662,14 @@ def _sessions_close(st, p, t, k, mid2, close, f):
     f["npoc_below2"][0] = below
     # the open minute's bins join each session
     off = si[SI_OFFSET]
+    touched = st.touched
+    mhist = st.mhist
+    shist = st.shist
     for i in range(si[SI_TOUCHED_N]):
-        b = st.touched[i]
-        q = st.mhist[b - off]
+        b = touched[i]
+        q = mhist[b - off]
         for j in range(N_SESS):
-            _session_add(st, j, b, q)
+            _session_add(si, shist, j, b, q)
     out = np.empty(5, dtype=np.int64)
     if _session_va(st, p, SESS_DAY, k, mid2, out):
         si[SI_DEV_POC2] = out[0]
