@@ -270,7 +270,7 @@ class ReplayDriver:
             position=self.engine.position(), speed=self.speed, paused=self.paused,
             warming_up=self.clock < self._warm_end,
             progress=min(1.0, max(0.0, (self.clock - self.first_ts) / span)),
-            finished=self.finished,
+            finished=self.finished, sides=self.engine.profile_sides(), naked=tuple(self.engine.naked_pocs()),
         )
 
     def result(self):  # noqa: ANN201 - engine.backtest.BacktestResult
