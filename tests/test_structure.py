@@ -237,3 +237,18 @@ def test_naked_poc_target_is_the_nearest_naked_poc_beyond_the_close(trading_runs
         want = f["npoc_above2"][i] if sig["action"][i] == ACTION_ENTER_LONG else f["npoc_below2"][i]
         assert sig["target2"][i] == want
     assert (sig["target2"][idx] != trading_runs["v0"].signals["target2"][idx]).any()
+
+
+def test_structure_columns_round_trip_through_features_1m_for_bar_mode(stream, tmp_path):
+    from engine.backtest import load_minute_records
+    from engine.features import write_minute_tables
+    from engine.store import Store, instrument_of
+
+    _, _, out = stream
+    with Store(tmp_path / "s.db", instrument_of(STREAM_SETTINGS)) as store:
+        write_minute_tables(store, STREAM_SETTINGS, out.bars, out.features)
+        _, feats = load_minute_records(store, STREAM_SETTINGS)
+        shapes = [r[0] for r in store.fetch("SELECT shape FROM features_1m ORDER BY ts_min")]
+    for name in ("dev_val", "dev_vah", "dev_valid", "pd_val", "pd_vah", "pd_valid", "npoc_above2", "npoc_below2"):
+        assert (feats[name] == out.features[name]).all(), name
+    assert shapes == [SHAPE_NAMES[int(c)] or None for c in out.features["shape"]]
