@@ -52,7 +52,7 @@ from pbdtui.messages import (
 from pbdtui.render import PriceFormat, render_fill_line, render_signal_line
 from pbdtui.screens import ConfirmScreen, HelpScreen, SeekScreen, SummaryScreen
 from pbdtui.widgets.features import FeaturesView
-from pbdtui.widgets.panels import PositionPanel, PriceChart, StatusBar
+from pbdtui.widgets.panels import PositionPanel, PriceChart, StatusBar, TailLog
 from pbdtui.widgets.profile import ProfileView
 
 MINUTE_MS = 60_000
@@ -145,15 +145,15 @@ class PbdApp(App[int]):
                                   window_minutes=s.rolling_window_minutes, id="profile").data_bind(PbdApp.snapshot)
             with Vertical(id="center"):
                 yield PriceChart(tick_size=s.tick_size, id="chart").data_bind(PbdApp.bars)
-                yield RichLog(id="signals", max_lines=1000, min_width=20)
+                yield TailLog(id="signals", max_lines=1000, min_width=20)
             with Vertical(id="side"):
                 yield PositionPanel(tick_size=s.tick_size, qty_step=s.qty_step, order_qty=s.order_qty,
                                     max_hold_minutes=s.max_hold_minutes, id="position").data_bind(PbdApp.snapshot)
                 yield FeaturesView(tick_size=s.tick_size, qty_step=s.qty_step, order_qty=s.order_qty,
                                    base_bin_ticks=s.base_bin_ticks,
                                    ambiguous_max=s.ambiguous_trade_frac_max, id="features")
-                yield RichLog(id="fills", max_lines=500, min_width=20)
-                yield RichLog(id="alerts", max_lines=1000, wrap=True, min_width=20)
+                yield TailLog(id="fills", max_lines=500, min_width=20)
+                yield TailLog(id="alerts", max_lines=1000, wrap=True, min_width=20)
         yield Footer()
 
     def on_mount(self) -> None:

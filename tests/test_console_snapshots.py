@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from textual.widgets import RichLog
 
 from engine.config import Settings
 from engine.store import Store, instrument_of
@@ -47,6 +48,11 @@ async def _at_seek(pilot) -> None:
     while not (app.driver.paused and app.driver.clock == SEEK_TO and not app.jumping
                and app.snapshot.ts >= SEEK_TO - 1_000 and app.snapshot.paused):
         assert time.monotonic() < deadline, "seek"
+        await pilot.pause(0.05)
+    # every log shows its newest line once the layout has settled (the operator's view)
+    logs = list(app.query(RichLog))
+    while any(log.scroll_y < log.max_scroll_y for log in logs):
+        assert time.monotonic() < deadline, "logs at their ends"
         await pilot.pause(0.05)
     await pilot.pause(0.3)
 

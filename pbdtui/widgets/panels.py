@@ -1,4 +1,4 @@
-"""Thin widgets over the pure renderers of ``pbdtui.render``: status bar, position, price chart.
+"""Thin widgets over the pure renderers of ``pbdtui.render``: status bar, position, price chart, logs.
 
 Each holds typed reactives that the app binds with ``data_bind`` and draws
 with one renderer call; styling comes from the renderer's spans.
@@ -9,8 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from rich.text import Text
+from textual import events
 from textual.reactive import reactive
 from textual.widget import Widget
+from textual.widgets import RichLog
 
 from pbdtui.messages import Snapshot
 from pbdtui.render import render_chart, render_position, render_status
@@ -85,3 +87,17 @@ class PriceChart(Widget):
     def render(self) -> Text:
         return render_chart(list(self.bars), tick_size=self.tick_size, height=self.size.height,
                             width=self.size.width)
+
+
+class TailLog(RichLog):
+    """A log that keeps its newest line in view when its panel is resized.
+
+    RichLog scrolls to the end as it writes, but a later layout change (the
+    first sizing under load, a terminal resize) leaves it scrolled part way;
+    an operator reading alerts must always see the latest one.
+    """
+
+    def on_resize(self, event: events.Resize) -> None:
+        super().on_resize(event)
+        if self.auto_scroll:
+            self.scroll_end(animate=False, immediate=False, x_axis=False)
