@@ -81,6 +81,8 @@ class StoreSource:
         funding = self.store.load_funding()
         if end_ms is not None:
             funding = funding[funding["ts"] < end_ms]
+        if start_ms is not None:  # an earlier rate would also start the venue's pacing hours early
+            funding = funding[funding["ts"] >= start_ms]
         self.funding = funding
 
     def slices(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:

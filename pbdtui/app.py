@@ -13,6 +13,8 @@ flatten, pause, speed) go through the driver's thread-safe queue.
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 import sys
 import time
@@ -38,6 +40,7 @@ from engine.runtime import AlertRules, ReplayDriver
 from engine.types import READY
 from pbdtui.messages import (
     AlertRaised,
+    FeedHealth,
     FlattenRequested,
     KillSwitchChanged,
     MinuteClosed,
@@ -45,6 +48,7 @@ from pbdtui.messages import (
     ReadinessChanged,
     ReplayChanged,
     ReplayFinished,
+    ReplayRestarted,
     Snapshot,
     TicksReplayed,
     message_for,
@@ -55,8 +59,33 @@ from pbdtui.widgets.features import FeaturesView
 from pbdtui.widgets.panels import PositionPanel, PriceChart, StatusBar, TailLog
 from pbdtui.widgets.profile import ProfileView
 
+log = logging.getLogger("pbdtui.console")
+
 MINUTE_MS = 60_000
 DEMO_DAYS = 0.3  # 7.2 h: a 4 h warm-up, then a bit over 3 h of trading to watch
+
+
+def _guarded(handler: Callable[..., None]) -> Callable[..., None]:
+    """A driver message handler that never takes the console (and so the engine) down.
+
+    Messages still queued when the console quits find the panels gone; a
+    handler that fails otherwise is a bug in a panel: it is logged and shown
+    once, and the session goes on.
+    """
+    @functools.wraps(handler)
+    def guarded(self: PbdApp, message: Any) -> None:
+        if self.exiting:
+            return
+        try:
+            handler(self, message)
+        except Exception as exc:  # noqa: BLE001 - a panel's bug must not stop trading
+            log.exception("console: %s failed on %r", handler.__name__, message)
+            if handler.__name__ not in self.panel_errors:
+                self.panel_errors.add(handler.__name__)
+                self.notify(f"{handler.__name__}: {exc!r} (the engine goes on; see the session log)",
+                            title="display error", severity="error", timeout=30)
+
+    return guarded
 
 
 SIGNALS_KEPT = 5_000  # closed minutes kept for the signals log (a bounded list: a long replay stays small)
@@ -96,7 +125,7 @@ class PbdApp(App[int]):
         ("p, space", "pause / resume the replay"),
         ("s", "step one minute (pauses first)"),
         ("n", "jump to the next trade (then paused)"),
-        ("g", "seek: replay to a UTC time you type (forward; then paused)"),
+        ("g", "seek: replay to a UTC time you type (back too: replays from the start; then paused)"),
         ("+, =", "faster: 1 2 5 10 30 60 120 300 600 1200 3000 ... x"),
         ("-", "slower"),
         ("r", "the end-of-session summary (when the replay has finished)"),
@@ -118,7 +147,14 @@ class PbdApp(App[int]):
     bars: reactive[tuple[tuple[int, int, int, int, int, int, bool], ...]] = reactive(())
     """The chart's closed minutes, oldest first."""
 
-    def __init__(self, settings: Any, driver: ReplayDriver, mode: str = "REPLAY"):
+    feed: reactive[Any | None] = reactive(None)
+    """The live feed's health (``engine.runtime.events.FeedHealth``); None in a replay."""
+
+    # keys that only make sense in a replay: hidden and refused in the live modes
+    REPLAY_ACTIONS = frozenset({"pause", "step", "next_trade", "seek", "faster", "slower", "summary"})
+    REPLAY_KEYS = frozenset({"p, space", "s", "n", "g", "+, =", "-", "r"})
+
+    def __init__(self, settings: Any, driver: Any, mode: str = "REPLAY"):
         super().__init__()
         self.settings = settings
         self.driver = driver
@@ -135,10 +171,14 @@ class PbdApp(App[int]):
         self.report_text = ""
         self.error: BaseException | None = None
         self.replay_worker: Worker[None] | None = None
+        self.exiting = False  # quitting: driver messages still queued are dropped
+        self.demo_note = ""  # what the demo is, shown as the subtitle and the first alert
+        self.panel_errors: set[str] = set()  # handlers that failed once (shown once each)
 
     def compose(self) -> ComposeResult:
         s = self.settings
-        yield StatusBar(mode=self.mode, id="status").data_bind(PbdApp.snapshot, PbdApp.ready, PbdApp.jumping)
+        yield StatusBar(mode=self.mode, stale_ms=s.feed_stale_halt_ms, id="status").data_bind(
+            PbdApp.snapshot, PbdApp.ready, PbdApp.jumping, PbdApp.feed)
         with Horizontal(id="body"):
             with Vertical(id="left"):
                 yield ProfileView(tick_size=s.tick_size, base_bin_ticks=s.base_bin_ticks,
@@ -160,7 +200,11 @@ class PbdApp(App[int]):
         self.query_one("#signals", RichLog).border_title = "Signals · every minute"
         self.query_one("#fills", RichLog).border_title = "Fills"
         self.query_one("#alerts", RichLog).border_title = "Alerts"
-        self.sub_title = f"replay of {self.driver.db_path.name}"
+        self.sub_title = (f"replay of {self.driver.db_path.name}" if self.replaying
+                          else f"{self.mode.lower()} trading {self.settings.symbol}, recording into {self.driver.db_path.name}")
+        if self.demo_note:
+            self.sub_title = self.demo_note
+            self._log(-1, self.demo_note, "bold", "info")
         if not kernels_cached("loop.run_events"):
             self.query_one(ProfileView).placeholder = (
                 "compiling the engine's kernels: the first run after an install or an engine "
@@ -172,10 +216,26 @@ class PbdApp(App[int]):
         worker = get_current_worker()
         self.driver.run(lambda event: self.post_message(message_for(event)), lambda: worker.is_cancelled)
 
+    @property
+    def replaying(self) -> bool:
+        return self.mode == "REPLAY"
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """The replay's keys (pause, step, seek, speed...) are hidden in the live modes."""
+        return self.replaying or action not in self.REPLAY_ACTIONS
+
+    def help_rows(self) -> list[tuple[str, str]]:
+        """The help screen's rows for this mode."""
+        return [row for row in self.HELP if self.replaying or row[0] not in self.REPLAY_KEYS]
+
     # --- commands palette -------------------------------------------------------------
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
+        for title, help_text, action in self._palette():
+            yield SystemCommand(title, help_text, action)
+
+    def _palette(self) -> Iterable[tuple[str, str, Callable[[], Any]]]:
         for title, help_text, action in (
             ("Kill switch", "entries off (latches); off again asks first", self.action_kill_switch),
             ("Flatten", "close the position at market (asks first)", self.action_flatten),
@@ -188,7 +248,8 @@ class PbdApp(App[int]):
             ("Session summary", "the report of the replayed session", self.action_summary),
             ("Keys", "every key of the console", self.action_help),
         ):
-            yield SystemCommand(title, help_text, action)
+            if self.replaying or action.__name__.removeprefix("action_") not in self.REPLAY_ACTIONS:
+                yield title, help_text, action
 
     # --- key bindings: commands go to the driver thread ---------------------------
 
@@ -237,7 +298,7 @@ class PbdApp(App[int]):
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen(self.HELP))
+            self.push_screen(HelpScreen(self.help_rows()))
 
     def action_structure(self) -> None:
         profile = self.query_one(ProfileView)
@@ -254,20 +315,28 @@ class PbdApp(App[int]):
         if snap is not None and snap.position.position != 0:
             def answer(yes: bool | None) -> None:
                 if yes:
-                    self.driver.stop()
-                    self.exit(0)
+                    self._leave()
 
-            self.push_screen(ConfirmScreen("A position is open (the replay's paper position). Quit anyway?"),
-                             answer)
+            question = {"REPLAY": "A position is open (the replay's paper position). Quit anyway?",
+                        "PAPER": "A paper position is open; it is dropped when the console quits. Quit anyway?",
+                        }.get(self.mode, "A position is open. It stays protected by its stop on the exchange. "
+                                         "Quit anyway?")
+            self.push_screen(ConfirmScreen(question), answer)
             return
+        self._leave()
+
+    def _leave(self) -> None:
+        self.exiting = True
         self.driver.stop()
         self.exit(0)
 
     def on_unmount(self) -> None:
+        self.exiting = True
         self.driver.stop()
 
     # --- messages from the driver ---------------------------------------------------
 
+    @_guarded
     def on_ticks_replayed(self, message: TicksReplayed) -> None:
         snap = message.snapshot
         self.snapshot = snap
@@ -276,6 +345,11 @@ class PbdApp(App[int]):
         features.position = snap.position
         features.last_px = snap.last_px
 
+    @_guarded
+    def on_feed_health(self, message: FeedHealth) -> None:
+        self.feed = message
+
+    @_guarded
     def on_minute_closed(self, message: MinuteClosed) -> None:
         # every minute arrives (no can_replace): the log gets one line each
         f, sig, bar = message.features, message.signal, message.bar
@@ -297,34 +371,55 @@ class PbdApp(App[int]):
                                 int(f["vah"]), int(bar["volume"]), bool(f["va_valid"])))
             self.bars = tuple(self._chart)
 
+    @_guarded
     def on_order_filled(self, message: OrderFilled) -> None:
         line = render_fill_line(message.fill, tick_size=self.settings.tick_size, qty_step=self.settings.qty_step)
         self.query_one("#fills", RichLog).write(line)
         self._write_alert(line)  # narrow screens show no fills panel
 
+    @_guarded
     def on_readiness_changed(self, message: ReadinessChanged) -> None:
         known = message.ts_min + MINUTE_MS  # the minute's close
         style = "green" if message.after == READY else "yellow"
         self._log(known, AlertRules.readiness_text(message.before, message.after), style, "info")
 
+    @_guarded
     def on_alert_raised(self, message: AlertRaised) -> None:
         style = {"info": "", "warning": "yellow", "error": "bold red"}.get(message.severity, "")
         self._log(message.ts, message.text, style, message.severity)
 
+    @_guarded
     def on_kill_switch_changed(self, message: KillSwitchChanged) -> None:
         self.kill_on = message.on
         self._log(message.ts, "KILL SWITCH ON: entries off" if message.on else "kill switch off: entries on",
                   "bold red" if message.on else "green", "error" if message.on else "info")
 
+    @_guarded
     def on_flatten_requested(self, message: FlattenRequested) -> None:
         self.flatten_requests.append(message.ts)
         what = "closes on the next quote" if message.position else "already flat"
         self._log(message.ts, f"FLATTEN: {what}", "bold yellow", "warning")
 
+    @_guarded
     def on_replay_changed(self, message: ReplayChanged) -> None:
         if message.paused:
             self.jumping = False
 
+    @_guarded
+    def on_replay_restarted(self, message: ReplayRestarted) -> None:
+        # a seek backwards: the minutes, fills and chart start again with the fresh engine
+        self.minutes.clear()
+        self._chart.clear()
+        self.bars = ()
+        self.report = None
+        self.report_text = ""
+        for name in ("#signals", "#fills"):
+            self.query_one(name, RichLog).clear()
+        clock = time.strftime("%Y-%m-%d %H:%M", time.gmtime(message.target / 1000))
+        self._log(message.ts, f"seek back to {clock} UTC: replaying from the first tick (a fresh engine, "
+                  "so position and PnL are those of a straight replay)", "bold", "info")
+
+    @_guarded
     def on_replay_finished(self, message: ReplayFinished) -> None:
         self.jumping = False
         self.report = message.report
@@ -338,8 +433,9 @@ class PbdApp(App[int]):
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state == WorkerState.ERROR:
             self.error = event.worker.error
-            self._log(-1, f"replay stopped: {event.worker.error}", "bold red", "error")
-            self.notify(str(event.worker.error), title="replay stopped", severity="error", timeout=30)
+            what = "replay stopped" if self.replaying else "live session stopped"
+            self._log(-1, f"{what}: {event.worker.error}", "bold red", "error")
+            self.notify(str(event.worker.error), title=what, severity="error", timeout=30)
 
     # --- helpers --------------------------------------------------------------------
 
@@ -379,6 +475,90 @@ def create_app(settings: Any, db_path: str | os.PathLike[str], speed: float = 60
     return PbdApp(settings, driver)
 
 
+def create_live_app(settings: Any, db_path: str | os.PathLike[str], ws_url: str, *, trading: bool = True,
+                    duration: float | None = None, ui_interval: float = 0.25,
+                    feed_config: Any | None = None) -> PbdApp:
+    """The console on the live stream at ``ws_url``: warm start from ``db_path``, record into it, paper-trade.
+
+    Args:
+        settings: engine settings (instrument, strategy).
+        db_path: the database recorded into and warm-started from (created when missing).
+        ws_url: the public stream (``engine.adapters.bybit.ws.resolve_url`` forms).
+        trading: paper execution on the live quotes (False: signals only).
+        duration: stop the session after this many seconds (None: until quit).
+        ui_interval: least wall time between two screen updates, s.
+        feed_config: the feed client's settings (tests shorten its timeouts); its URL is replaced.
+    """
+    from dataclasses import replace
+
+    from engine.adapters.bybit.ws import FeedConfig, resolve_url
+    from engine.runtime.live import LiveDriver
+    from engine.runtime.threaded import ThreadedLive
+
+    url = resolve_url(ws_url)
+    config = FeedConfig(url=url) if feed_config is None else replace(feed_config, url=url)
+    run_id = f"paper-{int(time.time())}" if trading else "console"
+    live = LiveDriver(settings, str(db_path), config, lambda event: None, trading=trading, run_id=run_id,
+                      status_interval=1.0)
+    return PbdApp(settings, ThreadedLive(live, ui_interval=ui_interval, duration=duration),
+                  mode="PAPER" if trading else "SIGNALS")
+
+
+def run_live(settings: Any, db_path: str | os.PathLike[str], ws_url: str, trading: bool = True,
+             duration: float | None = None) -> int:
+    """``pbdtui live``: the console on the live stream until quit; prints what was recorded."""
+    app = create_live_app(settings, db_path, ws_url, trading=trading, duration=duration)
+    code = run_console(app)
+    rec = app.driver.driver.recorder.counters
+    print(f"pbdtui: recorded {rec['trades']} trades, {rec['quotes']} quotes, {rec['minutes']} minutes"
+          + (f", {rec['fills']} paper fills" if trading else "") + f" into {db_path}", file=sys.stderr)
+    if app.error is not None:
+        print(f"pbdtui: error: live session stopped: {app.error}", file=sys.stderr, flush=True)
+        return 1
+    return int(code or 0)
+
+
+def session_log_path(mode: str) -> Path:
+    """``$XDG_STATE_HOME/pbdtui/logs/<mode>-<UTC time>-<pid>.log`` (``~/.local/state/...``)."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    return Path(base) / "pbdtui" / "logs" / f"{mode.lower()}-{stamp}-{os.getpid()}.log"
+
+
+def run_console(app: PbdApp) -> int | None:
+    """Run ``app`` with the process's log records in a session log file (owner-only), not on the screen.
+
+    A record printed to stderr would be drawn over the console; the file's
+    path is printed when the console closes.
+    """
+    from engine.private import create_private_file, private_dir
+
+    path = session_log_path(app.mode)
+    private_dir(path.parent)
+    create_private_file(path)
+    root = logging.getLogger()
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    screen = [h for h in root.handlers if isinstance(h, logging.StreamHandler)
+              and not isinstance(h, logging.FileHandler)]
+    for h in screen:
+        root.removeHandler(h)
+    root.addHandler(handler)
+    level = root.level
+    root.setLevel(min(level, logging.INFO) if level else logging.INFO)
+    log.info("%s console started (pid %d)", app.mode, os.getpid())
+    try:
+        return app.run()
+    finally:
+        log.info("console closed")
+        root.removeHandler(handler)
+        handler.close()
+        root.setLevel(level)
+        for h in screen:
+            root.addHandler(h)
+        print(f"pbdtui: session log: {path}", file=sys.stderr, flush=True)
+
+
 # --- the demo ----------------------------------------------------------------------
 
 
@@ -412,7 +592,7 @@ def run_demo(settings: Any, db: str | os.PathLike[str] | None = None, speed: flo
 
     path = demo_database(settings, seed=seed, log=say) if db is None else Path(db)
     app = create_app(settings, path, speed=speed, start_ms=start_ms, end_ms=end_ms)
-    code = app.run()
+    code = run_console(app)
     if app.error is not None:
         say(f"pbdtui: error: replay stopped: {app.error}")
         return 1

@@ -501,6 +501,9 @@ def _cmd_features(args: argparse.Namespace) -> int:
     return 0
 
 
+DEMO_LIVE_SPEED = 30.0  # the demo's market: 3 h of trading in 6 min, a pace the live path and the eye follow
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from engine.store import Store, instrument_of
     from engine.timerange import range_text
@@ -512,13 +515,29 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         if args.symbol or args.tick_size or args.qty_step or start is not None or end is not None:
             raise ConfigError("--symbol, --tick-size, --qty-step, --from and --to need --db "
                               "(the generated session is BTCUSDT)")
-    else:
-        _need_db(args.db)
-        settings = _for_instrument(args, settings, trading=True)
-        with Store(args.db, instrument_of(settings), readonly=True) as store:
-            if store.tick_range(start, end) is None:
-                raise StoreError(f"{args.db}: no ticks to replay {range_text(start, end)}")
-    return run_demo(settings, db=args.db, speed=args.speed, seed=args.seed, start_ms=start, end_ms=end)
+        from engine.kernel_cache import EVENTS
+        from pbdtui.demo import run_live_demo
+
+        speed = DEMO_LIVE_SPEED if args.speed is None else args.speed
+        if not speed > 0:
+            raise ConfigError(f"--speed must be positive, got {speed:g}")
+        _compile_notice(EVENTS)
+        from pbdtui.app import DEMO_DAYS
+        from pbdtui.demo import streamed_minutes
+
+        days = DEMO_DAYS if args.days is None else args.days
+        if not streamed_minutes(settings, days) >= 10:
+            raise ConfigError(f"--days {days:g}: the demo streams what follows the {settings.rolling_window_minutes}"
+                              f"-minute window and 10 more minutes of history; give at least "
+                              f"{(settings.rolling_window_minutes + 20) / 1440:.3f} days")
+        return run_live_demo(settings, seed=args.seed, speed=speed, days=days)
+    _need_db(args.db)
+    settings = _for_instrument(args, settings, trading=True)
+    with Store(args.db, instrument_of(settings), readonly=True) as store:
+        if store.tick_range(start, end) is None:
+            raise StoreError(f"{args.db}: no ticks to replay {range_text(start, end)}")
+    return run_demo(settings, db=args.db, speed=600.0 if args.speed is None else args.speed, seed=args.seed,
+                    start_ms=start, end_ms=end)
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
@@ -652,6 +671,63 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise ConfigError("run --live: live execution is not wired into the daemon yet; use --paper (the default)")
     url = args.ws_url or ("testnet" if args.testnet else ("mainnet" if args.mainnet else None))
     return _stream(args, settings, url, trading=True)
+
+
+def _cmd_live(args: argparse.Namespace) -> int:
+    from engine.adapters.bybit.ws import resolve_url
+    from engine.kernel_cache import EVENTS
+    from pbdtui.app import run_live
+
+    settings = _settings(args)
+    if args.live:
+        raise ConfigError("live --live: live execution is not wired into the console yet; "
+                          "the console trades on paper (the default)")
+    if args.duration is not None and args.duration <= 0:
+        raise ConfigError(f"--duration must be positive, got {args.duration:g}")
+    url = args.ws_url or ("testnet" if args.testnet else ("mainnet" if args.mainnet else settings.ws_url))
+    try:
+        url = resolve_url(url)
+    except ValueError as exc:
+        raise ConfigError(f"--ws-url: {exc}") from None
+    db = Path(args.db) if args.db else default_live_db()
+    db.parent.mkdir(parents=True, exist_ok=True)
+    settings = _for_instrument(args, settings, trading=True)
+    _compile_notice(EVENTS)
+    return run_live(settings, db, url, trading=not args.signals_only, duration=args.duration)
+
+
+def default_live_db() -> Path:
+    """``$XDG_DATA_HOME/pbdtui/live.db`` (``~/.local/share/pbdtui/live.db``): where ``pbdtui live`` records."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "pbdtui" / "live.db"
+
+
+def _add_live(sub: Any) -> None:
+    live = _command(
+        sub, "live", "the console on Bybit's public stream: paper trading, recording as it goes",
+        "  pbdtui live\n"
+        "  pbdtui live --db btc-live.db --testnet\n"
+        "  pbdtui live --db test.db --ws-url ws://127.0.0.1:8765/v5/public/linear   # pbdtui exchange-sim",
+        description="Warm-start from the ticks in --db (signals only), then paper-trade the live stream in the\n"
+                    "console: the backtest's fill model on live quotes. Records ticks, minutes and paper fills\n"
+                    "into --db. Keys: k kill switch, f flatten, ? help, q quit. --live is not available yet.")
+    live.add_argument("--db", default=None, metavar="FILE",
+                      help="the database to record into and warm-start from (default "
+                           "$XDG_DATA_HOME/pbdtui/live.db, ~/.local/share/pbdtui/live.db)")
+    mode = live.add_mutually_exclusive_group()
+    mode.add_argument("--paper", action="store_true", help="paper trading on the live quotes (the default)")
+    mode.add_argument("--live", action="store_true", help="trade for real through Bybit's REST API (not yet)")
+    mode.add_argument("--signals-only", action="store_true", help="features and signals, no trading")
+    net = live.add_mutually_exclusive_group()
+    net.add_argument("--testnet", action="store_true", help="Bybit testnet stream")
+    net.add_argument("--mainnet", action="store_true", help="Bybit mainnet stream (the default for paper)")
+    live.add_argument("--ws-url", default=None, metavar="URL",
+                      help="any ws:// URL for the public stream (overrides --testnet/--mainnet and the config)")
+    live.add_argument("--duration", type=float, default=None, metavar="S",
+                      help="end the session after S seconds (default: until q)")
+    _add_instrument(live)
+    _add_config(live)
+    live.set_defaults(func=_cmd_live)
 
 
 def _add_run(sub: Any) -> None:
@@ -822,12 +898,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(feat)
     feat.set_defaults(func=_cmd_features)
 
-    demo = _command(sub, "demo", "open the console on a simulated session (offline) or on a database",
+    demo = _command(sub, "demo", "the console on a simulated market through the live path (offline), or a replay",
                     "  pbdtui demo\n"
-                    "  pbdtui demo --db btc.db --from '2026-01-05 08:00' --to '2026-01-05 16:00' --speed 300")
+                    "  pbdtui demo --speed 60\n"
+                    "  pbdtui demo --db btc.db --from '2026-01-05 08:00' --to '2026-01-05 16:00' --speed 300",
+                    description="Without --db: a simulated session is served by the loopback Bybit venue on\n"
+                                "127.0.0.1 and traded on paper through the live path (feed client, live clock,\n"
+                                "recorder), as `pbdtui live` trades Bybit's stream; the first 4 h 10 min are the\n"
+                                "warm-start history. With --db: that database replayed as `pbdtui replay` does.")
     demo.add_argument("--db", default=None, metavar="FILE", help="replay this database instead of generating one")
-    demo.add_argument("--speed", type=float, default=600.0, help="replay speed, x real time (default %(default)s)")
+    demo.add_argument("--speed", type=float, default=None,
+                      help=f"x real time (default {DEMO_LIVE_SPEED:g} for the simulated market, 600 for a replay)")
     demo.add_argument("--seed", type=int, default=7, help="seed of the generated session, without --db (default %(default)s)")
+    demo.add_argument("--days", type=float, default=None, metavar="N",
+                      help="length of the generated session, without --db (default 0.3: the 4 h window, then 3 h)")
     _add_range(demo, "ticks to replay")
     _add_instrument(demo)
     _add_config(demo)
@@ -912,6 +996,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_exchange_sim(sub)
     _add_collect(sub)
     _add_run(sub)
+    _add_live(sub)
     return parser
 
 

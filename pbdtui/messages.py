@@ -106,6 +106,14 @@ class ReplayChanged(Message):
 
 
 @dataclass
+class ReplayRestarted(Message):
+    """A seek backwards: the replay starts again from its first tick; the screen clears its history."""
+
+    ts: int
+    target: int
+
+
+@dataclass
 class ReplayFinished(Message):
     """The stored session has been replayed to its end."""
 
@@ -116,7 +124,24 @@ class ReplayFinished(Message):
     report_text: str = ""  # the same as the backtest's text report
 
 
+@dataclass
+class FeedHealth(Message):
+    """The live feed's health (each status interval): connected, lag, age of the newest data, counters."""
+
+    quiet_ms: int
+    lag_ms: int
+    reconnects: int
+    gaps: int
+    malformed: int
+    connected: bool
+    warmup_left: int = 0
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, FeedHealth)
+
+
 _MESSAGES: dict[type, type[Message]] = {
+    events.FeedHealth: FeedHealth,
     events.TicksFed: TicksReplayed,
     events.MinuteClosed: MinuteClosed,
     events.Filled: OrderFilled,
@@ -126,6 +151,7 @@ _MESSAGES: dict[type, type[Message]] = {
     events.KillSwitchChanged: KillSwitchChanged,
     events.FlattenRequested: FlattenRequested,
     events.ReplayChanged: ReplayChanged,
+    events.ReplayRestarted: ReplayRestarted,
     events.ReplayFinished: ReplayFinished,
 }
 

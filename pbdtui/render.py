@@ -342,8 +342,8 @@ def render_features(
     base_bin_ticks: int = 1,
     last_px: int = -1,
     ambiguous_max: float | None = None,
-) -> list[str]:
-    """The latest closed minute's features, the decision, the position and PnL.
+) -> list[Text]:
+    """The latest closed minute's features, the decision, the position and PnL: one styled line per row.
 
     Args:
         features: one ``FEATURE_DTYPE`` record as a dict (None before the first close).
@@ -357,17 +357,20 @@ def render_features(
     """
     fmt = PriceFormat(tick_size)
     qty_dec = decimals_of(qty_step)
-    out: list[str] = []
+    out: list[Text] = []
 
-    def row(label: str, text: str) -> None:
-        out.append(f"{label:<9} {text}")
+    def row(label: str, text: str, style: str = "") -> None:
+        line = Text(f"{label:<9} ", style="dim")
+        line.append(text, style=style)
+        out.append(line)
 
     if features is None:
         row("minute", "waiting for the first close")
     else:
         f = features
         row("minute", _hhmm(int(f["ts_min"])))
-        row("ready", REASON_NAMES.get(int(f["ready"]), str(f["ready"])))
+        ready = int(f["ready"])
+        row("ready", REASON_NAMES.get(ready, str(ready)), "bold green" if ready == READY else "bold yellow")
         mid2 = int(f["mid2"])
         sigma = float(f["sigma"])
         row("mid", fmt.px2(mid2) if mid2 > 0 else "n/a")
@@ -390,8 +393,8 @@ def render_features(
             + (f"  ema {ema:+.2f}" if math.isfinite(ema) else ""))
         if vol > 0:
             amb = int(f["amb_qty"]) / vol
-            flag = "  HIGH" if ambiguous_max is not None and amb > ambiguous_max else ""
-            row("ambiguous", f"{amb * 100:.1f}%{flag}")
+            high = ambiguous_max is not None and amb > ambiguous_max
+            row("ambiguous", f"{amb * 100:.1f}%" + ("  HIGH" if high else ""), "bold red" if high else "")
         else:
             row("ambiguous", "n/a (no trades)")
         den = int(f.get("agree_den", 0))
@@ -402,8 +405,9 @@ def render_features(
         s = signal
         row("accept", ACCEPT_NAMES.get(int(s["acceptance_state"]), str(s["acceptance_state"])))
         flags = [name for name in SIGNAL_FLAGS if int(s[name])]
-        row("signal", f"{ACTION_NAMES.get(int(s['action']), '?')} · "
-            f"{REASON_NAMES.get(int(s['reason']), '?')}")
+        action = ACTION_NAMES.get(int(s["action"]), "?")
+        row("signal", f"{action} · {REASON_NAMES.get(int(s['reason']), '?')}",
+            "bold cyan" if action.startswith(("ENTER_", "EXIT")) else "")
         if flags:
             row("setups", ", ".join(flags))
 
@@ -413,14 +417,14 @@ def render_features(
             row("position", "flat")
         else:
             side = "LONG" if p.position > 0 else "SHORT"
-            row("position", f"{side} {order_qty:.{qty_dec}f} @ {fmt.px(p.entry_px)}")
+            row("position", f"{side} {order_qty:.{qty_dec}f} @ {fmt.px(p.entry_px)}", "bold")
             row("stop", fmt.px(p.stop))
         unreal = (p.position * (last_px - p.entry_px) * tick_size * order_qty
                   if p.position != 0 and last_px >= 0 else 0.0)
         row("PnL", f"open {unreal:+.2f}  day {p.day_pnl:+.2f}")
         row("", f"realized {p.realized:+.2f}  fees {p.fees:.2f}")
         if p.kill_daily:
-            row("risk", "DAILY LOSS LIMIT: entries off")
+            row("risk", "DAILY LOSS LIMIT: entries off", "bold red")
     return out
 
 
@@ -432,32 +436,6 @@ def format_clock(ts_ms: int) -> str:
     if ts_ms < 0:
         return "----------  --:--:-- UTC"
     return datetime.fromtimestamp(ts_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def render_header(*, symbol: str, ts: int, speed: float, paused: bool, warming_up: bool,
-                  finished: bool, kill_manual: bool, kill_daily: bool, ready: int | None,
-                  progress: float) -> str:
-    """One status line: symbol, replay clock, replay state and speed, kill switch, readiness."""
-    if finished:
-        state = "■ finished"
-    elif paused:
-        state = "⏸ paused"
-    elif warming_up:
-        state = "⏩ warm-up"
-    else:
-        state = "▶ replay"
-    parts = [
-        symbol,
-        format_clock(ts),
-        f"{state} {speed:g}x",
-        f"{progress * 100:3.0f}%",
-        "KILL ON" if kill_manual else "kill off",
-    ]
-    if kill_daily:
-        parts.append("LOSS LIMIT")
-    if ready is not None:
-        parts.append(REASON_NAMES.get(ready, str(ready)))
-    return " │ ".join(parts)
 
 
 # --- the console's panels (rich.Text: styled spans, tests compare .plain) ---------------
@@ -475,30 +453,42 @@ def _minutes(ms: int) -> str:
 
 
 def render_status(*, mode: str, ts: int, state: str, speed: float, progress: float, kill_manual: bool,
-                  kill_daily: bool, day_pnl: float, ready: int | None) -> Text:
-    """The status bar: mode, UTC clock of the data, replay state and speed, kill switch, day PnL, readiness.
+                  kill_daily: bool, day_pnl: float, ready: int | None, feed: Any | None = None,
+                  stale_ms: int = 10_000, compact: bool = False) -> Text:
+    """The status bar: mode, UTC clock of the data, replay state or feed health, kill switch, day PnL, readiness.
 
     Args:
-        mode: ``REPLAY`` or ``PAPER`` (later ``LIVE``).
+        mode: ``REPLAY``, ``PAPER`` or ``LIVE``.
         ts: exchange time of the newest event, ms UTC (-1: none yet).
-        state: ``replay``, ``paused``, ``warm-up``, ``jump`` or ``finished``.
+        state: ``replay``, ``paused``, ``warm-up``, ``jump`` or ``finished`` (a replay);
+            ``warm-up`` or ``live`` (the live modes).
         speed: x real time.
         progress: fraction of the session replayed, 0..1.
         kill_manual, kill_daily: the operator's kill switch, the daily loss limit.
         day_pnl: today's PnL, quote currency.
         ready: readiness code of the last closed minute (None: none yet).
+        feed: the live feed's health (``engine.runtime.events.FeedHealth``); None in a replay.
+        stale_ms: wall time without data after which the feed shows as quiet.
+        compact: 80 columns: the clock without the date, the feed's figures only when they matter.
     """
     marks = {"replay": "▶", "paused": "⏸", "warm-up": "⏩", "jump": "⏭", "finished": "■"}
     out = Text()
     sep = Text(" │ ", style="dim")
-    out.append(mode, style="bold reverse")
+    out.append(mode, style="bold reverse" if mode != "LIVE" else "bold white on red")
     out.append(" ")
-    out.append(format_clock(ts))
+    out.append(((format_clock(ts)[11:19] + "Z") if ts >= 0 else "--:--:--") if compact else format_clock(ts))
     out.append_text(sep)
-    # "replay" goes without saying in a replay (the mode says it): 80 columns are tight
-    word = "" if state == "replay" else f" {state.upper() if state == 'paused' else state}"
-    out.append(f"{marks.get(state, '')}{word} {speed:g}x {progress * 100:.0f}%",
-               style="bold yellow" if state == "paused" else "")
+    if mode == "REPLAY":
+        # "replay" goes without saying in a replay (the mode says it): 80 columns are tight
+        word = "" if state == "replay" else f" {state.upper() if state == 'paused' else state}"
+        out.append(f"{marks.get(state, '')}{word} {speed:g}x {progress * 100:.0f}%",
+                   style="bold yellow" if state == "paused" else "")
+    else:
+        out.append_text(render_feed(feed, stale_ms, compact))
+        if state == "warm-up":
+            left = getattr(feed, "warmup_left", 0)
+            out.append((f" warm-up {left}m" if compact else f" warm-up {left} min left") if left else " warm-up",
+                       style="yellow")
     out.append_text(sep)
     out.append("KILL ON" if kill_manual else "kill off", style="bold white on red" if kill_manual else "green")
     if kill_daily:
@@ -509,6 +499,37 @@ def render_status(*, mode: str, ts: int, state: str, speed: float, progress: flo
     if ready is not None:
         out.append_text(sep)
         out.append(REASON_NAMES.get(ready, str(ready)), style="green" if ready == READY else "bold yellow")
+    return out
+
+
+def render_feed(feed: Any | None, stale_ms: int = 10_000, compact: bool = False) -> Text:
+    """Feed health in a few columns: state, lag, age of the newest data, reconnects, gaps, bad frames.
+
+    ``compact`` (80 columns): the figures only when the feed is not ok.
+    """
+    if feed is None:
+        return Text("feed connecting", style="yellow")
+    out = Text()
+    if not feed.connected:
+        out.append("FEED DOWN", style="bold white on red")
+    elif feed.quiet_ms < 0:
+        return out.append("feed up, waiting for data", style="yellow")
+    elif feed.quiet_ms > stale_ms:
+        out.append(f"FEED QUIET {feed.quiet_ms / 1000:.0f}s", style="bold yellow")
+    else:
+        out.append("feed ok", style="green")
+    # data from another day (a loopback venue replaying a recording) has no meaningful lag
+    lag = f"{feed.lag_ms}ms" if abs(feed.lag_ms) < 86_400_000 else "n/a"
+    healthy = feed.connected and feed.quiet_ms <= stale_ms
+    if compact and healthy:  # 80 columns: the counters are in the alerts log
+        return out
+    out.append(f" lag {lag} age {feed.quiet_ms / 1000:.1f}s", style="dim" if feed.connected else "")
+    if feed.reconnects:
+        out.append(f" rc {feed.reconnects}", style="yellow")
+    if feed.gaps:
+        out.append(f" gaps {feed.gaps}", style="yellow")
+    if feed.malformed:
+        out.append(f" bad {feed.malformed}", style="yellow")
     return out
 
 

@@ -62,7 +62,7 @@ class HelpScreen(ModalScreen[None]):
 
 
 class SeekScreen(ModalScreen[int | None]):
-    """Asks for a UTC time to replay to (forward only)."""
+    """Asks for a UTC time to replay to (forward, or back: the replay restarts from its first tick)."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 

@@ -26,7 +26,6 @@ from pbdtui.render import (
     profile_rows,
     render_chart,
     render_features,
-    render_header,
     render_position,
     render_profile,
     render_signal_line,
@@ -146,8 +145,10 @@ def test_features_panel_reads_the_last_minute_and_the_position():
     position = PositionView(position=-1, entry_px=941_764, entry_ts=T_0358, stop=942_000, target2=0,
                             tag=2, realized=-0.5, fees=0.25, funding=0.0, day_pnl=-0.5,
                             kill_daily=False, kill_manual=False, bid=941_699, ask=941_700)
-    lines = render_features(features, signal, position, tick_size=0.1, qty_step=0.001,
-                            order_qty=0.001, last_px=941_700, ambiguous_max=0.35)
+    styled = render_features(features, signal, position, tick_size=0.1, qty_step=0.001,
+                             order_qty=0.001, last_px=941_700, ambiguous_max=0.35)
+    assert [str(line.spans[-1].style) for line in styled[1:2]] == ["bold green"]  # READY: spans, not regexes
+    lines = [line.plain for line in styled]
     assert lines == [
         "minute    03:58 UTC",
         "ready     READY",
@@ -172,16 +173,28 @@ def test_features_panel_reads_the_last_minute_and_the_position():
 
 
 def test_features_panel_before_the_first_close():
-    assert render_features(None, None, None, tick_size=0.1, qty_step=0.001, order_qty=0.001) == [
-        "minute    waiting for the first close"
-    ]
+    lines = render_features(None, None, None, tick_size=0.1, qty_step=0.001, order_qty=0.001)
+    assert [line.plain for line in lines] == ["minute    waiting for the first close"]
 
 
-def test_header_shows_clock_speed_kill_switch_and_readiness():
-    line = render_header(symbol="BTCUSDT", ts=T_0358 + 7_500, speed=600.0, paused=True,
-                         warming_up=False, finished=False, kill_manual=True, kill_daily=False,
-                         ready=0, progress=0.5)
-    assert line == "BTCUSDT │ 2026-01-05 03:58:07 UTC │ ⏸ paused 600x │  50% │ KILL ON │ READY"
+def test_status_bar_live_modes_show_feed_health_and_fit_80_columns():
+    from engine.runtime.events import FeedHealth
+
+    ok = FeedHealth(quiet_ms=300, lag_ms=120, reconnects=2, gaps=1, malformed=0, connected=True)
+    down = FeedHealth(quiet_ms=16_000, lag_ms=120, reconnects=3, gaps=1, malformed=4, connected=False)
+    common = dict(mode="PAPER", ts=T_0358 + 7_500, state="live", speed=1.0, progress=0.0, kill_manual=True,
+                  kill_daily=True, day_pnl=-12.5, ready=0, stale_ms=5_000)
+    wide = render_status(feed=ok, **common).plain
+    assert wide == ("PAPER 2026-01-05 03:58:07 UTC │ feed ok lag 120ms age 0.3s rc 2 gaps 1 │ KILL ON │ "
+                    "LOSS LIMIT │ day -12.50 │ READY")
+    narrow = render_status(feed=ok, compact=True, **common).plain
+    assert narrow == "PAPER 03:58:07Z │ feed ok │ KILL ON │ LOSS LIMIT │ day -12.50 │ READY"
+    assert len(narrow) <= 78  # inside the status bar's padding at 80 columns
+    bad = render_status(feed=down, compact=True, **common).plain
+    assert "FEED DOWN lag 120ms age 16.0s rc 3 gaps 1 bad 4" in bad  # figures shown when they matter
+    waiting = FeedHealth(quiet_ms=-1, lag_ms=0, reconnects=0, gaps=0, malformed=0, connected=True, warmup_left=12)
+    assert "feed up, waiting for data warm-up 12 min left" in render_status(
+        feed=waiting, **{**common, "state": "warm-up"}).plain
 
 
 # --- the app --------------------------------------------------------------------------------
@@ -242,6 +255,8 @@ async def test_replay_draws_profile_with_value_area_and_last_price(session_db, s
         assert status.startswith("REPLAY 2026-01-05 ") and "▶ 60x" in status
         assert "kill off" in status
         await pilot.press("q")
+        if isinstance(app.screen, ConfirmScreen):  # a paper position happened to be open: quit anyway
+            await pilot.press("y")
     assert app.return_code == 0
 
 
@@ -287,6 +302,8 @@ async def test_keys_reach_the_engine_on_its_thread(session_db):
         await _until(pilot, lambda: not driver.engine.position().kill_manual, "kill switch off")
 
         await pilot.press("q")
+        if isinstance(app.screen, ConfirmScreen):  # a paper position happened to be open: quit anyway
+            await pilot.press("y")
         await pilot.pause()
     assert app.return_code == 0
     assert app.replay_worker is not None and app.replay_worker.is_finished
@@ -440,18 +457,19 @@ async def test_layout_puts_status_position_profile_alerts_first(session_db, size
     app = create_app(Settings(), session_db, speed=60.0)
     async with app.run_test(size=size) as pilot:
         await _until(pilot, lambda: _warmed_up(app), "the warm-up", WARM_UP_TIMEOUT)
-        await pilot.pause(0.3)
+        await _until(pilot, lambda: "POC " in "\n".join(app.query_one(ProfileView).lines()), "the profile drawn")
         for name in shown:
             region = app.query_one(name).region
             assert region.width > 0 and region.height > 0, name
         for name in hidden:
             assert app.query_one(name).region.width == 0, name
         assert app.query_one("#position").region.height >= 5
-        assert "POC " in "\n".join(app.query_one(ProfileView).lines())
         await pilot.press("question_mark")
         await _until(pilot, lambda: isinstance(app.screen, HelpScreen), "the help")
         await pilot.press("escape")
         await pilot.press("q")
+        if isinstance(app.screen, ConfirmScreen):  # a paper position happened to be open: quit anyway
+            await pilot.press("y")
     assert app.return_code == 0
 
 

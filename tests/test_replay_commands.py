@@ -13,7 +13,13 @@ from pathlib import Path
 import pytest
 
 from engine.config import Settings
-from engine.runtime.events import Alert, Filled, MinuteClosed, ReplayChanged, ReplayFinished
+from engine.runtime.events import (
+    Filled,
+    MinuteClosed,
+    ReplayChanged,
+    ReplayFinished,
+    ReplayRestarted,
+)
 from engine.runtime.replay import SPEED_STEPS, ReplayDriver, next_speed
 from engine.store import Store, instrument_of
 from engine.synth import synthesize
@@ -97,17 +103,33 @@ def test_faster_and_slower_walk_the_ladder(session_db):
         assert [e.speed for e in run.of(ReplayChanged)] == [1200.0, 3000.0, 1200.0]
 
 
-def test_seek_goes_forward_at_full_speed_then_pauses_and_refuses_going_back(session_db):
+def test_seek_goes_forward_at_full_speed_then_pauses_and_back_by_replaying_from_the_start(session_db):
     driver = ReplayDriver(Settings(), session_db, speed=1.0)
     with Running(driver) as run:
         _warm(run)
-        target = driver.clock + 30 * MINUTE_MS  # half an hour at 1x would take half an hour
+        target = driver.clock + 40 * MINUTE_MS  # 40 minutes at 1x would take that long
         driver.send("seek", target)
         run.until(lambda: driver.paused and driver.clock >= target, "the seek", 60.0)
         assert driver.clock == target
-        driver.send("seek", target - 10 * MINUTE_MS)
-        run.until(lambda: any(a.kind == "seek" for a in run.of(Alert)), "the refusal")
-        assert driver.clock == target
+        at_target = driver.engine.position()
+        minutes = [e.features for e in run.of(MinuteClosed)]
+        fills = [e.fill for e in run.of(Filled)]
+
+        back = target - 20 * MINUTE_MS
+        driver.send("seek", back)
+        run.until(lambda: run.of(ReplayRestarted), "the restart")
+        run.until(lambda: driver.paused and driver.clock == back and driver._jump is None, "the seek back", 60.0)
+        restart = run.events.index(run.of(ReplayRestarted)[0])
+        after = run.events[restart + 1:]
+        # a fresh engine from the first tick: the minutes and fills up to ``back`` are those of the first pass
+        again = [repr(e.features) for e in after if isinstance(e, MinuteClosed)]  # repr: NaN equals NaN
+        assert again and again == [repr(f) for f in minutes[:len(again)]]
+        assert [e.features["ts_min"] for e in after if isinstance(e, MinuteClosed)][-1] == back - MINUTE_MS
+        assert [e.fill for e in after if isinstance(e, Filled)] == [f for f in fills if f["ts_fill"] < back]
+
+        driver.send("seek", target)  # and forward again to the same state as the straight replay
+        run.until(lambda: driver.paused and driver.clock == target and driver._jump is None, "the seek", 60.0)
+        assert driver.engine.position() == at_target
 
 
 def test_next_trade_stops_in_the_minute_of_the_next_fill(session_db):

@@ -116,6 +116,14 @@ class ReplayChanged:
 
 
 @dataclass
+class ReplayRestarted:
+    """A seek backwards: the replay starts again from its first tick into a fresh engine."""
+
+    ts: int  # the first tick's time, ms UTC
+    target: int  # the time it replays to (then paused)
+
+
+@dataclass
 class ReplayFinished:
     """The stored session has been replayed to its end."""
 
@@ -124,3 +132,16 @@ class ReplayFinished:
     fills: int  # fills in all
     report: dict[str, Any] | None = None  # the backtest report's figures (engine.report.report)
     report_text: str = ""  # the same as the backtest's text report
+
+
+@dataclass
+class FeedHealth:
+    """The live feed's health for a status bar (each status interval)."""
+
+    quiet_ms: int  # wall ms since the newest event arrived (-1: no data yet)
+    lag_ms: int  # receive time minus exchange time of the newest event
+    reconnects: int
+    gaps: int
+    malformed: int  # bad frames, all topics
+    connected: bool  # subscribed and receiving (False while disconnected or reconnecting)
+    warmup_left: int = 0  # minutes until the profile window is full (0: full)

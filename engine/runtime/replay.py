@@ -25,7 +25,14 @@ from typing import Any
 import numpy as np
 
 from engine.runtime.cursor import TickCursor
-from engine.runtime.events import Alert, ReplayChanged, ReplayFinished, Snapshot, TicksFed
+from engine.runtime.events import (
+    Alert,
+    ReplayChanged,
+    ReplayFinished,
+    ReplayRestarted,
+    Snapshot,
+    TicksFed,
+)
 from engine.runtime.runner import Runner, Sink
 from engine.store import Store, StoreError, instrument_of
 from engine.timerange import duration_text, range_text, utc_text
@@ -84,6 +91,8 @@ class ReplayDriver:
         self.first_ts = self.end_ts = self.clock = -1
         self._warm_end = -1  # event time the current segment's full-speed warm-up ends
         self.finished = False
+        self._store: Store | None = None
+        self._cursor: TickCursor | None = None
         # a jump in progress, fed at full speed whatever the pause: ("seek", event time),
         # ("trade", fills before the jump) or ("step", end of the minute)
         self._jump: tuple[str, int] | None = None
@@ -101,7 +110,9 @@ class ReplayDriver:
         ``value``), ``faster``/``slower`` (next step of ``SPEED_STEPS``), ``step``
         (pause, then replay to the end of the current minute and close it),
         ``next_trade`` (full speed until the next fill, then pause), ``seek``
-        (full speed to event time ``value`` ms UTC, then pause; forward only).
+        (full speed to event time ``value`` ms UTC, then pause; a time already
+        passed restarts the replay from its first tick into a fresh engine, so
+        the position and PnL at the target are those of a straight replay).
         """
         self._commands.put((command, value))
 
@@ -123,10 +134,13 @@ class ReplayDriver:
             self.first_ts, self.end_ts = span[0], span[1] + 1
             self.clock = self.first_ts
             funding = store.load_funding()
-            cursor = TickCursor(store, self.first_ts)  # end_ts caps every take: nothing past the range
+            self._store = store
+            self._cursor = TickCursor(store, self.first_ts)  # end_ts caps every take: nothing past the range
             self._warm_end = self.first_ts + self.warmup_ms
             while not (self._stop.is_set() or cancelled()):
                 self._apply_commands()
+                cursor = self._cursor
+                assert cursor is not None
                 if self.clock >= self.end_ts:
                     if not self.finished:
                         self._finish()
@@ -235,18 +249,24 @@ class ReplayDriver:
             elif command == "next_trade":
                 self._jump = ("trade", self.runner.fills)
             elif command == "seek":
-                target = int(value)
-                if target <= self.clock:
-                    # going back would mean replaying from the start into a fresh engine
-                    # (the paper position and PnL depend on everything before); not done yet
-                    self._sink(Alert(ts=self.engine.last_event_ts, kind="seek", severity="warning",
-                                     text=f"seek to {utc_text(target)} UTC: already past it (seek goes forward only)"))
-                else:
-                    self._jump = ("seek", min(target, self.end_ts))
+                target = min(max(int(value), self.first_ts), self.end_ts)
+                if target < self.clock:
+                    self._restart(target)
+                self._jump = ("seek", target)
             else:
                 raise ValueError(f"unknown command {command!r}")
         if applied:
             self._publish(force=True)
+
+    def _restart(self, target: int) -> None:
+        """Back to the first tick with a fresh engine (a seek backwards); the screen clears its logs."""
+        self.runner = Runner(self.settings, self._emit_event, trading=True, keep_rows=True)
+        self._cursor = TickCursor(self._store, self.first_ts)
+        self.clock = self.first_ts
+        self._warm_end = self.first_ts + self.warmup_ms
+        self._anchor = None
+        self.finished = False
+        self._sink(ReplayRestarted(ts=self.first_ts, target=target))
 
     def _publish(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -257,21 +277,10 @@ class ReplayDriver:
 
     def snapshot(self) -> Snapshot:
         """A copy of what a screen shows (driver thread)."""
-        bins, vols = self.engine.profile()
-        last = self.runner.last_minute
-        f = last.features if last else None
         span = max(1, self.end_ts - self.first_ts)
-        return Snapshot(
-            ts=self.engine.last_event_ts, last_px=self.runner.last_px,
-            bins=bins, volumes=vols,
-            k=int(f["k"]) if f else 0, poc2=int(f["poc2"]) if f else 0,
-            val=int(f["val"]) if f else 0, vah=int(f["vah"]) if f else 0,
-            va_valid=bool(f["va_valid"]) if f else False,
-            position=self.engine.position(), speed=self.speed, paused=self.paused,
-            warming_up=self.clock < self._warm_end,
-            progress=min(1.0, max(0.0, (self.clock - self.first_ts) / span)),
-            finished=self.finished, sides=self.engine.profile_sides(), naked=tuple(self.engine.naked_pocs()),
-        )
+        return self.runner.snapshot(
+            speed=self.speed, paused=self.paused, warming_up=self.clock < self._warm_end,
+            progress=min(1.0, max(0.0, (self.clock - self.first_ts) / span)), finished=self.finished)
 
     def result(self):  # noqa: ANN201 - engine.backtest.BacktestResult
         """The replayed rows as a backtest result, for ``engine.report`` (driver thread)."""

@@ -26,6 +26,7 @@ from engine.runtime.events import (
     IntentIssued,
     KillSwitchChanged,
     MinuteClosed,
+    Snapshot,
 )
 
 MINUTE_MS = 60_000
@@ -138,6 +139,24 @@ class Runner:
                 self.emit(IntentIssued(intent=intent))
         else:
             raise ValueError(f"unknown command {name!r}")
+
+    # --- what a screen shows ---------------------------------------------------------
+
+    def snapshot(self, *, speed: float = 1.0, paused: bool = False, warming_up: bool = False,
+                 progress: float = 0.0, finished: bool = False) -> Snapshot:
+        """A copy of the engine's state for a screen (the runner's thread); the driver adds its own state."""
+        bins, vols = self.engine.profile()
+        last = self.last_minute
+        f = last.features if last else None
+        return Snapshot(
+            ts=self.engine.last_event_ts if self.engine.last_event_ts > 0 else -1, last_px=self.last_px,
+            bins=bins, volumes=vols,
+            k=int(f["k"]) if f else 0, poc2=int(f["poc2"]) if f else 0,
+            val=int(f["val"]) if f else 0, vah=int(f["vah"]) if f else 0,
+            va_valid=bool(f["va_valid"]) if f else False,
+            position=self.engine.position(), speed=speed, paused=paused, warming_up=warming_up,
+            progress=progress, finished=finished, sides=self.engine.profile_sides(),
+            naked=tuple(self.engine.naked_pocs()))
 
     # --- rows to events ----------------------------------------------------------------
 

@@ -11,14 +11,6 @@ from textual.widget import Widget
 from engine.engine import PositionView
 from pbdtui.render import render_features
 
-_STYLES = (
-    (r"(?m)^ready +READY$", "bold green"),
-    (r"(?m)^ready +(?!READY$)\S+$", "bold yellow"),
-    (r"ENTER_(LONG|SHORT)|EXIT", "bold cyan"),
-    (r"\bHIGH\b|DAILY LOSS LIMIT.*", "bold red"),
-    (r"(?m)^position +(LONG|SHORT).*$", "bold"),
-)
-
 
 class FeaturesView(Widget):
     """Latest closed minute's features, the decision, the position and PnL."""
@@ -58,6 +50,9 @@ class FeaturesView(Widget):
 
     def lines(self) -> list[str]:
         """The panel as plain lines (what ``render`` draws)."""
+        return [line.plain for line in self._lines()]
+
+    def _lines(self) -> list[Text]:
         return render_features(
             self.features, self.signal, self.position, tick_size=self.tick_size,
             qty_step=self.qty_step, order_qty=self.order_qty, base_bin_ticks=self.base_bin_ticks,
@@ -65,7 +60,6 @@ class FeaturesView(Widget):
         )
 
     def render(self) -> Text:
-        text = Text("\n".join(self.lines()), no_wrap=True, overflow="ellipsis")
-        for pattern, style in _STYLES:
-            text.highlight_regex(pattern, style)
+        text = Text("\n", no_wrap=True, overflow="ellipsis").join(self._lines())
+        text.no_wrap, text.overflow = True, "ellipsis"
         return text

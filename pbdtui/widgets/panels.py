@@ -34,20 +34,31 @@ class StatusBar(Widget):
     jumping: reactive[bool] = reactive(False)
     """A step, seek or jump to the next trade is in progress."""
 
-    def __init__(self, mode: str = "REPLAY", **kwargs: Any):
+    feed: reactive[Any | None] = reactive(None)
+    """The live feed's health (``engine.runtime.events.FeedHealth``); None in a replay."""
+
+    def __init__(self, mode: str = "REPLAY", stale_ms: int = 10_000, **kwargs: Any):
         super().__init__(**kwargs)
         self.mode = mode
+        self.stale_ms = stale_ms
 
     def render(self) -> Text:
         snap = self.snapshot
+        live = self.mode != "REPLAY"
+        compact = 0 < self.size.width < 90  # the full status needs about 90 columns
         if snap is None:
             return render_status(mode=self.mode, ts=-1, state="warm-up", speed=0, progress=0.0,
-                                 kill_manual=False, kill_daily=False, day_pnl=0.0, ready=self.ready)
-        state = ("finished" if snap.finished else "jump" if self.jumping else "paused" if snap.paused
-                 else "warm-up" if snap.warming_up else "replay")
+                                 kill_manual=False, kill_daily=False, day_pnl=0.0, ready=self.ready,
+                                 feed=self.feed, stale_ms=self.stale_ms, compact=compact)
+        if live:
+            state = "warm-up" if snap.warming_up else "live"
+        else:
+            state = ("finished" if snap.finished else "jump" if self.jumping else "paused" if snap.paused
+                     else "warm-up" if snap.warming_up else "replay")
         return render_status(mode=self.mode, ts=snap.ts, state=state, speed=snap.speed, progress=snap.progress,
                              kill_manual=snap.position.kill_manual, kill_daily=snap.position.kill_daily,
-                             day_pnl=snap.position.day_pnl, ready=self.ready)
+                             day_pnl=snap.position.day_pnl, ready=self.ready, feed=self.feed,
+                             stale_ms=self.stale_ms, compact=compact)
 
 
 class PositionPanel(Widget):

@@ -1,0 +1,151 @@
+"""The live driver on a thread of its own, behind the replay driver's interface.
+
+The console runs its driver on a worker thread and talks to it with
+``run(sink, cancelled)``, ``send(command)`` and ``stop()``
+(``engine.runtime.replay.ReplayDriver``). ``ThreadedLive`` gives the live
+driver (asyncio) that same interface: ``run`` starts an event loop on the
+calling thread and runs ``LiveDriver.run`` in it; commands from any thread
+are handed to that loop (``call_soon_threadsafe``), so every engine call
+still happens on one thread; a snapshot of the engine (``TicksFed``) is
+published every ``ui_interval`` once the warm start is over (it runs on a
+thread of its own and owns the engine meanwhile).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from engine.adapters.bybit import ws
+from engine.runtime.events import Alert, FeedHealth, TicksFed
+from engine.runtime.live import FeedChanged, LiveDriver, LiveStatus
+from engine.runtime.runner import Sink
+
+COMMANDS = ("kill", "flatten")
+# feed statuses shown in the alerts log, with their severity (malformed frames and book resets are
+# counted in the status bar instead: one line each would flood the log)
+_FEED_SEVERITY = {ws.CONNECTED: "info", ws.SUBSCRIBED: "info", ws.CLOSED: "info", ws.REFUSED: "error",
+                  ws.DISCONNECTED: "error", ws.RECONNECTING: "warning", ws.STALE: "error", ws.GAP: "warning",
+                  ws.CROSSED: "warning"}
+
+
+class ThreadedLive:
+    """``LiveDriver`` driven from another thread (the console's worker).
+
+    Args:
+        driver: the live driver (its sink is replaced by the one ``run`` gets).
+        ui_interval: least wall time between two snapshots, s.
+        duration: stop after this many seconds (None: until ``stop``).
+    """
+
+    mode = "live"
+
+    def __init__(self, driver: LiveDriver, ui_interval: float = 0.25, duration: float | None = None):
+        self.driver = driver
+        self.ui_interval = ui_interval
+        self.duration = duration
+        self._sink: Sink = lambda event: None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._stopped = threading.Event()  # set by stop() before the loop exists, too
+        self._connected = False
+
+    @property
+    def settings(self) -> Any:
+        return self.driver.settings
+
+    @property
+    def db_path(self) -> Any:
+        from pathlib import Path
+
+        return Path(self.driver.db)
+
+    # --- any thread ---------------------------------------------------------------------
+
+    def send(self, command: str, value: float = 0.0) -> None:
+        """``kill`` (toggle the manual kill switch) or ``flatten``; applied on the driver's loop."""
+        if command not in COMMANDS:
+            raise ValueError(f"unknown live command {command!r} (live takes {', '.join(COMMANDS)})")
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._apply, command)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        loop, stop = self._loop, self._stop
+        if loop is not None and stop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(stop.set)
+
+    # --- the driver's thread --------------------------------------------------------------
+
+    def run(self, sink: Sink, cancelled: Callable[[], bool] = lambda: False) -> None:
+        """Warm start and stream until stopped, cancelled or ``duration`` has passed."""
+        self._sink = sink
+        self.driver.sink = self._forward
+        asyncio.run(self._main(cancelled))
+
+    async def _main(self, cancelled: Callable[[], bool]) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        if self._stopped.is_set():
+            return
+        publisher = asyncio.create_task(self._publish(cancelled), name="live-publish")
+        try:
+            await self.driver.run(self._stop, self.duration)
+        finally:
+            publisher.cancel()
+            try:
+                await publisher
+            except asyncio.CancelledError:
+                pass
+            self._sink(TicksFed(self.snapshot()) if self._streaming() else Alert(
+                ts=-1, kind="stopped", severity="info", text="live session stopped"))
+
+    def _forward(self, event: Any) -> None:
+        """The live driver's events, with feed statuses and health figures in the screen's terms."""
+        if isinstance(event, FeedChanged):
+            st = event.status
+            if st.kind in (ws.SUBSCRIBED, ws.CONNECTED):
+                self._connected = True
+            elif st.kind in (ws.DISCONNECTED, ws.RECONNECTING, ws.STALE, ws.CLOSED):
+                self._connected = False
+            severity = _FEED_SEVERITY.get(st.kind)
+            if severity is not None:
+                self._sink(Alert(ts=st.ts, text=f"feed {st.kind}: {st.detail}", severity=severity, kind=f"feed_{st.kind}"))
+        elif isinstance(event, LiveStatus):
+            feed = event.feed
+            self._sink(FeedHealth(quiet_ms=self.driver.clock.quiet_ms() if self.driver.clock.newest > 0 else -1, lag_ms=event.lag_ms,
+                                  reconnects=int(feed.get("reconnects", 0)), gaps=int(feed.get("gaps", 0)),
+                                  malformed=sum(feed.get("malformed", {}).values()), connected=self._connected,
+                                  warmup_left=event.warmup_left))
+        elif not isinstance(event, ws.Ticker):
+            self._sink(event)
+
+    def _streaming(self) -> bool:
+        # the warm start owns the engine on a thread of its own until the feed exists
+        return self.driver.feed is not None
+
+    async def _publish(self, cancelled: Callable[[], bool]) -> None:
+        assert self._stop is not None
+        while True:
+            await asyncio.sleep(self.ui_interval)
+            if cancelled():
+                self._stop.set()
+                return
+            if self._streaming():
+                self._sink(TicksFed(self.snapshot()))
+
+    def _apply(self, command: str) -> None:
+        if not self._streaming():
+            self._sink(Alert(ts=-1, kind="command", severity="warning",
+                             text=f"{command}: not applied during the warm start; press again when it is over"))
+            return
+        self.driver.runner.command(command)
+        self._sink(TicksFed(self.snapshot()))
+
+    def snapshot(self):  # noqa: ANN201 - engine.runtime.events.Snapshot
+        """What the screen shows (driver's loop thread)."""
+        window = self.settings.rolling_window_minutes
+        return self.driver.runner.snapshot(warming_up=self.driver.engine.bars_closed < window)

@@ -1,0 +1,87 @@
+"""End to end in a real terminal: tmux runs ``pbdtui demo``, a person's keys go in, the screen is read back.
+
+The demo streams a simulated market through the loopback venue and the live
+path (a 20-minute window keeps the session short). The test waits for the
+console to be READY, switches the kill switch on, flattens (with the
+confirmation), quits, and checks the screen, the exit status and the
+session log, as someone at the keyboard would.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (.ci/run installs it)")
+
+SESSION = f"pbdtui-test-{os.getpid()}"
+
+
+def _tmux(*args: str) -> str:
+    return subprocess.run(["tmux", *args], capture_output=True, text=True, check=True).stdout
+
+
+def _screen() -> str:
+    return _tmux("capture-pane", "-p", "-t", SESSION)
+
+
+def _until(condition, what: str, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    screen = ""
+    while time.monotonic() < deadline:
+        screen = _screen()
+        if condition(screen):
+            return screen
+        time.sleep(0.2)  # polling a terminal: there is no event to await
+    raise AssertionError(f"timed out waiting for {what}; the screen:\n{screen}")
+
+
+@pytest.fixture
+def terminal(tmp_path):
+    yield tmp_path
+    subprocess.run(["tmux", "kill-session", "-t", SESSION], capture_output=True)
+
+
+def test_demo_in_a_real_terminal_kill_switch_flatten_and_quit(terminal):
+    tmp = terminal
+    (tmp / "config.yaml").write_text("rolling_window_minutes: 20\n")
+    state = tmp / "state"
+    env = {"XDG_STATE_HOME": str(state), "PYTHONPATH": os.pathsep.join(sys.path)}
+    exports = " ".join(f"{k}='{v}'" for k, v in env.items())
+    command = (f"cd '{tmp}' && {exports} '{sys.executable}' -m pbdtui.cli demo --days 0.05 --seed 91 --speed 20 "
+               f"--config config.yaml; echo EXIT=$? > exit.txt; sleep 600")  # Textual draws on stderr: no redirect
+    _tmux("new-session", "-d", "-s", SESSION, "-x", "120", "-y", "36", command)
+
+    screen = _until(lambda s: s.startswith(" PAPER") and "READY" in s.splitlines()[0]
+                    and "feed ok" in s.splitlines()[0], "READY with the feed up", 300)
+    assert "kill off" in screen.splitlines()[0]
+    assert "demo: a simulated" in screen  # the alerts panel says what the demo is
+
+    _tmux("send-keys", "-t", SESSION, "k")
+    _until(lambda s: "KILL ON" in s.splitlines()[0], "the kill switch in the status bar", 30)
+
+    _tmux("send-keys", "-t", SESSION, "f")
+    _until(lambda s: "Flatten: close the position at market?" in s, "the flatten question", 30)
+    _tmux("send-keys", "-t", SESSION, "y")
+    screen = _until(lambda s: "FLATTEN:" in s, "the flatten in the alerts", 30)
+    screen = _until(lambda s: "position  FLAT" in s, "a flat position", 60)
+
+    _tmux("send-keys", "-t", SESSION, "q")
+    deadline = time.monotonic() + 60
+    while not (tmp / "exit.txt").exists():
+        assert time.monotonic() < deadline, f"the console did not quit; the screen:\n{_screen()}"
+        time.sleep(0.2)
+    after = _screen()
+    assert (tmp / "exit.txt").read_text().strip() == "EXIT=0", after
+    assert "pbdtui: session log: " in after and "pbdtui: recorded " not in after  # the demo's db is temporary
+    logs = list((state / "pbdtui" / "logs").glob("paper-*.log"))
+    assert len(logs) == 1 and logs[0].stat().st_mode & 0o777 == 0o600
+    text = logs[0].read_text()
+    assert "PAPER console started" in text and "console closed" in text
+    assert not Path(tmp / "demo-91-live.db").exists()
