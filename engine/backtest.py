@@ -150,7 +150,8 @@ def load_minute_records(store: Store, settings: Any, start_ms: int | None = None
     rows = store.fetch(
         "SELECT b.ts_min, b.open, b.high, b.low, b.close, b.volume, b.bid_px_close, b.ask_px_close, "
         "b.bid_sz_close, b.ask_sz_close, f.bin_width, f.poc, f.vah, f.val, f.of_1m, "
-        "f.ambiguous_trade_frac_1m, f.qimb_close, f.ready_code, b.n_trades "
+        "f.ambiguous_trade_frac_1m, f.qimb_close, f.ready_code, b.n_trades, f.dev_vah, f.dev_val, "
+        "f.prev_day_vah, f.prev_day_val, f.naked_poc_above, f.naked_poc_below "
         "FROM bars_1m b JOIN features_1m f USING (ts_min) WHERE b.ts_min>=? AND b.ts_min<? ORDER BY b.ts_min",
         (-(2**62) if start_ms is None else start_ms, 2**62 if end_ms is None else end_ms),
     )
@@ -168,7 +169,8 @@ def load_minute_records(store: Store, settings: Any, start_ms: int | None = None
         return 0 if x is None else int(round(x / tick))
 
     for i, r in enumerate(rows):
-        (ts, o, h, lo, c, vol, bid, ask, bsz, asz, width, poc, vah, val, of, amb, qimb, ready, ntr) = r
+        (ts, o, h, lo, c, vol, bid, ask, bsz, asz, width, poc, vah, val, of, amb, qimb, ready, ntr,
+         dvah, dval, pvah, pval, n_up, n_dn) = r
         vol_lots = int(round(vol / step))
         bars[i] = (ts, ticks(o), ticks(h), ticks(lo), ticks(c), vol_lots, 0.0, ntr, 0 if bid is None else 1,
                    ticks(bid), 0 if bsz is None else int(round(bsz / step)), ticks(ask),
@@ -186,6 +188,15 @@ def load_minute_records(store: Store, settings: Any, start_ms: int | None = None
         f["amb_qty"] = int(round((amb or 0.0) * vol_lots))
         f["qimb"] = np.nan if qimb is None else qimb
         f["ready"] = _REASON_CODES.get(ready, 0)
+        # what the market-structure options (htf_bias, target: naked_poc) read
+        f["dev_valid"] = 1 if dvah is not None else 0
+        f["dev_vah"] = ticks(dvah)
+        f["dev_val"] = ticks(dval)
+        f["pd_valid"] = 1 if pvah is not None else 0
+        f["pd_vah"] = ticks(pvah)
+        f["pd_val"] = ticks(pval)
+        f["npoc_above2"] = 0 if n_up is None else int(round(2 * n_up / tick))
+        f["npoc_below2"] = 0 if n_dn is None else int(round(2 * n_dn / tick))
     return bars, feats
 
 

@@ -88,6 +88,13 @@ class Settings:
     retention_hours: int = 48
     min_window_coverage: float = 0.95
     min_reward_risk: float = 0.0
+    shape_min_bins: int = 5
+    shape_p_poc_min: float = 0.65
+    shape_skew_min: float = 0.25
+    shape_thin_va_frac: float = 0.60
+    shape_hvn_frac: float = 0.50
+    shape_lvn_depth: float = 0.70
+    htf_bias: str = "none"
     plausible_from: str = "2015-01-01"
     plausible_until_days: float = 1.0
     ws_url: str = "mainnet"
@@ -138,7 +145,7 @@ _RULES: dict[str, tuple[Any, ...]] = {
     "failbreak_lookback": (1, 60),
     "retest_window_minutes": (1, 10_000),
     "retest_buffer_ticks": (0, 10**9),
-    "target": ("tp1", "tp2", "none"),
+    "target": ("tp1", "tp2", "none", "naked_poc"),
     "breakout_target_va_multiple": (0.0, 1000.0),
     "order_qty": (1e-12, 1e9),
     "max_daily_loss": (0.0, 1e12),
@@ -149,6 +156,13 @@ _RULES: dict[str, tuple[Any, ...]] = {
     "retention_hours": (1, 10**6),
     "min_window_coverage": (0.0, 1.0),
     "min_reward_risk": (0.0, 1000.0),
+    "shape_min_bins": (1, 1_000_000),
+    "shape_p_poc_min": (0.5, 1.0),
+    "shape_skew_min": (0.0, 1000.0),
+    "shape_thin_va_frac": (0.0, 1.0),
+    "shape_hvn_frac": (0.0, 1.0),
+    "shape_lvn_depth": (0.0, 1.0),
+    "htf_bias": ("none", "prev_day", "day"),
     "plausible_until_days": (0.0, 36_500.0),
 }
 

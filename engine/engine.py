@@ -56,6 +56,10 @@ from engine.kernels.state import (
     ERR_PRICE_RANGE,
     ERR_ROWS_FULL,
     N_COUNTS,
+    NPOC_KIND,
+    NPOC_POC2,
+    NPOC_START,
+    SESS_DAY,
     SF_DAY_PNL,
     SF_ENTRY_AVG,
     SF_FEES,
@@ -79,6 +83,7 @@ from engine.kernels.state import (
     SI_MIN_ROW,
     SI_MODE,
     SI_NBARS,
+    SI_NPOC_N,
     SI_OFFSET,
     SI_PEND_ACTION,
     SI_PEND_SEQ,
@@ -554,6 +559,24 @@ class Engine:
         vols = self.state.hist[lo - off:hi - off + 1].copy()
         return np.arange(lo, hi + 1, dtype=np.int64), vols
 
+    def profile_sides(self) -> tuple[np.ndarray, np.ndarray]:
+        """(buy, sell) volume in lots per base bin of ``profile()``, by inferred aggressor side.
+
+        Ambiguous trades are in neither, so buy + sell <= volume per bin.
+        """
+        si = self.state.si
+        lo, hi, off = int(si[SI_LO]), int(si[SI_HI]), int(si[SI_OFFSET])
+        if lo > hi:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        side = self.state.hside[:, lo - off:hi - off + 1]
+        return side[0].copy(), side[1].copy()
+
+    def naked_pocs(self) -> list[NakedPoc]:
+        """The open naked POCs (earlier UTC days and 4-hour blocks not traded since), oldest first."""
+        n = int(self.state.si[SI_NPOC_N])
+        return [NakedPoc(int(r[NPOC_POC2]), int(r[NPOC_START]), "day" if r[NPOC_KIND] == SESS_DAY else "4h")
+                for r in self.state.npoc[:n]]
+
     # --- internals --------------------------------------------------------------
 
     def _drive(self, step: Step, sizes: Callable[[], tuple[int, int]],
@@ -697,6 +720,15 @@ class Engine:
             r["opening"] = 1 if opening else 0
             r["level2"] = level2
         return rows
+
+
+@dataclass(frozen=True)
+class NakedPoc:
+    """An earlier session's POC that price has not traded at since."""
+
+    poc2: int  # twice the POC, ticks
+    start_ms: int  # start of its session (UTC day or 4-hour block), ms
+    kind: str  # "day" or "4h"
 
 
 def _tick_sizes(rows: int) -> tuple[int, int]:

@@ -18,6 +18,7 @@ from engine.types import (
     ORDER_TYPE_NAMES,
     REASON_NAMES,
     SETUP_NAMES,
+    SHAPE_NAMES,
     SIDE_BUY,
 )
 from engine.units import decimals_of
@@ -94,6 +95,20 @@ def feature_rows(feats: np.ndarray, u: Units, base_bin_ticks: int) -> list[tuple
             float(f["bvc_net"]) * u.step,
             REASON_NAMES[int(f["ready"])],
             int(f["feed_gap"]),
+            u.px2(f["dev_poc2"]) if f["dev_valid"] else None,
+            u.px(f["dev_vah"]) if f["dev_valid"] else None,
+            u.px(f["dev_val"]) if f["dev_valid"] else None,
+            u.px2(f["pd_poc2"]) if f["pd_valid"] else None,
+            u.px(f["pd_vah"]) if f["pd_valid"] else None,
+            u.px(f["pd_val"]) if f["pd_valid"] else None,
+            SHAPE_NAMES[int(f["shape"])] or None,
+            _none(f["shape_poc_pos"]),
+            _none(f["shape_skew"]),
+            _none(f["shape_va_frac"]),
+            _none(f["shape_valley"]),
+            int(f["npoc_n"]),
+            u.px2(f["npoc_above2"]) if f["npoc_above2"] else None,
+            u.px2(f["npoc_below2"]) if f["npoc_below2"] else None,
         ))
     return rows
 

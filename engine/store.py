@@ -86,10 +86,18 @@ BARS_COLUMNS = (
     "ts_min", "open", "high", "low", "close", "volume", "vwap",
     "bid_px_close", "ask_px_close", "bid_sz_close", "ask_sz_close", "n_trades",
 )
+# market structure (issue 12), added to features_1m after it shipped: created and migrated from this list
+_STRUCTURE_COLUMNS = (
+    ("dev_poc", "REAL"), ("dev_vah", "REAL"), ("dev_val", "REAL"),
+    ("prev_day_poc", "REAL"), ("prev_day_vah", "REAL"), ("prev_day_val", "REAL"),
+    ("shape", "TEXT"), ("shape_poc_pos", "REAL"), ("shape_skew", "REAL"), ("shape_va_frac", "REAL"),
+    ("shape_valley", "REAL"), ("naked_pocs", "INTEGER"), ("naked_poc_above", "REAL"), ("naked_poc_below", "REAL"),
+)
 FEATURES_COLUMNS = (
     "ts_min", "mid_close", "sigma_240", "bin_width", "poc", "vah", "val", "va_coverage",
     "of_1m", "of_norm_1m", "qimb_close", "qimb_ema", "ambiguous_trade_frac_1m",
     "sign_agree_frac_1m", "bvc_buy_frac_1m", "bvc_net_proxy_1m", "ready_code", "feed_gap",
+    *(name for name, _ in _STRUCTURE_COLUMNS),
 )
 SIGNALS_COLUMNS = (
     "run_id", "ts_min", "signal_breakin_long", "signal_breakin_short",
@@ -159,6 +167,9 @@ def _migrate(db: apsw.Connection) -> None:
     columns = {row[1] for row in db.execute("PRAGMA table_info(features_1m)")}
     if "feed_gap" not in columns:  # live feed gap marks
         db.execute("ALTER TABLE features_1m ADD COLUMN feed_gap INTEGER NOT NULL DEFAULT 0")
+    for name, kind in _STRUCTURE_COLUMNS:  # market structure (issue 12)
+        if name not in columns:
+            db.execute(f"ALTER TABLE features_1m ADD COLUMN {name} {kind}")
 
 
 class StoreError(RuntimeError):

@@ -98,8 +98,33 @@ FEATURE_DTYPE = np.dtype(
         ("covered", "i8"),  # minutes of the window (minute t included) that hold trades and no feed gap
         ("feed_gap", "i8"),  # 1: a disconnection or stall of the live feed touched this minute
         ("segment_ts", "i8"),  # first event of this minute's segment (a gap > window starts one), ms
+        # --- market structure (engine.kernels.features, "Sessions" and "Profile shape") ---
+        ("dev_poc2", "i8"),  # the UTC day's developing POC (doubled), VAL, VAH through minute t, ticks
+        ("dev_val", "i8"),
+        ("dev_vah", "i8"),
+        ("dev_valid", "i8"),  # 0: no day profile (or its range outgrew the histogram)
+        ("pd_poc2", "i8"),  # the previous UTC day's final value area (doubled POC), ticks
+        ("pd_val", "i8"),
+        ("pd_vah", "i8"),
+        ("pd_valid", "i8"),  # 0: the previous day is not in this segment
+        ("shape", "i8"),  # SHAPE_* of the rolling profile
+        ("shape_poc_pos", "f8"),  # POC position in the profile's range, 0 bottom .. 1 top; NaN without profile
+        ("shape_skew", "f8"),  # volume skewness over the bins (negative: volume on top, tail below)
+        ("shape_va_frac", "f8"),  # value-area bins / range bins
+        ("shape_valley", "f8"),  # deepest low-volume node between two high-volume nodes, 0 .. 1
+        ("npoc_n", "i8"),  # open naked POCs (earlier UTC days and 4-hour blocks not traded since)
+        ("npoc_above2", "i8"),  # nearest open naked POC strictly above the close, doubled ticks; 0 none
+        ("npoc_below2", "i8"),  # nearest strictly below; 0 none
     ]
 )
+
+SHAPE_NONE = 0  # no profile, or fewer than shape_min_bins bins
+SHAPE_D = 1
+SHAPE_P = 2
+SHAPE_B = 3  # "b"
+SHAPE_THIN = 4
+SHAPE_DOUBLE = 5
+SHAPE_NAMES = {0: "", 1: "D", 2: "P", 3: "b", 4: "thin", 5: "double"}
 
 SIGNAL_DTYPE = np.dtype(
     [
@@ -246,6 +271,7 @@ REASON_REWARD_RISK = 20  # reward/risk at the expected fill below min_reward_ris
 REASON_INSUFFICIENT_HISTORY = 21  # the window holds trades in too few of its minutes
 REASON_FEED_GAP = 22  # live: a disconnection or stall touched the minute
 REASON_RECONCILE_MISMATCH = 23  # the venue's position differs from ours: entries blocked until it matches
+REASON_HTF_BIAS = 24  # htf_bias: the setup is against the higher-timeframe value area
 REASON_NAMES = {
     0: "READY",
     1: "WARMUP",
@@ -271,4 +297,5 @@ REASON_NAMES = {
     21: "INSUFFICIENT_HISTORY",
     22: "FEED_GAP",
     23: "RECONCILE_MISMATCH",
+    24: "HTF_BIAS",
 }

@@ -114,6 +114,7 @@ class PbdApp(App[int]):
         Binding("plus,equals_sign", "faster", "Faster", key_display="+"),
         Binding("minus", "slower", "Slower", key_display="-"),
         Binding("r", "summary", "Summary", show=False),
+        Binding("m", "structure", "Structure", show=False),
         Binding("question_mark,f1", "help", "Help", key_display="?"),
         Binding("q", "quit", "Quit"),
     ]
@@ -128,6 +129,7 @@ class PbdApp(App[int]):
         ("+, =", "faster: 1 2 5 10 30 60 120 300 600 1200 3000 ... x"),
         ("-", "slower"),
         ("r", "the end-of-session summary (when the replay has finished)"),
+        ("m", "market structure on the profile: bars split buy|sell, the day's developing POC path, naked POCs"),
         ("?, F1", "this help"),
         ("q", "quit (asks when a position is open)"),
         ("Ctrl+P", "command palette: every command above by name"),
@@ -163,6 +165,7 @@ class PbdApp(App[int]):
         self.flatten_requests: list[int] = []
         self.minutes: deque[int] = deque(maxlen=SIGNALS_KEPT)  # ts_min of every minute logged
         self._chart: deque[tuple[int, int, int, int, int, int, bool]] = deque(maxlen=CHART_MINUTES)
+        self._path_day = -1  # UTC day of the profile panel's developing POC path
         self.alert_lines: deque[str] = deque(maxlen=SIGNALS_KEPT)  # the alerts panel's lines, unwrapped
         self.report: dict[str, Any] | None = None
         self.report_text = ""
@@ -297,6 +300,10 @@ class PbdApp(App[int]):
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(self.help_rows()))
 
+    def action_structure(self) -> None:
+        profile = self.query_one(ProfileView)
+        profile.structure = not profile.structure
+
     def action_summary(self) -> None:
         if self.report_text and not isinstance(self.screen, SummaryScreen):
             self.push_screen(SummaryScreen(self.report_text))
@@ -353,6 +360,13 @@ class PbdApp(App[int]):
         self.ready = int(f["ready"])
         self.minutes.append(int(f["ts_min"]))
         self.query_one("#signals", RichLog).write(render_signal_line(f, sig))
+        profile = self.query_one(ProfileView)
+        day = int(f["ts_min"]) // 86_400_000
+        if day != self._path_day:  # the developing POC path restarts each UTC day
+            self._path_day = day
+            profile.dev_path = ()
+        if f.get("dev_valid"):
+            profile.dev_path = (*profile.dev_path, int(f["dev_poc2"]))
         if bar:
             self._chart.append((int(bar["low"]), int(bar["high"]), int(bar["close"]), int(f["val"]),
                                 int(f["vah"]), int(bar["volume"]), bool(f["va_valid"])))

@@ -49,6 +49,10 @@ from engine.units import decimals_of
 
 INSIDE_CHAR = "█"  # bar of a row inside the value area
 OUTSIDE_CHAR = "░"  # bar of a row outside it
+BUY_CHAR = "█"  # volume at price by side (structure view): inferred buys, then sells, then ambiguous
+SELL_CHAR = "▓"
+PATH_CHAR = "•"  # the UTC day's developing POC path, oldest column left
+PATH_W = 8  # columns of the path strip
 AXIS = "│"
 LINE = "─"
 CROSS = "┼"
@@ -121,6 +125,7 @@ class _Levels:
         keep = vols > 0
         self.empty = len(vols) == 0 or not keep.any()
         self.w = max(1, int(k)) * base_bin_ticks
+        self._k = max(1, int(k))
         if self.empty:
             return
         levels = np.asarray(bins, dtype=np.int64)[keep] // max(1, int(k))
@@ -147,6 +152,17 @@ class _Levels:
         last = np.array([r[1] for r in ranges]) - base
         return cum[last + 1] - cum[first]
 
+    def sums_of(self, bins: np.ndarray, values: np.ndarray, ranges: list[tuple[int, int]]) -> np.ndarray:
+        """Like ``sums`` for another per-bin quantity on the same bins (buy or sell volume)."""
+        vols = np.asarray(values, dtype=np.int64)
+        keep = vols > 0
+        if not keep.any():
+            return np.zeros(len(ranges))
+        other = _Levels.__new__(_Levels)
+        other._levels = np.asarray(bins, dtype=np.int64)[keep] // self._k
+        other._vols = vols[keep]
+        return other.sums(ranges)
+
     def layout(self, height: int) -> tuple[int, list[tuple[int, int]]]:
         return profile_rows(self.lo, self.hi, self.va, height - 2 if self.va is not None else height)
 
@@ -166,6 +182,8 @@ def render_profile(
     base_bin_ticks: int = 1,
     va_valid: bool = True,
     marks: tuple[tuple[str, int], ...] = (),
+    sides: tuple[np.ndarray, np.ndarray] | None = None,
+    path: tuple[int, ...] = (),
 ) -> list[str]:
     """The rolling profile as at most ``height`` lines of at most ``width`` characters.
 
@@ -184,6 +202,12 @@ def render_profile(
         va_valid: False when the engine has no value area (no POC/VA marks).
         marks: more prices to mark, as (name, ticks): the open position's
             entry, stop and target (a price <= 0 is not marked).
+        sides: (buys, sells) in lots per base bin of ``bins`` (volume at
+            price by inferred side): each bar is split into buys, sells and
+            the ambiguous rest.
+        path: the UTC day's developing POC, doubled ticks, oldest first:
+            drawn as a strip of PATH_W columns left of the axis, each
+            column the last value of its share of the path.
 
     Returns:
         Lines from the highest price down, trailing spaces stripped. A row's
@@ -199,8 +223,15 @@ def render_profile(
     fmt = PriceFormat(tick_size)
     w = lv.w
     _, ranges = lv.layout(height)
-    density = lv.sums(ranges) / np.array([b - a + 1 for a, b in ranges], dtype=np.float64)
+    row_vol = lv.sums(ranges)
+    density = row_vol / np.array([b - a + 1 for a, b in ranges], dtype=np.float64)
     dmax = float(density.max())
+    buy_share = sell_share = None
+    if sides is not None:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            buy_share = np.nan_to_num(lv.sums_of(bins, sides[0], ranges) / row_vol)[::-1].tolist()
+            sell_share = np.nan_to_num(lv.sums_of(bins, sides[1], ranges) / row_vol)[::-1].tolist()
+    strip = _path_strip(path, ranges, w) if path else None
 
     rows = []  # (label, density, inside, notes), top first
     for (first, last), dens in zip(reversed(ranges), reversed(density.tolist()), strict=True):
@@ -215,6 +246,8 @@ def render_profile(
 
     vah_note = f"VAH {fmt.px(vah)}" if va_valid else ""
     val_note = f"VAL {fmt.px(val)}" if va_valid else ""
+    if strip is not None:  # the path strip goes between the label and the axis
+        rows = [(f"{label} {strip[i]}", dens, inside, notes) for i, (label, dens, inside, notes) in enumerate(rows)]
     label_w = max(len(r[0]) for r in rows)
     notes_w = max([len(r[3]) for r in rows] + [len(vah_note), len(val_note)])
     bar_w = max(1, width - label_w - 2 - (notes_w + 1 if notes_w else 0))
@@ -229,12 +262,46 @@ def render_profile(
             lines.append(separator(vah_note))
         n = 0 if dens <= 0 else max(1, round(dens / dmax * bar_w))
         bar = (INSIDE_CHAR if inside else OUTSIDE_CHAR) * n
+        if buy_share is not None and sell_share is not None:
+            nb = min(n, round(buy_share[i] * n))
+            ns = min(n - nb, round(sell_share[i] * n))
+            bar = BUY_CHAR * nb + SELL_CHAR * ns + OUTSIDE_CHAR * (n - nb - ns)
         # marks follow the bar so the arrow points at it (a fixed notes column
         # left a wide gap after short bars and was hard to read)
         lines.append(f"{label:>{label_w}} {AXIS}{bar} {notes}")
         if inside_rows and i == inside_rows[-1]:
             lines.append(separator(val_note))
     return [line.rstrip()[:width] for line in lines[:height]]
+
+
+def _path_strip(path: tuple[int, ...], ranges: list[tuple[int, int]], w: int) -> list[str]:
+    """PATH_W characters per row (top row first): the path's columns, a PATH_CHAR in the row holding each."""
+    cols = min(PATH_W, len(path))
+    grid = [[" "] * PATH_W for _ in ranges]
+    for c in range(cols):
+        value = path[(c + 1) * len(path) // cols - 1]  # the last value of the column's share
+        level = value // (2 * w)
+        for r, (first, last) in enumerate(reversed(ranges)):
+            if first <= level <= last:
+                grid[r][PATH_W - cols + c] = PATH_CHAR
+                break
+    return ["".join(g) for g in grid]
+
+
+def naked_table(naked: tuple, last_px: int, now_ms: int, tick_size: float, rows: int) -> list[str]:
+    """The open naked POCs nearest the last price, one line each: kind, price, distance, age."""
+    if rows <= 0:
+        return []
+    if not naked:
+        return ["naked POCs: none open"]
+    fmt = PriceFormat(tick_size)
+    near = sorted(naked, key=lambda n: abs(n.poc2 - 2 * last_px))[:rows - 1]
+    lines = [f"naked POCs: {len(naked)} open, nearest:"]
+    for n in near:
+        dist = (n.poc2 / 2 - last_px) / last_px * 100 if last_px > 0 else 0.0
+        age_min = max(0, (now_ms - n.start_ms) // 60_000)
+        lines.append(f"  {n.kind:>3} {fmt.px2(n.poc2)}  {dist:+.2f}%  {age_min // 60}h{age_min % 60:02d}m ago")
+    return lines
 
 
 def profile_title(bins: np.ndarray, volumes: np.ndarray, *, k: int, poc2: int, val: int, vah: int,

@@ -30,6 +30,75 @@ class RefParams:
     bvc_lookback: int
     feed_stale_ms: int
     min_coverage: float = 0.95
+    shape_min_bins: int = 5
+    shape_p_poc_min: float = 0.65
+    shape_skew_min: float = 0.25
+    shape_thin_va_frac: float = 0.60
+    shape_hvn_frac: float = 0.50
+    shape_lvn_depth: float = 0.70
+
+
+DAY_MS = 86_400_000
+BLOCK_MS = 4 * 3_600_000
+NPOC_MAX = 64
+
+
+def value_area(agg: dict[int, int], width: int, mid2: int, va_fraction: float) -> tuple[int, int, int, int, int]:
+    """(poc, bottom, top, included, total) of an aggregated profile {level: volume}, levels in bins of ``width``."""
+    total = sum(agg.values())
+    best_v = max(agg.values())
+    cands = sorted(a for a, v in agg.items() if v == best_v)
+    if mid2 > 0 and len(cands) > 1:
+        cands.sort(key=lambda a: (abs((2 * a + 1) * width - mid2), a))
+    poc = cands[0]
+    lo_a, hi_a = min(agg), max(agg)
+    top = bottom = poc
+    cum = agg[poc]
+    while cum < va_fraction * total:
+        up = agg.get(top + 1, 0) if top + 1 <= hi_a else None
+        dn = agg.get(bottom - 1, 0) if bottom - 1 >= lo_a else None
+        if up is None and dn is None:
+            break
+        if dn is None or (up is not None and up >= dn):
+            top += 1
+            cum += up
+        else:
+            bottom -= 1
+            cum += dn
+    return poc, bottom, top, cum, total
+
+
+def shape_of(agg: dict[int, int], poc: int, bottom: int, top: int, rp: RefParams) -> tuple[int, float, float, float,
+                                                                                             float]:
+    """(class, poc_pos, skew, va_frac, valley) of an aggregated profile, as defined in the kernel's docs."""
+    a0, a1 = min(agg), max(agg)
+    v = [agg.get(a, 0) for a in range(a0, a1 + 1)]
+    n = len(v)
+    total = float(sum(v))
+    mean = sum(x * (j + 0.5) for j, x in enumerate(v)) / total
+    m2 = sum(x * (j + 0.5 - mean) ** 2 for j, x in enumerate(v)) / total
+    m3 = sum(x * (j + 0.5 - mean) ** 3 for j, x in enumerate(v)) / total
+    skew = m3 / m2 ** 1.5 if m2 > 0 else 0.0
+    poc_pos = (poc - a0 + 0.5) / n
+    va_frac = (top - bottom + 1) / n
+    valley = 0.0
+    for j in range(n):
+        h = min(max(v[:j], default=0), max(v[j + 1:], default=0))
+        if h > 0 and h >= rp.shape_hvn_frac * v[poc - a0]:
+            valley = max(valley, 1.0 - v[j] / h)
+    if n < rp.shape_min_bins:
+        cls = 0
+    elif valley >= rp.shape_lvn_depth:
+        cls = 5
+    elif va_frac >= rp.shape_thin_va_frac:
+        cls = 4
+    elif poc_pos >= rp.shape_p_poc_min and skew <= -rp.shape_skew_min:
+        cls = 2
+    elif poc_pos <= 1 - rp.shape_p_poc_min and skew >= rp.shape_skew_min:
+        cls = 3
+    else:
+        cls = 1
+    return cls, poc_pos, skew, va_frac, valley
 
 
 def reference_features(trades: np.ndarray, quotes: np.ndarray, rp: RefParams) -> list[dict]:
@@ -102,6 +171,7 @@ def _segment(trades: np.ndarray, quotes: np.ndarray, rp: RefParams) -> list[dict
     returns: list[float] = []
     dps: list[float] = []
     k = None
+    naked: list[tuple[int, int, int, int]] = []  # (poc2, session start, kind, bin width), oldest first
     minutes = list(range(first_min, last_min + 1, 60000))
     for i_bar, t in enumerate(minutes):
         idxs = by_minute.get(t, [])
@@ -146,38 +216,60 @@ def _segment(trades: np.ndarray, quotes: np.ndarray, rp: RefParams) -> list[dict
         # profile from raw trades of [t - window + 1 min, t]
         lo_t = t - (rp.window - 1) * 60000
         hist: dict[int, int] = {}
-        for tr in trades:
+        sides: dict[int, list[int]] = {}
+        for j, tr in enumerate(trades):
             ts = int(tr["ts"])
             if lo_t <= ts < t + 60000:
                 b = int(tr["px"]) // rp.base_bin
                 a = b // k
                 hist[a] = hist.get(a, 0) + int(tr["qty"])
+                if signs[j] != 0:
+                    sides.setdefault(b, [0, 0])[0 if signs[j] > 0 else 1] += int(tr["qty"])
+        row["sides"] = sides
+        width = k * rp.base_bin
         if hist:
-            width = k * rp.base_bin
-            total = sum(hist.values())
-            best_v = max(hist.values())
-            cands = sorted(a for a, v in hist.items() if v == best_v)
-            if row["mid2"] > 0 and len(cands) > 1:
-                cands.sort(key=lambda a: (abs((2 * a + 1) * width - row["mid2"]), a))
-            poc = cands[0]
-            lo_a, hi_a = min(hist), max(hist)
-            top = bottom = poc
-            cum = hist[poc]
-            while cum < rp.va_fraction * total:
-                up = hist.get(top + 1, 0) if top + 1 <= hi_a else None
-                dn = hist.get(bottom - 1, 0) if bottom - 1 >= lo_a else None
-                if up is None and dn is None:
-                    break
-                if dn is None or (up is not None and up >= dn):
-                    top += 1
-                    cum += up
-                else:
-                    bottom -= 1
-                    cum += dn
+            poc, bottom, top, cum, total = value_area(hist, width, row["mid2"], rp.va_fraction)
             row.update(poc2=(2 * poc + 1) * width, val=bottom * width, vah=(top + 1) * width,
                        va_coverage=cum / total, va_valid=1)
+            cls, *qs = shape_of(hist, poc, bottom, top, rp)
+            row.update(shape=cls, shape_poc_pos=qs[0], shape_skew=qs[1], shape_va_frac=qs[2], shape_valley=qs[3])
         else:
             row.update(poc2=0, val=0, vah=0, va_coverage=float("nan"), va_valid=0)
+            row.update(shape=0, shape_poc_pos=float("nan"), shape_skew=float("nan"), shape_va_frac=float("nan"),
+                       shape_valley=float("nan"))
+        # sessions: a session ends at the first row of a later period; its POC (with its last row's k
+        # and mid) becomes naked until a later minute's trades span it
+        for period, kind in ((DAY_MS, 0), (BLOCK_MS, 1)):
+            if rows and rows[-1]["ts_min"] // period != t // period:
+                start = rows[-1]["ts_min"] // period * period
+                last = rows[-1]
+                sess = _session_hist(trades, start, start + period, rp.base_bin, last["k"])
+                if sess:
+                    w = last["k"] * rp.base_bin
+                    poc = value_area(sess, w, last["mid2"], rp.va_fraction)[0]
+                    naked.append(((2 * poc + 1) * w, start, kind, w))
+                    del naked[:-NPOC_MAX]
+        if idxs:
+            lo2, hi2 = 2 * row["low"], 2 * row["high"]
+            # traded inside the POC's bin [poc2 - w, poc2 + w) / 2
+            naked[:] = [e for e in naked if hi2 < e[0] - e[3] or lo2 >= e[0] + e[3]]
+        c2 = 2 * row["close"]
+        row["npoc_n"] = len(naked)
+        row["npoc_above2"] = min([e[0] for e in naked if e[0] > c2], default=0)
+        row["npoc_below2"] = max([e[0] for e in naked if e[0] < c2], default=0)
+        row["naked"] = list(naked)
+        day0 = t // DAY_MS * DAY_MS
+        day = _session_hist(trades, day0, t + 60000, rp.base_bin, k)
+        if day:
+            poc, bottom, top, _, _ = value_area(day, width, row["mid2"], rp.va_fraction)
+            row.update(dev_poc2=(2 * poc + 1) * width, dev_val=bottom * width, dev_vah=(top + 1) * width, dev_valid=1)
+        else:
+            row.update(dev_poc2=0, dev_val=0, dev_vah=0, dev_valid=0)
+        prev = [r for r in rows if r["ts_min"] == day0 - 60000]
+        if prev and prev[0]["dev_valid"]:
+            row.update(pd_poc2=prev[0]["dev_poc2"], pd_val=prev[0]["dev_val"], pd_vah=prev[0]["dev_vah"], pd_valid=1)
+        else:
+            row.update(pd_poc2=0, pd_val=0, pd_vah=0, pd_valid=0)
         # order flow
         row["of"] = sum(signs[j] * int(trades["qty"][j]) for j in idxs)
         row["amb_qty"] = sum(int(trades["qty"][j]) for j in idxs if signs[j] == 0)
@@ -218,3 +310,13 @@ def _segment(trades: np.ndarray, quotes: np.ndarray, rp: RefParams) -> list[dict
         prev_close = row["close"]
         rows.append(row)
     return rows
+
+
+def _session_hist(trades: np.ndarray, start: int, end: int, base_bin: int, k: int) -> dict[int, int]:
+    """{level: volume} of the trades with start <= ts < end, levels of k base bins."""
+    out: dict[int, int] = {}
+    for tr in trades:
+        if start <= int(tr["ts"]) < end:
+            a = int(tr["px"]) // base_bin // k
+            out[a] = out.get(a, 0) + int(tr["qty"])
+    return out

@@ -551,3 +551,45 @@ async def test_every_minute_reaches_the_signals_log_and_the_end_shows_the_report
         if isinstance(app.screen, ConfirmScreen):
             await pilot.press("y")
     assert app.return_code == 0
+
+
+# --- market structure view (issue 12) ----------------------------------------------------------
+
+
+def test_profile_splits_bars_by_side_and_draws_the_developing_poc_path():
+    from pbdtui.render import BUY_CHAR, PATH_CHAR, SELL_CHAR
+
+    bins = np.arange(100, 112)
+    vols = np.array([1, 2, 3, 5, 8, 13, 8, 5, 3, 2, 1, 1])
+    buys, sells = np.array([0, 2, 3, 5, 8, 13, 0, 0, 0, 0, 0, 0]), np.array([0, 0, 0, 0, 0, 0, 8, 5, 3, 2, 1, 1])
+    lines = render_profile(bins, vols, k=2, poc2=210, val=104, vah=108, last_px=107, tick_size=0.5, height=12,
+                           width=70, sides=(buys, sells), path=(201, 203, 211, 215))
+    text = "\n".join(lines)
+    # rows at and above 53.0 (bins 106..) traded only sells, rows below only buys; the lowest bin is ambiguous
+    for line in lines:
+        if line.startswith(("55.0", "54.0", "53.0")):
+            assert SELL_CHAR in line and BUY_CHAR not in line
+        if line.startswith(("52.0", "51.0")):
+            assert BUY_CHAR in line and SELL_CHAR not in line
+    # four path points in four columns, one per row they fall in: 100.5 (50.0), 101.5 (51.0), 105.5 and 107.5
+    assert text.count(PATH_CHAR) == 4
+    assert [line.split("│")[0].count(PATH_CHAR) for line in lines if "│" in line and line[:4].strip()] != []
+
+
+async def test_structure_key_shows_naked_pocs_and_the_split_profile(session_db):
+    app = create_app(Settings(), session_db, speed=60.0)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await _until(pilot, lambda: _warmed_up(app), "the warm-up", WARM_UP_TIMEOUT)
+        profile = app.query_one(ProfileView)
+        assert "naked POCs" not in "\n".join(profile.lines())
+        await pilot.press("m")
+        await _until(pilot, lambda: bool(profile.dev_path), "a developing POC")
+        text = "\n".join(profile.lines())
+        assert "naked POCs:" in text and "▓" in text and "•" in text and "dPOC " in text
+        assert app.snapshot.sides is not None and len(app.snapshot.sides[0]) == len(app.snapshot.bins)
+        await pilot.press("m")
+        assert "naked POCs" not in "\n".join(profile.lines())
+        await pilot.press("q")
+        if app.return_code is None:  # a position is open: quitting asks
+            await pilot.press("y")
+    assert app.return_code == 0

@@ -33,6 +33,12 @@ from engine.kernels.params import (
     P_QUOTE_STALE_MS,
     P_REBUCKET_INTERVAL,
     P_REBUCKET_PCT,
+    P_SHAPE_HVN,
+    P_SHAPE_LVN_DEPTH,
+    P_SHAPE_MIN_BINS,
+    P_SHAPE_P_POC,
+    P_SHAPE_SKEW,
+    P_SHAPE_THIN_VA,
     P_TICK,
     P_TICK_RULE,
     P_VA_FRACTION,
@@ -48,10 +54,28 @@ from engine.kernels.state import (
     LB_VAH,
     LB_VAL,
     LB_VALID,
+    N_NPOC,
+    N_SESS,
     NO_MINUTE,
+    NPOC_KIND,
+    NPOC_MAX,
+    NPOC_POC2,
+    NPOC_START,
+    NPOC_WIDTH,
+    SESS_BAD,
+    SESS_DAY,
+    SESS_HI,
+    SESS_ID,
+    SESS_LO,
+    SESS_N,
+    SESS_OFF,
     SF_M_PXQTY,
     SF_QIMB_EMA,
     SI_COVERED,
+    SI_DEV_POC2,
+    SI_DEV_VAH,
+    SI_DEV_VAL,
+    SI_DEV_VALID,
     SI_ERROR,
     SI_FIFO_COUNT,
     SI_FIFO_HEAD,
@@ -75,8 +99,13 @@ from engine.kernels.state import (
     SI_M_VOL,
     SI_NBARS,
     SI_NDP,
+    SI_NPOC_N,
     SI_NRET,
     SI_OFFSET,
+    SI_PD_POC2,
+    SI_PD_VAH,
+    SI_PD_VAL,
+    SI_PD_VALID,
     SI_PQ_ASK,
     SI_PQ_BID,
     SI_PQ_TS,
@@ -89,6 +118,7 @@ from engine.kernels.state import (
     SI_Q_BSZ,
     SI_Q_TS,
     SI_SEG_TS,
+    SI_SESS,
     SI_STARTED,
     SI_TICK_SIGN,
     SI_TOUCHED_N,
@@ -101,9 +131,17 @@ from engine.types import (
     REASON_NO_PROFILE,
     REASON_NO_QUOTE,
     REASON_WARMUP,
+    SHAPE_B,
+    SHAPE_D,
+    SHAPE_DOUBLE,
+    SHAPE_NONE,
+    SHAPE_P,
+    SHAPE_THIN,
 )
 
 MINUTE_MS = 60_000
+DAY_MS = 86_400_000
+BLOCK_MS = 4 * 3_600_000
 
 
 @njit(cache=True, nogil=True)
@@ -159,7 +197,7 @@ def trade_sign(si, p, ts, px):
 
 
 @njit(cache=True, nogil=True)
-def _recentre(si, hist, mhist, b):
+def _recentre(si, hist, mhist, hside, mside, b):
     """Move the histogram window so base bin ``b`` fits; False if the data cannot fit."""
     w = hist.shape[0]
     lo = si[SI_LO]
@@ -178,24 +216,35 @@ def _recentre(si, hist, mhist, b):
     if old_off != NO_MINUTE and lo <= hi:
         tmp_h = hist[lo - old_off:hi - old_off + 1].copy()
         tmp_m = mhist[lo - old_off:hi - old_off + 1].copy()
+        tmp_hs = hside[:, lo - old_off:hi - old_off + 1].copy()
+        tmp_ms = mside[:, lo - old_off:hi - old_off + 1].copy()
         hist[lo - old_off:hi - old_off + 1] = 0
         mhist[lo - old_off:hi - old_off + 1] = 0
+        hside[:, lo - old_off:hi - old_off + 1] = 0
+        mside[:, lo - old_off:hi - old_off + 1] = 0
         hist[lo - new_off:hi - new_off + 1] = tmp_h
         mhist[lo - new_off:hi - new_off + 1] = tmp_m
+        hside[:, lo - new_off:hi - new_off + 1] = tmp_hs
+        mside[:, lo - new_off:hi - new_off + 1] = tmp_ms
     si[SI_OFFSET] = new_off
     return True
 
 
 @njit(cache=True, nogil=True)
-def on_trade(si, sf, hist, mhist, touched, p, ts, px, qty, side):
-    """Add a trade to the open minute. Returns False if the histogram cannot hold it."""
+def on_trade(si, sf, hist, mhist, hside, mside, touched, p, ts, px, qty, side):
+    """Add a trade to the open minute. Returns False if the histogram cannot hold it.
+
+    ``mside`` keeps the minute's volume at price by inferred side (row 0 buy,
+    row 1 sell; ambiguous trades in neither), which joins the rolling
+    profile's ``hside`` with the minute (volume at price with delta).
+    """
     sign = trade_sign(si, p, ts, px)
     base_bin = int(p[P_BASE_BIN])
     b = px // base_bin
     off = si[SI_OFFSET]
     w = hist.shape[0]
     if off == NO_MINUTE or b < off or b >= off + w:
-        if not _recentre(si, hist, mhist, b):
+        if not _recentre(si, hist, mhist, hside, mside, b):
             si[SI_ERROR] = ERR_PRICE_RANGE
             return False
         off = si[SI_OFFSET]
@@ -205,6 +254,12 @@ def on_trade(si, sf, hist, mhist, touched, p, ts, px, qty, side):
         si[SI_TOUCHED_N] += 1
     mhist[j] += qty
     hist[j] += qty
+    if sign > 0:
+        mside[0, j] += qty
+        hside[0, j] += qty
+    elif sign < 0:
+        mside[1, j] += qty
+        hside[1, j] += qty
     si[SI_PROFILE_QTY] += qty
     if si[SI_LO] > si[SI_HI]:
         si[SI_LO] = b
@@ -256,6 +311,9 @@ def _push_minute_hist(st, slot):
         st.fifo_bin[head] = b
         st.fifo_qty[head] = st.mhist[b - off]
         st.mhist[b - off] = 0
+        for r in range(2):
+            st.fifo_side[r, head] = st.mside[r, b - off]
+            st.mside[r, b - off] = 0
         head += 1
         if head == size:
             head = 0
@@ -279,6 +337,8 @@ def _pop_minute_hist(st, slot):
         b = st.fifo_bin[tail]
         q = st.fifo_qty[tail]
         st.hist[b - off] -= q
+        st.hside[0, b - off] -= st.fifo_side[0, tail]
+        st.hside[1, b - off] -= st.fifo_side[1, tail]
         si[SI_PROFILE_QTY] -= q
         tail += 1
         if tail == size:
@@ -321,14 +381,16 @@ def value_area(hist, off, lo, hi, k, base_bin, mid2, va_fraction, agg, out):
     a0 = lo // k
     a1 = hi // k
     n = a1 - a0 + 1
-    for j in range(n):
-        agg[j] = 0
+    # aggregated bin by aggregated bin: a plain running sum, no division per base bin
     total = 0
-    for b in range(lo, hi + 1):
-        v = hist[b - off]
-        if v != 0:
-            agg[b // k - a0] += v
-            total += v
+    for j in range(n):
+        first = max((a0 + j) * k, lo) - off
+        last = min((a0 + j) * k + k - 1, hi) - off
+        v = 0
+        for i in range(first, last + 1):
+            v += hist[i]
+        agg[j] = v
+        total += v
     width = k * base_bin
     best = -1
     best_v = -1
@@ -364,6 +426,269 @@ def value_area(hist, off, lo, hi, k, base_bin, mid2, va_fraction, agg, out):
     out[2] = (a0 + top + 1) * width
     out[3] = cum
     out[4] = total
+
+
+# --- profile shape ----------------------------------------------------------------------
+
+
+@njit(cache=True, nogil=True)
+def profile_shape(agg, n, best, bottom, top, p, scr, out):
+    """Shape of an aggregated profile ``agg[0:n]`` with POC bin ``best`` and value area ``bottom..top``.
+
+    The quantities, with x_j = j + 0.5 the centre of bin j (bin 0 the lowest)
+    and v_j its volume:
+
+    * ``poc_pos`` = (best + 0.5) / n: where the POC sits in the range, 0 bottom .. 1 top;
+    * ``skew`` = m3 / m2**1.5 of x weighted by v (m2, m3 the central moments;
+      0 when m2 = 0): negative when the volume sits high with a tail below;
+    * ``va_frac`` = (top - bottom + 1) / n: the value area's share of the range;
+    * ``valley``: for each inner bin j, H_j = min(max v left of j, max v right of j);
+      over the bins with H_j >= shape_hvn_frac * v_best (two high-volume nodes,
+      one each side), the largest 1 - v_j / H_j; 0 when no bin qualifies.
+
+    The class, first match wins: NONE (n < shape_min_bins); DOUBLE
+    (valley >= shape_lvn_depth: a low-volume node between two high-volume
+    nodes); THIN (va_frac >= shape_thin_va_frac: volume spread evenly, an
+    elongated, trending profile); P (poc_pos >= shape_p_poc_min and
+    skew <= -shape_skew_min); b (poc_pos <= 1 - shape_p_poc_min and
+    skew >= shape_skew_min); else D (balanced).
+
+    ``out``: float64[4] receives poc_pos, skew, va_frac, valley; returns the SHAPE_* code.
+    """
+    total = 0.0
+    sx = 0.0
+    for j in range(n):
+        v = float(agg[j])
+        total += v
+        sx += v * (j + 0.5)
+    mean = sx / total
+    m2 = 0.0
+    m3 = 0.0
+    for j in range(n):
+        v = float(agg[j])
+        d = j + 0.5 - mean
+        m2 += v * d * d
+        m3 += v * d * d * d
+    m2 /= total
+    m3 /= total
+    skew = m3 / m2 ** 1.5 if m2 > 0.0 else 0.0
+    poc_pos = (best + 0.5) / n
+    va_frac = (top - bottom + 1) / n
+    # right maxima, then one pass from the left
+    right = 0
+    for j in range(n - 1, -1, -1):
+        scr[j] = right
+        if agg[j] > right:
+            right = agg[j]
+    need = p[P_SHAPE_HVN] * agg[best]
+    valley = 0.0
+    left = 0
+    for j in range(n):
+        h = min(left, scr[j])
+        if h > 0 and h >= need:
+            depth = 1.0 - agg[j] / h
+            if depth > valley:
+                valley = depth
+        if agg[j] > left:
+            left = agg[j]
+    out[0] = poc_pos
+    out[1] = skew
+    out[2] = va_frac
+    out[3] = valley
+    if n < p[P_SHAPE_MIN_BINS]:
+        return SHAPE_NONE
+    if valley >= p[P_SHAPE_LVN_DEPTH]:
+        return SHAPE_DOUBLE
+    if va_frac >= p[P_SHAPE_THIN_VA]:
+        return SHAPE_THIN
+    if poc_pos >= p[P_SHAPE_P_POC] and skew <= -p[P_SHAPE_SKEW]:
+        return SHAPE_P
+    if poc_pos <= 1.0 - p[P_SHAPE_P_POC] and skew >= p[P_SHAPE_SKEW]:
+        return SHAPE_B
+    return SHAPE_D
+
+
+# --- sessions: the UTC day and 4-hour block profiles, naked POCs --------------------------
+#
+# Each session (SESS_DAY, SESS_BLOCK) accumulates the base-bin volume of its
+# closed minutes in ``shist[j]`` (its own offset and range, recentred like the
+# rolling histogram); it is reset when a minute of the next period closes, and
+# at a new data segment. The day's value area is computed every minute with the
+# rolling profile's rules (minute t's bin width k and mid for ties): the
+# developing POC / VAL / VAH. At a period's end the session's final POC (the
+# value of its last minute, computed with that minute's k and mid) joins the
+# naked POC table with its bin [poc - w/2, poc + w/2) (w = k * base bin, in
+# ticks); an entry leaves it when a later minute trades inside that bin
+# (low < poc + w/2 and high >= poc - w/2). A session whose range outgrew the
+# histogram is marked bad: no values, no naked POC.
+
+
+@njit(cache=True, nogil=True)
+def _session_reset(st, j, pid):
+    si = st.si
+    base = SI_SESS + j * SESS_N
+    lo = si[base + SESS_LO]
+    hi = si[base + SESS_HI]
+    off = si[base + SESS_OFF]
+    if lo <= hi:
+        st.shist[j, lo - off:hi - off + 1] = 0
+    si[base + SESS_ID] = pid
+    si[base + SESS_LO] = 1
+    si[base + SESS_HI] = 0
+    si[base + SESS_BAD] = 0
+
+
+@njit(cache=True, nogil=True)
+def _session_add(si, shist, j, b, q):
+    """Add ``q`` lots at base bin ``b`` to session ``j`` (arrays, not the state tuple: called per bin)."""
+    base = SI_SESS + j * SESS_N
+    if si[base + SESS_BAD] != 0:
+        return
+    w = shist.shape[1]
+    off = si[base + SESS_OFF]
+    lo = si[base + SESS_LO]
+    hi = si[base + SESS_HI]
+    if off == NO_MINUTE or b < off or b >= off + w:
+        new_lo = b
+        new_hi = b
+        if lo <= hi:
+            new_lo = min(lo, b)
+            new_hi = max(hi, b)
+        if new_hi - new_lo >= w:
+            si[base + SESS_BAD] = 1
+            return
+        new_off = (new_lo + new_hi) // 2 - w // 2
+        if off != NO_MINUTE and lo <= hi:
+            tmp = shist[j, lo - off:hi - off + 1].copy()
+            shist[j, lo - off:hi - off + 1] = 0
+            shist[j, lo - new_off:hi - new_off + 1] = tmp
+        si[base + SESS_OFF] = new_off
+        off = new_off
+    shist[j, b - off] += q
+    if lo > hi:
+        si[base + SESS_LO] = b
+        si[base + SESS_HI] = b
+    elif b < lo:
+        si[base + SESS_LO] = b
+    elif b > hi:
+        si[base + SESS_HI] = b
+
+
+@njit(cache=True, nogil=True)
+def _session_va(st, p, j, k, mid2, out):
+    """Value area of session ``j`` into ``out`` (value_area's layout); False when it has none."""
+    si = st.si
+    base = SI_SESS + j * SESS_N
+    lo = si[base + SESS_LO]
+    hi = si[base + SESS_HI]
+    if si[base + SESS_BAD] != 0 or lo > hi or si[base + SESS_ID] == NO_MINUTE:
+        return False
+    value_area(st.shist[j], si[base + SESS_OFF], lo, hi, k, int(p[P_BASE_BIN]), mid2, p[P_VA_FRACTION], st.agg,
+               out)
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _npoc_push(st, poc2, start, kind, width):
+    si = st.si
+    n = si[SI_NPOC_N]
+    if n == NPOC_MAX:
+        for i in range(n - 1):
+            for c in range(N_NPOC):
+                st.npoc[i, c] = st.npoc[i + 1, c]
+        n -= 1
+    st.npoc[n, NPOC_POC2] = poc2
+    st.npoc[n, NPOC_START] = start
+    st.npoc[n, NPOC_KIND] = kind
+    st.npoc[n, NPOC_WIDTH] = width
+    si[SI_NPOC_N] = n + 1
+
+
+@njit(cache=True, nogil=True)
+def _sessions_roll(st, p, t):
+    """Before minute ``t`` joins: end every session whose period is over (naked POC, previous day)."""
+    si = st.si
+    out = np.empty(5, dtype=np.int64)
+    for j in range(N_SESS):
+        period = DAY_MS if j == SESS_DAY else BLOCK_MS
+        pid = t // period
+        base = SI_SESS + j * SESS_N
+        old = si[base + SESS_ID]
+        if old == pid:
+            continue
+        if old != NO_MINUTE:
+            # SI_K and SI_PREV_MID2 are still those of the session's last minute
+            if _session_va(st, p, j, si[SI_K], si[SI_PREV_MID2], out):
+                _npoc_push(st, out[0], old * period, j, si[SI_K] * int(p[P_BASE_BIN]))
+            if j == SESS_DAY:
+                ok = old == pid - 1 and si[SI_DEV_VALID] == 1
+                si[SI_PD_POC2] = si[SI_DEV_POC2] if ok else 0
+                si[SI_PD_VAL] = si[SI_DEV_VAL] if ok else 0
+                si[SI_PD_VAH] = si[SI_DEV_VAH] if ok else 0
+                si[SI_PD_VALID] = 1 if ok else 0
+        _session_reset(st, j, pid)
+
+
+@njit(cache=True, nogil=True)
+def _sessions_close(st, p, t, k, mid2, close, f):
+    """Minute ``t`` joins the sessions; its naked POC, developing and previous-day columns into ``f``."""
+    si = st.si
+    # naked POCs whose bin the minute's trades reached are no longer naked
+    n = si[SI_NPOC_N]
+    if si[SI_M_N] > 0:
+        lo2 = 2 * si[SI_M_LOW]
+        hi2 = 2 * si[SI_M_HIGH]
+        m = 0
+        for i in range(n):
+            v = st.npoc[i, NPOC_POC2]
+            w = st.npoc[i, NPOC_WIDTH]
+            if hi2 < v - w or lo2 >= v + w:
+                for c in range(N_NPOC):
+                    st.npoc[m, c] = st.npoc[i, c]
+                m += 1
+        n = m
+        si[SI_NPOC_N] = n
+    above = 0
+    below = 0
+    c2 = 2 * close
+    for i in range(n):
+        v = st.npoc[i, NPOC_POC2]
+        if v > c2 and (above == 0 or v < above):
+            above = v
+        elif v < c2 and (below == 0 or v > below):
+            below = v
+    f["npoc_n"][0] = n
+    f["npoc_above2"][0] = above
+    f["npoc_below2"][0] = below
+    # the open minute's bins join each session
+    off = si[SI_OFFSET]
+    touched = st.touched
+    mhist = st.mhist
+    shist = st.shist
+    for i in range(si[SI_TOUCHED_N]):
+        b = touched[i]
+        q = mhist[b - off]
+        for j in range(N_SESS):
+            _session_add(si, shist, j, b, q)
+    out = np.empty(5, dtype=np.int64)
+    if _session_va(st, p, SESS_DAY, k, mid2, out):
+        si[SI_DEV_POC2] = out[0]
+        si[SI_DEV_VAL] = out[1]
+        si[SI_DEV_VAH] = out[2]
+        si[SI_DEV_VALID] = 1
+    else:
+        si[SI_DEV_POC2] = 0
+        si[SI_DEV_VAL] = 0
+        si[SI_DEV_VAH] = 0
+        si[SI_DEV_VALID] = 0
+    f["dev_poc2"][0] = si[SI_DEV_POC2]
+    f["dev_val"][0] = si[SI_DEV_VAL]
+    f["dev_vah"][0] = si[SI_DEV_VAH]
+    f["dev_valid"][0] = si[SI_DEV_VALID]
+    f["pd_poc2"][0] = si[SI_PD_POC2]
+    f["pd_val"][0] = si[SI_PD_VAL]
+    f["pd_vah"][0] = si[SI_PD_VAH]
+    f["pd_valid"][0] = si[SI_PD_VALID]
 
 
 @njit(cache=True, nogil=True)
@@ -423,6 +748,7 @@ def close_minute(st, p, t, bars, feats, n_out):
     window = int(p[P_WINDOW])
     i_bar = si[SI_NBARS]
     slot = i_bar % window
+    _sessions_roll(st, p, t)
     # --- bar ---
     b = bars[n_out:n_out + 1]
     b["ts_min"][0] = t
@@ -493,12 +819,27 @@ def close_minute(st, p, t, bars, feats, n_out):
         f["vah"][0] = out[2]
         f["va_coverage"][0] = out[3] / out[4]
         f["va_valid"][0] = 1
+        # the shape reads the aggregated bins value_area left in st.agg
+        width = k * base_bin
+        a0 = si[SI_LO] // k
+        shape_q = np.empty(4, dtype=np.float64)
+        f["shape"][0] = profile_shape(st.agg, si[SI_HI] // k - a0 + 1, (out[0] // width - 1) // 2 - a0,
+                                      out[1] // width - a0, out[2] // width - 1 - a0, p, st.scr, shape_q)
+        f["shape_poc_pos"][0] = shape_q[0]
+        f["shape_skew"][0] = shape_q[1]
+        f["shape_va_frac"][0] = shape_q[2]
+        f["shape_valley"][0] = shape_q[3]
     else:
         f["poc2"][0] = 0
         f["val"][0] = 0
         f["vah"][0] = 0
         f["va_coverage"][0] = np.nan
         f["va_valid"][0] = 0
+        f["shape"][0] = SHAPE_NONE
+        f["shape_poc_pos"][0] = np.nan
+        f["shape_skew"][0] = np.nan
+        f["shape_va_frac"][0] = np.nan
+        f["shape_valley"][0] = np.nan
     # --- order flow ---
     f["volume"][0] = si[SI_M_VOL]
     f["of"][0] = si[SI_M_OF]
@@ -563,6 +904,8 @@ def close_minute(st, p, t, bars, feats, n_out):
         ready = REASON_FEED_STALE
     f["ready"][0] = ready
     push_lookback(st, i_bar, close, b["high"][0], b["low"][0], f["vah"][0], f["val"][0], f["poc2"][0], va_valid)
+    # --- sessions, before the open minute's histogram moves to the FIFO ---
+    _sessions_close(st, p, t, k, mid2, close, f)
     # --- roll the window: minute t joins the FIFO, minute t - window + 1 leaves ---
     _push_minute_hist(st, slot)
     st.slot_cov[slot] = cov
@@ -596,8 +939,11 @@ def start_segment(st, ts):
     off = si[SI_OFFSET]
     if si[SI_LO] <= si[SI_HI]:
         st.hist[si[SI_LO] - off:si[SI_HI] - off + 1] = 0
+        st.hside[:, si[SI_LO] - off:si[SI_HI] - off + 1] = 0
     for i in range(si[SI_TOUCHED_N]):
         st.mhist[st.touched[i] - off] = 0
+        st.mside[0, st.touched[i] - off] = 0
+        st.mside[1, st.touched[i] - off] = 0
     si[SI_TOUCHED_N] = 0
     si[SI_LO] = 1
     si[SI_HI] = 0
@@ -624,4 +970,12 @@ def start_segment(st, ts):
     si[SI_TICK_SIGN] = 0
     si[SI_HAVE_EMA] = 0
     st.sf[SF_QIMB_EMA] = 0.0
+    for j in range(N_SESS):
+        _session_reset(st, j, NO_MINUTE)
+    si[SI_DEV_VALID] = 0
+    si[SI_PD_POC2] = 0
+    si[SI_PD_VAL] = 0
+    si[SI_PD_VAH] = 0
+    si[SI_PD_VALID] = 0
+    si[SI_NPOC_N] = 0
     si[SI_SEG_TS] = ts

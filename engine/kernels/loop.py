@@ -101,6 +101,8 @@ def run_events(trades, quotes, funding, p, st, bars, feats, sigs, fills, intents
     sf = st.sf
     hist = st.hist
     mhist = st.mhist
+    hside = st.hside
+    mside = st.mside
     touched = st.touched
     mode = si[SI_MODE]  # switched only between calls (Engine.set_mode)
     trading = mode != MODE_SIGNALS
@@ -161,7 +163,7 @@ def run_events(trades, quotes, funding, p, st, bars, feats, sigs, fills, intents
         if trading:
             on_time(si, sf, p, ts)
         if kind == 0:
-            if not on_trade(si, sf, hist, mhist, touched, p, ts, trades["px"][it], trades["qty"][it],
+            if not on_trade(si, sf, hist, mhist, hside, mside, touched, p, ts, trades["px"][it], trades["qty"][it],
                             trades["side"][it]):
                 counts[C_TRADES] = it
                 counts[C_QUOTES] = iq

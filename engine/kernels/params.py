@@ -59,9 +59,19 @@ P_QTY_STEP = 42
 P_TRADING = 43  # the mode asked for at construction (1 trading, 0 signals); kernels read the state's SI_MODE
 P_MIN_COVERAGE = 44  # min_window_coverage: share of the window's minutes that must hold trades
 P_MIN_RR = 45  # min_reward_risk (0: off)
-N_PARAMS = 46
+# profile shape (features)
+P_SHAPE_MIN_BINS = 46
+P_SHAPE_P_POC = 47
+P_SHAPE_SKEW = 48
+P_SHAPE_THIN_VA = 49
+P_SHAPE_HVN = 50
+P_SHAPE_LVN_DEPTH = 51
+# market-structure filters (signals)
+P_HTF_BIAS = 52  # HTF_* code (0: off)
+N_PARAMS = 53
 
-TARGET_CODES = {"none": 0, "tp1": 1, "tp2": 2}
+TARGET_CODES = {"none": 0, "tp1": 1, "tp2": 2, "naked_poc": 3}
+HTF_CODES = {"none": 0, "prev_day": 1, "day": 2}
 
 # The settings the feature kernels read (P_TICK .. P_FEED_STALE_MS and P_MIN_COVERAGE,
 # plus the instrument's units). Combinations that agree on these produce identical
@@ -70,10 +80,11 @@ FEATURE_KEYS = (
     "symbol", "tick_size", "qty_step", "base_bin_ticks", "alpha_bin", "bin_width_max_ticks",
     "rebucket_interval_minutes", "rebucket_change_pct", "max_quote_staleness_ms", "use_tick_rule_fallback",
     "va_fraction", "rolling_window_minutes", "qimb_ema_span", "bvc_lookback", "feed_stale_halt_ms",
-    "min_window_coverage",
+    "min_window_coverage", "shape_min_bins", "shape_p_poc_min", "shape_skew_min", "shape_thin_va_frac",
+    "shape_hvn_frac", "shape_lvn_depth",
 )
 # the parameter slots those keys fill
-FEATURE_PARAM_SLOTS = (*range(P_FEED_STALE_MS + 1), P_MIN_COVERAGE)
+FEATURE_PARAM_SLOTS = (*range(P_FEED_STALE_MS + 1), P_MIN_COVERAGE, *range(P_SHAPE_MIN_BINS, P_SHAPE_LVN_DEPTH + 1))
 
 
 def _inv_tick(tick: float) -> float:
@@ -133,4 +144,11 @@ def make_params(s: Any, trading: bool = True) -> np.ndarray:
     p[P_TRADING] = 1.0 if trading else 0.0
     p[P_MIN_COVERAGE] = s.min_window_coverage
     p[P_MIN_RR] = s.min_reward_risk
+    p[P_SHAPE_MIN_BINS] = s.shape_min_bins
+    p[P_SHAPE_P_POC] = s.shape_p_poc_min
+    p[P_SHAPE_SKEW] = s.shape_skew_min
+    p[P_SHAPE_THIN_VA] = s.shape_thin_va_frac
+    p[P_SHAPE_HVN] = s.shape_hvn_frac
+    p[P_SHAPE_LVN_DEPTH] = s.shape_lvn_depth
+    p[P_HTF_BIAS] = HTF_CODES[s.htf_bias]
     return p

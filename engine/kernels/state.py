@@ -90,7 +90,19 @@ SI_EXIT_SENT = 71  # external mode: an exit intent for a stop/target crossing is
 SI_RECON_BLOCK = 72  # reconciliation found the venue's position differs: entries blocked
 SI_VENUE_POS = 73  # the venue's position (signed lots) at the last reconciliation
 SI_MIN_ROW = 74  # minute pass: next stored minute row to decide (persists across calls)
-N_SI = 80
+# session profiles (engine.kernels.features, "Sessions"): SESS_N fields for each of N_SESS sessions,
+# session j's at SI_SESS + j * SESS_N + SESS_*
+SI_SESS = 80
+SI_DEV_POC2 = 90  # the UTC day's developing POC / VAL / VAH of the last closed minute (0: invalid)
+SI_DEV_VAL = 91
+SI_DEV_VAH = 92
+SI_DEV_VALID = 93
+SI_PD_POC2 = 94  # the previous UTC day's final value area (its last minute's developing one)
+SI_PD_VAL = 95
+SI_PD_VAH = 96
+SI_PD_VALID = 97
+SI_NPOC_N = 98  # open naked POCs in ``npoc``
+N_SI = 112
 
 # --- sf: float64 scalars -----------------------------------------------------
 SF_M_PXQTY = 0  # open minute's sum(px * qty)
@@ -125,6 +137,25 @@ ERR_INTENTS_FULL = 5  # the call's intent buffer is full: the wrapper flushes it
 
 NO_MINUTE = -(2**62)
 
+# --- sessions: fixed UTC periods with a profile of their own ------------------------
+SESS_DAY = 0  # the UTC day
+SESS_BLOCK = 1  # the 4-hour block (00, 04, ..., 20 UTC)
+N_SESS = 2
+SESS_ID = 0  # period index (t // period length) of the session held; NO_MINUTE: none
+SESS_OFF = 1  # absolute base bin held at shist[j, 0]
+SESS_LO = 2  # lowest / highest base bin with volume (lo > hi: empty)
+SESS_HI = 3
+SESS_BAD = 4  # 1: the session's range outgrew the histogram; its values are invalid until the next one
+SESS_N = 5
+
+# --- naked POC table (npoc[i, col], i < SI_NPOC_N, oldest first) ---------------------
+NPOC_MAX = 64  # a full table drops its oldest entry
+NPOC_POC2 = 0  # twice the POC, ticks
+NPOC_START = 1  # start of its session, ms
+NPOC_KIND = 2  # SESS_DAY or SESS_BLOCK
+NPOC_WIDTH = 3  # width of the POC bin, ticks: the POC level is [poc2 - width, poc2 + width) / 2
+N_NPOC = 4
+
 # counts[] slots of one kernel call: inputs consumed (for resuming after an error) and rows written
 C_TRADES = 0
 C_QUOTES = 1
@@ -151,6 +182,12 @@ class EngineState(NamedTuple):
     ret: np.ndarray  # float64[window]: log returns of mid, by bar index % window
     dp: np.ndarray  # float64[bvc_lookback]: close changes (ticks)
     lb: np.ndarray  # int64[LB_SIZE, N_LB]: recent minutes for the setups
+    hside: np.ndarray  # int64[2, W]: buy (row 0) and sell (row 1) volume of the rolling profile, like hist
+    mside: np.ndarray  # int64[2, W]: the open minute's buy and sell volume, like mhist
+    fifo_side: np.ndarray  # int64[2, R]: buy and sell qty of the FIFO entries
+    shist: np.ndarray  # int64[N_SESS, W]: session profiles, shist[j, b - session offset]
+    scr: np.ndarray  # int64[W]: scratch for the shape's valley scan
+    npoc: np.ndarray  # int64[NPOC_MAX, N_NPOC]: open naked POCs
 
 
 def _new_sf() -> np.ndarray:
@@ -177,6 +214,10 @@ def new_state(window: int, bvc_lookback: int, hist_bins: int = 1 << 20, fifo_siz
     si[SI_NEXT_DAY] = NO_MINUTE
     si[SI_GAP_FROM] = 1
     si[SI_GAP_TO] = 0
+    for j in range(N_SESS):
+        si[SI_SESS + j * SESS_N + SESS_ID] = NO_MINUTE
+        si[SI_SESS + j * SESS_N + SESS_OFF] = NO_MINUTE
+        si[SI_SESS + j * SESS_N + SESS_LO] = 1
     return EngineState(
         si=si,
         sf=_new_sf(),
@@ -191,6 +232,12 @@ def new_state(window: int, bvc_lookback: int, hist_bins: int = 1 << 20, fifo_siz
         ret=np.full(window, np.nan),
         dp=np.zeros(bvc_lookback, dtype=np.float64),
         lb=np.zeros((LB_SIZE, N_LB), dtype=np.int64),
+        hside=np.zeros((2, hist_bins), dtype=np.int64),
+        mside=np.zeros((2, hist_bins), dtype=np.int64),
+        fifo_side=np.zeros((2, fifo_size), dtype=np.int64),
+        shist=np.zeros((N_SESS, hist_bins), dtype=np.int64),
+        scr=np.zeros(hist_bins, dtype=np.int64),
+        npoc=np.zeros((NPOC_MAX, N_NPOC), dtype=np.int64),
     )
 
 
@@ -204,7 +251,9 @@ def grow_fifo(state: EngineState) -> EngineState:
     fifo_qty = np.zeros(size * 2, dtype=np.int64)
     fifo_bin[:count] = state.fifo_bin[order]
     fifo_qty[:count] = state.fifo_qty[order]
+    fifo_side = np.zeros((2, size * 2), dtype=np.int64)
+    fifo_side[:, :count] = state.fifo_side[:, order]
     si[SI_FIFO_TAIL] = 0
     si[SI_FIFO_HEAD] = count
     si[SI_ERROR] = ERR_NONE
-    return state._replace(fifo_bin=fifo_bin, fifo_qty=fifo_qty)
+    return state._replace(fifo_bin=fifo_bin, fifo_qty=fifo_qty, fifo_side=fifo_side)

@@ -30,6 +30,7 @@ from engine.kernels.params import (
     P_FLIP,
     P_FUNDING_DEFAULT,
     P_FUNDING_REPLAY,
+    P_HTF_BIAS,
     P_MAX_HOLD_MIN,
     P_MIN_RR,
     P_OF_BREAKOUT,
@@ -123,6 +124,7 @@ from engine.types import (
     REASON_DAILY_LOSS_KILL,
     REASON_FAILBREAK,
     REASON_FLIP,
+    REASON_HTF_BIAS,
     REASON_IN_POSITION,
     REASON_MANUAL_KILL,
     REASON_NO_SETUP,
@@ -350,6 +352,7 @@ def decide(st, p, t, feat, sig, intents, counts):
     # --- setups on the price pattern, then confirmation ---
     raw_any = False
     conflict = False
+    biased = False
     long_tag = 0
     short_tag = 0
     long_stop = 0
@@ -443,6 +446,10 @@ def decide(st, p, t, feat, sig, intents, counts):
             mult = p[P_BREAKOUT_TARGET_MULT]
             short_t2 = 2 * (val - int(round(mult * (vah - val)))) if mult > 0 and tgt_mode != 0 else 0
             short_edge, short_run, short_bits = val, run_dn, bits_bo_short
+        if tgt_mode == 3:
+            # target: naked_poc, the nearest open naked POC beyond the close (none when there is none)
+            long_t2 = feat["npoc_above2"][0]
+            short_t2 = feat["npoc_below2"][0]
         # C and A outrank B across sides too: a reversal setup beats a continuation;
         # two setups of the same rank on opposite sides contradict each other: no entry
         if long_tag != 0 and short_tag != 0:
@@ -479,12 +486,33 @@ def decide(st, p, t, feat, sig, intents, counts):
                     long_tag = SETUP_BREAKOUT
                     long_stop = low - buf  # below the pullback low
                     long_t2 = 2 * (vah + int(round(mult * (vah - val)))) if mult > 0 and tgt_mode != 0 else 0
+                    if tgt_mode == 3:
+                        long_t2 = feat["npoc_above2"][0]
                     long_edge, long_run, long_bits = vah, run_up, bits_bo_long
                 elif retest_short:
                     short_tag = SETUP_BREAKOUT
                     short_stop = high + buf
                     short_t2 = 2 * (val - int(round(mult * (vah - val)))) if mult > 0 and tgt_mode != 0 else 0
+                    if tgt_mode == 3:
+                        short_t2 = feat["npoc_below2"][0]
                     short_edge, short_run, short_bits = val, run_dn, bits_bo_short
+        # htf_bias: longs only above the higher-timeframe VAL, shorts only below its VAH
+        htf = int(p[P_HTF_BIAS])
+        if htf != 0 and (long_tag != 0 or short_tag != 0):
+            if htf == 1:
+                h_ok = feat["pd_valid"][0] == 1
+                h_val = feat["pd_val"][0]
+                h_vah = feat["pd_vah"][0]
+            else:
+                h_ok = feat["dev_valid"][0] == 1
+                h_val = feat["dev_val"][0]
+                h_vah = feat["dev_vah"][0]
+            if long_tag != 0 and not (h_ok and close > h_val):
+                long_tag = 0
+                biased = True
+            if short_tag != 0 and not (h_ok and close < h_vah):
+                short_tag = 0
+                biased = True
 
     direction = 1 if long_tag != 0 else (-1 if short_tag != 0 else 0)
     tag = long_tag if direction > 0 else short_tag
@@ -552,6 +580,8 @@ def decide(st, p, t, feat, sig, intents, counts):
         reason = _setup_reason(tag)
     elif conflict:
         reason = REASON_CONFLICT
+    elif biased:
+        reason = REASON_HTF_BIAS
     elif p[P_RETEST] != 0.0 and si[SI_RETEST_DIR] != 0:
         reason = REASON_RETEST_PENDING
     elif raw_any:

@@ -38,6 +38,8 @@ class Snapshot:
     warming_up: bool  # still fast-forwarding the segment's first window
     progress: float  # fraction of the stored session replayed, 0..1
     finished: bool = False
+    sides: tuple[np.ndarray, np.ndarray] | None = None  # (buy, sell) lots per base bin of ``bins`` (None: not sent)
+    naked: tuple = ()  # open naked POCs (engine.engine.NakedPoc), oldest first
 
 
 @dataclass

@@ -155,7 +155,8 @@ class Runner:
             val=int(f["val"]) if f else 0, vah=int(f["vah"]) if f else 0,
             va_valid=bool(f["va_valid"]) if f else False,
             position=self.engine.position(), speed=speed, paused=paused, warming_up=warming_up,
-            progress=progress, finished=finished)
+            progress=progress, finished=finished, sides=self.engine.profile_sides(),
+            naked=tuple(self.engine.naked_pocs()))
 
     # --- rows to events ----------------------------------------------------------------
 

@@ -7,12 +7,16 @@ from textual.reactive import reactive
 from textual.widget import Widget
 
 from pbdtui.messages import Snapshot
-from pbdtui.render import profile_title, render_profile
+from pbdtui.render import naked_table, profile_title, render_profile
 
 # Rich styles for the parts of a profile line; the text itself comes from render_profile.
 _STYLES = (
     (r"░+", "grey42"),
     (r"█+", "green"),
+    (r"▓+", "red"),
+    (r"•+", "bold yellow"),
+    (r"(dPOC|nPOC) \S+", "yellow"),
+    (r"naked POCs:.*", "bold"),
     (r"─+┼─+ VA[HL] \S+", "magenta"),
     (r"POC \S+", "bold yellow"),
     (r"◀ last \S+", "bold black on cyan"),
@@ -50,6 +54,12 @@ class ProfileView(Widget):
     placeholder: reactive[str] = reactive("starting the engine...")
     """What the panel says before the first snapshot arrives."""
 
+    structure: reactive[bool] = reactive(False)
+    """Market-structure view: bars split buy|sell, the day's developing POC path, naked POCs."""
+
+    dev_path: reactive[tuple[int, ...]] = reactive(())
+    """The UTC day's developing POC per closed minute (doubled ticks), oldest first; the app fills it."""
+
     def __init__(self, *, tick_size: float, base_bin_ticks: int, window_minutes: int,
                  name: str | None = None, id: str | None = None, classes: str | None = None):
         super().__init__(name=name, id=id, classes=classes)
@@ -66,11 +76,28 @@ class ProfileView(Widget):
             return [self.placeholder][:height]
         if snap.k <= 0:
             return ["building the first minute..."][:height]
-        return render_profile(
+        if not self.structure:
+            return render_profile(
+                snap.bins, snap.volumes, k=snap.k, poc2=snap.poc2, val=snap.val, vah=snap.vah,
+                last_px=snap.last_px, tick_size=self.tick_size, height=height, width=width,
+                base_bin_ticks=self.base_bin_ticks, va_valid=snap.va_valid, marks=position_marks(snap),
+            )
+        table_rows = min(4, max(0, height - 10))
+        marks = position_marks(snap)
+        if self.dev_path:
+            marks += (("dPOC", self.dev_path[-1] // 2),)
+        # the nearest naked POC each side of the last price stays on screen; the table lists more
+        above = [n.poc2 for n in snap.naked if n.poc2 > 2 * snap.last_px]
+        below = [n.poc2 for n in snap.naked if n.poc2 < 2 * snap.last_px]
+        marks += tuple(("nPOC", v // 2) for v in (min(above, default=0), max(below, default=0)) if v)
+        lines = render_profile(
             snap.bins, snap.volumes, k=snap.k, poc2=snap.poc2, val=snap.val, vah=snap.vah,
-            last_px=snap.last_px, tick_size=self.tick_size, height=height, width=width,
-            base_bin_ticks=self.base_bin_ticks, va_valid=snap.va_valid, marks=position_marks(snap),
+            last_px=snap.last_px, tick_size=self.tick_size, height=height - table_rows, width=width,
+            base_bin_ticks=self.base_bin_ticks, va_valid=snap.va_valid, marks=marks, sides=snap.sides,
+            path=self.dev_path,
         )
+        table = naked_table(snap.naked, snap.last_px, snap.ts, self.tick_size, table_rows)
+        return lines + [line[:width] for line in table]
 
     def render(self) -> Text:
         snap = self.snapshot
