@@ -1,10 +1,12 @@
 """End to end in a real terminal: tmux runs ``pbdtui demo``, a person's keys go in, the screen is read back.
 
-The demo streams a simulated market through the loopback venue and the live
-path (a 20-minute window keeps the session short). The test waits for the
-console to be READY, switches the kill switch on, flattens (with the
-confirmation), quits, and checks the screen, the exit status and the
-session log, as someone at the keyboard would.
+The demo streams a simulated market through the loopback venue and trades it
+on the loopback Bybit REST exchange through the live path (a 20-minute
+window keeps the session short). The test waits for the console to be
+READY, switches the kill switch on, flattens (with the confirmation) until
+the exchange confirms flat, quits, and checks the screen, the exit status,
+the exchange's final position and the session log, as someone at the
+keyboard would.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ def test_demo_in_a_real_terminal_kill_switch_flatten_and_quit(terminal):
                f"--config config.yaml; echo EXIT=$? > exit.txt; sleep 600")  # Textual draws on stderr: no redirect
     _tmux("new-session", "-d", "-s", SESSION, "-x", "120", "-y", "36", command)
 
-    screen = _until(lambda s: s.startswith(" PAPER") and "READY" in s.splitlines()[0]
+    screen = _until(lambda s: s.startswith(" DEMO") and "READY" in s.splitlines()[0]
                     and "feed ok" in s.splitlines()[0], "READY with the feed up", 300)
     assert "kill off" in screen.splitlines()[0]
     assert "demo: a simulated" in screen  # the alerts panel says what the demo is
@@ -69,8 +71,8 @@ def test_demo_in_a_real_terminal_kill_switch_flatten_and_quit(terminal):
     _tmux("send-keys", "-t", SESSION, "f")
     _until(lambda s: "Flatten: close the position at market?" in s, "the flatten question", 30)
     _tmux("send-keys", "-t", SESSION, "y")
-    screen = _until(lambda s: "FLATTEN:" in s, "the flatten in the alerts", 30)
-    screen = _until(lambda s: "position  FLAT" in s, "a flat position", 60)
+    screen = _until(lambda s: "FLAT confirmed" in s, "the exchange's flat confirmation", 60)
+    assert "position  FLAT" in screen
 
     _tmux("send-keys", "-t", SESSION, "q")
     deadline = time.monotonic() + 60
@@ -80,8 +82,9 @@ def test_demo_in_a_real_terminal_kill_switch_flatten_and_quit(terminal):
     after = _screen()
     assert (tmp / "exit.txt").read_text().strip() == "EXIT=0", after
     assert "pbdtui: session log: " in after and "pbdtui: recorded " not in after  # the demo's db is temporary
-    logs = list((state / "pbdtui" / "logs").glob("paper-*.log"))
+    assert "the demo exchange's position at the end: 0 (flat)" in after  # flat on the exchange itself
+    logs = list((state / "pbdtui" / "logs").glob("demo-*.log"))
     assert len(logs) == 1 and logs[0].stat().st_mode & 0o777 == 0o600
     text = logs[0].read_text()
-    assert "PAPER console started" in text and "console closed" in text
+    assert "DEMO console started" in text and "console closed" in text
     assert not Path(tmp / "demo-91-live.db").exists()
