@@ -320,6 +320,8 @@ class PbdApp(App[int]):
 
             question = {"REPLAY": "A position is open (the replay's paper position). Quit anyway?",
                         "PAPER": "A paper position is open; it is dropped when the console quits. Quit anyway?",
+                        "DEMO": "A position is open on the demo's exchange, which closes with the console. "
+                                "Quit anyway?",
                         }.get(self.mode, "A position is open. It stays protected by its stop on the exchange. "
                                          "Quit anyway?")
             self.push_screen(ConfirmScreen(question), answer)
@@ -478,8 +480,14 @@ def create_app(settings: Any, db_path: str | os.PathLike[str], speed: float = 60
 
 def create_live_app(settings: Any, db_path: str | os.PathLike[str], ws_url: str, *, trading: bool = True,
                     duration: float | None = None, ui_interval: float = 0.25,
-                    feed_config: Any | None = None) -> PbdApp:
-    """The console on the live stream at ``ws_url``: warm start from ``db_path``, record into it, paper-trade.
+                    feed_config: Any | None = None, rest_url: str | None = None, api_key: str = "",
+                    api_secret: str = "") -> PbdApp:
+    """The console on the live stream at ``ws_url``: warm start from ``db_path``, record into it, trade.
+
+    Paper trading by default; with ``rest_url`` the engine runs in external
+    mode and trades on Bybit's REST API there (``engine.runtime.trading``:
+    orders, fills, reconciliation, kill switch, flatten confirmed by the
+    exchange), as ``pbdtui run --live`` does.
 
     Args:
         settings: engine settings (instrument, strategy).
@@ -489,6 +497,7 @@ def create_live_app(settings: Any, db_path: str | os.PathLike[str], ws_url: str,
         duration: stop the session after this many seconds (None: until quit).
         ui_interval: least wall time between two screen updates, s.
         feed_config: the feed client's settings (tests shorten its timeouts); its URL is replaced.
+        rest_url, api_key, api_secret: the exchange to trade on (None: paper).
     """
     from dataclasses import replace
 
@@ -498,6 +507,16 @@ def create_live_app(settings: Any, db_path: str | os.PathLike[str], ws_url: str,
 
     url = resolve_url(ws_url)
     config = FeedConfig(url=url) if feed_config is None else replace(feed_config, url=url)
+    if rest_url is not None:
+        from engine.engine import client_prefix
+        from engine.runtime.trading import bybit_trader
+
+        start_ms = int(time.time() * 1000)
+        live = LiveDriver(settings, str(db_path), config, lambda event: None, mode="external",
+                          run_id=f"live-{start_ms // 1000}", client_prefix=client_prefix(start_ms),
+                          status_interval=1.0)
+        bybit_trader(settings, live, rest_url, api_key, api_secret)
+        return PbdApp(settings, ThreadedLive(live, ui_interval=ui_interval, duration=duration), mode="LIVE")
     run_id = f"paper-{int(time.time())}" if trading else "console"
     live = LiveDriver(settings, str(db_path), config, lambda event: None, trading=trading, run_id=run_id,
                       status_interval=1.0)
@@ -506,9 +525,11 @@ def create_live_app(settings: Any, db_path: str | os.PathLike[str], ws_url: str,
 
 
 def run_live(settings: Any, db_path: str | os.PathLike[str], ws_url: str, trading: bool = True,
-             duration: float | None = None) -> int:
+             duration: float | None = None, rest_url: str | None = None, api_key: str = "",
+             api_secret: str = "") -> int:
     """``pbdtui live``: the console on the live stream until quit; prints what was recorded."""
-    app = create_live_app(settings, db_path, ws_url, trading=trading, duration=duration)
+    app = create_live_app(settings, db_path, ws_url, trading=trading, duration=duration, rest_url=rest_url,
+                          api_key=api_key, api_secret=api_secret)
     code = run_console(app)
     rec = app.driver.driver.recorder.counters
     print(f"pbdtui: recorded {rec['trades']} trades, {rec['quotes']} quotes, {rec['minutes']} minutes"

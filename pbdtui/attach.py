@@ -117,8 +117,6 @@ class AttachDriver:
 
     def _initial(self, answer: dict[str, Any]) -> None:
         self._connected = True
-        self._sink(Alert(ts=-1, kind="attach", severity="info",
-                         text=f"attached to the daemon on {self.path} (quitting the console leaves it running)"))
         for alert in answer.get("alerts", []):
             self._sink(Alert(**alert))
         for fill in answer.get("fills", []):

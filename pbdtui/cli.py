@@ -751,12 +751,20 @@ def _cmd_live(args: argparse.Namespace) -> int:
     from pbdtui.app import run_live
 
     settings = _settings(args)
-    if args.live:
-        raise ConfigError("live --live: live execution is not wired into the console yet; "
-                          "the console trades on paper (the default)")
     if args.duration is not None and args.duration <= 0:
         raise ConfigError(f"--duration must be positive, got {args.duration:g}")
-    url = args.ws_url or ("testnet" if args.testnet else ("mainnet" if args.mainnet else settings.ws_url))
+    rest_url, key, secret = None, "", ""
+    if args.live:  # the same target and safety rules as pbdtui run --live
+        from engine.adapters.bybit.rest import MAINNET_URL, is_loopback
+
+        rest_url = _rest_target(args)
+        key, secret = _credentials()
+        if rest_url == MAINNET_URL and not is_loopback(rest_url):
+            _confirm_mainnet(settings.symbol)
+    elif args.rest_url:
+        raise ConfigError("--rest-url is for --live (paper trading fills on the stream's quotes)")
+    default_ws = ("mainnet" if args.mainnet else "testnet") if args.live else settings.ws_url
+    url = args.ws_url or ("testnet" if args.testnet else ("mainnet" if args.mainnet else default_ws))
     try:
         url = resolve_url(url)
     except ValueError as exc:
@@ -765,7 +773,8 @@ def _cmd_live(args: argparse.Namespace) -> int:
     db.parent.mkdir(parents=True, exist_ok=True)
     settings = _for_instrument(args, settings, trading=True)
     _compile_notice(EVENTS)
-    return run_live(settings, db, url, trading=not args.signals_only, duration=args.duration)
+    return run_live(settings, db, url, trading=not args.signals_only, duration=args.duration, rest_url=rest_url,
+                    api_key=key, api_secret=secret)
 
 
 def default_live_db() -> Path:
@@ -806,19 +815,23 @@ def _add_live(sub: Any) -> None:
         "  pbdtui live --db test.db --ws-url ws://127.0.0.1:8765/v5/public/linear   # pbdtui exchange-sim",
         description="Warm-start from the ticks in --db (signals only), then paper-trade the live stream in the\n"
                     "console: the backtest's fill model on live quotes. Records ticks, minutes and paper fills\n"
-                    "into --db. Keys: k kill switch, f flatten, ? help, q quit. --live is not available yet.")
+                    "into --db. Keys: k kill switch, f flatten, ? help, q quit. --live trades on Bybit's REST API\n"
+                    "as `pbdtui run --live` does (testnet by default; --mainnet asks for a typed confirmation;\n"
+                    "keys from BYBIT_API_KEY / BYBIT_API_SECRET only).")
     live.add_argument("--db", default=None, metavar="FILE",
                       help="the database to record into and warm-start from (default "
                            "$XDG_DATA_HOME/pbdtui/live.db, ~/.local/share/pbdtui/live.db)")
     mode = live.add_mutually_exclusive_group()
     mode.add_argument("--paper", action="store_true", help="paper trading on the live quotes (the default)")
-    mode.add_argument("--live", action="store_true", help="trade for real through Bybit's REST API (not yet)")
+    mode.add_argument("--live", action="store_true", help="trade for real through Bybit's REST API")
     mode.add_argument("--signals-only", action="store_true", help="features and signals, no trading")
     net = live.add_mutually_exclusive_group()
     net.add_argument("--testnet", action="store_true", help="Bybit testnet stream")
     net.add_argument("--mainnet", action="store_true", help="Bybit mainnet stream (the default for paper)")
     live.add_argument("--ws-url", default=None, metavar="URL",
                       help="any ws:// URL for the public stream (overrides --testnet/--mainnet and the config)")
+    live.add_argument("--rest-url", default=None, metavar="URL",
+                      help="Bybit REST base URL for --live (e.g. a loopback venue; default testnet)")
     live.add_argument("--duration", type=float, default=None, metavar="S",
                       help="end the session after S seconds (default: until q)")
     _add_instrument(live)

@@ -222,12 +222,9 @@ def run_live(settings: Any, db: str, ws_url: str, rest_url: str, api_key: str, a
     ``ready`` (a ``threading.Event``, tests) is set once the control socket listens.
     """
     out = sys.stdout if out is None else out
-    from engine.adapters.bybit.rest import BybitRest
     from engine.engine import client_prefix
-    from engine.execution.bybit import BybitExecution
     from engine.runtime.control import ControlServer, socket_path
-    from engine.runtime.trading import LiveTrader
-    from engine.store import instrument_of
+    from engine.runtime.trading import bybit_trader
 
     url = resolve_url(ws_url)
     config = feed_config or FeedConfig(url=url)
@@ -238,18 +235,11 @@ def run_live(settings: Any, db: str, ws_url: str, rest_url: str, api_key: str, a
     recent = _Recent(_Printer(settings, out, label="LIVE"))
     driver = LiveDriver(settings, db, config, recent, mode="external", status_interval=status_interval,
                         run_id=run_id, client_prefix=client_prefix(start_ms))
-    rest = BybitRest(rest_url, api_key, api_secret, symbol=settings.symbol, timeout=rest_timeout)
+    trader = bybit_trader(settings, driver, rest_url, api_key, api_secret, rest_timeout=rest_timeout,
+                          poll_interval=poll_interval)
     engine = driver.engine
-    tick = instrument_of(settings).tick_size
-
-    def mid_price() -> float | None:
-        p = engine.position()
-        return (p.bid + p.ask) / 2 * tick if p.bid > 0 and p.ask > 0 else None
-
-    backend = BybitExecution(rest, instrument_of(settings), price_source=mid_price, clock=driver.clock.now_ms)
-    trader = LiveTrader(driver, backend, target=rest.url, poll_interval=poll_interval)
     sock = socket_path(db)
-    print(f"LIVE trading {settings.symbol} (run {run_id}) on {rest.url}, feed {url}, into {db}; control socket "
+    print(f"LIVE trading {settings.symbol} (run {run_id}) on {trader.target}, feed {url}, into {db}; control socket "
           f"{sock}" + (f"; for {duration:g} s" if duration else " (Ctrl-C stops)"), file=out, flush=True)
 
     async def main() -> None:
@@ -259,7 +249,7 @@ def run_live(settings: Any, db: str, ws_url: str, rest_url: str, api_key: str, a
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(sig, stop.set)
         control = ControlServer(sock, _control_handler(settings, driver, trader, recent),
-                                info={"db": str(db), "rest_url": rest.url, "symbol": settings.symbol})
+                                info={"db": str(db), "rest_url": trader.target, "symbol": settings.symbol})
         await control.start()
         recent.control = control
         if ready is not None:

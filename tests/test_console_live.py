@@ -94,3 +94,38 @@ async def test_live_console_trades_on_paper_with_feed_health_and_the_operator_ke
     with Store(db, readonly=True) as st:
         stored = st.fetch("SELECT COUNT(*) FROM bars_1m WHERE ts_min >= ?", (CUT,))
     assert stored[0][0] >= 1  # the live minutes were recorded, not only the warm start's
+
+
+async def test_live_console_on_an_exchange_kill_switch_and_flatten_confirmed_flat_by_it(source_db, tmp_path):
+    """``pbdtui live --live`` against the loopback Bybit REST exchange (signatures checked, stops held)."""
+    from loopback.bybit_rest import BybitRestVenue
+
+    db = tmp_path / "live-exchange.db"
+    _history(source_db, db)
+    config = FeedConfig(url="ws://127.0.0.1:1/", stale_after=2.0, backoff_initial=0.01, backoff_max=0.05,
+                        seed=1, grace_ms=200, flush_interval=0.01)
+    async with BybitPublicVenue(StoreSource(source_db, start_ms=CUT), speed=20, seed=3) as venue:
+        exchange = BybitRestVenue(api_key="console-key", api_secret="console-secret-9f3",
+                                  quote=venue.quote, market_clock=venue.market_ms).start()
+        try:
+            app = create_live_app(SETTINGS, db, venue.url, feed_config=config, ui_interval=0.05,
+                                  rest_url=exchange.url, api_key="console-key", api_secret="console-secret-9f3")
+            assert app.mode == "LIVE"
+            async with app.run_test(size=(160, 48)) as pilot:
+                trader = app.driver.driver.trader
+                await _until(pilot, lambda: trader.started and app.minutes and app.feed is not None,
+                             "the exchange's start reconciliation and a minute")
+                await pilot.press("k")
+                await _until(pilot, lambda: trader.kill_reasons.get("operator"), "the trader's kill switch")
+                await _until(pilot, lambda: app.kill_on, "the kill switch on screen")
+                await pilot.press("f")
+                await _until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the flatten question")
+                await pilot.press("y")
+                await _until(pilot, lambda: any("FLAT confirmed by the exchange" in line for line in app.alert_lines),
+                             "the exchange's confirmation", 60)
+                assert exchange.position()[0] == 0
+                assert not any("console-secret-9f3" in line for line in app.alert_lines)
+                await pilot.press("q")
+                await _until(pilot, lambda: app.exiting, "quit", 30)
+        finally:
+            exchange.stop()

@@ -1,10 +1,12 @@
 """End to end in a real terminal: tmux runs ``pbdtui demo``, a person's keys go in, the screen is read back.
 
-The demo streams a simulated market through the loopback venue and the live
-path (a 20-minute window keeps the session short). The test waits for the
-console to be READY, switches the kill switch on, flattens (with the
-confirmation), quits, and checks the screen, the exit status and the
-session log, as someone at the keyboard would.
+The demo streams a simulated market through the loopback venue and trades it
+on the loopback Bybit REST exchange through the live path (a 20-minute
+window keeps the session short). The test waits for the console to be
+READY, switches the kill switch on, flattens (with the confirmation) until
+the exchange confirms flat, quits, and checks the screen, the exit status,
+the exchange's final position and the session log, as someone at the
+keyboard would.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ def test_demo_in_a_real_terminal_kill_switch_flatten_and_quit(terminal):
                f"--config config.yaml; echo EXIT=$? > exit.txt; sleep 600")  # Textual draws on stderr: no redirect
     _tmux("new-session", "-d", "-s", SESSION, "-x", "120", "-y", "36", command)
 
-    screen = _until(lambda s: s.startswith(" PAPER") and "READY" in s.splitlines()[0]
+    screen = _until(lambda s: s.startswith(" DEMO") and "READY" in s.splitlines()[0]
                     and "feed ok" in s.splitlines()[0], "READY with the feed up", 300)
     assert "kill off" in screen.splitlines()[0]
     assert "demo: a simulated" in screen  # the alerts panel says what the demo is
@@ -69,8 +71,8 @@ def test_demo_in_a_real_terminal_kill_switch_flatten_and_quit(terminal):
     _tmux("send-keys", "-t", SESSION, "f")
     _until(lambda s: "Flatten: close the position at market?" in s, "the flatten question", 30)
     _tmux("send-keys", "-t", SESSION, "y")
-    screen = _until(lambda s: "FLATTEN:" in s, "the flatten in the alerts", 30)
-    screen = _until(lambda s: "position  FLAT" in s, "a flat position", 60)
+    screen = _until(lambda s: "FLAT confirmed" in s, "the exchange's flat confirmation", 60)
+    assert "position  FLAT" in screen
 
     _tmux("send-keys", "-t", SESSION, "q")
     deadline = time.monotonic() + 60
@@ -80,8 +82,69 @@ def test_demo_in_a_real_terminal_kill_switch_flatten_and_quit(terminal):
     after = _screen()
     assert (tmp / "exit.txt").read_text().strip() == "EXIT=0", after
     assert "pbdtui: session log: " in after and "pbdtui: recorded " not in after  # the demo's db is temporary
-    logs = list((state / "pbdtui" / "logs").glob("paper-*.log"))
+    assert "the demo exchange's position at the end: 0 (flat)" in after  # flat on the exchange itself
+    logs = list((state / "pbdtui" / "logs").glob("demo-*.log"))
     assert len(logs) == 1 and logs[0].stat().st_mode & 0o777 == 0o600
     text = logs[0].read_text()
-    assert "PAPER console started" in text and "console closed" in text
+    assert "DEMO console started" in text and "console closed" in text
     assert not Path(tmp / "demo-91-live.db").exists()
+
+
+def test_attach_in_a_terminal_then_the_terminal_dies_and_the_daemon_trades_on(tmp_path):
+    """`pbdtui run --live` (loopback stream + REST, three processes), `pbdtui attach` in tmux, tmux killed."""
+    from engine.runtime.control import ControlClient, socket_path
+
+    (tmp_path / "config.yaml").write_text("rolling_window_minutes: 20\n")
+    env = os.environ | {"XDG_RUNTIME_DIR": str(tmp_path / "run"), "XDG_STATE_HOME": str(tmp_path / "state"),
+                        "BYBIT_API_KEY": "attach-key", "BYBIT_API_SECRET": "attach-secret-71x",
+                        "PYTHONPATH": os.pathsep.join(sys.path)}
+    cli = [sys.executable, "-m", "pbdtui.cli"]
+    src, db = tmp_path / "src.db", tmp_path / "live.db"
+    subprocess.run([*cli, "data", "synth", "--db", str(src), "--days", "0.04", "--seed", "5"], env=env, check=True,
+                   capture_output=True, cwd=tmp_path)
+    procs = []
+    try:
+        sim = subprocess.Popen([*cli, "exchange-sim", "--db", str(src), "--speed", "10"], env=env, cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        procs.append(sim)
+        ws_url = sim.stdout.readline().strip()
+        rest = subprocess.Popen([sys.executable, "-m", "loopback.bybit_rest"], env=env, cwd=tmp_path,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        procs.append(rest)
+        rest_url = rest.stdout.readline().split(" on ")[1].split(" ")[0]
+        daemon = subprocess.Popen([*cli, "run", "--db", str(db), "--live", "--ws-url", ws_url, "--rest-url", rest_url,
+                                   "--config", "config.yaml"], env=env, cwd=tmp_path,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(daemon)
+        client = ControlClient(socket_path(db), timeout=10)
+        deadline = time.monotonic() + 240
+        while not socket_path(db).exists():
+            assert daemon.poll() is None and time.monotonic() < deadline, "the daemon did not start"
+            time.sleep(0.2)
+
+        exports = " ".join(f"{k}='{env[k]}'" for k in ("XDG_RUNTIME_DIR", "XDG_STATE_HOME", "PYTHONPATH"))
+        _tmux("new-session", "-d", "-s", SESSION, "-x", "120", "-y", "36",
+              f"cd '{tmp_path}' && {exports} '{sys.executable}' -m pbdtui.cli attach --db '{db}' "
+              f"--config config.yaml; sleep 600")
+        _until(lambda s: s.startswith(" LIVE") and "attached to the" in s, "the attached console", 120)
+
+        def minute() -> int:  # the newest minute the daemon closed (0: none yet)
+            return int((client.request("snapshot")["minute"] or {}).get("features", {}).get("ts_min", 0))
+
+        deadline = time.monotonic() + 120
+        while not minute():
+            assert time.monotonic() < deadline, "the daemon closed no minute"
+            time.sleep(0.2)
+        before = minute()
+
+        subprocess.run(["tmux", "kill-session", "-t", SESSION], check=True)  # the SSH session dies
+        deadline = time.monotonic() + 120
+        while minute() <= before:
+            assert time.monotonic() < deadline, "the daemon stopped closing minutes"
+            time.sleep(0.2)
+        assert daemon.poll() is None  # still running, still trading
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in procs:
+            p.wait(30)

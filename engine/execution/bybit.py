@@ -236,7 +236,9 @@ class BybitExecution:
                 self._alert("start", f"cannot start: {e}", severity="critical")
                 return False
             if self._since is None:
-                self._since = self._now()
+                # our "now" may run ahead of the exchange's by the offset's uncertainty: an execution
+                # stamped just after this start must not fall below the floor
+                self._since = self._now() - int(getattr(self.rest, "offset_uncertainty_ms", 0))
             if self._floor is None:
                 self._floor = self._since
             self._info("started", f"{self.symbol}: clock offset {offset} ms; tick {self.rules.tick_size}, qty step "

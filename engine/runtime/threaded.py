@@ -51,6 +51,7 @@ class ThreadedLive:
         self._stop: asyncio.Event | None = None
         self._stopped = threading.Event()  # set by stop() before the loop exists, too
         self._connected = False
+        self._flattening: asyncio.Task[bool] | None = None  # an exchange flatten in progress
 
     @property
     def settings(self) -> Any:
@@ -65,7 +66,13 @@ class ThreadedLive:
     # --- any thread ---------------------------------------------------------------------
 
     def send(self, command: str, value: float = 0.0) -> None:
-        """``kill`` (toggle the manual kill switch) or ``flatten``; applied on the driver's loop."""
+        """``kill`` (toggle the kill switch) or ``flatten``; applied on the driver's loop.
+
+        With an exchange (the driver's ``trader``): ``kill`` latches the
+        trader's kill switch or, when on, resets it; ``flatten`` is the
+        trader's flatten (kill, cancel all, reduce-only close, flat confirmed
+        by the exchange, retried), reported by its alerts.
+        """
         if command not in COMMANDS:
             raise ValueError(f"unknown live command {command!r} (live takes {', '.join(COMMANDS)})")
         loop = self._loop
@@ -138,11 +145,20 @@ class ThreadedLive:
                 self._sink(TicksFed(self.snapshot()))
 
     def _apply(self, command: str) -> None:
-        if not self._streaming():
+        trader = self.driver.trader
+        if not self._streaming() or (trader is not None and not trader.started):
             self._sink(Alert(ts=-1, kind="command", severity="warning",
                              text=f"{command}: not applied during the warm start; press again when it is over"))
             return
-        self.driver.runner.command(command)
+        if trader is None:
+            self.driver.runner.command(command)
+        elif command == "kill":
+            if trader.kill_reasons:
+                trader.reset_kill()
+            else:
+                trader.kill("operator", "console")
+        else:
+            self._flattening = asyncio.get_running_loop().create_task(trader.flatten(), name="console-flatten")
         self._sink(TicksFed(self.snapshot()))
 
     def snapshot(self):  # noqa: ANN201 - engine.runtime.events.Snapshot

@@ -368,3 +368,25 @@ class LiveTrader:
 
     def _alert(self, kind: str, text: str, severity: str) -> None:
         self._emit(Alert(ts=self.engine.last_event_ts, text=text, severity=severity, kind=kind))
+
+
+def bybit_trader(settings: Any, driver: Any, rest_url: str, api_key: str, api_secret: str, *,
+                 rest_timeout: float = 5.0, poll_interval: float = 1.0) -> LiveTrader:
+    """A ``LiveTrader`` joining ``driver`` (external mode) to Bybit's REST API at ``rest_url`` through pybit.
+
+    Market orders are priced for the instrument rules from the engine's own mid.
+    """
+    from engine.adapters.bybit.rest import BybitRest
+    from engine.execution.bybit import BybitExecution
+    from engine.store import instrument_of
+
+    rest = BybitRest(rest_url, api_key, api_secret, symbol=settings.symbol, timeout=rest_timeout)
+    engine = driver.engine
+    tick = instrument_of(settings).tick_size
+
+    def mid_price() -> float | None:
+        p = engine.position()
+        return (p.bid + p.ask) / 2 * tick if p.bid > 0 and p.ask > 0 else None
+
+    backend = BybitExecution(rest, instrument_of(settings), price_source=mid_price, clock=driver.clock.now_ms)
+    return LiveTrader(driver, backend, target=rest.url, poll_interval=poll_interval)

@@ -421,6 +421,7 @@ class BybitRest:
         self.notices: list[Notice] = []
         self.requests = 0
         self.last_limit: dict[str, tuple[int, int]] = {}  # path -> (remaining, limit) from the last answer
+        self.offset_uncertainty_ms = 0  # half the round trip of the last clock sync, ms
 
     def __repr__(self) -> str:
         return f"BybitRest(url={self.url!r}, symbol={self.symbol!r})"
@@ -451,6 +452,9 @@ class BybitRest:
             after = self._clock()
             offset = server - int((before + after) * 500)
             self._http.time_offset_ms = offset
+            # the offset is known to within half the round trip: a time we stamp may run ahead of the
+            # exchange's by up to that much
+            self.offset_uncertainty_ms = int((after - before) * 500) + 1
             return offset
 
     def instrument_rules(self) -> InstrumentRules:
