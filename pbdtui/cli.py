@@ -807,6 +807,23 @@ def _add_attach(sub: Any) -> None:
     att.set_defaults(func=_cmd_attach)
 
 
+def _add_trading_target(parser: Any) -> Any:
+    """--paper/--live, --testnet/--mainnet, --ws-url, --rest-url (run and live); returns the mode group."""
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--paper", action="store_true", help="paper trading on the live quotes (the default)")
+    mode.add_argument("--live", action="store_true", help="trade for real through Bybit's REST API")
+    net = parser.add_mutually_exclusive_group()
+    net.add_argument("--testnet", action="store_true", help="Bybit testnet (the default for --live)")
+    net.add_argument("--mainnet", action="store_true",
+                     help="Bybit mainnet (the default stream for paper; --live asks for a typed confirmation)")
+    parser.add_argument("--ws-url", default=None, metavar="URL",
+                        help="any ws:// URL for the public stream (overrides --testnet/--mainnet and the config)")
+    parser.add_argument("--rest-url", default=None, metavar="URL",
+                        help="Bybit REST base URL for --live: testnet, demo, mainnet or http(s)://... (a loopback "
+                             "venue needs no confirmation)")
+    return mode
+
+
 def _add_live(sub: Any) -> None:
     live = _command(
         sub, "live", "the console on Bybit's public stream: paper trading, recording as it goes",
@@ -821,17 +838,8 @@ def _add_live(sub: Any) -> None:
     live.add_argument("--db", default=None, metavar="FILE",
                       help="the database to record into and warm-start from (default "
                            "$XDG_DATA_HOME/pbdtui/live.db, ~/.local/share/pbdtui/live.db)")
-    mode = live.add_mutually_exclusive_group()
-    mode.add_argument("--paper", action="store_true", help="paper trading on the live quotes (the default)")
-    mode.add_argument("--live", action="store_true", help="trade for real through Bybit's REST API")
+    mode = _add_trading_target(live)
     mode.add_argument("--signals-only", action="store_true", help="features and signals, no trading")
-    net = live.add_mutually_exclusive_group()
-    net.add_argument("--testnet", action="store_true", help="Bybit testnet stream")
-    net.add_argument("--mainnet", action="store_true", help="Bybit mainnet stream (the default for paper)")
-    live.add_argument("--ws-url", default=None, metavar="URL",
-                      help="any ws:// URL for the public stream (overrides --testnet/--mainnet and the config)")
-    live.add_argument("--rest-url", default=None, metavar="URL",
-                      help="Bybit REST base URL for --live (e.g. a loopback venue; default testnet)")
     live.add_argument("--duration", type=float, default=None, metavar="S",
                       help="end the session after S seconds (default: until q)")
     _add_instrument(live)
@@ -855,18 +863,7 @@ def _add_run(sub: Any) -> None:
                     "every 5 s; stops on Ctrl-C, SIGTERM or after --duration (positions stay protected by\n"
                     "their exchange stops).")
     _add_db(run, "the database to record into and warm-start from (created when missing)")
-    mode = run.add_mutually_exclusive_group()
-    mode.add_argument("--paper", action="store_true", help="paper trading on the live quotes (the default)")
-    mode.add_argument("--live", action="store_true", help="trade for real through Bybit's REST API")
-    net = run.add_mutually_exclusive_group()
-    net.add_argument("--testnet", action="store_true", help="Bybit testnet (the default for --live)")
-    net.add_argument("--mainnet", action="store_true",
-                     help="Bybit mainnet (the default stream for paper; --live asks for a typed confirmation)")
-    run.add_argument("--ws-url", default=None, metavar="URL",
-                     help="any ws:// URL for the public stream (overrides --testnet/--mainnet and the config)")
-    run.add_argument("--rest-url", default=None, metavar="URL",
-                     help="Bybit REST base URL for --live: testnet, demo, mainnet or http(s)://... (a loopback "
-                          "venue needs no confirmation)")
+    _add_trading_target(run)
     run.add_argument("--duration", type=float, default=None, metavar="S",
                      help="stop after S seconds (default: run until stopped)")
     _add_instrument(run)

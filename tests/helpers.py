@@ -14,6 +14,17 @@ from engine.types import QUOTE_DTYPE, TRADE_DTYPE
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
+async def pilot_until(pilot, condition, what: str, timeout: float = 60.0) -> None:
+    """Let a Textual pilot run until ``condition()`` holds (a UI state: polled between frames)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await pilot.pause(0.05)
+
+
 def shared_file(rel: str) -> Path:
     """A file of ../shared/data, or skip the test with the reason."""
     path = SHARED_DATA / rel

@@ -10,7 +10,6 @@ the daemon is still trading afterwards.
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
@@ -20,6 +19,7 @@ from engine.store import Store, instrument_of
 from engine.synth import synthesize
 from pbdtui.attach import create_attach_app
 from pbdtui.screens import ConfirmScreen
+from tests.helpers import pilot_until as _until
 from tests.test_live_trading import SETTINGS, START, Session
 
 
@@ -34,14 +34,6 @@ def source_db(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def _run_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
-
-
-async def _until(pilot, condition, what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.05)
 
 
 async def test_attach_watches_the_daemon_sends_kill_and_flatten_and_quitting_leaves_it_trading(source_db, tmp_path):

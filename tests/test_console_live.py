@@ -9,8 +9,6 @@ what it received is recorded.
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from engine.adapters.bybit.ws import FeedConfig
@@ -22,6 +20,7 @@ from loopback.source import StoreSource
 from pbdtui.app import create_live_app
 from pbdtui.screens import ConfirmScreen, HelpScreen
 from pbdtui.widgets.panels import StatusBar
+from tests.helpers import pilot_until as _until
 
 SETTINGS = Settings().replace(rolling_window_minutes=10)
 START = 1_767_571_200_000  # 2026-01-05 00:00 UTC
@@ -42,14 +41,6 @@ def _history(source_db, db) -> None:
         dst.append_ticks("trade", tr[tr["ts"] < CUT], "earlier run")
         dst.append_ticks("quote", qu[qu["ts"] < CUT], "earlier run")
         dst.append_funding(src.load_funding())
-
-
-async def _until(pilot, condition, what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.05)
 
 
 async def test_live_console_trades_on_paper_with_feed_health_and_the_operator_keys(source_db, tmp_path):
