@@ -40,6 +40,7 @@ from engine.runtime import AlertRules, ReplayDriver
 from engine.types import READY
 from pbdtui.messages import (
     AlertRaised,
+    ExchangeChanged,
     FeedHealth,
     FlattenRequested,
     KillSwitchChanged,
@@ -347,6 +348,10 @@ class PbdApp(App[int]):
         features = self.query_one(FeaturesView)
         features.position = snap.position
         features.last_px = snap.last_px
+
+    @_guarded
+    def on_exchange_changed(self, message: ExchangeChanged) -> None:
+        self.query_one(PositionPanel).exchange = message.status
 
     @_guarded
     def on_feed_health(self, message: FeedHealth) -> None:

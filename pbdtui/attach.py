@@ -23,6 +23,7 @@ from engine.engine import PositionView
 from engine.runtime.control import ControlClient, ControlError, find_daemons, socket_path
 from engine.runtime.events import (
     Alert,
+    ExchangeChanged,
     FeedHealth,
     Filled,
     KillSwitchChanged,
@@ -139,6 +140,8 @@ class AttachDriver:
         if kill != self._kill_on:
             self._kill_on = kill
             self._sink(KillSwitchChanged(on=kill, ts=-1))
+        if status:
+            self._sink(ExchangeChanged(status))
         screen = answer.get("screen")
         if screen:
             snap = snapshot_of(screen)

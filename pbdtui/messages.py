@@ -140,7 +140,18 @@ class FeedHealth(Message):
         return isinstance(message, FeedHealth)
 
 
+@dataclass
+class ExchangeChanged(Message):
+    """The exchange's side of a live session: its position and stop, orders in flight, kill reasons, reconciliation."""
+
+    status: dict[str, Any]
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, ExchangeChanged)
+
+
 _MESSAGES: dict[type, type[Message]] = {
+    events.ExchangeChanged: ExchangeChanged,
     events.FeedHealth: FeedHealth,
     events.TicksFed: TicksReplayed,
     events.MinuteClosed: MinuteClosed,

@@ -534,8 +534,12 @@ def render_feed(feed: Any | None, stale_ms: int = 10_000, compact: bool = False)
 
 
 def render_position(position: Any | None, *, last_px: int, ts: int, tick_size: float, qty_step: float,
-                    order_qty: float, max_hold_minutes: int) -> Text:
-    """Side, size, entry, stop, target, unrealised and realised PnL, time in trade, time stop left."""
+                    order_qty: float, max_hold_minutes: int, exchange: dict[str, Any] | None = None) -> Text:
+    """Side, size, entry, stop, target, unrealised and realised PnL, time in trade, time stop left.
+
+    ``exchange`` (live modes, ``LiveTrader.status()``): the exchange's own position and stop, the
+    orders in flight, the kill switch's reasons and the last reconciliation.
+    """
     fmt = PriceFormat(tick_size)
     qty_dec = decimals_of(qty_step)
     out = Text(no_wrap=True, overflow="ellipsis")
@@ -570,7 +574,37 @@ def render_position(position: Any | None, *, last_px: int, ts: int, tick_size: f
         row("risk", "DAILY LOSS LIMIT: entries off", "bold red")
     if p.kill_manual:
         row("kill", "KILL SWITCH ON: entries off", "bold red")
+    if exchange is not None:
+        _exchange_rows(row, exchange, fmt, qty_step, qty_dec)
     return out
+
+
+def _exchange_rows(row: Any, ex: dict[str, Any], fmt: PriceFormat, qty_step: float, qty_dec: int) -> None:
+    """The exchange's side of the position panel (what Bybit itself holds)."""
+    venue = ex.get("venue")
+    if venue is None:
+        row("exchange", "not read yet", "yellow")
+    else:
+        lots = int(venue.get("qty", 0))
+        side = "FLAT" if lots == 0 else f"{'LONG' if lots > 0 else 'SHORT'} {abs(lots) * qty_step:.{qty_dec}f}"
+        row("exchange", side, "bold")
+        if lots:
+            stop = int(venue.get("stop", 0))
+            row("  stop", fmt.px(stop) if stop > 0 else "NONE ON THE EXCHANGE", "" if stop > 0 else "bold red")
+            take = int(venue.get("take_profit", 0))
+            if take > 0:
+                row("  target", fmt.px(take))
+    orders = len(ex.get("outstanding", [])) + int(ex.get("queued", 0))
+    if orders or ex.get("flattening"):
+        row("orders", f"{orders} in flight" + ("  FLATTENING" if ex.get("flattening") else ""), "yellow")
+    rec = ex.get("last_reconciliation")
+    if ex.get("mismatch"):
+        row("reconcile", "MISMATCH: entries blocked", "bold red")
+    elif rec:
+        row("reconcile", "ok" if rec.get("matched", True) else "MISMATCH", "" if rec.get("matched", True) else "bold red")
+    reasons = ex.get("kill", {}).get("reasons", {})
+    if reasons:
+        row("kill by", ", ".join(sorted(reasons)), "bold red")
 
 
 def render_signal_line(features: Mapping[str, Any], signal: Mapping[str, Any]) -> Text:

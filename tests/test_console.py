@@ -177,6 +177,26 @@ def test_features_panel_before_the_first_close():
     assert [line.plain for line in lines] == ["minute    waiting for the first close"]
 
 
+def test_position_panel_shows_the_exchange_side_in_live_modes():
+    from pbdtui.render import render_position
+
+    position = PositionView(position=1, entry_px=941_764, entry_ts=T_0358, stop=941_000, target2=0, tag=2,
+                            realized=0.0, fees=0.1, funding=0.0, day_pnl=0.0, kill_daily=False, kill_manual=True,
+                            bid=941_700, ask=941_701)
+    exchange = {"venue": {"qty": 1, "entry_px": 941_764, "stop": 941_000, "take_profit": 0}, "outstanding": ["x"],
+                "queued": 0, "flattening": True, "mismatch": False, "last_reconciliation": {"matched": True},
+                "kill": {"on": True, "reasons": {"flatten": "operator flatten", "operator": "console"}}}
+    text = render_position(position, last_px=941_700, ts=T_0358 + 60_000, tick_size=0.1, qty_step=0.001,
+                           order_qty=0.001, max_hold_minutes=60, exchange=exchange).plain
+    assert "exchange  LONG 0.001" in text and "  stop    94100.0" in text
+    assert "orders    1 in flight  FLATTENING" in text and "reconcile ok" in text
+    assert "kill by   flatten, operator" in text
+    naked = {**exchange, "venue": {"qty": -1, "stop": 0}, "mismatch": True}
+    text = render_position(position, last_px=941_700, ts=T_0358, tick_size=0.1, qty_step=0.001, order_qty=0.001,
+                           max_hold_minutes=60, exchange=naked).plain
+    assert "NONE ON THE EXCHANGE" in text and "MISMATCH: entries blocked" in text
+
+
 def test_status_bar_live_modes_show_feed_health_and_fit_80_columns():
     from engine.runtime.events import FeedHealth
 

@@ -19,7 +19,7 @@ from loopback.bybit_ws import BybitPublicVenue
 from loopback.source import StoreSource
 from pbdtui.app import create_live_app
 from pbdtui.screens import ConfirmScreen, HelpScreen
-from pbdtui.widgets.panels import StatusBar
+from pbdtui.widgets.panels import PositionPanel, StatusBar
 from tests.helpers import pilot_until as _until
 
 SETTINGS = Settings().replace(rolling_window_minutes=10)
@@ -115,6 +115,9 @@ async def test_live_console_on_an_exchange_kill_switch_and_flatten_confirmed_fla
                 await _until(pilot, lambda: any("FLAT confirmed by the exchange" in line for line in app.alert_lines),
                              "the exchange's confirmation", 60)
                 assert exchange.position()[0] == 0
+                await _until(pilot, lambda: "exchange  FLAT" in app.query_one(PositionPanel).render().plain
+                             and "reconcile ok" in app.query_one(PositionPanel).render().plain,
+                             "the exchange's side in the position panel")
                 assert not any("console-secret-9f3" in line for line in app.alert_lines)
                 await pilot.press("q")
                 await _until(pilot, lambda: app.exiting, "quit", 30)

@@ -145,3 +145,10 @@ class FeedHealth:
     malformed: int  # bad frames, all topics
     connected: bool  # subscribed and receiving (False while disconnected or reconnecting)
     warmup_left: int = 0  # minutes until the profile window is full (0: full)
+
+
+@dataclass
+class ExchangeChanged:
+    """The exchange's side of a live session (``LiveTrader.status()``): its position and stop, orders, kill, reconciliation."""
+
+    status: dict[str, Any]

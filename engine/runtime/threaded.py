@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from engine.adapters.bybit import ws
-from engine.runtime.events import Alert, FeedHealth, TicksFed
+from engine.runtime.events import Alert, ExchangeChanged, FeedHealth, TicksFed
 from engine.runtime.live import FeedChanged, LiveDriver, LiveStatus
 from engine.runtime.runner import Sink
 
@@ -127,6 +127,8 @@ class ThreadedLive:
                                   reconnects=int(feed.get("reconnects", 0)), gaps=int(feed.get("gaps", 0)),
                                   malformed=sum(feed.get("malformed", {}).values()), connected=self._connected,
                                   warmup_left=event.warmup_left))
+            if event.execution is not None:
+                self._sink(ExchangeChanged(event.execution))
         elif not isinstance(event, ws.Ticker):
             self._sink(event)
 

@@ -71,6 +71,9 @@ class PositionPanel(Widget):
     snapshot: reactive[Snapshot | None] = reactive(None, layout=True)
     """The driver's latest snapshot (position, last price, clock)."""
 
+    exchange: reactive[dict[str, Any] | None] = reactive(None, layout=True)
+    """Live modes: the exchange's side (``LiveTrader.status()``); None on paper and in a replay."""
+
     def __init__(self, *, tick_size: float, qty_step: float, order_qty: float, max_hold_minutes: int,
                  **kwargs: Any):
         super().__init__(**kwargs)
@@ -81,7 +84,7 @@ class PositionPanel(Widget):
     def render(self) -> Text:
         snap = self.snapshot
         return render_position(snap.position if snap else None, last_px=snap.last_px if snap else -1,
-                               ts=snap.ts if snap else -1, **self.units)
+                               ts=snap.ts if snap else -1, exchange=self.exchange, **self.units)
 
 
 class PriceChart(Widget):
