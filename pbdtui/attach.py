@@ -24,7 +24,6 @@ from engine.runtime.control import ControlClient, ControlError, find_daemons, so
 from engine.runtime.events import (
     Alert,
     ExchangeChanged,
-    FeedHealth,
     Filled,
     KillSwitchChanged,
     MinuteClosed,
@@ -32,10 +31,7 @@ from engine.runtime.events import (
     TicksFed,
 )
 from engine.runtime.runner import Sink
-
-_FEED_SEVERITY = {"connected": "info", "subscribed": "info", "closed": "info", "refused": "error",
-                  "disconnected": "error", "reconnecting": "warning", "stale": "error", "gap": "warning",
-                  "crossed": "warning"}
+from engine.runtime.threaded import FeedView
 
 
 def find_socket(db: str | None) -> Path:
@@ -79,7 +75,8 @@ class AttachDriver:
         self._stop = threading.Event()
         self._sink: Sink = lambda event: None
         self._kill_on = False
-        self._connected = False
+        self._connected = False  # the daemon answers (the daemon's own feed: ``feed``)
+        self.feed = FeedView()
 
     # --- any thread ------------------------------------------------------------------------
 
@@ -135,6 +132,9 @@ class AttachDriver:
         self._state(answer)
 
     def _state(self, answer: dict[str, Any]) -> None:
+        counters = answer.get("feed") or {}
+        if counters:  # the daemon's feed counters: up while every connection made is still open
+            self.feed.connected = int(counters.get("connects", 0)) > int(counters.get("disconnects", 0))
         status = answer.get("status", {})
         kill = bool(status.get("kill", {}).get("on"))
         if kill != self._kill_on:
@@ -173,17 +173,11 @@ class AttachDriver:
             return Alert(**data)
         if kind == "FeedChanged":
             st = data.get("status", {})
-            severity = _FEED_SEVERITY.get(st.get("kind", ""))
-            if severity is None:
-                return None
-            return Alert(ts=int(st.get("ts", -1)), text=f"feed {st.get('kind')}: {st.get('detail', '')}",
-                         severity=severity, kind=f"feed_{st.get('kind')}")
+            return self.feed.status(str(st.get("kind", "")), str(st.get("detail", "")), int(st.get("ts", -1)))
         if kind == "LiveStatus":
-            feed = data.get("feed", {})
-            # the daemon's status line figures; the age of its newest data is not among them
-            return FeedHealth(quiet_ms=0, lag_ms=int(data.get("lag_ms", 0)), reconnects=int(feed.get("reconnects", 0)),
-                              gaps=int(feed.get("gaps", 0)), malformed=sum(feed.get("malformed", {}).values()),
-                              connected=True, warmup_left=int(data.get("warmup_left", 0)))
+            # the daemon's status-line figures; the age of its newest data is not among them
+            return self.feed.health(data.get("feed", {}), int(data.get("lag_ms", 0)),
+                                    int(data.get("warmup_left", 0)), quiet_ms=0)
         return None
 
     def _request(self, cmd: str) -> None:

@@ -35,7 +35,7 @@ from pbdtui.screens import ConfirmScreen, HelpScreen, SeekScreen, SummaryScreen,
 from pbdtui.widgets.features import FeaturesView
 from pbdtui.widgets.panels import StatusBar
 from pbdtui.widgets.profile import ProfileView
-from tests.helpers import random_stream
+from tests.helpers import pilot_until, random_stream
 
 T_0358 = 1_767_585_480_000  # 2026-01-05 03:58 UTC
 
@@ -231,11 +231,14 @@ def session_db(tmp_path_factory) -> Path:
 
 
 async def _until(pilot, condition, what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.05)
+    await pilot_until(pilot, condition, what, timeout)
+
+
+async def _quit(pilot, app) -> None:
+    """``q``; when a paper position happens to be open the console asks first: yes."""
+    await pilot.press("q")
+    if isinstance(app.screen, ConfirmScreen):
+        await pilot.press("y")
 
 
 # Seconds with warm numba caches; the first run after a kernel edit compiles for a minute or more.
@@ -274,9 +277,7 @@ async def test_replay_draws_profile_with_value_area_and_last_price(session_db, s
         status = _status(app)
         assert status.startswith("REPLAY 2026-01-05 ") and "▶ 60x" in status
         assert "kill off" in status
-        await pilot.press("q")
-        if isinstance(app.screen, ConfirmScreen):  # a paper position happened to be open: quit anyway
-            await pilot.press("y")
+        await _quit(pilot, app)
     assert app.return_code == 0
 
 
@@ -321,9 +322,7 @@ async def test_keys_reach_the_engine_on_its_thread(session_db):
         await pilot.press("y")
         await _until(pilot, lambda: not driver.engine.position().kill_manual, "kill switch off")
 
-        await pilot.press("q")
-        if isinstance(app.screen, ConfirmScreen):  # a paper position happened to be open: quit anyway
-            await pilot.press("y")
+        await _quit(pilot, app)
         await pilot.pause()
     assert app.return_code == 0
     assert app.replay_worker is not None and app.replay_worker.is_finished
@@ -487,9 +486,7 @@ async def test_layout_puts_status_position_profile_alerts_first(session_db, size
         await pilot.press("question_mark")
         await _until(pilot, lambda: isinstance(app.screen, HelpScreen), "the help")
         await pilot.press("escape")
-        await pilot.press("q")
-        if isinstance(app.screen, ConfirmScreen):  # a paper position happened to be open: quit anyway
-            await pilot.press("y")
+        await _quit(pilot, app)
     assert app.return_code == 0
 
 
@@ -549,9 +546,7 @@ async def test_step_seek_and_next_trade_from_the_keyboard(session_db):
         await _until(pilot, lambda: (driver.runner.fills > fills or driver.finished) and not app.jumping,
                      "the next trade", 120.0)
         assert driver.paused or driver.finished
-        await pilot.press("q")
-        if isinstance(app.screen, ConfirmScreen):  # a position is open: quitting asks
-            await pilot.press("y")
+        await _quit(pilot, app)
     assert app.return_code == 0
 
 
@@ -567,9 +562,7 @@ async def test_every_minute_reaches_the_signals_log_and_the_end_shows_the_report
         assert len(app.query_one("#signals").lines) == min(runner.minutes, 1000)
         assert "net PnL" in app.report_text or "net" in app.report_text
         await pilot.press("escape")
-        await pilot.press("q")
-        if isinstance(app.screen, ConfirmScreen):
-            await pilot.press("y")
+        await _quit(pilot, app)
     assert app.return_code == 0
 
 

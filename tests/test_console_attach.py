@@ -46,6 +46,8 @@ async def test_attach_watches_the_daemon_sends_kill_and_flatten_and_quitting_lea
             await _until(pilot, lambda: app.snapshot is not None and app.minutes, "the daemon's state")
             assert any("attached to the live daemon" in line for line in app.alert_lines)
             assert app.snapshot.bins.size > 0  # the daemon's profile, drawn here
+            # the daemon's feed health: up, from its counters (the subscription began after it connected)
+            await _until(pilot, lambda: app.feed is not None and app.feed.connected, "the daemon's feed health")
 
             await pilot.press("k")
             await _until(pilot, lambda: s.trader.status()["kill"]["on"], "the daemon's kill switch")

@@ -29,6 +29,30 @@ COMMANDS = ("kill", "flatten")
 _FEED_SEVERITY = {ws.CONNECTED: "info", ws.SUBSCRIBED: "info", ws.CLOSED: "info", ws.REFUSED: "error",
                   ws.DISCONNECTED: "error", ws.RECONNECTING: "warning", ws.STALE: "error", ws.GAP: "warning",
                   ws.CROSSED: "warning"}
+_UP, _DOWN = (ws.SUBSCRIBED, ws.CONNECTED), (ws.DISCONNECTED, ws.RECONNECTING, ws.STALE, ws.CLOSED)
+
+
+class FeedView:
+    """The feed's statuses and health figures in a screen's terms (the live console and ``attach`` share it)."""
+
+    def __init__(self) -> None:
+        self.connected = False  # subscribed and not since disconnected
+
+    def status(self, kind: str, detail: str, ts: int) -> Alert | None:
+        """A feed status: tracks the connection; the alert to show (None: counted in the status bar only)."""
+        if kind in _UP:
+            self.connected = True
+        elif kind in _DOWN:
+            self.connected = False
+        severity = _FEED_SEVERITY.get(kind)
+        return None if severity is None else Alert(ts=ts, text=f"feed {kind}: {detail}", severity=severity,
+                                                   kind=f"feed_{kind}")
+
+    def health(self, feed: dict[str, Any], lag_ms: int, warmup_left: int, quiet_ms: int) -> FeedHealth:
+        """A status line's figures (``LiveStatus``) as the status bar's ``FeedHealth``."""
+        return FeedHealth(quiet_ms=quiet_ms, lag_ms=lag_ms, reconnects=int(feed.get("reconnects", 0)),
+                          gaps=int(feed.get("gaps", 0)), malformed=sum(feed.get("malformed", {}).values()),
+                          connected=self.connected, warmup_left=warmup_left)
 
 
 class ThreadedLive:
@@ -50,7 +74,7 @@ class ThreadedLive:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._stopped = threading.Event()  # set by stop() before the loop exists, too
-        self._connected = False
+        self.feed = FeedView()
         self._flattening: asyncio.Task[bool] | None = None  # an exchange flatten in progress
 
     @property
@@ -114,19 +138,13 @@ class ThreadedLive:
         """The live driver's events, with feed statuses and health figures in the screen's terms."""
         if isinstance(event, FeedChanged):
             st = event.status
-            if st.kind in (ws.SUBSCRIBED, ws.CONNECTED):
-                self._connected = True
-            elif st.kind in (ws.DISCONNECTED, ws.RECONNECTING, ws.STALE, ws.CLOSED):
-                self._connected = False
-            severity = _FEED_SEVERITY.get(st.kind)
-            if severity is not None:
-                self._sink(Alert(ts=st.ts, text=f"feed {st.kind}: {st.detail}", severity=severity, kind=f"feed_{st.kind}"))
+            alert = self.feed.status(st.kind, st.detail, st.ts)
+            if alert is not None:
+                self._sink(alert)
         elif isinstance(event, LiveStatus):
-            feed = event.feed
-            self._sink(FeedHealth(quiet_ms=self.driver.clock.quiet_ms() if self.driver.clock.newest > 0 else -1, lag_ms=event.lag_ms,
-                                  reconnects=int(feed.get("reconnects", 0)), gaps=int(feed.get("gaps", 0)),
-                                  malformed=sum(feed.get("malformed", {}).values()), connected=self._connected,
-                                  warmup_left=event.warmup_left))
+            clock = self.driver.clock
+            self._sink(self.feed.health(event.feed, event.lag_ms, event.warmup_left,
+                                        clock.quiet_ms() if clock.newest > 0 else -1))
             if event.execution is not None:
                 self._sink(ExchangeChanged(event.execution))
         elif not isinstance(event, ws.Ticker):
