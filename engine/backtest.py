@@ -36,11 +36,12 @@ from engine.store import (
     instrument_of,
 )
 from engine.timerange import range_text
-from engine.types import BAR_DTYPE, FEATURE_DTYPE, REASON_NAMES
+from engine.types import BAR_DTYPE, FEATURE_DTYPE, REASON_NAMES, SHAPE_NAMES, SHAPE_NONE
 
 decisions_log = logging.getLogger("pbdtui.decisions")  # `pbdtui -v backtest` prints every decision
 
 _REASON_CODES = {name: code for code, name in REASON_NAMES.items()}
+_SHAPE_CODES = {name: code for code, name in SHAPE_NAMES.items() if name}
 
 
 @dataclasses.dataclass
@@ -151,7 +152,7 @@ def load_minute_records(store: Store, settings: Any, start_ms: int | None = None
         "SELECT b.ts_min, b.open, b.high, b.low, b.close, b.volume, b.bid_px_close, b.ask_px_close, "
         "b.bid_sz_close, b.ask_sz_close, f.bin_width, f.poc, f.vah, f.val, f.of_1m, "
         "f.ambiguous_trade_frac_1m, f.qimb_close, f.ready_code, b.n_trades, f.dev_vah, f.dev_val, "
-        "f.prev_day_vah, f.prev_day_val, f.naked_poc_above, f.naked_poc_below "
+        "f.prev_day_vah, f.prev_day_val, f.naked_poc_above, f.naked_poc_below, f.roll_vah, f.roll_val, f.shape "
         "FROM bars_1m b JOIN features_1m f USING (ts_min) WHERE b.ts_min>=? AND b.ts_min<? ORDER BY b.ts_min",
         (-(2**62) if start_ms is None else start_ms, 2**62 if end_ms is None else end_ms),
     )
@@ -170,7 +171,7 @@ def load_minute_records(store: Store, settings: Any, start_ms: int | None = None
 
     for i, r in enumerate(rows):
         (ts, o, h, lo, c, vol, bid, ask, bsz, asz, width, poc, vah, val, of, amb, qimb, ready, ntr,
-         dvah, dval, pvah, pval, n_up, n_dn) = r
+         dvah, dval, pvah, pval, n_up, n_dn, rvah, rval, shape) = r
         vol_lots = int(round(vol / step))
         bars[i] = (ts, ticks(o), ticks(h), ticks(lo), ticks(c), vol_lots, 0.0, ntr, 0 if bid is None else 1,
                    ticks(bid), 0 if bsz is None else int(round(bsz / step)), ticks(ask),
@@ -197,6 +198,10 @@ def load_minute_records(store: Store, settings: Any, start_ms: int | None = None
         f["pd_val"] = ticks(pval)
         f["npoc_above2"] = 0 if n_up is None else int(round(2 * n_up / tick))
         f["npoc_below2"] = 0 if n_dn is None else int(round(2 * n_dn / tick))
+        f["roll_valid"] = 1 if rvah is not None else 0
+        f["roll_vah"] = ticks(rvah)
+        f["roll_val"] = ticks(rval)
+        f["shape"] = _SHAPE_CODES.get(shape, SHAPE_NONE)
     return bars, feats
 
 

@@ -95,6 +95,10 @@ class Settings:
     shape_hvn_frac: float = 0.50
     shape_lvn_depth: float = 0.70
     htf_bias: str = "none"
+    htf_rolling_minutes: int = 1440
+    shape_long: str = "any"
+    shape_short: str = "any"
+    shape_filter_setups: str = "all"
     plausible_from: str = "2015-01-01"
     plausible_until_days: float = 1.0
     ws_url: str = "mainnet"
@@ -112,6 +116,9 @@ class Settings:
             changes["instrument"] = _perp(str(changes["symbol"]))
         return _build(dataclasses.asdict(self) | changes, source)
 
+
+# the profile shapes shape_long / shape_short name (engine.types.SHAPE_NAMES)
+_SHAPES = ("D", "P", "b", "thin", "double")
 
 # key -> (low, high) inclusive numeric bounds, or a tuple of allowed strings.
 _RULES: dict[str, tuple[Any, ...]] = {
@@ -162,7 +169,9 @@ _RULES: dict[str, tuple[Any, ...]] = {
     "shape_thin_va_frac": (0.0, 1.0),
     "shape_hvn_frac": (0.0, 1.0),
     "shape_lvn_depth": (0.0, 1.0),
-    "htf_bias": ("none", "prev_day", "day"),
+    "htf_bias": ("none", "prev_day", "day", "rolling"),
+    "htf_rolling_minutes": (1, 100_000),
+    "shape_filter_setups": ("all", "breakin", "breakout", "failbreak"),
     "plausible_until_days": (0.0, 36_500.0),
 }
 
@@ -236,6 +245,12 @@ def _build(raw: dict[str, Any], source: str) -> Settings:
     for key in ("archive_trades_url", "archive_book_url"):
         if not getattr(settings, key).startswith(("http://", "https://")):
             errors.append(f"{source}: key '{key}': {getattr(settings, key)!r} is not an http:// or https:// URL")
+    for key in ("shape_long", "shape_short"):
+        text = getattr(settings, key)
+        bad = [name for name in text.split("/") if name not in _SHAPES]
+        if text != "any" and bad:
+            errors.append(f"{source}: key '{key}': {bad[0]!r} is not a shape (any, or some of "
+                          f"{', '.join(_SHAPES)} joined by '/', e.g. b/D)")
     ratio = settings.order_qty / settings.qty_step
     if abs(ratio - round(ratio)) > 1e-6:
         errors.append(f"{source}: key 'order_qty': {settings.order_qty} is not a multiple of qty_step "

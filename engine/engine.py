@@ -229,7 +229,8 @@ class Engine:
         self.settings = settings
         self.params = make_params(settings, trading=mode != "signals")
         self.state: EngineState = new_state(settings.rolling_window_minutes, settings.bvc_lookback,
-                                            hist_bins=hist_bins, fifo_size=fifo_size, mode=_MODES[mode])
+                                            hist_bins=hist_bins, fifo_size=fifo_size, mode=_MODES[mode],
+                                            roll_minutes=settings.htf_rolling_minutes)
         self.client_prefix = client_prefix
         self._input: str | None = None  # "ticks", "minutes" or "bars": one kind per engine
         self._minutes: tuple[np.ndarray, np.ndarray] | None = None

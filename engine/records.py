@@ -109,6 +109,9 @@ def feature_rows(feats: np.ndarray, u: Units, base_bin_ticks: int) -> list[tuple
             int(f["npoc_n"]),
             u.px2(f["npoc_above2"]) if f["npoc_above2"] else None,
             u.px2(f["npoc_below2"]) if f["npoc_below2"] else None,
+            u.px2(f["roll_poc2"]) if f["roll_valid"] else None,
+            u.px(f["roll_vah"]) if f["roll_valid"] else None,
+            u.px(f["roll_val"]) if f["roll_valid"] else None,
         ))
     return rows
 

@@ -92,6 +92,7 @@ _STRUCTURE_COLUMNS = (
     ("prev_day_poc", "REAL"), ("prev_day_vah", "REAL"), ("prev_day_val", "REAL"),
     ("shape", "TEXT"), ("shape_poc_pos", "REAL"), ("shape_skew", "REAL"), ("shape_va_frac", "REAL"),
     ("shape_valley", "REAL"), ("naked_pocs", "INTEGER"), ("naked_poc_above", "REAL"), ("naked_poc_below", "REAL"),
+    ("roll_poc", "REAL"), ("roll_vah", "REAL"), ("roll_val", "REAL"),
 )
 FEATURES_COLUMNS = (
     "ts_min", "mid_close", "sigma_240", "bin_width", "poc", "vah", "val", "va_coverage",

@@ -115,6 +115,10 @@ FEATURE_DTYPE = np.dtype(
         ("npoc_n", "i8"),  # open naked POCs (earlier UTC days and 4-hour blocks not traded since)
         ("npoc_above2", "i8"),  # nearest open naked POC strictly above the close, doubled ticks; 0 none
         ("npoc_below2", "i8"),  # nearest strictly below; 0 none
+        ("roll_poc2", "i8"),  # rolling higher-timeframe value area (htf_rolling_minutes, 24 h) through minute t
+        ("roll_val", "i8"),
+        ("roll_vah", "i8"),
+        ("roll_valid", "i8"),  # 0: no rolling profile (or its range outgrew the histogram)
     ]
 )
 
@@ -272,6 +276,7 @@ REASON_INSUFFICIENT_HISTORY = 21  # the window holds trades in too few of its mi
 REASON_FEED_GAP = 22  # live: a disconnection or stall touched the minute
 REASON_RECONCILE_MISMATCH = 23  # the venue's position differs from ours: entries blocked until it matches
 REASON_HTF_BIAS = 24  # htf_bias: the setup is against the higher-timeframe value area
+REASON_SHAPE = 25  # shape_long / shape_short: the rolling profile's shape is not one the entry's side allows
 REASON_NAMES = {
     0: "READY",
     1: "WARMUP",
@@ -298,4 +303,5 @@ REASON_NAMES = {
     22: "FEED_GAP",
     23: "RECONCILE_MISMATCH",
     24: "HTF_BIAS",
+    25: "SHAPE",
 }

@@ -36,6 +36,7 @@ class RefParams:
     shape_thin_va_frac: float = 0.60
     shape_hvn_frac: float = 0.50
     shape_lvn_depth: float = 0.70
+    htf_rolling_minutes: int = 1440
 
 
 DAY_MS = 86_400_000
@@ -265,6 +266,14 @@ def _segment(trades: np.ndarray, quotes: np.ndarray, rp: RefParams) -> list[dict
             row.update(dev_poc2=(2 * poc + 1) * width, dev_val=bottom * width, dev_vah=(top + 1) * width, dev_valid=1)
         else:
             row.update(dev_poc2=0, dev_val=0, dev_vah=0, dev_valid=0)
+        # the rolling higher-timeframe profile: the segment's trades of [t - length + 1 min, t]
+        roll = _session_hist(trades, t - (rp.htf_rolling_minutes - 1) * 60000, t + 60000, rp.base_bin, k)
+        if roll:
+            poc, bottom, top, _, _ = value_area(roll, width, row["mid2"], rp.va_fraction)
+            row.update(roll_poc2=(2 * poc + 1) * width, roll_val=bottom * width, roll_vah=(top + 1) * width,
+                       roll_valid=1)
+        else:
+            row.update(roll_poc2=0, roll_val=0, roll_vah=0, roll_valid=0)
         prev = [r for r in rows if r["ts_min"] == day0 - 60000]
         if prev and prev[0]["dev_valid"]:
             row.update(pd_poc2=prev[0]["dev_poc2"], pd_val=prev[0]["dev_val"], pd_vah=prev[0]["dev_vah"], pd_valid=1)

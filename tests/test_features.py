@@ -34,14 +34,15 @@ def _ref_params(s: Settings) -> RefParams:
                      feed_stale_ms=s.feed_stale_halt_ms, min_coverage=s.min_window_coverage,
                      shape_min_bins=s.shape_min_bins, shape_p_poc_min=s.shape_p_poc_min,
                      shape_skew_min=s.shape_skew_min, shape_thin_va_frac=s.shape_thin_va_frac,
-                     shape_hvn_frac=s.shape_hvn_frac, shape_lvn_depth=s.shape_lvn_depth)
+                     shape_hvn_frac=s.shape_hvn_frac, shape_lvn_depth=s.shape_lvn_depth,
+                     htf_rolling_minutes=s.htf_rolling_minutes)
 
 
 FIELDS_EXACT = ("ts_min", "open", "high", "low", "close", "volume", "mid2", "k", "poc2", "val", "vah",
                 "va_valid", "of", "amb_qty", "agree_qty", "agree_den", "ready", "covered", "segment_ts",
                 # market structure (issue 12)
                 "dev_poc2", "dev_val", "dev_vah", "dev_valid", "pd_poc2", "pd_val", "pd_vah", "pd_valid", "shape",
-                "npoc_n", "npoc_above2", "npoc_below2")
+                "npoc_n", "npoc_above2", "npoc_below2", "roll_poc2", "roll_val", "roll_vah", "roll_valid")
 FIELDS_FLOAT = ("sigma", "va_coverage", "qimb", "bvc_buy_frac", "bvc_net", "shape_poc_pos", "shape_skew",
                 "shape_va_frac", "shape_valley")
 

@@ -15,7 +15,14 @@ from engine.config import Settings
 from engine.engine import Engine, concat
 from engine.kernels.features import profile_shape
 from engine.kernels.params import make_params
-from engine.types import ACTION_ENTER_LONG, ACTION_ENTER_SHORT, REASON_HTF_BIAS, SHAPE_NAMES
+from engine.types import (
+    ACTION_ENTER_LONG,
+    ACTION_ENTER_SHORT,
+    REASON_HTF_BIAS,
+    REASON_SHAPE,
+    SETUP_BREAKIN,
+    SHAPE_NAMES,
+)
 from tests.helpers import quotes, random_stream, run_all, trades
 from tests.reference import reference_features
 from tests.test_features import _ref_params, assert_matches_reference
@@ -24,7 +31,9 @@ DAY0 = 1_700_000_000_000 // 86_400_000 * 86_400_000  # a UTC midnight
 M = 60_000
 
 # a stream that starts at 23:30 UTC and crosses a day and several 4-hour blocks, with a 2-minute hole
-STREAM_SETTINGS = Settings().replace(rolling_window_minutes=20, rebucket_interval_minutes=7, min_window_coverage=0.0)
+# the rolling higher-timeframe profile is 90 minutes here (24 h by default), so that minutes leave it
+STREAM_SETTINGS = Settings().replace(rolling_window_minutes=20, rebucket_interval_minutes=7, min_window_coverage=0.0,
+                                     htf_rolling_minutes=90)
 
 
 @pytest.fixture(scope="module")
@@ -122,6 +131,26 @@ def test_naked_pocs_touched_and_untouched_on_a_hand_built_day():
     assert [(n.poc2, n.start_ms, n.kind) for n in eng.naked_pocs()] == [(205, DAY0, "4h")]
 
 
+def test_rolling_value_area_holds_the_last_minutes_only_on_a_hand_built_stream():
+    # a 3-minute rolling profile, k = 1, no quotes (POC ties go to the lower bin)
+    rows = {0: [(100, 5)], 1: [(102, 3)], 2: [(102, 3)], 3: [(104, 1)], 4: [(104, 1)], 5: [(104, 1)], 7: [(90, 1)]}
+    tr = trades([(DAY0 + m * M + 1000 + i, px, q, 1) for m, prs in rows.items() for i, (px, q) in enumerate(prs)])
+    s = Settings().replace(rolling_window_minutes=60, alpha_bin=0.0, min_window_coverage=0.0, htf_rolling_minutes=3)
+    out = run_all(s, tr, quotes([]))
+    f = {(int(r["ts_min"]) - DAY0) // M: r for r in out.features}
+    # 100 holds 5 until minute 2 joins (102: 6); minute 3 drops 100 (102: 6 vs 104: 1); minute 5 holds only 104
+    assert [int(f[m]["roll_poc2"]) for m in range(8)] == [201, 201, 205, 205, 205, 209, 209, 181]
+    # minute 2: 6 of 11 lots < 70 %, so the value area grows down over the empty 101 to 100
+    assert (int(f[2]["roll_val"]), int(f[2]["roll_vah"])) == (100, 103)
+    assert (int(f[3]["roll_val"]), int(f[3]["roll_vah"])) == (102, 103)  # 100 has left: 102 holds 6 of 7 lots
+    assert (int(f[5]["roll_val"]), int(f[5]["roll_vah"])) == (104, 105)
+    # minute 6 (no trades) holds 104 of minutes 4 and 5; minute 7 holds 104 (minute 5) and 90: the tie goes low
+    assert int(f[6]["roll_valid"]) == 1
+    # the developing day holds everything: its POC is 102 (6 lots) throughout from minute 2
+    assert int(f[7]["dev_poc2"]) == 205
+    assert_matches_reference(out, reference_features(tr, quotes([]), _ref_params(s)))
+
+
 # --- against the naive reference on random streams -----------------------------------------
 
 
@@ -132,11 +161,14 @@ def test_structure_columns_match_the_reference_across_days_and_blocks(stream, re
     # the stream exercises what it claims to
     assert f["pd_valid"].sum() > 200 and (f["npoc_n"] > 0).sum() > 20
     assert len(set(f["shape"].tolist())) >= 4
+    # the 90-minute rolling value area is neither the day's nor the 20-minute window's
+    assert (f["roll_valid"] == 1).all() and (f["roll_poc2"] != f["dev_poc2"]).sum() > 50
+    assert (f["roll_poc2"] != f["poc2"]).sum() > 50
 
 
 def test_structure_matches_reference_with_tick_rule_and_wide_bins():
     s = Settings().replace(rolling_window_minutes=30, use_tick_rule_fallback=True, base_bin_ticks=3, alpha_bin=1.0,
-                           min_window_coverage=0.0, shape_min_bins=3)
+                           min_window_coverage=0.0, shape_min_bins=3, htf_rolling_minutes=45)
     tr, qu = random_stream(8, minutes=280, start_ms=DAY0 - 3 * 60 * M - 10 * M, trades_per_min=5, quotes_per_min=8)
     assert_matches_reference(run_all(s, tr, qu), reference_features(tr, qu, _ref_params(s)))
 
@@ -177,6 +209,14 @@ def test_chunked_feeding_across_sessions_gives_identical_features(stream, chunk)
     assert concat(outs).features.tobytes() == whole.features.tobytes()
 
 
+def test_a_small_fifo_grows_and_gives_identical_features(stream):
+    tr, qu, whole = stream
+    eng = Engine(STREAM_SETTINGS, trading=False, fifo_size=4)
+    out = concat([eng.feed(tr, qu), eng.finish()])
+    assert len(eng.state.roll_bin) > 4 and len(eng.state.fifo_bin) > 4
+    assert out.features.tobytes() == whole.features.tobytes()
+
+
 def test_values_at_minute_t_depend_only_on_data_up_to_t(stream):
     tr, qu, full = stream
     for cut in (DAY0 + 2 * M, DAY0 + 4 * 60 * M + 3 * M, DAY0 + 200 * M):  # just after midnight, a block, later
@@ -207,7 +247,10 @@ def trading_runs(stream):
     tr, qu, _ = stream
     return {key: run_all(TRADING.replace(**over), tr, qu, trading=True)
             for key, over in (("v0", {}), ("day", {"htf_bias": "day"}), ("prev", {"htf_bias": "prev_day"}),
-                              ("naked", {"target": "naked_poc"}))}
+                              ("naked", {"target": "naked_poc"}),
+                              ("shape", {"shape_long": "b/D", "shape_short": "P/D"}),
+                              ("shape_breakin", {"shape_long": "b", "shape_short": "P",
+                                                 "shape_filter_setups": "breakin"}))}
 
 
 def test_htf_bias_keeps_only_entries_on_the_right_side_of_the_day_value(trading_runs):
@@ -252,3 +295,68 @@ def test_structure_columns_round_trip_through_features_1m_for_bar_mode(stream, t
     for name in ("dev_val", "dev_vah", "dev_valid", "pd_val", "pd_vah", "pd_valid", "npoc_above2", "npoc_below2"):
         assert (feats[name] == out.features[name]).all(), name
     assert shapes == [SHAPE_NAMES[int(c)] or None for c in out.features["shape"]]
+
+
+def test_htf_bias_rolling_keeps_only_entries_on_the_right_side_of_the_rolling_value():
+    # another stream: on the shared one's 17 entries the 90-minute value never disagrees
+    tr, qu = random_stream(4, minutes=300, start_ms=DAY0 - 30 * M, trades_per_min=6, quotes_per_min=10)
+    v0 = run_all(TRADING, tr, qu, trading=True)
+    roll = run_all(TRADING.replace(htf_bias="rolling"), tr, qu, trading=True)
+    assert (roll.signals["reason"] == REASON_HTF_BIAS).any()
+    f, close = roll.features, roll.bars["close"]
+    idx = _entries(roll)
+    assert 0 < len(idx) < len(_entries(v0))
+    for i in idx:
+        assert f["roll_valid"][i] == 1
+        if roll.signals["action"][i] == ACTION_ENTER_LONG:
+            assert close[i] > f["roll_val"][i]
+        else:
+            assert close[i] < f["roll_vah"][i]
+    assert roll.features.tobytes() == v0.features.tobytes()
+
+
+def test_shape_filter_keeps_only_entries_on_the_allowed_shapes(trading_runs):
+    v0, out = trading_runs["v0"], trading_runs["shape"]
+    sig, f = out.signals, out.features
+    names = {code: name for code, name in SHAPE_NAMES.items()}
+    idx = _entries(out)
+    assert 0 < len(idx) < len(_entries(v0))
+    for i in idx:
+        allowed = ("b", "D") if sig["action"][i] == ACTION_ENTER_LONG else ("P", "D")
+        assert names[int(f["shape"][i])] in allowed
+    blocked = sig["reason"] == REASON_SHAPE
+    assert blocked.any()
+    # a blocked minute had a confirmed setup on a shape its side does not allow: never D, allowed on both
+    assert all(names[int(f["shape"][i])] != "D" for i in np.flatnonzero(blocked))
+    assert out.features.tobytes() == v0.features.tobytes()
+    # restricted to break-ins, other setups pass whatever the shape
+    only = trading_runs["shape_breakin"]
+    for i in _entries(only):
+        if only.signals["setup"][i] == SETUP_BREAKIN:
+            want = "b" if only.signals["action"][i] == ACTION_ENTER_LONG else "P"
+            assert names[int(only.features["shape"][i])] == want
+    assert (only.signals["setup"][_entries(only)] != SETUP_BREAKIN).any()
+
+
+def test_shape_filter_settings_are_checked_and_coded():
+    from engine.config import ConfigError
+    from engine.kernels.params import (
+        P_SHAPE_LONG,
+        P_SHAPE_SETUPS,
+        SHAPE_ALL,
+        SHAPE_CODES,
+        SHAPE_SETUP_CODES,
+    )
+    from engine.types import SETUP_NAMES
+
+    assert SHAPE_CODES == {name: code for code, name in SHAPE_NAMES.items() if name}
+    assert {name: code for code, name in SETUP_NAMES.items() if code in (1, 2, 3)} == {
+        k: v for k, v in SHAPE_SETUP_CODES.items() if v}
+    p = make_params(Settings().replace(shape_long="b/D", shape_filter_setups="breakin"))
+    assert int(p[P_SHAPE_LONG]) == (1 << SHAPE_CODES["b"]) | (1 << SHAPE_CODES["D"])
+    assert int(p[P_SHAPE_SETUPS]) == SETUP_BREAKIN
+    assert int(make_params(Settings())[P_SHAPE_LONG]) == SHAPE_ALL  # off by default
+    with pytest.raises(ConfigError, match="'shape_long': 'B' is not a shape"):
+        Settings().replace(shape_long="B/D")
+    with pytest.raises(ConfigError, match="htf_bias"):
+        Settings().replace(htf_bias="week")

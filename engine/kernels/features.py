@@ -55,6 +55,7 @@ from engine.kernels.state import (
     LB_VAL,
     LB_VALID,
     N_NPOC,
+    N_PERIODIC,
     N_SESS,
     NO_MINUTE,
     NPOC_KIND,
@@ -69,6 +70,7 @@ from engine.kernels.state import (
     SESS_LO,
     SESS_N,
     SESS_OFF,
+    SESS_ROLL,
     SF_M_PXQTY,
     SF_QIMB_EMA,
     SI_COVERED,
@@ -117,6 +119,13 @@ from engine.kernels.state import (
     SI_Q_BID,
     SI_Q_BSZ,
     SI_Q_TS,
+    SI_ROLL_COUNT,
+    SI_ROLL_HEAD,
+    SI_ROLL_POC2,
+    SI_ROLL_TAIL,
+    SI_ROLL_VAH,
+    SI_ROLL_VAL,
+    SI_ROLL_VALID,
     SI_SEG_TS,
     SI_SESS,
     SI_STARTED,
@@ -294,8 +303,10 @@ def on_trade(si, sf, hist, mhist, hside, mside, touched, p, ts, px, qty, side):
 
 @njit(cache=True, nogil=True)
 def fifo_room(st):
-    """True if the open minute's histogram fits in the FIFO."""
-    return st.si[SI_FIFO_COUNT] + st.si[SI_TOUCHED_N] <= st.fifo_bin.shape[0]
+    """True if the open minute's histogram fits in the FIFO and in the rolling higher-timeframe one."""
+    si = st.si
+    return (si[SI_FIFO_COUNT] + si[SI_TOUCHED_N] <= st.fifo_bin.shape[0]
+            and si[SI_ROLL_COUNT] + si[SI_TOUCHED_N] <= st.roll_bin.shape[0])
 
 
 @njit(cache=True, nogil=True)
@@ -609,7 +620,7 @@ def _sessions_roll(st, p, t):
     """Before minute ``t`` joins: end every session whose period is over (naked POC, previous day)."""
     si = st.si
     out = np.empty(5, dtype=np.int64)
-    for j in range(N_SESS):
+    for j in range(N_PERIODIC):
         period = DAY_MS if j == SESS_DAY else BLOCK_MS
         pid = t // period
         base = SI_SESS + j * SESS_N
@@ -660,17 +671,49 @@ def _sessions_close(st, p, t, k, mid2, close, f):
     f["npoc_n"][0] = n
     f["npoc_above2"][0] = above
     f["npoc_below2"][0] = below
-    # the open minute's bins join each session
+    # the open minute's bins join each session, and the rolling profile's FIFO
     off = si[SI_OFFSET]
     touched = st.touched
     mhist = st.mhist
     shist = st.shist
-    for i in range(si[SI_TOUCHED_N]):
+    roll_base = SI_SESS + SESS_ROLL * SESS_N
+    if si[roll_base + SESS_ID] == NO_MINUTE:
+        si[roll_base + SESS_ID] = 0  # it has no period: 0 marks it in use
+    n_touched = si[SI_TOUCHED_N]
+    size = st.roll_bin.shape[0]
+    head = si[SI_ROLL_HEAD]
+    for i in range(n_touched):
         b = touched[i]
         q = mhist[b - off]
         for j in range(N_SESS):
             _session_add(si, shist, j, b, q)
+        st.roll_bin[head] = b
+        st.roll_qty[head] = q
+        head += 1
+        if head == size:
+            head = 0
+    si[SI_ROLL_HEAD] = head
+    si[SI_ROLL_COUNT] += n_touched
+    roll_len = st.roll_slot_n.shape[0]
+    i_bar = si[SI_NBARS]
+    st.roll_slot_n[i_bar % roll_len] = n_touched
     out = np.empty(5, dtype=np.int64)
+    if _session_va(st, p, SESS_ROLL, k, mid2, out):
+        si[SI_ROLL_POC2] = out[0]
+        si[SI_ROLL_VAL] = out[1]
+        si[SI_ROLL_VAH] = out[2]
+        si[SI_ROLL_VALID] = 1
+    else:
+        si[SI_ROLL_POC2] = 0
+        si[SI_ROLL_VAL] = 0
+        si[SI_ROLL_VAH] = 0
+        si[SI_ROLL_VALID] = 0
+    f["roll_poc2"][0] = si[SI_ROLL_POC2]
+    f["roll_val"][0] = si[SI_ROLL_VAL]
+    f["roll_vah"][0] = si[SI_ROLL_VAH]
+    f["roll_valid"][0] = si[SI_ROLL_VALID]
+    if i_bar - roll_len + 1 >= 0:
+        _roll_pop(st, (i_bar - roll_len + 1) % roll_len)
     if _session_va(st, p, SESS_DAY, k, mid2, out):
         si[SI_DEV_POC2] = out[0]
         si[SI_DEV_VAL] = out[1]
@@ -689,6 +732,37 @@ def _sessions_close(st, p, t, k, mid2, close, f):
     f["pd_val"][0] = si[SI_PD_VAL]
     f["pd_vah"][0] = si[SI_PD_VAH]
     f["pd_valid"][0] = si[SI_PD_VALID]
+
+
+@njit(cache=True, nogil=True)
+def _roll_pop(st, slot):
+    """The bar of ``slot`` (the oldest) leaves the rolling higher-timeframe profile."""
+    si = st.si
+    base = SI_SESS + SESS_ROLL * SESS_N
+    size = st.roll_bin.shape[0]
+    n = st.roll_slot_n[slot]
+    bad = si[base + SESS_BAD] != 0
+    off = si[base + SESS_OFF]
+    tail = si[SI_ROLL_TAIL]
+    for _ in range(n):
+        if not bad:
+            st.shist[SESS_ROLL, st.roll_bin[tail] - off] -= st.roll_qty[tail]
+        tail += 1
+        if tail == size:
+            tail = 0
+    si[SI_ROLL_TAIL] = tail
+    si[SI_ROLL_COUNT] -= n
+    st.roll_slot_n[slot] = 0
+    if bad:
+        return
+    lo = si[base + SESS_LO]
+    hi = si[base + SESS_HI]
+    while lo <= hi and st.shist[SESS_ROLL, lo - off] == 0:
+        lo += 1
+    while hi >= lo and st.shist[SESS_ROLL, hi - off] == 0:
+        hi -= 1
+    si[base + SESS_LO] = lo
+    si[base + SESS_HI] = hi
 
 
 @njit(cache=True, nogil=True)
@@ -978,4 +1052,12 @@ def start_segment(st, ts):
     si[SI_PD_VAH] = 0
     si[SI_PD_VALID] = 0
     si[SI_NPOC_N] = 0
+    si[SI_ROLL_HEAD] = 0
+    si[SI_ROLL_TAIL] = 0
+    si[SI_ROLL_COUNT] = 0
+    st.roll_slot_n[:] = 0
+    si[SI_ROLL_POC2] = 0
+    si[SI_ROLL_VAL] = 0
+    si[SI_ROLL_VAH] = 0
+    si[SI_ROLL_VALID] = 0
     si[SI_SEG_TS] = ts

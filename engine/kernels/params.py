@@ -68,10 +68,31 @@ P_SHAPE_HVN = 50
 P_SHAPE_LVN_DEPTH = 51
 # market-structure filters (signals)
 P_HTF_BIAS = 52  # HTF_* code (0: off)
-N_PARAMS = 53
+P_HTF_ROLL_MIN = 53  # htf_rolling_minutes (features: the rolling higher-timeframe profile's length)
+P_SHAPE_LONG = 54  # shape_long: bit (1 << SHAPE_*) set for each shape a long entry may see (all bits: off)
+P_SHAPE_SHORT = 55  # shape_short, likewise for shorts
+P_SHAPE_SETUPS = 56  # shape_filter_setups: 0 every setup, else the SETUP_* the shape filter applies to
+N_PARAMS = 57
 
 TARGET_CODES = {"none": 0, "tp1": 1, "tp2": 2, "naked_poc": 3}
-HTF_CODES = {"none": 0, "prev_day": 1, "day": 2}
+HTF_CODES = {"none": 0, "prev_day": 1, "day": 2, "rolling": 3}
+# engine.types' SETUP_* and SHAPE_* codes, spelled out here so that this module imports nothing of ours
+# (tests/test_structure.py checks they agree)
+SHAPE_SETUP_CODES = {"all": 0, "breakin": 1, "breakout": 2, "failbreak": 3}
+SHAPE_CODES = {"D": 1, "P": 2, "b": 3, "thin": 4, "double": 5}
+SHAPE_ALL = (1 << (max(SHAPE_CODES.values()) + 1)) - 1  # every shape (and none) allowed: the filter is off
+
+
+def shape_mask(text: str) -> int:
+    """``shape_long``/``shape_short`` (``any`` or shape names joined by ``/``, e.g. ``b/D``) as a bit mask."""
+    if text == "any":
+        return SHAPE_ALL
+    mask = 0
+    for name in text.split("/"):
+        if name not in SHAPE_CODES:
+            raise ValueError(f"{name!r} is not a shape ({', '.join(SHAPE_CODES)}, joined by '/', or any)")
+        mask |= 1 << SHAPE_CODES[name]
+    return mask
 
 # The settings the feature kernels read (P_TICK .. P_FEED_STALE_MS and P_MIN_COVERAGE,
 # plus the instrument's units). Combinations that agree on these produce identical
@@ -81,10 +102,11 @@ FEATURE_KEYS = (
     "rebucket_interval_minutes", "rebucket_change_pct", "max_quote_staleness_ms", "use_tick_rule_fallback",
     "va_fraction", "rolling_window_minutes", "qimb_ema_span", "bvc_lookback", "feed_stale_halt_ms",
     "min_window_coverage", "shape_min_bins", "shape_p_poc_min", "shape_skew_min", "shape_thin_va_frac",
-    "shape_hvn_frac", "shape_lvn_depth",
+    "shape_hvn_frac", "shape_lvn_depth", "htf_rolling_minutes",
 )
 # the parameter slots those keys fill
-FEATURE_PARAM_SLOTS = (*range(P_FEED_STALE_MS + 1), P_MIN_COVERAGE, *range(P_SHAPE_MIN_BINS, P_SHAPE_LVN_DEPTH + 1))
+FEATURE_PARAM_SLOTS = (*range(P_FEED_STALE_MS + 1), P_MIN_COVERAGE, *range(P_SHAPE_MIN_BINS, P_SHAPE_LVN_DEPTH + 1),
+                       P_HTF_ROLL_MIN)
 
 
 def _inv_tick(tick: float) -> float:
@@ -151,4 +173,8 @@ def make_params(s: Any, trading: bool = True) -> np.ndarray:
     p[P_SHAPE_HVN] = s.shape_hvn_frac
     p[P_SHAPE_LVN_DEPTH] = s.shape_lvn_depth
     p[P_HTF_BIAS] = HTF_CODES[s.htf_bias]
+    p[P_HTF_ROLL_MIN] = s.htf_rolling_minutes
+    p[P_SHAPE_LONG] = shape_mask(s.shape_long)
+    p[P_SHAPE_SHORT] = shape_mask(s.shape_short)
+    p[P_SHAPE_SETUPS] = SHAPE_SETUP_CODES[s.shape_filter_setups]
     return p

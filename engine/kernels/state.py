@@ -90,9 +90,6 @@ SI_EXIT_SENT = 71  # external mode: an exit intent for a stop/target crossing is
 SI_RECON_BLOCK = 72  # reconciliation found the venue's position differs: entries blocked
 SI_VENUE_POS = 73  # the venue's position (signed lots) at the last reconciliation
 SI_MIN_ROW = 74  # minute pass: next stored minute row to decide (persists across calls)
-# session profiles (engine.kernels.features, "Sessions"): SESS_N fields for each of N_SESS sessions,
-# session j's at SI_SESS + j * SESS_N + SESS_*
-SI_SESS = 80
 SI_DEV_POC2 = 90  # the UTC day's developing POC / VAL / VAH of the last closed minute (0: invalid)
 SI_DEV_VAL = 91
 SI_DEV_VAH = 92
@@ -102,7 +99,17 @@ SI_PD_VAL = 95
 SI_PD_VAH = 96
 SI_PD_VALID = 97
 SI_NPOC_N = 98  # open naked POCs in ``npoc``
-N_SI = 112
+# session profiles (engine.kernels.features, "Sessions"): SESS_N fields for each of N_SESS sessions,
+# session j's at SI_SESS + j * SESS_N + SESS_*
+SI_SESS = 100
+SI_ROLL_HEAD = 115  # the rolling higher-timeframe profile's FIFO (roll_bin/roll_qty): next write, oldest, count
+SI_ROLL_TAIL = 116
+SI_ROLL_COUNT = 117
+SI_ROLL_POC2 = 118  # its POC (doubled) / VAL / VAH through the last closed minute (0: invalid)
+SI_ROLL_VAL = 119
+SI_ROLL_VAH = 120
+SI_ROLL_VALID = 121
+N_SI = 128
 
 # --- sf: float64 scalars -----------------------------------------------------
 SF_M_PXQTY = 0  # open minute's sum(px * qty)
@@ -140,7 +147,9 @@ NO_MINUTE = -(2**62)
 # --- sessions: fixed UTC periods with a profile of their own ------------------------
 SESS_DAY = 0  # the UTC day
 SESS_BLOCK = 1  # the 4-hour block (00, 04, ..., 20 UTC)
-N_SESS = 2
+N_PERIODIC = 2  # sessions 0 .. N_PERIODIC - 1 end with their period (naked POCs); the next ones roll
+SESS_ROLL = 2  # the rolling higher-timeframe profile (htf_rolling_minutes, 24 h by default)
+N_SESS = 3
 SESS_ID = 0  # period index (t // period length) of the session held; NO_MINUTE: none
 SESS_OFF = 1  # absolute base bin held at shist[j, 0]
 SESS_LO = 2  # lowest / highest base bin with volume (lo > hi: empty)
@@ -188,6 +197,9 @@ class EngineState(NamedTuple):
     shist: np.ndarray  # int64[N_SESS, W]: session profiles, shist[j, b - session offset]
     scr: np.ndarray  # int64[W]: scratch for the shape's valley scan
     npoc: np.ndarray  # int64[NPOC_MAX, N_NPOC]: open naked POCs
+    roll_bin: np.ndarray  # int64[R2]: the rolling higher-timeframe profile's FIFO of (bin, qty), like fifo_*
+    roll_qty: np.ndarray  # int64[R2]
+    roll_slot_n: np.ndarray  # int64[htf_rolling_minutes]: its FIFO entries of each minute, by bar index % length
 
 
 def _new_sf() -> np.ndarray:
@@ -197,8 +209,11 @@ def _new_sf() -> np.ndarray:
 
 
 def new_state(window: int, bvc_lookback: int, hist_bins: int = 1 << 20, fifo_size: int = 1 << 20,
-              mode: int = 1) -> EngineState:
-    """A fresh state for a rolling window of ``window`` minutes, in ``mode`` (MODE_*, paper by default)."""
+              mode: int = 1, roll_minutes: int = 1440) -> EngineState:
+    """A fresh state for a rolling window of ``window`` minutes, in ``mode`` (MODE_*, paper by default).
+
+    ``roll_minutes`` is the rolling higher-timeframe profile's length (htf_rolling_minutes).
+    """
     si = np.zeros(N_SI, dtype=np.int64)
     si[SI_MODE] = mode
     si[SI_CUR_MIN] = -1
@@ -238,22 +253,40 @@ def new_state(window: int, bvc_lookback: int, hist_bins: int = 1 << 20, fifo_siz
         shist=np.zeros((N_SESS, hist_bins), dtype=np.int64),
         scr=np.zeros(hist_bins, dtype=np.int64),
         npoc=np.zeros((NPOC_MAX, N_NPOC), dtype=np.int64),
+        roll_bin=np.zeros(fifo_size, dtype=np.int64),
+        roll_qty=np.zeros(fifo_size, dtype=np.int64),
+        roll_slot_n=np.zeros(roll_minutes, dtype=np.int64),
     )
 
 
 def grow_fifo(state: EngineState) -> EngineState:
-    """Double the FIFO, keeping its entries in order (oldest at index 0)."""
+    """Double the FIFO that cannot take the open minute (the rolling window's, the higher-timeframe one's
+    or both), keeping its entries in order (oldest at index 0)."""
     si = state.si
-    size = len(state.fifo_bin)
-    count = int(si[SI_FIFO_COUNT])
-    order = (int(si[SI_FIFO_TAIL]) + np.arange(count)) % size
-    fifo_bin = np.zeros(size * 2, dtype=np.int64)
-    fifo_qty = np.zeros(size * 2, dtype=np.int64)
-    fifo_bin[:count] = state.fifo_bin[order]
-    fifo_qty[:count] = state.fifo_qty[order]
-    fifo_side = np.zeros((2, size * 2), dtype=np.int64)
-    fifo_side[:, :count] = state.fifo_side[:, order]
-    si[SI_FIFO_TAIL] = 0
-    si[SI_FIFO_HEAD] = count
+    touched = int(si[SI_TOUCHED_N])
+    if int(si[SI_FIFO_COUNT]) + touched > len(state.fifo_bin):
+        size = len(state.fifo_bin)
+        count = int(si[SI_FIFO_COUNT])
+        order = (int(si[SI_FIFO_TAIL]) + np.arange(count)) % size
+        fifo_bin = np.zeros(size * 2, dtype=np.int64)
+        fifo_qty = np.zeros(size * 2, dtype=np.int64)
+        fifo_bin[:count] = state.fifo_bin[order]
+        fifo_qty[:count] = state.fifo_qty[order]
+        fifo_side = np.zeros((2, size * 2), dtype=np.int64)
+        fifo_side[:, :count] = state.fifo_side[:, order]
+        si[SI_FIFO_TAIL] = 0
+        si[SI_FIFO_HEAD] = count
+        state = state._replace(fifo_bin=fifo_bin, fifo_qty=fifo_qty, fifo_side=fifo_side)
+    if int(si[SI_ROLL_COUNT]) + touched > len(state.roll_bin):
+        size = len(state.roll_bin)
+        count = int(si[SI_ROLL_COUNT])
+        order = (int(si[SI_ROLL_TAIL]) + np.arange(count)) % size
+        roll_bin = np.zeros(size * 2, dtype=np.int64)
+        roll_qty = np.zeros(size * 2, dtype=np.int64)
+        roll_bin[:count] = state.roll_bin[order]
+        roll_qty[:count] = state.roll_qty[order]
+        si[SI_ROLL_TAIL] = 0
+        si[SI_ROLL_HEAD] = count
+        state = state._replace(roll_bin=roll_bin, roll_qty=roll_qty)
     si[SI_ERROR] = ERR_NONE
-    return state._replace(fifo_bin=fifo_bin, fifo_qty=fifo_qty, fifo_side=fifo_side)
+    return state

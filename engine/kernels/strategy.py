@@ -45,6 +45,9 @@ from engine.kernels.params import (
     P_RETEST,
     P_RETEST_BUFFER,
     P_RETEST_WINDOW,
+    P_SHAPE_LONG,
+    P_SHAPE_SETUPS,
+    P_SHAPE_SHORT,
     P_SLIP_ENTRY,
     P_STOP_BUFFER,
     P_TARGET,
@@ -133,6 +136,7 @@ from engine.types import (
     REASON_RECONCILE_MISMATCH,
     REASON_RETEST_PENDING,
     REASON_REWARD_RISK,
+    REASON_SHAPE,
     REASON_TARGET_PASSED,
     REASON_TIME_STOP,
     SETUP_BREAKIN,
@@ -353,6 +357,7 @@ def decide(st, p, t, feat, sig, intents, counts):
     raw_any = False
     conflict = False
     biased = False
+    shaped = False
     long_tag = 0
     short_tag = 0
     long_stop = 0
@@ -503,6 +508,10 @@ def decide(st, p, t, feat, sig, intents, counts):
                 h_ok = feat["pd_valid"][0] == 1
                 h_val = feat["pd_val"][0]
                 h_vah = feat["pd_vah"][0]
+            elif htf == 3:
+                h_ok = feat["roll_valid"][0] == 1
+                h_val = feat["roll_val"][0]
+                h_vah = feat["roll_vah"][0]
             else:
                 h_ok = feat["dev_valid"][0] == 1
                 h_val = feat["dev_val"][0]
@@ -513,6 +522,17 @@ def decide(st, p, t, feat, sig, intents, counts):
             if short_tag != 0 and not (h_ok and close < h_vah):
                 short_tag = 0
                 biased = True
+        # shape filter: an entry (of the chosen setups) needs one of its side's shapes of the rolling profile
+        shape_bit = 1 << feat["shape"][0]
+        shape_setups = int(p[P_SHAPE_SETUPS])
+        if (long_tag != 0 and (shape_setups == 0 or long_tag == shape_setups)
+                and int(p[P_SHAPE_LONG]) & shape_bit == 0):
+            long_tag = 0
+            shaped = True
+        if (short_tag != 0 and (shape_setups == 0 or short_tag == shape_setups)
+                and int(p[P_SHAPE_SHORT]) & shape_bit == 0):
+            short_tag = 0
+            shaped = True
 
     direction = 1 if long_tag != 0 else (-1 if short_tag != 0 else 0)
     tag = long_tag if direction > 0 else short_tag
@@ -582,6 +602,8 @@ def decide(st, p, t, feat, sig, intents, counts):
         reason = REASON_CONFLICT
     elif biased:
         reason = REASON_HTF_BIAS
+    elif shaped:
+        reason = REASON_SHAPE
     elif p[P_RETEST] != 0.0 and si[SI_RETEST_DIR] != 0:
         reason = REASON_RETEST_PENDING
     elif raw_any:
