@@ -292,7 +292,8 @@ def test_structure_columns_round_trip_through_features_1m_for_bar_mode(stream, t
         write_minute_tables(store, STREAM_SETTINGS, out.bars, out.features)
         _, feats = load_minute_records(store, STREAM_SETTINGS)
         shapes = [r[0] for r in store.fetch("SELECT shape FROM features_1m ORDER BY ts_min")]
-    for name in ("dev_val", "dev_vah", "dev_valid", "pd_val", "pd_vah", "pd_valid", "npoc_above2", "npoc_below2"):
+    for name in ("dev_val", "dev_vah", "dev_valid", "pd_val", "pd_vah", "pd_valid", "npoc_above2", "npoc_below2",
+                 "roll_val", "roll_vah", "roll_valid", "shape"):
         assert (feats[name] == out.features[name]).all(), name
     assert shapes == [SHAPE_NAMES[int(c)] or None for c in out.features["shape"]]
 
