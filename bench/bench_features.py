@@ -60,15 +60,20 @@ def kernel_rate(db: Path, repeat: int) -> dict:
                  "warmup_s": round(warm_s, 3)}
     for trading in (False, True):
         best = float("inf")
+        best_cpu = float("inf")
         for _ in range(repeat):
             e = Engine(s, trading=trading)
             t0 = time.perf_counter()
+            c0 = time.process_time()
             for tr, qu, fund in windows:
                 e.feed(tr, qu, fund if trading else None)
             e.finish()
             best = min(best, time.perf_counter() - t0)
+            # CPU time as well: on a shared machine the wall time measures the neighbours too
+            best_cpu = min(best_cpu, time.process_time() - c0)
         key = "trading" if trading else "features_only"
-        out[key] = {"best_s": round(best, 3), "events_per_s": round(events / best)}
+        out[key] = {"best_s": round(best, 3), "events_per_s": round(events / best),
+                    "best_cpu_s": round(best_cpu, 3), "events_per_cpu_s": round(events / best_cpu)}
     return out
 
 
@@ -98,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--skip-kernel", action="store_true")
+    ap.add_argument("--kernel-only", action="store_true", help="skip the end-to-end `pbdtui features` runs")
     ap.add_argument("--json", help="also write the result here")
     args = ap.parse_args(argv)
     result: dict = {"bench": "features", "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": _common.machine()}
@@ -110,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
             result["synth"] = _common.synth_db(db, args.days, args.seed)
         if not args.skip_kernel:
             result["kernel"] = kernel_rate(db, args.repeat)
-        result["end_to_end"] = end_to_end(db, _common.clean_cwd(tmpd), args.repeat)
+        if not args.kernel_only:
+            result["end_to_end"] = end_to_end(db, _common.clean_cwd(tmpd), args.repeat)
     _common.emit("bench_features", result, args.json)
     return 0
 

@@ -8,6 +8,8 @@ byte; the two strategy options.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -361,3 +363,32 @@ def test_shape_filter_settings_are_checked_and_coded():
         Settings().replace(shape_long="B/D")
     with pytest.raises(ConfigError, match="htf_bias"):
         Settings().replace(htf_bias="week")
+
+
+def test_bench_turns_real_bars_into_ticks_the_tardis_importer_takes(tmp_path):
+    """bench/bench_structure.py's bars-to-ticks path (its FTX table rests on it): four trades a minute."""
+    import importlib.util
+
+    from engine.importers import import_tardis
+    from engine.store import Store, instrument_of
+
+    spec = importlib.util.spec_from_file_location("bench_structure", Path(__file__).parents[1] / "bench" /
+                                                  "bench_structure.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    src = tmp_path / "bars.csv"
+    src.write_text("timestamp,open,high,low,close,volume\n"
+                   "2022-01-01 00:00:00.000000,100.0,103.0,99.0,102.0,4.08\n"  # up: open, low, high, close
+                   "2022-01-01 00:01:00.000000,102.0,102.0,98.0,98.0,0.098\n")  # down: open, high, low, close
+    trades_path, quotes_path, n = bench.ftx_to_tardis(src, tmp_path)
+    s = Settings()
+    with Store(tmp_path / "t.db", instrument_of(s)) as store:
+        import_tardis(store, s, trades=trades_path, quotes=quotes_path)
+        (_, tr, qu), = list(store.iter_windows(86_400_000))
+    assert n == 2
+    assert (tr["px"] // 10).tolist() == [100, 99, 103, 102, 102, 102, 98, 98]  # ticks of 0.1
+    assert tr["qty"].tolist() == [10] * 4 + [1] * 4  # 4.08 USD / 102 / 4 = 0.01 BTC = 10 lots; at least one lot
+    # the aggressor: up moves buy, down moves sell, unchanged keeps the side; quotes 1 ms before, at the touch
+    assert tr["side"].tolist() == [1, -1, 1, -1, -1, -1, -1, -1]
+    assert len(qu) == 10 and (qu["ts"][:4] == tr["ts"][:4] - 1).all()
+    assert ((qu["ask_px"][:4] == tr["px"][:4]) | (qu["bid_px"][:4] == tr["px"][:4])).all()
