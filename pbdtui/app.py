@@ -374,6 +374,7 @@ class PbdApp(App[int]):
             profile.dev_path = ()
         if f.get("dev_valid"):
             profile.dev_path = (*profile.dev_path, int(f["dev_poc2"]))
+        profile.roll_va = (int(f["roll_val"]), int(f["roll_vah"])) if f.get("roll_valid") else None
         if bar:
             self._chart.append((int(bar["low"]), int(bar["high"]), int(bar["close"]), int(f["val"]),
                                 int(f["vah"]), int(bar["volume"]), bool(f["va_valid"])))

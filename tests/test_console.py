@@ -599,6 +599,8 @@ async def test_structure_key_shows_naked_pocs_and_the_split_profile(session_db):
         await _until(pilot, lambda: bool(profile.dev_path), "a developing POC")
         text = "\n".join(profile.lines())
         assert "naked POCs:" in text and "▓" in text and "•" in text and "dPOC " in text
+        # the rolling (24 h) value area's edges
+        assert profile.roll_va is not None and "rVAL " in text and "rVAH " in text
         assert app.snapshot.sides is not None and len(app.snapshot.sides[0]) == len(app.snapshot.bins)
         await pilot.press("m")
         assert "naked POCs" not in "\n".join(profile.lines())

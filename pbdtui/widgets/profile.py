@@ -15,7 +15,7 @@ _STYLES = (
     (r"█+", "green"),
     (r"▓+", "red"),
     (r"•+", "bold yellow"),
-    (r"(dPOC|nPOC) \S+", "yellow"),
+    (r"(dPOC|nPOC|rVA[HL]) \S+", "yellow"),
     (r"naked POCs:.*", "bold"),
     (r"─+┼─+ VA[HL] \S+", "magenta"),
     (r"POC \S+", "bold yellow"),
@@ -60,6 +60,9 @@ class ProfileView(Widget):
     dev_path: reactive[tuple[int, ...]] = reactive(())
     """The UTC day's developing POC per closed minute (doubled ticks), oldest first; the app fills it."""
 
+    roll_va: reactive[tuple[int, int] | None] = reactive(None)
+    """(VAL, VAH) in ticks of the rolling higher-timeframe value area (htf_rolling_minutes) at the last minute."""
+
     def __init__(self, *, tick_size: float, base_bin_ticks: int, window_minutes: int,
                  name: str | None = None, id: str | None = None, classes: str | None = None):
         super().__init__(name=name, id=id, classes=classes)
@@ -86,6 +89,8 @@ class ProfileView(Widget):
         marks = position_marks(snap)
         if self.dev_path:
             marks += (("dPOC", self.dev_path[-1] // 2),)
+        if self.roll_va is not None:
+            marks += (("rVAL", self.roll_va[0]), ("rVAH", self.roll_va[1]))
         # the nearest naked POC each side of the last price stays on screen; the table lists more
         above = [n.poc2 for n in snap.naked if n.poc2 > 2 * snap.last_px]
         below = [n.poc2 for n in snap.naked if n.poc2 < 2 * snap.last_px]
