@@ -126,7 +126,13 @@ def test_attach_in_a_terminal_then_the_terminal_dies_and_the_daemon_trades_on(tm
         _tmux("new-session", "-d", "-s", SESSION, "-x", "120", "-y", "36",
               f"cd '{tmp_path}' && {exports} '{sys.executable}' -m pbdtui.cli attach --db '{db}' "
               f"--config config.yaml; sleep 600")
-        _until(lambda s: s.startswith(" LIVE") and "attached to the" in s, "the attached console", 120)
+        _until(lambda s: s.startswith(" LIVE"), "the attached console", 120)
+        logs = tmp_path / "state" / "pbdtui" / "logs"
+        deadline = time.monotonic() + 60  # its first alert says what it is attached to (the panel may scroll it off)
+        while not any("alert: " in p.read_text() and "attached to the live daemon" in p.read_text()
+                      for p in logs.glob("*.log")):
+            assert time.monotonic() < deadline, f"no 'attached to' alert in the session log; the screen:\n{_screen()}"
+            time.sleep(0.2)
 
         def minute() -> int:  # the newest minute the daemon closed (0: none yet)
             return int((client.request("snapshot")["minute"] or {}).get("features", {}).get("ts_min", 0))
