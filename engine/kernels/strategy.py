@@ -522,7 +522,10 @@ def decide(st, p, t, feat, sig, intents, counts):
             if short_tag != 0 and not (h_ok and close < h_vah):
                 short_tag = 0
                 biased = True
-        # shape filter: an entry (of the chosen setups) needs one of its side's shapes of the rolling profile
+        # shape filter (shape_long / shape_short, off when "any"): a long (short) entry of the chosen setups
+        # (shape_filter_setups) needs the rolling profile's shape at minute t to be one its side allows, e.g.
+        # longs on b / D (selling exhausted below, or balance), shorts on P / D; a blocked entry leaves the
+        # minute with reason SHAPE. Applied after htf_bias, so a minute both would block says HTF_BIAS.
         shape_bit = 1 << feat["shape"][0]
         shape_setups = int(p[P_SHAPE_SETUPS])
         if (long_tag != 0 and (shape_setups == 0 or long_tag == shape_setups)
