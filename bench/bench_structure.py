@@ -120,8 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fixed", action="append", default=[], help="KEY=V held for every combination")
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args(argv)
-    db = Path(args.db)
-    out = Path(args.out) / args.label
+    db = Path(args.db).resolve()
+    out = Path(args.out).resolve() / args.label  # the sweep runs in a clean folder: no relative paths
     out.mkdir(parents=True, exist_ok=True)
     cwd = _common.clean_cwd(db.parent)
     info: dict = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": _common.machine()}
