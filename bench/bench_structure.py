@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             f"- data: {info.get('source', str(db))}; {n_trades} trades, {n_quotes} quotes",
             f"- command: `{shlex.join(['pbdtui', *cmd[3:]])}`",
             f"- held: {', '.join(fixed) or 'nothing beyond the defaults'}",
-            f"- measured {info['date']}, wall {run.wall_s:.1f} s, CPU {run.cpu_s} s; load average before "
+            f"- measured {info['date']}, wall {run.wall_s:.1f} s, CPU {run.cpu_s or 0:.1f} s; load average before "
             f"{info['machine'].get('loadavg_at_start')}, after {run.loadavg_after}; "
             f"{info['machine'].get('Model name')}, {info['machine'].get('nproc')} CPUs", "",
             table(out, keys), ""]
