@@ -198,7 +198,7 @@ def _control_handler(settings: Any, driver: Any, trader: Any, recent: _Recent) -
                     "screen": to_json(driver.runner.snapshot(
                         warming_up=driver.engine.bars_closed < settings.rolling_window_minutes))
                     if driver.feed is not None else None}
-        if cmd in ("kill", "reset-kill", "flatten") and not trader.started:
+        if cmd in ("kill", "reset-kill", "flatten", "pause", "resume") and not trader.started:
             raise RuntimeError("the daemon is still starting (warm start, backend start); try again")
         if cmd == "kill":
             trader.kill("operator", str(request.get("reason") or "operator kill"))
@@ -208,7 +208,10 @@ def _control_handler(settings: Any, driver: Any, trader: Any, recent: _Recent) -
         if cmd == "flatten":
             flat = await trader.flatten()
             return {"flat": flat, "status": trader.status()}
-        raise ValueError(f"unknown command {cmd!r} (ping, status, snapshot, kill, reset-kill, flatten, subscribe)")
+        if cmd in ("pause", "resume"):
+            return trader.pause_entries(cmd == "pause")
+        raise ValueError(f"unknown command {cmd!r} (ping, status, snapshot, kill, reset-kill, flatten, pause, "
+                         "resume, subscribe)")
 
     return handle
 
