@@ -216,9 +216,8 @@ def create_attach_app(settings: Any, path: Path) -> Any:
     units = answer.get("settings", {})
     settings = settings.replace(**{k: units[k] for k in ("symbol", "tick_size", "qty_step") if k in units})
     mode = str(answer.get("status", {}).get("mode", "LIVE")).upper()
-    app = PbdApp(settings, driver, mode=mode)
-    app.demo_note = f"attached to the {mode.lower()} daemon recording into {driver.db_path.name}; q leaves it running"
-    return app
+    return PbdApp(settings, driver, mode=mode, note=f"attached to the {mode.lower()} daemon recording into "
+                                                   f"{driver.db_path.name}; q leaves it running")
 
 
 def run_attach(settings: Any, db: str | None) -> int:

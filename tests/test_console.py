@@ -20,6 +20,7 @@ from engine.store import Store, instrument_of
 from engine.synth import synthesize
 from engine.types import ACCEPT_BELOW_PENDING, ACTION_HOLD, REASON_NO_SETUP
 from pbdtui.app import PbdApp, create_app, demo_database
+from pbdtui.consoles import AttachScreen, LiveScreen, ReplayScreen
 from pbdtui.messages import MinuteClosed, Snapshot, TicksReplayed
 from pbdtui.render import (
     EMPTY_PROFILE,
@@ -246,7 +247,7 @@ WARM_UP_TIMEOUT = 240.0
 
 
 def _warmed_up(app: PbdApp) -> bool:
-    return (app.snapshot is not None and not app.snapshot.warming_up
+    return (app.mode_screen.snapshot is not None and not app.mode_screen.snapshot.warming_up
             and app.query_one(FeaturesView).features is not None)
 
 
@@ -255,7 +256,7 @@ def _status(app: PbdApp) -> str:
 
 
 def _log_text(app: PbdApp) -> str:
-    return "\n".join(app.alert_lines)
+    return "\n".join(app.mode_screen.alert_lines)
 
 
 @pytest.mark.parametrize("size", [(160, 48), (100, 30)])
@@ -300,7 +301,7 @@ async def test_keys_reach_the_engine_on_its_thread(session_db):
         await pilot.press("f")
         await _until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question")
         await pilot.press("y")
-        await _until(pilot, lambda: app.flatten_requests, "the flatten confirmation")
+        await _until(pilot, lambda: app.mode_screen.flatten_requests, "the flatten confirmation")
         # paused, so the request still waits for the next quote inside the engine
         assert driver.engine.state.si[SI_FLATTEN] > 0
         log_text = _log_text(app)
@@ -325,7 +326,7 @@ async def test_keys_reach_the_engine_on_its_thread(session_db):
         await _quit(pilot, app)
         await pilot.pause()
     assert app.return_code == 0
-    assert app.replay_worker is not None and app.replay_worker.is_finished
+    assert app.driver_worker is not None and app.driver_worker.is_finished
 
 
 def test_high_rate_messages_replace_each_other():
@@ -365,7 +366,7 @@ async def test_feed_gap_raises_a_stale_feed_alert_then_recovers(tmp_path):
         store.append_ticks("quote", quotes, "test")
     app = create_app(settings, path, speed=3000.0)
     async with app.run_test(size=(120, 40)) as pilot:
-        await _until(pilot, lambda: app.snapshot is not None and app.snapshot.finished, "the end",
+        await _until(pilot, lambda: app.mode_screen.snapshot is not None and app.mode_screen.snapshot.finished, "the end",
                      WARM_UP_TIMEOUT)
         log_text = _log_text(app)
         assert "FEED STALE" in log_text
@@ -387,7 +388,7 @@ async def test_replay_jumps_a_15_month_gap_instead_of_waiting_it_out(tmp_path):
             store.append_ticks("quote", part[1], "test")
     app = create_app(settings, path, speed=60.0 * 20)
     async with app.run_test(size=(120, 40)) as pilot:
-        await _until(pilot, lambda: app.snapshot is not None and app.snapshot.finished, "the end",
+        await _until(pilot, lambda: app.mode_screen.snapshot is not None and app.mode_screen.snapshot.finished, "the end",
                      WARM_UP_TIMEOUT)
         log_text = _log_text(app)
         assert "no data for 455 d" in log_text.replace("\n", " ") and "skipped to" in log_text
@@ -459,12 +460,20 @@ def test_signals_log_line_names_the_action_and_its_reason_code():
     assert render_signal_line(features, signal).plain == "03:58 HOLD        NO_SETUP           BELOW (pending) breakout_short"
 
 
-def test_help_lists_every_key_binding():
+@pytest.mark.parametrize("screen", [ReplayScreen, LiveScreen, AttachScreen])
+def test_help_and_palette_list_every_key_binding_of_each_mode(screen):
     names = {"plus": "+", "equals_sign": "=", "minus": "-", "question_mark": "?", "f1": "F1"}
-    listed = " ".join(keys for keys, _ in PbdApp.HELP)
-    for binding in PbdApp.BINDINGS:
+    listed = " ".join(keys for keys, _ in screen.help_rows() + PbdApp.KEYS_HELP)
+    ours = [cls for cls in screen.__mro__ if cls.__module__.startswith("pbdtui")]  # not Textual's focus keys
+    bindings = [b for cls in ours for b in cls.__dict__.get("BINDINGS", [])] + PbdApp.BINDINGS
+    for binding in bindings:
         for key in binding.key.split(","):
             assert names.get(key, key) in listed.replace(",", " ").split(), key
+    # every screen key is in the command palette too, and each palette command is an action of the mode
+    actions = {action for _, _, action in screen.commands()}
+    assert {b.action for cls in ours for b in cls.__dict__.get("BINDINGS", [])} <= actions
+    assert all(callable(getattr(screen, f"action_{action}", None)) for action in actions)
+    assert ("e" in listed.split()) and (("p," in listed.split()) == (screen is ReplayScreen))
     assert binding_rows([("k", "kill"), ("?, F1", "help")]) == ["    k  kill", "?, F1  help"]
 
 
@@ -496,7 +505,7 @@ async def test_kill_switch_latches_and_reset_and_flatten_ask_first(session_db):
     async with app.run_test(size=(80, 24)) as pilot:
         await _until(pilot, lambda: _warmed_up(app), "the warm-up", WARM_UP_TIMEOUT)
         await pilot.press("k")  # on at once
-        await _until(pilot, lambda: app.kill_on, "the kill switch")
+        await _until(pilot, lambda: app.mode_screen.kill_on, "the kill switch")
         await pilot.press("k")  # off asks; "n" keeps it on
         await _until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question")
         await pilot.press("n")
@@ -506,9 +515,9 @@ async def test_kill_switch_latches_and_reset_and_flatten_ask_first(session_db):
         await _until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question")
         await pilot.press("escape")
         await pilot.pause(0.3)
-        assert app.flatten_requests == []
+        assert app.mode_screen.flatten_requests == []
         await pilot.press("f", "y")
-        await _until(pilot, lambda: app.flatten_requests, "the flatten")
+        await _until(pilot, lambda: app.mode_screen.flatten_requests, "the flatten")
         await pilot.press("f1")
         await _until(pilot, lambda: isinstance(app.screen, HelpScreen), "the help on F1")
         text = "\n".join(str(w.render()) for w in app.screen.query("#keys"))
@@ -525,11 +534,11 @@ async def test_step_seek_and_next_trade_from_the_keyboard(session_db):
         await pilot.press("p")
         await _until(pilot, lambda: driver.paused, "pause")
         await pilot.pause(0.2)
-        before = len(app.minutes)
+        before = len(app.mode_screen.minutes)
         await pilot.press("s")
-        await _until(pilot, lambda: len(app.minutes) == before + 1 and not app.jumping, "one step")
+        await _until(pilot, lambda: len(app.mode_screen.minutes) == before + 1 and not app.mode_screen.jumping, "one step")
         await pilot.press("s")
-        await _until(pilot, lambda: len(app.minutes) == before + 2 and not app.jumping, "another step")
+        await _until(pilot, lambda: len(app.mode_screen.minutes) == before + 2 and not app.mode_screen.jumping, "another step")
         target = driver.clock + 20 * 60_000
         await pilot.press("g")
         await _until(pilot, lambda: isinstance(app.screen, SeekScreen), "the seek question")
@@ -538,12 +547,12 @@ async def test_step_seek_and_next_trade_from_the_keyboard(session_db):
         assert isinstance(app.screen, SeekScreen)  # a bad time is said, not applied
         app.screen.query_one("#when").value = time.strftime("%Y-%m-%d %H:%M", time.gmtime(target / 1000))
         await pilot.press("enter")
-        await _until(pilot, lambda: driver.clock == target and driver.paused and not app.jumping, "the seek", 60.0)
+        await _until(pilot, lambda: driver.clock == target and driver.paused and not app.mode_screen.jumping, "the seek", 60.0)
         # every minute closed on the way is in the log, one line each, in order
-        assert list(app.minutes)[before:] == list(range(app.minutes[before], target - 60_000 + 1, 60_000))
+        assert list(app.mode_screen.minutes)[before:] == list(range(app.mode_screen.minutes[before], target - 60_000 + 1, 60_000))
         fills = driver.runner.fills
         await pilot.press("n")
-        await _until(pilot, lambda: (driver.runner.fills > fills or driver.finished) and not app.jumping,
+        await _until(pilot, lambda: (driver.runner.fills > fills or driver.finished) and not app.mode_screen.jumping,
                      "the next trade", 120.0)
         assert driver.paused or driver.finished
         await _quit(pilot, app)
@@ -554,13 +563,13 @@ async def test_every_minute_reaches_the_signals_log_and_the_end_shows_the_report
     # at full speed many minutes close per slice (240 in the warm-up alone): none may be lost
     app = create_app(Settings(), session_db, speed=100_000.0)
     async with app.run_test(size=(200, 60)) as pilot:
-        await _until(pilot, lambda: app.report is not None, "the end", WARM_UP_TIMEOUT)
+        await _until(pilot, lambda: app.mode_screen.report is not None, "the end", WARM_UP_TIMEOUT)
         await _until(pilot, lambda: isinstance(app.screen, SummaryScreen), "the summary")
         runner = app.driver.runner
-        assert len(app.minutes) == runner.minutes == app.report["minutes"]
-        assert list(app.minutes) == list(range(app.minutes[0], app.minutes[0] + 60_000 * runner.minutes, 60_000))
+        assert len(app.mode_screen.minutes) == runner.minutes == app.mode_screen.report["minutes"]
+        assert list(app.mode_screen.minutes) == list(range(app.mode_screen.minutes[0], app.mode_screen.minutes[0] + 60_000 * runner.minutes, 60_000))
         assert len(app.query_one("#signals").lines) == min(runner.minutes, 1000)
-        assert "net PnL" in app.report_text or "net" in app.report_text
+        assert "net PnL" in app.mode_screen.report_text or "net" in app.mode_screen.report_text
         await pilot.press("escape")
         await _quit(pilot, app)
     assert app.return_code == 0
@@ -599,7 +608,7 @@ async def test_structure_key_shows_naked_pocs_and_the_split_profile(session_db):
         await _until(pilot, lambda: bool(profile.dev_path), "a developing POC")
         text = "\n".join(profile.lines())
         assert "naked POCs:" in text and "▓" in text and "•" in text and "dPOC " in text
-        assert app.snapshot.sides is not None and len(app.snapshot.sides[0]) == len(app.snapshot.bins)
+        assert app.mode_screen.snapshot.sides is not None and len(app.mode_screen.snapshot.sides[0]) == len(app.mode_screen.snapshot.bins)
         await pilot.press("m")
         assert "naked POCs" not in "\n".join(profile.lines())
         await pilot.press("q")

@@ -52,26 +52,26 @@ async def test_live_console_trades_on_paper_with_feed_health_and_the_operator_ke
         app = create_live_app(SETTINGS, db, venue.url, feed_config=config, ui_interval=0.05)
         async with app.run_test(size=(160, 48)) as pilot:
             # the warm start's minutes, then live ones: a minute after the cut closes through the feed
-            await _until(pilot, lambda: app.minutes and app.minutes[-1] >= CUT + 60_000, "a live minute")
-            await _until(pilot, lambda: app.feed is not None and app.feed.connected, "the feed's health")
+            await _until(pilot, lambda: app.mode_screen.minutes and app.mode_screen.minutes[-1] >= CUT + 60_000, "a live minute")
+            await _until(pilot, lambda: app.mode_screen.feed is not None and app.mode_screen.feed.connected, "the feed's health")
             status = app.query_one(StatusBar).render().plain
             assert status.startswith("PAPER") and "feed ok" in status and "lag n/a" in status  # 2026 data
-            assert "warm start: 14 minutes rebuilt" in "\n".join(app.alert_lines)
+            assert "warm start: 14 minutes rebuilt" in "\n".join(app.mode_screen.alert_lines)
 
             # the replay's keys are not there: not in the footer, not applied
-            assert not app.check_action("pause", ()) and not app.check_action("seek", ())
-            assert app.check_action("kill_switch", ()) and app.check_action("flatten", ())
+            actions = {b.binding.action for b in app.screen.active_bindings.values()}
+            assert not {"pause", "step", "seek"} & actions and {"kill_switch", "flatten", "entries"} <= actions
             await pilot.press("p", "s", "g")
             assert not app.screen.is_modal
 
             await pilot.press("k")  # on at once, through the driver's loop
-            await _until(pilot, lambda: app.snapshot.position.kill_manual, "the kill switch")
+            await _until(pilot, lambda: app.mode_screen.snapshot.position.kill_manual, "the kill switch")
             assert "KILL ON" in app.query_one(StatusBar).render().plain
 
             await pilot.press("f")
             await _until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the flatten question")
             await pilot.press("y")
-            await _until(pilot, lambda: app.flatten_requests, "the flatten")
+            await _until(pilot, lambda: app.mode_screen.flatten_requests, "the flatten")
 
             await pilot.press("question_mark")
             await _until(pilot, lambda: isinstance(app.screen, HelpScreen), "the help")
@@ -104,21 +104,21 @@ async def test_live_console_on_an_exchange_kill_switch_and_flatten_confirmed_fla
             assert app.mode == "LIVE"
             async with app.run_test(size=(160, 48)) as pilot:
                 trader = app.driver.driver.trader
-                await _until(pilot, lambda: trader.started and app.minutes and app.feed is not None,
+                await _until(pilot, lambda: trader.started and app.mode_screen.minutes and app.mode_screen.feed is not None,
                              "the exchange's start reconciliation and a minute")
                 await pilot.press("k")
                 await _until(pilot, lambda: trader.kill_reasons.get("operator"), "the trader's kill switch")
-                await _until(pilot, lambda: app.kill_on, "the kill switch on screen")
+                await _until(pilot, lambda: app.mode_screen.kill_on, "the kill switch on screen")
                 await pilot.press("f")
                 await _until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the flatten question")
                 await pilot.press("y")
-                await _until(pilot, lambda: any("FLAT confirmed by the exchange" in line for line in app.alert_lines),
+                await _until(pilot, lambda: any("FLAT confirmed by the exchange" in line for line in app.mode_screen.alert_lines),
                              "the exchange's confirmation", 60)
                 assert exchange.position()[0] == 0
                 await _until(pilot, lambda: "exchange  FLAT" in app.query_one(PositionPanel).render().plain
                              and "reconcile ok" in app.query_one(PositionPanel).render().plain,
                              "the exchange's side in the position panel")
-                assert not any("console-secret-9f3" in line for line in app.alert_lines)
+                assert not any("console-secret-9f3" in line for line in app.mode_screen.alert_lines)
                 await pilot.press("q")
                 await _until(pilot, lambda: app.exiting, "quit", 30)
         finally:
