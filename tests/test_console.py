@@ -478,8 +478,10 @@ def test_help_and_palette_list_every_key_binding_of_each_mode(screen):
 
 
 @pytest.mark.parametrize("size,shown,hidden", [
-    ((80, 24), ("#status", "#profile", "#position", "#alerts"), ("#chart", "#signals", "#features", "#fills")),
-    ((200, 60), ("#status", "#profile", "#position", "#alerts", "#chart", "#signals", "#features", "#fills"), ()),
+    ((80, 24), ("#status", "#profile", "#position", "#alerts"), ("#chart", "#signals", "#orders", "#features",
+                                                                 "#fills")),
+    ((200, 60), ("#status", "#profile", "#position", "#alerts", "#chart", "#signals", "#orders", "#features",
+                 "#fills"), ()),
 ])
 async def test_layout_puts_status_position_profile_alerts_first(session_db, size, shown, hidden):
     app = create_app(Settings(), session_db, speed=60.0)
@@ -511,6 +513,13 @@ async def test_kill_switch_latches_and_reset_and_flatten_ask_first(session_db):
         await pilot.press("n")
         await pilot.pause(0.3)
         assert driver.engine.position().kill_manual and not isinstance(app.screen, ConfirmScreen)
+        await pilot.press("e")  # entries paused: at once, no question, separate from the kill switch
+        await _until(pilot, lambda: driver.engine.position().entries_paused, "the entries pause in the engine")
+        assert not isinstance(app.screen, ConfirmScreen)
+        await _until(pilot, lambda: "PAUSED" in _status(app), "the pause in the 80-column status bar")
+        await pilot.press("e")
+        await _until(pilot, lambda: not driver.engine.position().entries_paused, "entries resumed")
+        assert driver.engine.position().kill_manual  # the kill switch is untouched by the pause
         await pilot.press("f")  # flatten asks; escape cancels
         await _until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question")
         await pilot.press("escape")
@@ -615,3 +624,21 @@ async def test_structure_key_shows_naked_pocs_and_the_split_profile(session_db):
         if app.return_code is None:  # a position is open: quitting asks
             await pilot.press("y")
     assert app.return_code == 0
+
+
+def test_orders_panel_lists_side_type_price_qty_status_and_age():
+    from engine.engine import OrderView
+    from pbdtui.render import render_orders
+
+    ts = 1_767_571_200_000 + 30 * 60_000
+    orders = [OrderView(1, "entry", 0, 1, "queued", ts - 60_000),
+              OrderView(-1, "stop", 2 * 950_003, 1, "on exchange", ts - 12 * 60_000),
+              OrderView(-1, "target", 2 * 950_100 + 1, 1, "working", ts - 12 * 60_000)]
+    text = render_orders(orders, ts=ts, tick_size=0.1, qty_step=0.001)
+    lines = text.plain.splitlines()
+    assert lines[0].split() == ["side", "type", "price", "qty", "status", "age"]
+    assert lines[1].split() == ["BUY", "entry", "market", "0.001", "queued", "1m"]
+    assert lines[2].split() == ["SELL", "stop", "95000.3", "0.001", "on", "exchange", "12m"]
+    assert lines[3].split() == ["SELL", "target", "95010.05", "0.001", "working", "12m"]
+    assert any(span.style == "yellow" for span in text.spans)  # a queued order is not at the exchange yet
+    assert render_orders((), ts=ts, tick_size=0.1, qty_step=0.001).plain == "no open orders"

@@ -49,6 +49,14 @@ async def test_attach_watches_the_daemon_sends_kill_and_flatten_and_quitting_lea
             # the daemon's feed health: up, from its counters (the subscription began after it connected)
             await _until(pilot, lambda: app.mode_screen.feed is not None and app.mode_screen.feed.connected, "the daemon's feed health")
 
+            await pilot.press("e")  # the daemon's entries pause, through the control socket
+            await _until(pilot, lambda: s.trader.entries_paused, "the daemon's entries pause")
+            await _until(pilot, lambda: app.mode_screen.entries_paused, "the pause on screen")
+            assert not s.trader.kill_reasons
+            await pilot.press("e")
+            await _until(pilot, lambda: not s.trader.entries_paused and not app.mode_screen.entries_paused,
+                         "entries resumed in the daemon")
+
             await pilot.press("k")
             await _until(pilot, lambda: s.trader.status()["kill"]["on"], "the daemon's kill switch")
             await _until(pilot, lambda: app.mode_screen.kill_on, "the kill switch on screen")

@@ -19,7 +19,7 @@ from loopback.bybit_ws import BybitPublicVenue
 from loopback.source import StoreSource
 from pbdtui.app import create_live_app
 from pbdtui.screens import ConfirmScreen, HelpScreen
-from pbdtui.widgets.panels import PositionPanel, StatusBar
+from pbdtui.widgets.panels import OrdersPanel, PositionPanel, StatusBar
 from tests.helpers import pilot_until as _until
 
 SETTINGS = Settings().replace(rolling_window_minutes=10)
@@ -64,6 +64,17 @@ async def test_live_console_trades_on_paper_with_feed_health_and_the_operator_ke
             await pilot.press("p", "s", "g")
             assert not app.screen.is_modal
 
+            await pilot.press("e")  # entries paused at once: no question, no kill switch
+            await _until(pilot, lambda: app.mode_screen.snapshot.position.entries_paused, "the entries pause")
+            assert not app.screen.is_modal and not app.mode_screen.snapshot.position.kill_manual
+            await _until(pilot, lambda: "ENTRIES PAUSED" in app.query_one(StatusBar).render().plain,
+                         "the pause in the status bar")
+            assert "entries   PAUSED" in app.query_one(PositionPanel).render().plain
+            await pilot.press("e")  # the same key resumes
+            await _until(pilot, lambda: not app.mode_screen.snapshot.position.entries_paused, "entries resumed")
+            assert any("entries resumed" in line for line in app.mode_screen.alert_lines)
+            assert app.query_one(OrdersPanel).region.height >= 3  # the paper broker's orders, at 160 columns
+
             await pilot.press("k")  # on at once, through the driver's loop
             await _until(pilot, lambda: app.mode_screen.snapshot.position.kill_manual, "the kill switch")
             assert "KILL ON" in app.query_one(StatusBar).render().plain
@@ -106,6 +117,13 @@ async def test_live_console_on_an_exchange_kill_switch_and_flatten_confirmed_fla
                 trader = app.driver.driver.trader
                 await _until(pilot, lambda: trader.started and app.mode_screen.minutes and app.mode_screen.feed is not None,
                              "the exchange's start reconciliation and a minute")
+                await pilot.press("e")  # the trader's pause: entries withheld, nothing latched
+                await _until(pilot, lambda: trader.entries_paused and app.mode_screen.entries_paused,
+                             "the trader's entries pause on screen")
+                assert not trader.kill_reasons and "ENTRIES PAUSED" in app.query_one(StatusBar).render().plain
+                await pilot.press("e")
+                await _until(pilot, lambda: not trader.entries_paused and not app.mode_screen.entries_paused,
+                             "entries resumed")
                 await pilot.press("k")
                 await _until(pilot, lambda: trader.kill_reasons.get("operator"), "the trader's kill switch")
                 await _until(pilot, lambda: app.mode_screen.kill_on, "the kill switch on screen")
