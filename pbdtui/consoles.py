@@ -112,7 +112,7 @@ class ConsoleScreen(Screen[None]):
     BINDINGS = [
         Binding("k", "kill_switch", "Kill switch"),
         Binding("f", "flatten", "Flatten"),
-        Binding("e", "entries", "Entries on/off"),
+        Binding("e", "entries", "Entries"),
         Binding("m", "structure", "Structure", show=False),
     ]
 
@@ -171,11 +171,11 @@ class ConsoleScreen(Screen[None]):
                                   window_minutes=s.rolling_window_minutes, id="profile").data_bind(cls.snapshot)
             with Vertical(id="center"):
                 yield PriceChart(tick_size=s.tick_size, id="chart").data_bind(cls.bars)
+                yield OrdersPanel(tick_size=s.tick_size, qty_step=s.qty_step, id="orders").data_bind(cls.snapshot)
                 yield TailLog(id="signals", max_lines=1000, min_width=20)
             with Vertical(id="side"):
                 yield PositionPanel(tick_size=s.tick_size, qty_step=s.qty_step, order_qty=s.order_qty,
                                     max_hold_minutes=s.max_hold_minutes, id="position").data_bind(cls.snapshot)
-                yield OrdersPanel(tick_size=s.tick_size, qty_step=s.qty_step, id="orders").data_bind(cls.snapshot)
                 yield FeaturesView(tick_size=s.tick_size, qty_step=s.qty_step, order_qty=s.order_qty,
                                    base_bin_ticks=s.base_bin_ticks,
                                    ambiguous_max=s.ambiguous_trade_frac_max, id="features")

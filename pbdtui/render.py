@@ -627,14 +627,15 @@ def render_orders(orders: tuple | list, *, ts: int, tick_size: float, qty_step: 
     out = Text(no_wrap=True, overflow="ellipsis")
     if not orders:
         return out.append("no open orders", style="dim")
-    out.append(f"{'side':<5}{'type':<8}{'price':>11} {'qty':>7} {'status':<12}{'age':>6}", style="dim")
+    # 44 columns: the wide layout's centre panel
+    out.append(f"{'side':<5}{'type':<8}{'price':>10} {'qty':>6} {'status':<9}{'age':>5}", style="dim")
     for o in orders:
         out.append("\n")
         out.append(f"{'BUY' if o.side > 0 else 'SELL':<5}", style="green" if o.side > 0 else "red")
         out.append(f"{o.kind:<8}", style="bold" if o.kind in ("entry", "flatten") else "")
-        out.append(f"{fmt.px2(o.px2) if o.px2 > 0 else 'market':>11} {o.qty * qty_step:>7.{qty_dec}f} ")
-        out.append(f"{o.status[:11]:<12}", style=ORDER_STATUS_STYLES.get(o.status, ""))
-        out.append(f"{_minutes(ts - o.ts) if ts >= 0 and o.ts > 0 else '':>6}", style="dim")
+        out.append(f"{fmt.px2(o.px2) if o.px2 > 0 else 'market':>10} {o.qty * qty_step:>6.{qty_dec}f} ")
+        out.append(f"{o.status[:8]:<9}", style=ORDER_STATUS_STYLES.get(o.status, ""))
+        out.append(f"{_minutes(ts - o.ts) if ts >= 0 and o.ts > 0 else '':>5}", style="dim")
     return out
 
 

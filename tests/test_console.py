@@ -632,13 +632,13 @@ def test_orders_panel_lists_side_type_price_qty_status_and_age():
 
     ts = 1_767_571_200_000 + 30 * 60_000
     orders = [OrderView(1, "entry", 0, 1, "queued", ts - 60_000),
-              OrderView(-1, "stop", 2 * 950_003, 1, "on exchange", ts - 12 * 60_000),
+              OrderView(-1, "stop", 2 * 950_003, 1, "exchange", ts - 12 * 60_000),
               OrderView(-1, "target", 2 * 950_100 + 1, 1, "working", ts - 12 * 60_000)]
     text = render_orders(orders, ts=ts, tick_size=0.1, qty_step=0.001)
     lines = text.plain.splitlines()
     assert lines[0].split() == ["side", "type", "price", "qty", "status", "age"]
     assert lines[1].split() == ["BUY", "entry", "market", "0.001", "queued", "1m"]
-    assert lines[2].split() == ["SELL", "stop", "95000.3", "0.001", "on", "exchange", "12m"]
+    assert lines[2].split() == ["SELL", "stop", "95000.3", "0.001", "exchange", "12m"]
     assert lines[3].split() == ["SELL", "target", "95010.05", "0.001", "working", "12m"]
     assert any(span.style == "yellow" for span in text.spans)  # a queued order is not at the exchange yet
     assert render_orders((), ts=ts, tick_size=0.1, qty_step=0.001).plain == "no open orders"

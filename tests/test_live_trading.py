@@ -273,8 +273,8 @@ async def test_open_orders_list_the_stop_the_exchange_holds_on_the_position(sour
         status = s.trader.status()
     stop = orders["stop"]
     assert (stop.px2, stop.qty, stop.side, stop.status) == (2 * venue.stop, abs(venue.qty),
-                                                            SIDE_SELL if venue.qty > 0 else SIDE_BUY, "on exchange")
-    assert {"side": stop.side, "kind": "stop", "px2": stop.px2, "qty": stop.qty, "status": "on exchange",
+                                                            SIDE_SELL if venue.qty > 0 else SIDE_BUY, "exchange")
+    assert {"side": stop.side, "kind": "stop", "px2": stop.px2, "qty": stop.qty, "status": "exchange",
             "ts": stop.ts} in status["orders"]
 
 

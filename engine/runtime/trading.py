@@ -400,9 +400,9 @@ class LiveTrader:
         if v is not None and v.qty != 0:
             close = -1 if v.qty > 0 else 1
             if v.stop:
-                out.append(OrderView(close, "stop", 2 * v.stop, abs(v.qty), "on exchange", v.ts))
+                out.append(OrderView(close, "stop", 2 * v.stop, abs(v.qty), "exchange", v.ts))
             if v.take_profit:
-                out.append(OrderView(close, "target", 2 * v.take_profit, abs(v.qty), "on exchange", v.ts))
+                out.append(OrderView(close, "target", 2 * v.take_profit, abs(v.qty), "exchange", v.ts))
         return out
 
     def _alert(self, kind: str, text: str, severity: str) -> None:

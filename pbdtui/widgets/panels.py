@@ -91,7 +91,7 @@ class OrdersPanel(Widget):
     """Open orders: entries and exits on their way, the stop and target protecting the position."""
 
     DEFAULT_CSS = """
-    OrdersPanel { height: auto; }
+    OrdersPanel { height: auto; text-wrap: nowrap; text-overflow: ellipsis; }
     """
 
     snapshot: reactive[Snapshot | None] = reactive(None, layout=True)
