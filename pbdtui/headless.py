@@ -23,7 +23,14 @@ from typing import Any, TextIO
 
 from engine.adapters.bybit.ws import FeedConfig, resolve_url
 from engine.records import units_of
-from engine.runtime.events import Alert, Filled, IntentIssued, KillSwitchChanged, ReadinessChanged
+from engine.runtime.events import (
+    Alert,
+    EntriesPausedChanged,
+    Filled,
+    IntentIssued,
+    KillSwitchChanged,
+    ReadinessChanged,
+)
 from engine.runtime.live import FeedChanged, LiveDriver, LiveStatus
 from engine.types import REASON_NAMES
 
@@ -110,6 +117,8 @@ class _Printer:
             text = f"{_utc(f['ts_fill'])} {self.label} {what} {side} {u.qty(f['qty']):g} @ {u.px(f['px']):.{u.px_dec}f}{pnl}"
         elif isinstance(event, KillSwitchChanged):
             text = f"{_utc(event.ts)} KILL SWITCH {'ON' if event.on else 'OFF'}"
+        elif isinstance(event, EntriesPausedChanged):
+            text = f"{_utc(event.ts)} ENTRIES {'PAUSED' if event.on else 'RESUMED'} by the operator"
         elif isinstance(event, IntentIssued):
             i = event.intent
             text = f"{_utc(i.decision_ts)} intent {i.kind} {'BUY' if i.side > 0 else 'SELL'} {i.qty} lots ({i.client_id})"

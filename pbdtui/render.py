@@ -514,6 +514,8 @@ def render_feed(feed: Any | None, stale_ms: int = 10_000, compact: bool = False)
     if feed is None:
         return Text("feed connecting", style="yellow")
     out = Text()
+    if not feed.connected and feed.quiet_ms < 0 and not feed.reconnects:
+        return out.append("feed connecting", style="yellow")  # the first connection, before any data
     if not feed.connected:
         out.append("FEED DOWN", style="bold white on red")
     elif feed.quiet_ms < 0:

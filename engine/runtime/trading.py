@@ -333,9 +333,7 @@ class LiveTrader:
         """Pause new entries (True) or resume them; exits, stops and flatten are not affected."""
         if on != self.entries_paused:
             self.entries_paused = on
-            self.runner.pause_entries(on)
-            self._alert("entries_paused", "ENTRIES PAUSED by the operator: no new entries; exits and stops go on"
-                        if on else "entries resumed by the operator", "warning" if on else "info")
+            self.runner.pause_entries(on)  # its EntriesPausedChanged is what screens and status lines show
         return {"entries_paused": self.entries_paused}
 
     async def flatten(self) -> bool:
