@@ -60,10 +60,11 @@ def test_demo_in_a_real_terminal_kill_switch_flatten_and_quit(terminal):
                f"--config config.yaml; echo EXIT=$? > exit.txt; sleep 600")  # Textual draws on stderr: no redirect
     _tmux("new-session", "-d", "-s", SESSION, "-x", "120", "-y", "36", command)
 
+    # the alerts panel says first what the demo is (later lines scroll it away on a small screen)
+    _until(lambda s: s.startswith(" DEMO") and "demo: a simulated" in s, "the demo's note", 300)
     screen = _until(lambda s: s.startswith(" DEMO") and "READY" in s.splitlines()[0]
                     and "feed ok" in s.splitlines()[0], "READY with the feed up", 300)
     assert "kill off" in screen.splitlines()[0]
-    assert "demo: a simulated" in screen  # the alerts panel says what the demo is
 
     _tmux("send-keys", "-t", SESSION, "k")
     _until(lambda s: "KILL ON" in s.splitlines()[0], "the kill switch in the status bar", 30)
