@@ -33,6 +33,7 @@ from engine.kernel_cache import uncompiled
 from engine.runtime import ReplayDriver
 from pbdtui.consoles import AttachScreen, ConsoleScreen, LiveScreen, ReplayScreen
 from pbdtui.messages import message_for
+from pbdtui.render import network_name
 from pbdtui.screens import ConfirmScreen, HelpScreen
 
 log = logging.getLogger("pbdtui.console")
@@ -66,12 +67,12 @@ class PbdApp(App[int]):
         ("Ctrl+P", "command palette: every command above by name"),
     ]
 
-    def __init__(self, settings: Any, driver: Any, mode: str = "REPLAY", note: str = ""):
+    def __init__(self, settings: Any, driver: Any, mode: str = "REPLAY", note: str = "", network: str = ""):
         super().__init__()
         self.settings = settings
         self.driver = driver
         self.mode = mode
-        self.mode_screen = screen_class(mode, driver)(settings, driver, mode, note)
+        self.mode_screen = screen_class(mode, driver)(settings, driver, mode, note, network)
         self.error: BaseException | None = None
         self.driver_worker: Worker[None] | None = None
         self.exiting = False  # quitting: driver messages still queued are dropped
@@ -202,12 +203,13 @@ def create_live_app(settings: Any, db_path: str | os.PathLike[str], ws_url: str,
                           run_id=f"live-{start_ms // 1000}", client_prefix=client_prefix(start_ms),
                           status_interval=1.0)
         bybit_trader(settings, live, rest_url, api_key, api_secret)
-        return PbdApp(settings, ThreadedLive(live, ui_interval=ui_interval, duration=duration), mode="LIVE")
+        return PbdApp(settings, ThreadedLive(live, ui_interval=ui_interval, duration=duration), mode="LIVE",
+                      network=network_name(live.trader.target))
     run_id = f"paper-{int(time.time())}" if trading else "console"
     live = LiveDriver(settings, str(db_path), config, lambda event: None, trading=trading, run_id=run_id,
                       status_interval=1.0)
     return PbdApp(settings, ThreadedLive(live, ui_interval=ui_interval, duration=duration),
-                  mode="PAPER" if trading else "SIGNALS")
+                  mode="PAPER" if trading else "SIGNALS", network=network_name(url))
 
 
 def run_live(settings: Any, db_path: str | os.PathLike[str], ws_url: str, trading: bool = True,

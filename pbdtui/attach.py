@@ -210,14 +210,17 @@ class AttachDriver:
 def create_attach_app(settings: Any, path: Path) -> Any:
     """The console on the daemon at ``path`` (its instrument from the daemon's own answer)."""
     from pbdtui.app import PbdApp
+    from pbdtui.render import network_name
 
     driver = AttachDriver(path)
     answer = driver.client.request("snapshot")
     units = answer.get("settings", {})
     settings = settings.replace(**{k: units[k] for k in ("symbol", "tick_size", "qty_step") if k in units})
     mode = str(answer.get("status", {}).get("mode", "LIVE")).upper()
+    target = str(answer.get("status", {}).get("target", ""))
     return PbdApp(settings, driver, mode=mode, note=f"attached to the {mode.lower()} daemon recording into "
-                                                   f"{driver.db_path.name}; q leaves it running")
+                                                   f"{driver.db_path.name}; q leaves it running",
+                  network=network_name(target) if target else "")
 
 
 def run_attach(settings: Any, db: str | None) -> int:

@@ -107,6 +107,7 @@ class ConsoleScreen(Screen[None]):
         driver: the runtime driver (``send(command)``; its ``db_path`` names the session).
         mode: REPLAY, PAPER, LIVE, DEMO or SIGNALS: the status bar's first word.
         note: what this session is (shown first in the alerts log and as the subtitle).
+        network: the live modes' network, after the mode in the status bar ("" in a replay).
     """
 
     BINDINGS = [
@@ -145,12 +146,13 @@ class ConsoleScreen(Screen[None]):
     feed: reactive[Any | None] = reactive(None)
     """The live feed's health (``engine.runtime.events.FeedHealth``); None in a replay."""
 
-    def __init__(self, settings: Any, driver: Any, mode: str, note: str = ""):
+    def __init__(self, settings: Any, driver: Any, mode: str, note: str = "", network: str = ""):
         super().__init__()
         self.settings = settings
         self.driver = driver
         self.mode = mode
         self.note = note
+        self.network = network
         self.kill_on = False
         self.entries_paused = False
         self.flatten_requests: list[int] = []
@@ -163,7 +165,7 @@ class ConsoleScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         s = self.settings
         cls = type(self)
-        yield StatusBar(mode=self.mode, stale_ms=s.feed_stale_halt_ms, id="status").data_bind(
+        yield StatusBar(mode=self.mode, stale_ms=s.feed_stale_halt_ms, network=self.network, id="status").data_bind(
             cls.snapshot, cls.ready, cls.jumping, cls.feed)
         with Horizontal(id="body"):
             with Vertical(id="left"):
@@ -378,8 +380,8 @@ class ReplayScreen(ConsoleScreen):
         ("Session summary", "the report of the replayed session", "summary"),
     ]
 
-    def __init__(self, settings: Any, driver: Any, mode: str = "REPLAY", note: str = ""):
-        super().__init__(settings, driver, mode, note)
+    def __init__(self, settings: Any, driver: Any, mode: str = "REPLAY", note: str = "", network: str = ""):
+        super().__init__(settings, driver, mode, note, network)
         self.report: dict[str, Any] | None = None
         self.report_text = ""
 

@@ -454,7 +454,8 @@ def _minutes(ms: int) -> str:
 
 def render_status(*, mode: str, ts: int, state: str, speed: float, progress: float, kill_manual: bool,
                   kill_daily: bool, day_pnl: float, ready: int | None, feed: Any | None = None,
-                  stale_ms: int = 10_000, compact: bool = False, entries_paused: bool = False) -> Text:
+                  stale_ms: int = 10_000, compact: bool = False, entries_paused: bool = False,
+                  network: str = "") -> Text:
     """The status bar: mode, UTC clock of the data, replay state or feed health, kill switch, day PnL, readiness.
 
     Args:
@@ -471,11 +472,14 @@ def render_status(*, mode: str, ts: int, state: str, speed: float, progress: flo
         stale_ms: wall time without data after which the feed shows as quiet.
         compact: 80 columns: the clock without the date, the feed's figures only when they matter.
         entries_paused: the operator paused new entries (shown only while paused).
+        network: where the live modes' data and orders come from (mainnet, testnet, demo, loopback).
     """
     marks = {"replay": "▶", "paused": "⏸", "warm-up": "⏩", "jump": "⏭", "finished": "■"}
     out = Text()
     sep = Text(" │ ", style="dim")
     out.append(mode, style="bold reverse" if mode != "LIVE" else "bold white on red")
+    if network:
+        out.append(f" {network}", style="bold red" if network == "mainnet" else "bold")
     out.append(" ")
     out.append(((format_clock(ts)[11:19] + "Z") if ts >= 0 else "--:--:--") if compact else format_clock(ts))
     out.append_text(sep)
@@ -504,6 +508,18 @@ def render_status(*, mode: str, ts: int, state: str, speed: float, progress: flo
         out.append_text(sep)
         out.append(REASON_NAMES.get(ready, str(ready)), style="green" if ready == READY else "bold yellow")
     return out
+
+
+def network_name(url: str) -> str:
+    """The network of a Bybit URL (stream or REST): mainnet, testnet, demo, or loopback for 127.0.0.1."""
+    from urllib.parse import urlsplit
+
+    host = (urlsplit(url).hostname or "").lower()
+    if host in ("127.0.0.1", "localhost", "::1"):
+        return "loopback"
+    if "testnet" in host:
+        return "testnet"
+    return "demo" if "demo" in host else "mainnet"
 
 
 def render_feed(feed: Any | None, stale_ms: int = 10_000, compact: bool = False) -> Text:

@@ -642,3 +642,16 @@ def test_orders_panel_lists_side_type_price_qty_status_and_age():
     assert lines[3].split() == ["SELL", "target", "95010.05", "0.001", "working", "12m"]
     assert any(span.style == "yellow" for span in text.spans)  # a queued order is not at the exchange yet
     assert render_orders((), ts=ts, tick_size=0.1, qty_step=0.001).plain == "no open orders"
+
+
+def test_status_bar_names_the_network_of_the_live_modes():
+    from pbdtui.render import network_name, render_status
+
+    assert [network_name(u) for u in ("wss://stream.bybit.com/v5/public/linear",
+                                      "wss://stream-testnet.bybit.com/v5/public/linear",
+                                      "https://api-demo.bybit.com", "http://127.0.0.1:8123")] == [
+        "mainnet", "testnet", "demo", "loopback"]
+    text = render_status(mode="LIVE", ts=-1, state="live", speed=1, progress=0, kill_manual=False,
+                         kill_daily=False, day_pnl=0.0, ready=None, network="mainnet", compact=True)
+    assert text.plain.startswith("LIVE mainnet ") and len(text.plain) <= 80
+    assert any(span.style == "bold red" for span in text.spans)  # real money stands out

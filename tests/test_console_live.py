@@ -55,7 +55,7 @@ async def test_live_console_trades_on_paper_with_feed_health_and_the_operator_ke
             await _until(pilot, lambda: app.mode_screen.minutes and app.mode_screen.minutes[-1] >= CUT + 60_000, "a live minute")
             await _until(pilot, lambda: app.mode_screen.feed is not None and app.mode_screen.feed.connected, "the feed's health")
             status = app.query_one(StatusBar).render().plain
-            assert status.startswith("PAPER") and "feed ok" in status and "lag n/a" in status  # 2026 data
+            assert status.startswith("PAPER loopback") and "feed ok" in status and "lag n/a" in status  # 2026 data
             assert "warm start: 14 minutes rebuilt" in "\n".join(app.mode_screen.alert_lines)
 
             # the replay's keys are not there: not in the footer, not applied
@@ -113,6 +113,7 @@ async def test_live_console_on_an_exchange_kill_switch_and_flatten_confirmed_fla
             app = create_live_app(SETTINGS, db, venue.url, feed_config=config, ui_interval=0.05,
                                   rest_url=exchange.url, api_key="console-key", api_secret="console-secret-9f3")
             assert app.mode == "LIVE"
+            assert app.mode_screen.network == "loopback"  # the REST target's network, after LIVE in the status bar
             async with app.run_test(size=(160, 48)) as pilot:
                 trader = app.driver.driver.trader
                 await _until(pilot, lambda: trader.started and app.mode_screen.minutes and app.mode_screen.feed is not None,

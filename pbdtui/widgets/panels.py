@@ -37,10 +37,11 @@ class StatusBar(Widget):
     feed: reactive[Any | None] = reactive(None)
     """The live feed's health (``engine.runtime.events.FeedHealth``); None in a replay."""
 
-    def __init__(self, mode: str = "REPLAY", stale_ms: int = 10_000, **kwargs: Any):
+    def __init__(self, mode: str = "REPLAY", stale_ms: int = 10_000, network: str = "", **kwargs: Any):
         super().__init__(**kwargs)
         self.mode = mode
         self.stale_ms = stale_ms
+        self.network = network
 
     def render(self) -> Text:
         snap = self.snapshot
@@ -49,7 +50,7 @@ class StatusBar(Widget):
         if snap is None:
             return render_status(mode=self.mode, ts=-1, state="warm-up", speed=0, progress=0.0,
                                  kill_manual=False, kill_daily=False, day_pnl=0.0, ready=self.ready,
-                                 feed=self.feed, stale_ms=self.stale_ms, compact=compact)
+                                 feed=self.feed, stale_ms=self.stale_ms, compact=compact, network=self.network)
         if live:
             state = "warm-up" if snap.warming_up else "live"
         else:
@@ -58,7 +59,8 @@ class StatusBar(Widget):
         return render_status(mode=self.mode, ts=snap.ts, state=state, speed=snap.speed, progress=snap.progress,
                              kill_manual=snap.position.kill_manual, kill_daily=snap.position.kill_daily,
                              day_pnl=snap.position.day_pnl, ready=self.ready, feed=self.feed,
-                             stale_ms=self.stale_ms, compact=compact, entries_paused=snap.position.entries_paused)
+                             stale_ms=self.stale_ms, compact=compact, entries_paused=snap.position.entries_paused,
+                             network=self.network)
 
 
 class PositionPanel(Widget):
