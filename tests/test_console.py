@@ -655,3 +655,17 @@ def test_status_bar_names_the_network_of_the_live_modes():
                          kill_daily=False, day_pnl=0.0, ready=None, network="mainnet", compact=True)
     assert text.plain.startswith("LIVE mainnet ") and len(text.plain) <= 80
     assert any(span.style == "bold red" for span in text.spans)  # real money stands out
+
+
+def test_no_color_turns_the_console_monochrome_and_words_carry_the_states(session_db, monkeypatch):
+    from textual.filter import Monochrome, NoColor
+
+    from pbdtui.render import render_status
+
+    monkeypatch.setenv("NO_COLOR", "1")
+    app = create_app(Settings(), session_db)
+    assert app.no_color and any(isinstance(f, (Monochrome, NoColor)) for f in app._filters)
+    # without colour every state is still said in words
+    text = render_status(mode="PAPER", ts=-1, state="live", speed=1, progress=0, kill_manual=True, kill_daily=True,
+                         day_pnl=-1.0, ready=None, entries_paused=True)
+    assert all(word in text.plain for word in ("KILL ON", "ENTRIES PAUSED", "LOSS LIMIT", "day -1.00"))
