@@ -344,6 +344,7 @@ class ConsoleScreen(Screen[None]):
 
     def _write_alert(self, line: Text) -> None:
         self.alert_lines.append(line.plain)
+        log.info("alert: %s", line.plain)  # the session log keeps every alert the panel has scrolled off
         self.query_one("#alerts", RichLog).write(line)
 
 
