@@ -38,7 +38,6 @@ from pbdtui.screens import ConfirmScreen, HelpScreen
 
 log = logging.getLogger("pbdtui.console")
 
-MINUTE_MS = 60_000
 DEMO_DAYS = 0.3  # 7.2 h: a 4 h warm-up, then a bit over 3 h of trading to watch
 
 
