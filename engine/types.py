@@ -276,7 +276,8 @@ REASON_INSUFFICIENT_HISTORY = 21  # the window holds trades in too few of its mi
 REASON_FEED_GAP = 22  # live: a disconnection or stall touched the minute
 REASON_RECONCILE_MISMATCH = 23  # the venue's position differs from ours: entries blocked until it matches
 REASON_HTF_BIAS = 24  # htf_bias: the setup is against the higher-timeframe value area
-REASON_SHAPE = 25  # shape_long / shape_short: the rolling profile's shape is not one the entry's side allows
+REASON_ENTRIES_PAUSED = 25  # the operator paused new entries (exits still run)
+REASON_SHAPE = 26  # shape_long / shape_short: the rolling profile's shape is not one the entry's side allows
 REASON_NAMES = {
     0: "READY",
     1: "WARMUP",
@@ -303,5 +304,6 @@ REASON_NAMES = {
     22: "FEED_GAP",
     23: "RECONCILE_MISMATCH",
     24: "HTF_BIAS",
-    25: "SHAPE",
+    25: "ENTRIES_PAUSED",
+    26: "SHAPE",
 }
