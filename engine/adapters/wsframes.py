@@ -9,13 +9,13 @@ frame headers, and the messages are handed on as spans of that read's bytes
 where they lie; no Python object is made per frame.
 
 ``websockets`` keeps what it does well: the opening handshake (TLS, proxy,
-extension negotiation), sending, and the control frames. ``BulkReader``
-takes the transport's receiving side after the handshake and forwards to the
-``websockets`` connection every control frame (ping: it answers pong; close:
-it completes the closing handshake) and everything this reader does not
-handle itself (a masked frame, a reserved opcode or bit, an oversized
-message: ``websockets`` fails the connection with the right close code, as
-it did when it read everything).
+extension negotiation), sending, and the control frames. ``BulkConnection``
+(its client connection, subclassed) reads the frames after the handshake and
+hands to ``websockets``' own parser every control frame (ping: it answers
+pong; close: it completes the closing handshake) and everything this reader
+does not handle itself (a masked frame, a reserved opcode or bit, an
+oversized message: ``websockets`` fails the connection with the right close
+code, as it did when it read everything).
 
 ``FrameSplitter`` (sans-I/O, no clock) does the splitting:
 
@@ -41,6 +41,8 @@ from typing import Any
 
 import numpy as np
 from numba import njit
+from websockets.asyncio.client import ClientConnection
+from websockets.protocol import State
 
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0, 1, 2, 8, 9, 10
 
@@ -279,44 +281,61 @@ class FrameSplitter:
         return bytes(frame.data)
 
 
-class BulkReader(asyncio.Protocol):
-    """Takes the receiving side of a ``websockets`` client connection after its handshake.
+class BulkConnection(ClientConnection):
+    """A ``websockets`` client connection whose data frames are read in bulk (``connect(create_connection=...)``).
 
-    ``BulkReader(ws, max_size, max_frames)`` installs itself as the
-    transport's protocol; the connection keeps sending (``ws.send``) and
-    sees the control frames and every transport callback but data. Each
-    read becomes a chunk (its ``Received`` and its receive time, ms UTC);
+    The opening handshake is ``websockets``' own: the bytes of the HTTP
+    response go to it, exactly up to the blank line that ends it, so the
+    stream is cut at the first frame and nothing of it was parsed by
+    ``websockets``. From there, every read goes through a ``FrameSplitter``
+    (made with the extensions the handshake negotiated) and becomes a chunk
+    (its ``Received`` and receive time, ms UTC); control frames and what the
+    splitter refuses go to ``websockets`` as before. ``send``, ``close`` and
+    the rest are unchanged; ``recv`` gets nothing (use ``take``).
+
     ``take()`` hands over the chunks waiting, laid end to end. Reading
     pauses while ``max_frames`` messages wait (the consumer is behind) and
     resumes at ``take()``. ``ready`` is set when chunks wait or the
-    connection ended (``done``; ``ws.close_exc`` then says how).
-
-    Raises:
-        ConnectionError: the handshake left data this reader cannot resume
-            from (a partial frame already parsed by ``websockets``; a server
-            that speaks before being asked never does that).
+    connection ended (``done``; ``close_exc`` then says how).
     """
 
-    def __init__(self, ws: Any, max_size: int, max_frames: int = 4096):
-        self.ws = ws
-        proto = ws.protocol
-        if proto.reader.buffer:
-            raise ConnectionError("data arrived with the handshake response, before any request")
-        self.splitter = FrameSplitter(max_size, proto.extensions)
-        self.max_frames = max_frames
+    max_frames = 4096
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.splitter: FrameSplitter | None = None  # after the handshake
+        self._head = b""  # the handshake response so far
         self.chunks: list[tuple[Received, int]] = []
         self.waiting = 0  # messages in chunks
         self.ready = asyncio.Event()
         self.done = False
         self.paused = False
-        self.transport = ws.transport
-        self.transport.set_protocol(self)
-
-    # --- asyncio.Protocol: data here, the rest to websockets ---------------------------------
 
     def data_received(self, data: bytes) -> None:
+        splitter = self.splitter
+        if splitter is None:
+            if self.protocol.state is not State.CONNECTING:  # a failed handshake: websockets has it all
+                super().data_received(data)
+                return
+            self._head += data
+            end = self._head.find(b"\r\n\r\n")
+            if end < 0:
+                super().data_received(data)  # websockets keeps its own copy of the partial response
+                return
+            head_bytes, rest = len(self._head) - len(data), self._head[end + 4:]
+            self._head = b""
+            super().data_received(data[:end + 4 - head_bytes])
+            if self.protocol.state is not State.OPEN:
+                if rest:
+                    super().data_received(rest)
+                return
+            splitter = self.splitter = FrameSplitter(self.protocol.max_message_size or 1 << 62,
+                                                     self.protocol.extensions)
+            if not rest:
+                return
+            data = rest
         rx_ms = int(time.time() * 1000)
-        got = self.splitter.feed(data)
+        got = splitter.feed(data)
         if len(got):
             self.chunks.append((got, rx_ms))
             self.waiting += len(got)
@@ -325,21 +344,12 @@ class BulkReader(asyncio.Protocol):
                 self.paused = True
                 self.transport.pause_reading()
         for raw in got.forward:
-            self.ws.data_received(raw)
-
-    def eof_received(self) -> bool | None:
-        return self.ws.eof_received()
+            super().data_received(raw)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.done = True
         self.ready.set()
-        self.ws.connection_lost(exc)
-
-    def pause_writing(self) -> None:
-        self.ws.pause_writing()
-
-    def resume_writing(self) -> None:
-        self.ws.resume_writing()
+        super().connection_lost(exc)
 
     # --- the consumer ---------------------------------------------------------------------------
 

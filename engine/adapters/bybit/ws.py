@@ -65,7 +65,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 import websockets
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 
 from engine.adapters.bybit.frames import (
     BOOK,
@@ -80,7 +80,7 @@ from engine.adapters.bybit.frames import (
     warm_up,
 )
 from engine.adapters.reorder import ReorderBuffer
-from engine.adapters.wsframes import BulkReader
+from engine.adapters.wsframes import BulkConnection
 from engine.adapters.wsframes import warm_up as warm_up_reader
 from engine.types import FUNDING_DTYPE, QUOTE_DTYPE, TRADE_DTYPE
 
@@ -267,7 +267,7 @@ class BybitPublicFeed:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._wake: asyncio.Event | None = None
-        self._ws: ClientConnection | None = None
+        self._ws: BulkConnection | None = None
         self._last_rx = 0.0
         self._got_data = False  # this connection delivered rows (resets the backoff)
         self._last_event_ts: int | None = None
@@ -399,6 +399,7 @@ class BybitPublicFeed:
             max_size=self.config.max_frame_bytes,
             proxy=None if loopback else True,
             compression=None if loopback else "deflate",
+            create_connection=BulkConnection,
         ) as ws:
             self._ws = ws
             c = self._counters
@@ -416,18 +417,18 @@ class BybitPublicFeed:
             watchdog = loop.create_task(self._watchdog(ws))
             reason = "closed by the server"
             try:
-                reader = BulkReader(ws, self.config.max_frame_bytes, self.config.max_batch_frames)
+                ws.max_frames = self.config.max_batch_frames
                 for topic in self.topics:
                     await ws.send(json.dumps({"req_id": topic, "op": "subscribe", "args": [topic]}))
                 while True:
-                    await reader.ready.wait()
-                    if reader.chunks:
-                        await self._on_frames(*reader.take())
+                    await ws.ready.wait()
+                    if ws.chunks:
+                        await self._on_frames(*ws.take())
                         self._last_rx = loop.time()
-                    elif reader.done:
+                    elif ws.done:
                         raise ws.close_exc
                     else:
-                        reader.ready.clear()
+                        ws.ready.clear()
             except websockets.exceptions.ConnectionClosed as exc:
                 reason = f"connection lost ({exc})"
             finally:
@@ -443,14 +444,14 @@ class BybitPublicFeed:
             if not self._closing:
                 await self._status(DISCONNECTED, reason)
 
-    async def _ping_loop(self, ws: ClientConnection) -> None:
+    async def _ping_loop(self, ws: BulkConnection) -> None:
         while True:
             await asyncio.sleep(self.config.ping_interval)
             self._ping_seq += 1
             await ws.send(f'{{"req_id":"{self._ping_seq}","op":"ping"}}')
             self._counters.pings += 1
 
-    async def _watchdog(self, ws: ClientConnection) -> None:
+    async def _watchdog(self, ws: BulkConnection) -> None:
         loop = asyncio.get_running_loop()
         limit = self.config.stale_after
         while True:
