@@ -293,9 +293,9 @@ class BulkConnection(ClientConnection):
     splitter refuses go to ``websockets`` as before. ``send``, ``close`` and
     the rest are unchanged; ``recv`` gets nothing (use ``take``).
 
-    ``take()`` hands over the chunks waiting, laid end to end. Reading
-    pauses while ``max_frames`` messages wait (the consumer is behind) and
-    resumes at ``take()``. ``ready`` is set when chunks wait or the
+    ``take(limit)`` hands over the messages waiting (at most ``limit``),
+    laid end to end. Reading pauses while ``max_frames`` messages wait (the
+    consumer is behind) and resumes once ``take`` left fewer. ``ready`` is set when chunks wait or the
     connection ended (``done``; ``close_exc`` then says how).
     """
 
@@ -353,16 +353,28 @@ class BulkConnection(ClientConnection):
 
     # --- the consumer ---------------------------------------------------------------------------
 
-    def take(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """The waiting messages as (buf, starts, ends, recv_ms), all chunks laid end to end."""
-        chunks, self.chunks = self.chunks, []
-        self.waiting = 0
-        if not chunks:
-            return np.zeros(0, np.uint8), _NO_SPANS, _NO_SPANS, _NO_SPANS
-        self.ready.clear()
-        if self.paused:
+    def take(self, limit: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The waiting messages (at most ``limit`` of them, if > 0) as (buf, starts, ends, recv_ms), end to end."""
+        chunks: list[tuple[Received, int]] = []
+        n = 0
+        while self.chunks and (limit <= 0 or n < limit):
+            got, rx = self.chunks[0]
+            if limit > 0 and n + len(got) > limit:  # the rest of this read stays for the next take
+                k = limit - n
+                self.chunks[0] = (Received(got.buf, got.starts[k:], got.ends[k:]), rx)
+                got = Received(got.buf, got.starts[:k], got.ends[:k])
+            else:
+                self.chunks.pop(0)
+            chunks.append((got, rx))
+            n += len(got)
+        self.waiting -= n
+        if not self.chunks:
+            self.ready.clear()
+        if self.paused and self.waiting < self.max_frames:
             self.paused = False
             self.transport.resume_reading()
+        if not chunks:
+            return np.zeros(0, np.uint8), _NO_SPANS, _NO_SPANS, _NO_SPANS
         if len(chunks) == 1:
             got, rx = chunks[0]
             return got.buf, got.starts, got.ends, np.full(len(got), rx, np.int64)

@@ -141,7 +141,7 @@ class FeedConfig:
     dedup_max_ids: int = 500_000  # ... and at most this many
     open_timeout: float = 10.0  # s for the TCP + TLS + WebSocket handshake
     max_queue: int = 10_000  # events waiting for the consumer before the reader waits
-    max_batch_frames: int = 4096  # frames received while the previous ones are decoded, at most
+    max_batch_frames: int = 4096  # frames decoded together, at most (reading pauses while this many wait)
     max_frame_bytes: int = 1 << 22
 
 
@@ -287,6 +287,10 @@ class BybitPublicFeed:
         c.late = self.buffer.late
         return c
 
+    def backlog(self) -> int:
+        """Rows held in the reorder buffer plus events waiting for the consumer (0: all handed over)."""
+        return self.buffer.held + (self._queue.qsize() if self._queue is not None else 0)
+
     def backoff_delay(self, attempt: int) -> float:
         """The delay before reconnect attempt ``attempt`` (0-based), jitter drawn from the feed's RNG."""
         cfg = self.config
@@ -423,7 +427,7 @@ class BybitPublicFeed:
                 while True:
                     await ws.ready.wait()
                     if ws.chunks:
-                        await self._on_frames(*ws.take())
+                        await self._on_frames(*ws.take(self.config.max_batch_frames))
                         self._last_rx = loop.time()
                     elif ws.done:
                         raise ws.close_exc
