@@ -173,7 +173,6 @@ class FrameSplitter:
         self._need = 0  # bytes the incomplete frame needs in all (0: its header is incomplete)
         self._parts: list[bytes] | None = None  # fragments of a message in progress
         self._parts_size = 0
-        self._first: Any = None  # the first fragment's websockets Frame (extensions only)
         self.refused = False  # a frame was refused: everything now goes to ``forward``
         self.frames = 0  # frames read (control frames included)
 

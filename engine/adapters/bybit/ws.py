@@ -41,10 +41,20 @@ Robustness, each with a counter in ``FeedCounters``:
 * malformed frames are counted by topic (``DecodeStats``) and reported as
   ``malformed`` statuses with a one-line reason; they never end the feed.
 
+Reading: ``websockets`` makes the connection (handshake, TLS, proxy,
+compression) and sends; the frames it receives are split in bulk by
+``engine.adapters.wsframes.BulkConnection`` (every message of a socket read
+at once, as spans of the read's bytes) and decoded where they lie by
+``FrameDecoder.decode_spans``; control frames still go to ``websockets``
+(it answers pings and closes). What arrived while the previous frames were
+handled is decoded together, up to ``max_batch_frames``: one frame at a
+time at live rates, thousands after a reconnect or in a fast replay.
+
 Times: every row keeps the exchange time (``T``/``cts``) in ``ts`` and the
-receive time in ``local_ts``; statuses carry wall time. This module is the
-live edge, the one place the wall clock is read (``time.time`` for receive
-stamps, the loop's monotonic clock for timeouts).
+receive time in ``local_ts`` (the time of the socket read that completed its
+frame); statuses carry wall time. This module and ``wsframes`` are the live
+edge, where the wall clock is read (``time.time`` for receive stamps, the
+loop's monotonic clock for timeouts).
 
 The client never imports the loopback venue (import-linter contract).
 """
