@@ -243,6 +243,7 @@ class LiveDriver:
             self.last_stored_ts = -1
         if self._outage_from >= 0 and first >= 0:
             self.engine.mark_feed_gap(self._outage_from, first)
+            self.recorder.flag_gap(self._outage_from, first)
             self._outage_from = -1
         self.recorder.ticks(trades, quotes, funding)
         if newest >= 0:
@@ -255,6 +256,9 @@ class LiveDriver:
     def _on_status(self, status: FeedStatus) -> None:
         if status.kind == "gap" and status.gap_from > 0:
             self.engine.mark_feed_gap(status.gap_from, status.gap_to)
+            # minutes of the outage the live clock closed before it was detected (a silent stall is seen
+            # only after the silence limit) are flagged in the store too
+            self.recorder.flag_gap(status.gap_from, status.gap_to)
             self._outage_from = -1
         elif status.kind in _OUTAGE and self._outage_from < 0 and self.clock.newest > 0:
             self._outage_from = self.clock.newest
