@@ -268,7 +268,6 @@ async def run_faults(source_db: str | Path, db: str | Path, settings: Any, plan:
                                 client_prefix=client_prefix(int(time.time() * 1000)))
             trader = bybit_trader(settings, driver, venue.url, KEY, SECRET, rest_timeout=plan.rest_timeout,
                                   poll_interval=plan.poll_interval)
-            trader.backend.unknown_grace_ms = 5_000  # wall ms on an accelerated time line: a minute is 0.2 s
             reconcile = trader._reconcile
 
             async def timed_reconcile(why: str, adopt: bool = False) -> bool:
