@@ -137,9 +137,9 @@ def run_live_demo(settings: Any, seed: int = 7, speed: float = 30.0, days: float
                             run_id=f"demo-{start_ms // 1000}", client_prefix=client_prefix(start_ms),
                             status_interval=1.0)
         bybit_trader(settings, driver, exchange.url, key, secret, poll_interval=0.5)
-        app = PbdApp(settings, ThreadedLive(driver), mode="DEMO")
-        app.demo_note = (f"demo: a simulated market (loopback venue, {speed:g}x) and exchange (loopback Bybit "
-                         "REST); offline, nothing real")
+        app = PbdApp(settings, ThreadedLive(driver), mode="DEMO", network="loopback",
+                     note=f"demo: a simulated market (loopback venue, {speed:g}x) and exchange (loopback Bybit "
+                          "REST); offline, nothing real")
         code = run_console(app)
     finally:
         if exchange is not None:

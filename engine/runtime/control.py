@@ -16,11 +16,12 @@ Requests on one connection are answered in order.
 | cmd | arguments | answer fields |
 |---|---|---|
 | ``ping`` | | ``pid`` |
-| ``status`` | | ``status``: mode, target, position (qty lots, entry, stop ticks), exchange position, kill switch (on, reasons), last reconciliation, counters |
+| ``status`` | | ``status``: mode, target, position (qty lots, entry, stop ticks), exchange position, kill switch (on, reasons), entries paused, open orders, last reconciliation, counters |
 | ``snapshot`` | | ``status`` plus ``minute`` (the newest closed minute's features, signal, bar), ``alerts`` and ``fills`` (the newest 50 of each), ``feed`` (counters), ``settings`` (symbol, tick size, qty step) |
 | ``kill`` | ``reason`` (text, optional) | ``kill`` (the kill switch state) |
 | ``reset-kill`` | | ``cleared`` (reasons), ``mismatch`` (the engine's reconciliation block, cleared only by a matching position) |
 | ``flatten`` | | ``flat`` (true once the exchange confirms), ``status`` |
+| ``pause`` / ``resume`` | | ``entries_paused``: new entries paused or resumed (no latch, no flatten; exits and stops go on) |
 | ``subscribe`` | | ``subscribed``: then one line per daemon event until the client closes: ``{"event": TYPE, "data": {...}}`` with TYPE ``MinuteClosed``, ``Filled``, ``Alert``, ``KillSwitchChanged``, ``FeedChanged``, ``LiveStatus``, ``IntentIssued``, ... (the runtime's events as plain JSON) |
 
 Prices are int ticks and quantities int lots, as in the engine; the
