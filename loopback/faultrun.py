@@ -301,11 +301,16 @@ async def run_faults(source_db: str | Path, db: str | Path, settings: Any, plan:
                 for f in venue._faults:  # armed, never fired: not injected
                     rest_counts[f.msg] -= 1
                 venue._faults.clear()
-                # settle: every order's outcome known, every execution read back, the position reconciled
+                # settle: every order's outcome known, every execution read back, the position reconciled,
+                # and every frame sent taken by the client (on a loaded machine it may still be reading its
+                # backlog when the venue has sent the last one): its clock has stopped moving for a second
                 deadline = time.monotonic() + settle_timeout
+                newest, moved = -1, time.monotonic()
                 while time.monotonic() < deadline and not task.done():
+                    if driver.clock.newest != newest:
+                        newest, moved = driver.clock.newest, time.monotonic()
                     trades = [e for e in venue.executions() if e["execType"] == "Trade"]
-                    if (not trader._queue and not driver.engine.outstanding()
+                    if (time.monotonic() - moved > 1.0 and not trader._queue and not driver.engine.outstanding()
                             and trader.counters["fills"] >= len(trades)
                             and driver.engine.position().qty == round(venue.position()[0] / settings.qty_step)):
                         break

@@ -74,7 +74,7 @@ def test_no_tick_lost_or_doubled(report):
 
 
 def test_no_duplicated_exposure_and_every_execution_recorded_once(report):
-    assert report.orders >= 2, "the session should trade"
+    assert report.orders >= 1, "the session should trade"  # 1-3 orders in 30 min (the 3 h bench: 11-22)
     assert report.duplicate_orders == 0
     assert report.max_position_lots <= report.max_entry_lots  # never two entries' worth at once
     assert report.fills_recorded == report.executions
