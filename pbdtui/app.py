@@ -218,6 +218,7 @@ def run_live(settings: Any, db_path: str | os.PathLike[str], ws_url: str, tradin
     app = create_live_app(settings, db_path, ws_url, trading=trading, duration=duration, rest_url=rest_url,
                           api_key=api_key, api_secret=api_secret)
     code = run_console(app)
+    say_summary(app)
     rec = app.driver.driver.recorder.counters
     print(f"pbdtui: recorded {rec['trades']} trades, {rec['quotes']} quotes, {rec['minutes']} minutes"
           + (f", {rec['fills']} paper fills" if trading else "") + f" into {db_path}", file=sys.stderr)
@@ -225,6 +226,11 @@ def run_live(settings: Any, db_path: str | os.PathLike[str], ws_url: str, tradin
         print(f"pbdtui: error: live session stopped: {app.error}", file=sys.stderr, flush=True)
         return 1
     return int(code or 0)
+
+
+def say_summary(app: PbdApp) -> None:
+    """Print the session's summary line (``ConsoleScreen.session_summary``) when a live console has closed."""
+    print(f"pbdtui: {app.mode_screen.session_summary()}", file=sys.stderr, flush=True)
 
 
 def session_log_path(mode: str) -> Path:
@@ -259,6 +265,7 @@ def run_console(app: PbdApp) -> int | None:
     try:
         return app.run()
     finally:
+        log.info("session summary: %s", app.mode_screen.session_summary())
         log.info("console closed")
         root.removeHandler(handler)
         handler.close()

@@ -25,7 +25,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any
 
@@ -37,9 +37,10 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer, RichLog
 
-from engine.report import headline
+from engine.report import headline, quote_currency
 from engine.runtime import AlertRules
 from engine.types import READY
+from engine.units import decimals_of
 from pbdtui.messages import (
     AlertRaised,
     EntriesPausedChanged,
@@ -161,6 +162,10 @@ class ConsoleScreen(Screen[None]):
         self._path_day = -1  # UTC day of the profile panel's developing POC path
         self.alert_lines: deque[str] = deque(maxlen=SIGNALS_KEPT)  # the alerts panel's lines, unwrapped
         self.panel_errors: set[str] = set()  # handlers that failed once (shown once each)
+        self.started = time.monotonic()
+        self.minutes_closed = 0
+        self.fills_seen = 0
+        self.alert_counts: Counter[str] = Counter()  # alerts by severity
 
     def compose(self) -> ComposeResult:
         s = self.settings
@@ -279,6 +284,7 @@ class ConsoleScreen(Screen[None]):
         features.signal = sig
         self.ready = int(f["ready"])
         self.minutes.append(int(f["ts_min"]))
+        self.minutes_closed += 1
         self.query_one("#signals", RichLog).write(render_signal_line(f, sig))
         profile = self.query_one(ProfileView)
         day = int(f["ts_min"]) // 86_400_000
@@ -295,6 +301,7 @@ class ConsoleScreen(Screen[None]):
 
     @_guarded
     def on_order_filled(self, message: OrderFilled) -> None:
+        self.fills_seen += 1
         line = render_fill_line(message.fill, tick_size=self.settings.tick_size, qty_step=self.settings.qty_step)
         self.query_one("#fills", RichLog).write(line)
         self._write_alert(line)  # narrow screens show no fills panel
@@ -341,7 +348,25 @@ class ConsoleScreen(Screen[None]):
             severity, "dim"))
         line.append(" ")
         line.append(text, style=style)
+        self.alert_counts[severity] += 1
         self._write_alert(line)
+
+    def session_summary(self) -> str:
+        """One line on what this console's session did, printed when a live console closes."""
+        elapsed = int(time.monotonic() - self.started)
+        parts = [f"{self.mode.lower()} session {elapsed // 3600}:{elapsed // 60 % 60:02d}:{elapsed % 60:02d}",
+                 f"{self.minutes_closed} minutes closed", f"{self.fills_seen} fills"]
+        snap = self.snapshot
+        if snap is not None:
+            pos, cur = snap.position, quote_currency(self.settings)
+            parts.append(f"realised {pos.realized:+.2f} {cur} (fees {pos.fees:.2f}, funding {pos.funding:+.2f})")
+            held = pos.qty * self.settings.qty_step
+            parts.append("position FLAT" if pos.position == 0 else
+                         f"position {'LONG' if pos.position > 0 else 'SHORT'} {abs(held):g} at "
+                         f"{pos.entry_px * self.settings.tick_size:.{decimals_of(self.settings.tick_size)}f}")
+        bad = {k: v for k, v in sorted(self.alert_counts.items()) if k != "info"}
+        parts.append("alerts: " + (", ".join(f"{v} {k}{'s' if v != 1 else ''}" for k, v in bad.items()) if bad else "no warnings"))
+        return " · ".join(parts)
 
     def _write_alert(self, line: Text) -> None:
         self.alert_lines.append(line.plain)

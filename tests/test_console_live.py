@@ -93,6 +93,11 @@ async def test_live_console_trades_on_paper_with_feed_health_and_the_operator_ke
             await _until(pilot, lambda: app.exiting, "quit", 30)
     rec = app.driver.driver.recorder.counters
     assert rec["trades"] > 0 and rec["minutes"] > 0
+    summary = app.mode_screen.session_summary()  # what `pbdtui live` prints when it closes
+    assert summary.startswith("paper session ") and f" · {rec['fills']} fills · " in summary, (summary, rec)
+    assert f"{app.mode_screen.minutes_closed} minutes closed" in summary and app.mode_screen.minutes_closed >= 1
+    assert f"realised {app.mode_screen.snapshot.position.realized:+.2f} USDT" in summary
+    assert "1 error" in summary and "warning" in summary  # the kill switch; the entries pause
     with Store(db, readonly=True) as st:
         stored = st.fetch("SELECT COUNT(*) FROM bars_1m WHERE ts_min >= ?", (CUT,))
     assert stored[0][0] >= 1  # the live minutes were recorded, not only the warm start's

@@ -268,7 +268,10 @@ class ControlClient:
     def request(self, cmd: str, timeout: float | None = None, **args: Any) -> dict[str, Any]:
         """Send one command and return its answer (``ok`` true)."""
         with self._connect(self.timeout if timeout is None else timeout) as s:
-            s.sendall(json.dumps({"cmd": cmd, **args}).encode() + b"\n")
+            try:
+                s.sendall(json.dumps({"cmd": cmd, **args}).encode() + b"\n")
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # a refusing daemon answers and closes before reading: its answer is still there to read
             answer = _read_line(s)
         if not answer.get("ok"):
             raise ControlError(f"daemon refused {cmd!r}: {answer.get('error', 'no reason given')}")
@@ -290,7 +293,10 @@ class ControlClient:
 def _read_line(s: socket.socket) -> dict[str, Any]:
     buf = b""
     while not buf.endswith(b"\n"):
-        chunk = s.recv(65536)
+        try:
+            chunk = s.recv(65536)
+        except ConnectionResetError:
+            break
         if not chunk:
             break
         buf += chunk
