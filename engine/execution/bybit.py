@@ -355,6 +355,36 @@ class BybitExecution:
             out.sort(key=lambda event: event.ts)
             return out
 
+    def recover(self, recorded: dict[str, int]) -> list[Fill]:
+        """Executions a previous run made but did not record (killed first), oldest first.
+
+        ``recorded``: execId -> time of the executions already in the database. The
+        execution list is read from the newest of them (minus ``lookback_ms``) on,
+        with no lower bound from this run's clock: a restart after a crash finds
+        the executions the dead process had polled but not committed, and those the
+        exchange made while no process ran (a stop that triggered). Nothing is
+        read when nothing was ever recorded: a first start does not adopt history
+        as fills (the start reconciliation adopts the position). The executions
+        returned are marked seen, so ``poll`` does not report them again.
+
+        Raises:
+            RestError: the read failed.
+        """
+        with self._lock:
+            if not recorded:
+                return []
+            since = max(recorded.values()) - self.lookback_ms
+            rows = [e for e in self.rest.executions(startTime=max(0, since)) if e.exec_id not in recorded
+                    and e.exec_id not in self._seen and e.symbol in ("", self.symbol)]
+            rows.sort(key=lambda e: (e.time, e.seq))
+            out = []
+            for e in rows:
+                self._seen[e.exec_id] = e.time
+                event = self._event_of(e)
+                if isinstance(event, Fill):
+                    out.append(event)
+            return out
+
     def position(self) -> PositionReport:
         """The exchange's position now (a REST read).
 

@@ -135,10 +135,20 @@ class LiveDriver:
             self.trader.on_event(event)
         self.sink(event)
 
-    def record_fills(self, fills: np.ndarray) -> None:
-        """Exchange fills (FILL_DTYPE records the runner made) to ``trades_exec``."""
+    def record_fills(self, fills: np.ndarray, exec_id: str | None = None) -> None:
+        """Exchange fills (FILL_DTYPE records the runner made from execution ``exec_id``) to ``trades_exec``."""
         if len(fills):
-            self.recorder.minutes(_EMPTY_BARS, _EMPTY_FEATURES, _EMPTY_SIGNALS, fills)
+            self.recorder.minutes(_EMPTY_BARS, _EMPTY_FEATURES, _EMPTY_SIGNALS, fills, exec_id)
+
+    def recorded_executions(self) -> dict[str, int]:
+        """The exchange executions already in ``trades_exec`` (execId -> fill time): a restart recovers the rest."""
+        if not _exists(self.db):
+            return {}
+        with Store(self.db, instrument_of(self.settings), readonly=True) as store:
+            if "exec_id" not in {r[1] for r in store.fetch("PRAGMA table_info(trades_exec)")}:
+                return {}
+            return {e: int(t or 0) for e, t in store.fetch(
+                "SELECT exec_id, ts_ms_fill FROM trades_exec WHERE exec_id IS NOT NULL")}
 
     # --- warm start -------------------------------------------------------------------------
 

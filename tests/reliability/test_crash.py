@@ -1,0 +1,142 @@
+"""Crash safety: ``pbdtui run --live`` killed with SIGKILL 20 times while it records and trades.
+
+The market (the loopback stream and the loopback Bybit REST exchange) runs
+in this process for the whole module; the daemon is the real command in a
+process of its own, restarted after every kill (``crashkit``). The kills
+come at seeded random instants: most a random while after the daemon went
+live, some during its start (warm start, backend start, reconciliation).
+One module-scoped run; each test checks one promise over all the kills.
+``bench/bench_crash.py`` is the long version (``--kills N``) with a table.
+"""
+
+from __future__ import annotations
+
+import statistics
+
+import pytest
+
+from engine.features import compute_minutes, write_minute_tables
+from engine.store import Store, instrument_of
+from tests.reliability.crashkit import (
+    LOST_BUDGET_MS,
+    SETTINGS,
+    START,
+    Crash,
+    Market,
+    exec_diff,
+    make_source,
+    prefill,
+)
+
+KILLS = 20
+SPEED = 20.0  # x real time: a minute of market every 3 s of a live daemon
+SESSION_MINUTES = 50
+PREFILL_MINUTES = 12  # past the 10-minute window: the first daemon trades at once
+
+
+@pytest.fixture(scope="module")
+def crashed(tmp_path_factory):
+    work = tmp_path_factory.mktemp("crash")
+    source = make_source(work / "src.db", SESSION_MINUTES)
+    cut = START + PREFILL_MINUTES * 60_000
+    prefill(work / "live.db", source, cut)
+    market = Market(source, cut, speed=SPEED)
+    crash = Crash(market, work, seed=20261129, live_for=(0.3, 2.5), early_kill=0.15)
+    try:
+        # a first clean start: it may compile the kernels (a minute on a fresh checkout); not a kill
+        crash.spawn()
+        crash.wait_live(timeout=900)
+        assert crash.stop() == 0
+        for _ in range(KILLS):
+            crash.cycle()
+        # the last restart: reconciled, then it trades on until it has closed new minutes, and stops cleanly
+        crash.spawn()
+        first = crash.wait_live()
+        crash.after_restart([r for r in crash.records if r.exec_lost < 0], first)
+        minute = _newest_minute(crash)
+        crash.wait_until(lambda: _newest_minute(crash) >= minute + 2 * 60_000, "two more minutes closed", 120)
+        final = crash.status()
+        assert crash.stop() == 0
+        crash.final_status = final
+        yield crash
+    finally:
+        if crash.proc is not None and crash.proc.poll() is None:
+            crash.proc.kill()
+            crash.proc.wait(30)
+        market.close()
+
+
+def _newest_minute(crash: Crash) -> int:
+    with Store(crash.db, readonly=True) as st:
+        return int(st.fetch("SELECT COALESCE(MAX(ts_min), 0) FROM bars_1m")[0][0])
+
+
+def test_twenty_kills_each_leave_a_database_that_passes_its_integrity_check(crashed):
+    assert len(crashed.records) == KILLS
+    assert [r.integrity for r in crashed.records] == ["ok"] * KILLS
+    assert sum(r.phase == "starting" for r in crashed.records) >= 1  # some kills hit the start itself
+
+
+def test_a_kill_loses_at_most_the_last_second_of_received_ticks(crashed):
+    ages = [r.lost_max_ms for r in crashed.records]
+    assert max(ages) <= LOST_BUDGET_MS, [(r.n, r.lost_trades, r.lost_max_ms) for r in crashed.records]
+    ids = [int(i) for i in Store(crashed.db, readonly=True).load_ticks("trade")["trade_id"]]
+    assert len(ids) == len(set(ids))  # and nothing the restarts received twice is stored twice
+
+
+def test_no_execution_is_lost_or_recorded_twice_across_the_kills(crashed):
+    executions = crashed.market.trade_exec_ids()
+    assert len(executions) >= 6, "the session should trade: entries and exits on the exchange"
+    # after each restart: everything the exchange executed before the kill is recorded once
+    assert [(r.exec_lost, r.exec_dup) for r in crashed.records] == [(0, 0)] * KILLS
+    # at the end: every execution of the whole session, once
+    assert exec_diff(crashed.db, executions) == (0, 0)
+
+
+def test_an_open_position_keeps_its_exchange_stop_while_the_daemon_is_down(crashed):
+    assert all(r.protected for r in crashed.records), [(r.n, r.venue_lots) for r in crashed.records if not r.protected]
+    assert any(r.venue_lots != 0 for r in crashed.records), "no kill found a position open: nothing was tested"
+
+
+def test_every_restart_reconciles_the_position_and_trades_on(crashed):
+    for r in crashed.records:
+        assert r.reconciled_qty is not None, f"kill {r.n}: the restart's start reconciliation did not match"
+        assert r.reconciled_qty == r.venue_lots, f"kill {r.n}: engine {r.reconciled_qty}, exchange {r.venue_lots}"
+    final = crashed.final_status
+    assert final["last_reconciliation"]["matched"] and final["qty"] == crashed.market.protection()[0]
+    restart = [r.restart_s for r in crashed.records if r.restart_s == r.restart_s]
+    print(f"\n{KILLS} kills: restart median {statistics.median(restart):.2f} s, max {max(restart):.2f} s; "
+          f"reconciliation median {statistics.median(r.reconcile_s for r in crashed.records if r.reconcile_s == r.reconcile_s):.2f} s")
+
+
+def test_features_after_the_kills_equal_an_offline_pass_over_the_same_ticks(crashed, tmp_path):
+    offline = tmp_path / "offline.db"
+    with Store(crashed.db, readonly=True) as src, Store(offline, instrument_of(SETTINGS)) as dst:
+        dst.append_ticks("trade", src.load_ticks("trade"), "copy")
+        dst.append_ticks("quote", src.load_ticks("quote"), "copy")
+        dst.append_funding(src.load_funding())
+        m = compute_minutes(dst, SETTINGS)
+        write_minute_tables(dst, SETTINGS, m.bars, m.features)
+    live_bars, live_feats = _tables(crashed.db)
+    off_bars, off_feats = _tables(offline)
+    assert len(live_bars) >= PREFILL_MINUTES + 10
+    # the last run leaves its open minute open; every closed minute equals the offline pass
+    assert live_bars == off_bars[:len(live_bars)]
+    # the outage marks (feed_gap, and the FEED_GAP readiness they cause) are the live run's knowledge of the
+    # kills, which an offline pass cannot have; every other column is equal
+    assert [_values(r) for r in live_feats] == [_values(r) for r in off_feats[:len(live_feats)]]
+    marked = [r for r in live_feats if r["feed_gap"]]
+    assert marked, "the kills' outages should be marked"
+    assert all(r["ready_code"] == "FEED_GAP" for r in marked if r["ready_code"] not in ("WARMUP",))
+
+
+def _tables(db):
+    with Store(db, readonly=True) as st:
+        bars = st.fetch("SELECT * FROM bars_1m ORDER BY ts_min")
+        cols = [r[1] for r in st.fetch("PRAGMA table_info(features_1m)")]
+        feats = [dict(zip(cols, r, strict=True)) for r in st.fetch("SELECT * FROM features_1m ORDER BY ts_min")]
+    return bars, feats
+
+
+def _values(row: dict) -> dict:
+    return {k: v for k, v in row.items() if k not in ("feed_gap", "ready_code")}
