@@ -355,27 +355,27 @@ class BybitExecution:
             out.sort(key=lambda event: event.ts)
             return out
 
-    def recover(self, recorded: dict[str, int]) -> list[Fill]:
+    def recover(self, recorded: dict[str, int] | set[str], since_ms: int) -> list[Fill]:
         """Executions a previous run made but did not record (killed first), oldest first.
 
-        ``recorded``: execId -> time of the executions already in the database. The
-        execution list is read from the newest of them (minus ``lookback_ms``) on,
-        with no lower bound from this run's clock: a restart after a crash finds
-        the executions the dead process had polled but not committed, and those the
-        exchange made while no process ran (a stop that triggered). Nothing is
-        read when nothing was ever recorded: a first start does not adopt history
-        as fills (the start reconciliation adopts the position). The executions
-        returned are marked seen, so ``poll`` does not report them again.
+        ``recorded``: the execIds already in the database; ``since_ms``: where to
+        look from (the newest of them; ``LiveDriver.recorded_executions``). The
+        execution list is read from ``since_ms - lookback_ms`` on, with no lower
+        bound from this run's clock: a restart after a crash finds the executions
+        the dead process had polled but not committed, and those the exchange
+        made while no process ran (a stop that triggered). ``since_ms < 0``: a new
+        database, nothing to look for. The executions returned are marked seen,
+        so ``poll`` does not report them again.
 
         Raises:
             RestError: the read failed.
         """
         with self._lock:
-            if not recorded:
+            if since_ms < 0:
                 return []
-            since = max(recorded.values()) - self.lookback_ms
-            rows = [e for e in self.rest.executions(startTime=max(0, since)) if e.exec_id not in recorded
-                    and e.exec_id not in self._seen and e.symbol in ("", self.symbol)]
+            start = max(0, since_ms - self.lookback_ms)
+            rows = [e for e in self.rest.executions(startTime=start) if e.exec_id not in recorded
+                    and e.exec_id not in self._seen and e.symbol in ("", self.symbol) and e.time >= start]
             rows.sort(key=lambda e: (e.time, e.seq))
             out = []
             for e in rows:

@@ -100,11 +100,15 @@ class LiveDriver:
         close_grace_ms: event time a minute is kept open after its end (the feed's reorder grace plus transit).
         tick_interval: seconds between live-clock closes and health checks.
         status_interval: seconds between ``LiveStatus`` events.
+        commit_interval: seconds between the recorder's commits of received ticks. A kill -9 may lose
+            at most one second of received ticks; a tick also waits in the feed's reorder buffer
+            before it reaches the recorder, and a commit takes time on a loaded machine, so the
+            interval is half of that (with 1 s, kills lost up to 0.9 s: ``bench/bench_crash.py``).
     """
 
     def __init__(self, settings: Any, db: str, feed_config: FeedConfig, sink: Sink, trading: bool = False,
                  run_id: str = "collect", close_grace_ms: int = 1_000, tick_interval: float = 0.25,
-                 status_interval: float = 5.0, commit_interval: float = 1.0, mode: str | None = None,
+                 status_interval: float = 5.0, commit_interval: float = 0.5, mode: str | None = None,
                  client_prefix: str = "bt"):
         self.settings = settings
         self.db = str(db)
@@ -140,15 +144,26 @@ class LiveDriver:
         if len(fills):
             self.recorder.minutes(_EMPTY_BARS, _EMPTY_FEATURES, _EMPTY_SIGNALS, fills, exec_id)
 
-    def recorded_executions(self) -> dict[str, int]:
-        """The exchange executions already in ``trades_exec`` (execId -> fill time): a restart recovers the rest."""
+    def recorded_executions(self) -> tuple[dict[str, int], int]:
+        """The exchange executions already in ``trades_exec`` (execId -> fill time) and where to look for others.
+
+        A restart recovers the executions a killed run made but never recorded:
+        those after the newest recorded one or, when none was ever recorded (the
+        first run died before its first commit), those since the first stored
+        tick, at most 7 days back from the newest (Bybit's execution window).
+        Returns ``({}, -1)`` for a new database.
+        """
         if not _exists(self.db):
-            return {}
+            return {}, -1
         with Store(self.db, instrument_of(self.settings), readonly=True) as store:
-            if "exec_id" not in {r[1] for r in store.fetch("PRAGMA table_info(trades_exec)")}:
-                return {}
-            return {e: int(t or 0) for e, t in store.fetch(
-                "SELECT exec_id, ts_ms_fill FROM trades_exec WHERE exec_id IS NOT NULL")}
+            recorded: dict[str, int] = {}
+            if "exec_id" in {r[1] for r in store.fetch("PRAGMA table_info(trades_exec)")}:
+                recorded = {e: int(t or 0) for e, t in store.fetch(
+                    "SELECT exec_id, ts_ms_fill FROM trades_exec WHERE exec_id IS NOT NULL")}
+            if recorded:
+                return recorded, max(recorded.values())
+            span = store.tick_range()
+        return {}, -1 if span is None else max(span[0], span[1] - 7 * 86_400_000 + 60_000)
 
     # --- warm start -------------------------------------------------------------------------
 

@@ -185,8 +185,8 @@ class LiveTrader:
         if recover is None:
             return
         try:
-            recorded = await asyncio.to_thread(self.driver.recorded_executions)
-            fills = await self._call(recover, recorded)
+            recorded, since = await asyncio.to_thread(self.driver.recorded_executions)
+            fills = await self._call(recover, recorded, since)
             if not fills:
                 return
             report = await self._call(self.backend.position)

@@ -12,11 +12,12 @@ waits (``pause_when_idle``), as a stream would go on without us.
 ``Crash.cycle()`` is one start + kill, with the checks of one kill:
 
 * ``pragma integrity_check`` of the database right after the kill;
-* ticks lost: each trade the venue served but the database does not hold
-  is aged by the kill (kill wall time minus the time the venue wrote it);
-  the recorder commits at least every second, so the oldest lost trade may
-  be at most 1000 ms old (a trade held in the socket's buffers when the
-  process died counts as lost: it was served);
+* ticks lost: the trades the daemon had received (its feed's delivered
+  count, sampled every ``SAMPLE_S`` through the control socket: the stream
+  arrives in the order served) but the database does not hold, aged by the
+  kill; the recorder commits at least every second, so the oldest may be at
+  most 1000 ms old. Frames still in the socket's buffers were never received
+  and are not counted (the stream does not resend them: a gap, marked);
 * position protected: at the kill, and again just before the restart, an
   open position on the exchange has its stop (``stopLoss`` and an
   ``Untriggered`` conditional order);
@@ -61,6 +62,7 @@ CONFIG = {"rolling_window_minutes": 10, "min_window_coverage": 0.0, "cooldown_mi
           "qimb_entry_min": 0.0, "qimb_breakout_min": 0.0, "accept_outside_k": 2, "max_daily_loss": 1e9}
 SETTINGS = Settings().replace(**CONFIG)
 LOST_BUDGET_MS = 1000  # the recorder's promise: at most one second of received ticks
+SAMPLE_S = 0.05  # how often the daemon's delivered-trade counter is read
 
 
 def make_source(path: Path, minutes: float, seed: int = 21) -> Path:
@@ -177,7 +179,10 @@ class Crash:
 
     def __post_init__(self) -> None:
         self._execs_at_kill: list[str] = []
-        self._last_kill_ms = 0.0
+        self._samples: list[tuple[float, int]] = []
+        self._sampler: threading.Thread | None = None
+        self._sampling = threading.Event()
+        self._served_at_spawn = 0
         self.db = self.workdir / "live.db"
         self.config = write_config(self.workdir / "config.yaml")
         self.rng = random.Random(self.seed)
@@ -194,6 +199,8 @@ class Crash:
                 self.market.ws_url, "--rest-url", self.market.rest_url, "--config", str(self.config)]
 
     def spawn(self) -> subprocess.Popen:
+        self._stop_sampler()
+        self._served_at_spawn = len(self.market.served()[0])
         self.runs += 1
         out = open(self.logs / f"run-{self.runs:03d}.out", "wb")  # noqa: SIM115 - the child owns it
         err = open(self.logs / f"run-{self.runs:03d}.err", "wb")  # noqa: SIM115
@@ -201,7 +208,35 @@ class Crash:
         self.proc = subprocess.Popen(self.argv(), env=self.env, cwd=self.workdir, stdout=out, stderr=err)
         out.close()
         err.close()
+        self._samples = []
+        self._sampling = threading.Event()
+        self._sampler = threading.Thread(target=self._sample, args=(self._sampling, self._samples),
+                                         name="crash-sampler", daemon=True)
+        self._sampler.start()
         return self.proc
+
+    def _sample(self, stop: threading.Event, samples: list[tuple[float, int]]) -> None:
+        """(wall ms a status request was sent, trades the daemon's feed had delivered) every ``SAMPLE_S``.
+
+        The stream is delivered in the order it is served, so the daemon's delivered count
+        says which served trades it had received, and (to within a sample) when.
+        """
+        from engine.runtime.control import ControlClient, ControlError, socket_path
+
+        client = ControlClient(socket_path(self.db), timeout=2)
+        while not stop.wait(SAMPLE_S):
+            sent = time.time() * 1000
+            try:
+                n = int(client.request("status").get("feed", {}).get("trades", 0))
+            except (ControlError, OSError, ValueError):
+                continue
+            samples.append((sent, n))
+
+    def _stop_sampler(self) -> None:
+        if getattr(self, "_sampler", None) is not None:
+            self._sampling.set()
+            self._sampler.join(10)
+            self._sampler = None
 
     def status(self) -> dict[str, Any] | None:
         from engine.runtime.control import ControlClient, ControlError, socket_path
@@ -232,13 +267,16 @@ class Crash:
         t = time.time() * 1000
         os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.wait(30)
+        self._stop_sampler()
         return t
 
     def stop(self) -> int:
         """SIGTERM (a clean stop); the exit status."""
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(120)
+        code = self.proc.wait(120)
+        self._stop_sampler()
+        return code
 
     # --- one kill -----------------------------------------------------------------------------------
 
@@ -300,16 +338,28 @@ class Crash:
             time.sleep(0.1)  # another process's progress: polled
 
     def lost(self, t_kill_ms: float) -> tuple[int, int]:
-        """Served trades the database does not hold, and the age at the kill of the oldest of them (ms)."""
-        ids, at = self.market.served()
-        stored = stored_trade_ids(self.db)
-        missing = ~np.isin(ids, stored)
-        # earlier kills' losses stay lost (the stream does not resend): only the trades served since the last kill
-        new = missing & (at > self._last_kill_ms)
-        self._last_kill_ms = t_kill_ms
-        if not new.any():
+        """Trades the daemon had received but the database does not hold, and the age of the oldest at the kill.
+
+        Received: the first ``delivered`` trades served to this run (the daemon's own feed counter,
+        sampled). A lost trade's age is reckoned from the request time of the sample *before* the one
+        that first counted it: an upper bound, too high by at most a sample period.
+        """
+        ids, _at = self.market.served()
+        samples = [(t, n) for t, n in self._samples if t < t_kill_ms]
+        if not samples:
             return 0, 0
-        return int(new.sum()), int(t_kill_ms - at[new].min())
+        base = self._served_at_spawn
+        delivered = samples[-1][1]
+        received = ids[base:base + delivered]
+        missing = np.flatnonzero(~np.isin(received, stored_trade_ids(self.db)))
+        if not len(missing):
+            return 0, 0
+        times = np.array([t for t, _ in samples])
+        counts = np.array([n for _, n in samples])
+        first = int(missing[0])
+        k = int(np.searchsorted(counts, first + 1))  # the first sample that counted it
+        received_after = times[k - 1] if k > 0 else self.spawned_wall_ms
+        return len(missing), int(t_kill_ms - received_after)
 
 
 def integrity(db: Path) -> str:
