@@ -122,6 +122,7 @@ from engine.types import SIDE_BUY, SIDE_SELL
 log = logging.getLogger("pbdtui.exec")
 
 SEVEN_DAYS_MS = 7 * 86_400_000
+RECOVER_WINDOWS = 8  # 7-day execution reads a restart makes at most, looking for unrecorded executions
 _LINK_ID = re.compile(r"^[A-Za-z0-9_-]{1,36}$")
 
 # order states
@@ -374,7 +375,14 @@ class BybitExecution:
             if since_ms < 0:
                 return []
             start = max(0, since_ms - self.lookback_ms)
-            rows = [e for e in self.rest.executions(startTime=start) if e.exec_id not in recorded
+            # Bybit answers at most 7 days per request: windows from ``start`` to now, at most RECOVER_WINDOWS
+            end, now, found = start, self._now(), []
+            for _ in range(RECOVER_WINDOWS):
+                found += self.rest.executions(startTime=end, endTime=end + SEVEN_DAYS_MS - 1)
+                end += SEVEN_DAYS_MS
+                if end > now:
+                    break
+            rows = [e for e in {e.exec_id: e for e in found}.values() if e.exec_id not in recorded
                     and e.exec_id not in self._seen and e.symbol in ("", self.symbol) and e.time >= start]
             rows.sort(key=lambda e: (e.time, e.seq))
             out = []

@@ -9,8 +9,10 @@
    equal those of an uninterrupted run. With no history the warm-up starts
    from the first live tick and the status says how many minutes are left.
 2. **The feed.** ``engine.adapters.bybit.ws.BybitPublicFeed`` delivers rows
-   in exchange-time order (its reorder buffer); each batch is queued to the
-   recorder and fed to the engine. Late rows (behind the watermark) are
+   in exchange-time order (its reorder buffer); each batch goes to the
+   recorder the moment it is delivered (``on_rows``: a kill -9 loses at most
+   the last commit interval of received rows, even while the engine lags)
+   and is then fed to the engine. Late rows (behind the watermark) are
    recorded and counted by the engine, which drops them (its late policy).
 3. **The live clock** (``engine.runtime.clock.LiveClock``): every
    ``tick_interval`` the minutes that ended more than ``close_grace_ms``
@@ -103,12 +105,13 @@ class LiveDriver:
         commit_interval: seconds between the recorder's commits of received ticks. A kill -9 may lose
             at most one second of received ticks; a tick also waits in the feed's reorder buffer
             before it reaches the recorder, and a commit takes time on a loaded machine, so the
-            interval is half of that (with 1 s, kills lost up to 0.9 s: ``bench/bench_crash.py``).
+            interval is a quarter of that (with 1 s, kills at 60x on a loaded 2-core machine lost up to 1.9 s of received
+            ticks; with 0.25 s, at most 0.7 s: ``bench/bench_crash.py``).
     """
 
     def __init__(self, settings: Any, db: str, feed_config: FeedConfig, sink: Sink, trading: bool = False,
                  run_id: str = "collect", close_grace_ms: int = 1_000, tick_interval: float = 0.25,
-                 status_interval: float = 5.0, commit_interval: float = 0.5, mode: str | None = None,
+                 status_interval: float = 5.0, commit_interval: float = 0.25, mode: str | None = None,
                  client_prefix: str = "bt"):
         self.settings = settings
         self.db = str(db)
@@ -216,7 +219,7 @@ class LiveDriver:
                                 text=f"warm start: {rebuilt} minutes rebuilt from the stored ticks"))
             if self.trader is not None:
                 await self.trader.start()
-            self.feed = BybitPublicFeed(instrument_of(self.settings), self.feed_config)
+            self.feed = BybitPublicFeed(instrument_of(self.settings), self.feed_config, on_rows=self._record_ticks)
             deadline = None if duration is None else time.monotonic() + duration
             async with self.feed:
                 consumer = asyncio.create_task(self._consume(), name="live-consume")
@@ -254,6 +257,11 @@ class LiveDriver:
             else:  # Ticker: mark price, funding; funding rows also come in Ticks
                 self.sink(event)
 
+    def _record_ticks(self, batch: Ticks) -> None:
+        """Rows as the feed delivers them, to the recorder (before they queue for the engine: see the feed's ``on_rows``)."""
+        if len(batch.trades) or len(batch.quotes) or len(batch.funding):
+            self.recorder.ticks(batch.trades, batch.quotes, batch.funding)
+
     def _on_ticks(self, batch: Ticks) -> None:
         trades, quotes, funding = batch.trades, batch.quotes, batch.funding
         newest = max(int(trades["ts"][-1]) if len(trades) else -1, int(quotes["ts"][-1]) if len(quotes) else -1)
@@ -269,7 +277,6 @@ class LiveDriver:
         if self._outage_from >= 0 and first >= 0:
             self.engine.mark_feed_gap(self._outage_from, first)
             self._outage_from = -1
-        self.recorder.ticks(trades, quotes, funding)
         if newest >= 0:
             self.clock.observe(newest)
             local = max(int(trades["local_ts"][-1]) if len(trades) else 0, int(quotes["local_ts"][-1]) if len(quotes) else 0)

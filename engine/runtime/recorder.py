@@ -1,8 +1,10 @@
 """The recorder: one writer thread that stores what the live runtime receives and computes.
 
 Received ticks and funding rates are committed in one transaction at least
-every ``commit_interval`` seconds (1 s by default), so a crash loses at most
-that much; closed minutes are appended to ``bars_1m``/``features_1m``/
+every ``commit_interval`` seconds (1 s by default; the live driver uses 0.25 s),
+so a crash loses at most that much; fills (``trades_exec``, with the
+exchange's ``exec_id``) are committed at once, and a restart records any
+execution a killed run had not (``engine.runtime.trading``); closed minutes are appended to ``bars_1m``/``features_1m``/
 ``signals_1m`` as they close (``INSERT OR REPLACE`` of those rows, never a
 rewrite of the tables). A failed commit (disk full, a locked database) is
 logged and counted, and the batch is kept and retried at the next interval,

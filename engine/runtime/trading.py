@@ -20,6 +20,10 @@ external mode to an ``ExecutionBackend`` (``engine.execution.bybit.BybitExecutio
   fills and funding through ``Runner.on_execution`` (deduplicated by
   ``exec_id``), recorded in ``trades_exec``; an order the backend failed or
   the exchange ended is ended in the engine (``Engine.order_ended``).
+* **Recovery** at start, before the start reconciliation: executions a
+  killed run made but never recorded (``trades_exec.exec_id``: the newest
+  recorded is where the search starts) are recorded now, through the same
+  door (``_recover``).
 * **Reconciliation** at start (an open position on the exchange is adopted
   as an event: an adjusting fill flagged EXIT_RECONCILE, never an
   overwrite), whenever the exchange's position changes, after every feed

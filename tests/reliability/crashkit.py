@@ -152,6 +152,7 @@ class KillRecord:
     integrity: str = ""
     lost_trades: int = 0
     lost_max_ms: int = 0  # age of the oldest lost trade at the kill
+    commit_lag_max_ms: int = 0  # while it ran: the longest a received trade waited for its commit
     venue_lots: int = 0
     protected: bool = True  # at the kill and until the restart
     restart_s: float = float("nan")  # the next start: spawn to live
@@ -179,7 +180,7 @@ class Crash:
 
     def __post_init__(self) -> None:
         self._execs_at_kill: list[str] = []
-        self._samples: list[tuple[float, int]] = []
+        self._samples: list[tuple[float, int, int]] = []
         self._sampler: threading.Thread | None = None
         self._sampling = threading.Event()
         self._served_at_spawn = 0
@@ -215,8 +216,8 @@ class Crash:
         self._sampler.start()
         return self.proc
 
-    def _sample(self, stop: threading.Event, samples: list[tuple[float, int]]) -> None:
-        """(wall ms a status request was sent, trades the daemon's feed had delivered) every ``SAMPLE_S``.
+    def _sample(self, stop: threading.Event, samples: list[tuple[float, int, int]]) -> None:
+        """(wall ms a status request was sent, trades delivered by the feed, trades committed) every ``SAMPLE_S``.
 
         The stream is delivered in the order it is served, so the daemon's delivered count
         says which served trades it had received, and (to within a sample) when.
@@ -227,10 +228,11 @@ class Crash:
         while not stop.wait(SAMPLE_S):
             sent = time.time() * 1000
             try:
-                n = int(client.request("status").get("feed", {}).get("trades", 0))
+                answer = client.request("status")
             except (ControlError, OSError, ValueError):
                 continue
-            samples.append((sent, n))
+            samples.append((sent, int(answer.get("feed", {}).get("trades", 0)),
+                            int(answer.get("recorder", {}).get("trades", 0))))
 
     def _stop_sampler(self) -> None:
         if getattr(self, "_sampler", None) is not None:
@@ -345,7 +347,8 @@ class Crash:
         that first counted it: an upper bound, too high by at most a sample period.
         """
         ids, _at = self.market.served()
-        samples = [(t, n) for t, n in self._samples if t < t_kill_ms]
+        samples = [(t, n) for t, n, _ in self._samples if t < t_kill_ms]
+        self.records[-1].commit_lag_max_ms = commit_lag(self._samples, self.spawned_wall_ms)
         if not samples:
             return 0, 0
         base = self._served_at_spawn
@@ -360,6 +363,21 @@ class Crash:
         k = int(np.searchsorted(counts, first + 1))  # the first sample that counted it
         received_after = times[k - 1] if k > 0 else self.spawned_wall_ms
         return len(missing), int(t_kill_ms - received_after)
+
+
+def commit_lag(samples: list[tuple[float, int, int]], spawned_ms: float) -> int:
+    """The longest a delivered trade waited for its commit, over the samples (ms, an upper bound)."""
+    if not samples:
+        return 0
+    times = np.array([t for t, _, _ in samples])
+    delivered = np.array([d for _, d, _ in samples])
+    worst = 0
+    for t, d, c in samples:
+        if c >= d:
+            continue
+        k = int(np.searchsorted(delivered, c + 1))  # the first sample that counted the oldest uncommitted trade
+        worst = max(worst, int(t - (times[k - 1] if k > 0 else spawned_ms)))
+    return worst
 
 
 def integrity(db: Path) -> str:
