@@ -278,8 +278,35 @@ def test_the_control_socket_refuses_a_peer_of_another_uid(tmp_path):
         return {"pid": os.getpid()}
 
     base = Path(tempfile.mkdtemp(prefix="pbdtui-peer-", dir="/tmp"))  # /tmp: reachable by nobody
-    client = ("import socket, sys\ns = socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\n"
-              "s.sendall(b'{\"cmd\": \"kill\"}\\n')\nprint(s.makefile('rb').readline().decode().strip())\n")
+
+    def as_nobody(path: Path) -> str:
+        """Connect as ``nobody`` from a forked child (this interpreter may not be executable by nobody)."""
+        import socket
+
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: drop to nobody, ask for the kill switch, report the answer, exit
+            try:
+                os.setgroups([])
+                os.setgid(nobody.pw_gid)
+                os.setuid(nobody.pw_uid)
+                with socket.socket(socket.AF_UNIX) as s:
+                    s.settimeout(30)
+                    s.connect(str(path))
+                    s.sendall(b'{"cmd": "kill"}\n')
+                    answer = s.makefile("rb").readline()
+                os.write(write, answer or b"(closed)")
+            except BaseException as e:  # noqa: BLE001 - reported to the parent
+                os.write(write, f"child failed: {e!r}".encode())
+            finally:
+                os._exit(0)
+        os.close(write)
+        chunks = []
+        while chunk := os.read(read, 65536):
+            chunks.append(chunk)
+        os.close(read)
+        os.waitpid(pid, 0)
+        return b"".join(chunks).decode()
 
     async def main():
         path = socket_path(base / "x.db")
@@ -288,9 +315,7 @@ def test_the_control_socket_refuses_a_peer_of_another_uid(tmp_path):
             os.chmod(base, 0o711)
             os.chmod(path.parent, 0o711)
             os.chmod(path, 0o666)
-            other = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", client, str(path)],
-                                            user=nobody.pw_uid, group=nobody.pw_gid, extra_groups=[],
-                                            capture_output=True, text=True, timeout=60, cwd="/")
+            other = await asyncio.to_thread(as_nobody, path)
             ours = await asyncio.to_thread(ControlClient(path).request, "ping")
         finally:
             await server.stop()
@@ -302,7 +327,6 @@ def test_the_control_socket_refuses_a_peer_of_another_uid(tmp_path):
         import shutil
 
         shutil.rmtree(base, ignore_errors=True)
-    assert other.returncode == 0, other.stderr
-    assert "refused" in other.stdout and '"ok": false' in other.stdout, other.stdout
+    assert "refused" in other and '"ok": false' in other, other
     assert server.refused == 1 and calls == ["ping"]  # nobody's "kill" never reached the handler
     assert ours["ok"] is True
