@@ -458,6 +458,7 @@ class PbdApp(App[int]):
 
     def _write_alert(self, line: Text) -> None:
         self.alert_lines.append(line.plain)
+        log.info("alert: %s", line.plain)  # the session log keeps every alert the panel has scrolled off
         self.query_one("#alerts", RichLog).write(line)
 
 
