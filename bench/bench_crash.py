@@ -3,7 +3,7 @@
 The harness is the crash test's (``tests/reliability/crashkit.py``): the
 loopback stream and the loopback Bybit REST exchange in this process, the
 daemon a real process restarted after every kill, kills at seeded random
-instants (most a random 0.3-2.5 s after the daemon went live, ``--early``
+instants (most a random 1-4 s after the daemon went live, ``--early``
 of them during its start). After each kill: ``pragma integrity_check``;
 received trades lost (the daemon's own delivered count, sampled every 50
 ms, against the database: the age of the oldest lost one, an upper bound);
@@ -11,7 +11,7 @@ the exchange's position protected by its stop until the restart; after
 the restart: the start reconciliation matched the exchange, and every
 execution before the kill is in ``trades_exec`` exactly once.
 
-    PYTHONPATH=. python bench/bench_crash.py [--kills 100] [--speed 20] [--seed 1] [--json out.json]
+    PYTHONPATH=. python bench/bench_crash.py [--kills 100] [--speed 60] [--seed 1] [--json out.json]
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def _stats(values: list[float]) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kills", type=int, default=100)
-    ap.add_argument("--speed", type=float, default=20.0, help="market speed, x real time (default %(default)s)")
+    ap.add_argument("--speed", type=float, default=60.0, help="market speed, x real time (default %(default)s)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--early", type=float, default=0.15, help="share of kills during the start (default %(default)s)")
     ap.add_argument("--workdir", default=None, help="keep the database and logs here (default: a temporary folder)")
@@ -59,15 +59,15 @@ def main() -> int:
     tmp = None if args.workdir else tempfile.TemporaryDirectory(prefix="bench-crash-")
     work = Path(args.workdir or tmp.name)  # type: ignore[union-attr]
     work.mkdir(parents=True, exist_ok=True)
-    # market minutes a kill uses: its live time (mean ~1.4 s) and the stream while it starts, at --speed
-    minutes = PREFILL_MINUTES + 10 + int(args.kills * 2.5 * args.speed / 60)
+    # market minutes a kill uses: its live time (mean 2.5 s) and the stream while it starts, at --speed
+    minutes = PREFILL_MINUTES + 10 + int(args.kills * 3.5 * args.speed / 60)
     t0 = time.perf_counter()
     source = make_source(work / "src.db", minutes, seed=args.seed + 20)
     cut = START + PREFILL_MINUTES * 60_000
     prefill(work / "live.db", source, cut)
     setup_s = time.perf_counter() - t0
     market = Market(source, cut, speed=args.speed, seed=args.seed)
-    crash = Crash(market, work, seed=args.seed, live_for=(0.3, 2.5), early_kill=args.early)
+    crash = Crash(market, work, seed=args.seed, live_for=(1.0, 4.0), early_kill=args.early)
     loads = [loadavg()]
     t_kills = 0.0
     try:

@@ -344,7 +344,8 @@ class Crash:
 
         Received: the first ``delivered`` trades served to this run (the daemon's own feed counter,
         sampled). A lost trade's age is reckoned from the request time of the sample *before* the one
-        that first counted it: an upper bound, too high by at most a sample period.
+        that first counted it, or the receive time of the stored trade just before it, whichever is later:
+        an upper bound.
         """
         ids, _at = self.market.served()
         samples = [(t, n) for t, n, _ in self._samples if t < t_kill_ms]
@@ -354,14 +355,22 @@ class Crash:
         base = self._served_at_spawn
         delivered = samples[-1][1]
         received = ids[base:base + delivered]
-        missing = np.flatnonzero(~np.isin(received, stored_trade_ids(self.db)))
+        stored = stored_trades(self.db)
+        missing = np.flatnonzero(~np.isin(received, stored["trade_id"]))
         if not len(missing):
             return 0, 0
         times = np.array([t for t, _ in samples])
         counts = np.array([n for _, n in samples])
         first = int(missing[0])
-        k = int(np.searchsorted(counts, first + 1))  # the first sample that counted it
+        # two lower bounds of when the oldest lost trade arrived; the later one is the tighter: the request time of
+        # the sample before the one that first counted it, and the receive time (local_ts) of the trade just
+        # before it in the stream, which was stored (TCP keeps the order)
+        k = int(np.searchsorted(counts, first + 1))
         received_after = times[k - 1] if k > 0 else self.spawned_wall_ms
+        if first > 0:
+            before = stored["local_ts"][stored["trade_id"] == received[first - 1]]
+            if len(before):
+                received_after = max(received_after, float(before.max()))
         return len(missing), int(t_kill_ms - received_after)
 
 
@@ -390,9 +399,9 @@ def integrity(db: Path) -> str:
         conn.close()
 
 
-def stored_trade_ids(db: Path) -> np.ndarray:
+def stored_trades(db: Path) -> np.ndarray:
     with Store(db, readonly=True) as st:
-        return st.load_ticks("trade")["trade_id"]
+        return st.load_ticks("trade")
 
 
 def exec_diff(db: Path, exec_ids: list[str]) -> tuple[int, int]:
