@@ -11,7 +11,7 @@ the exchange's position protected by its stop until the restart; after
 the restart: the start reconciliation matched the exchange, and every
 execution before the kill is in ``trades_exec`` exactly once.
 
-    PYTHONPATH=. python bench/bench_crash.py [--kills 100] [--speed 60] [--seed 1] [--json out.json]
+    PYTHONPATH=. python bench/bench_crash.py [--kills 100] [--speed 30] [--seed 1] [--json out.json]
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def _stats(values: list[float]) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kills", type=int, default=100)
-    ap.add_argument("--speed", type=float, default=60.0, help="market speed, x real time (default %(default)s)")
+    ap.add_argument("--speed", type=float, default=30.0, help="market speed, x real time (default %(default)s)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--early", type=float, default=0.15, help="share of kills during the start (default %(default)s)")
     ap.add_argument("--workdir", default=None, help="keep the database and logs here (default: a temporary folder)")

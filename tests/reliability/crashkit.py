@@ -57,9 +57,12 @@ REPO = Path(__file__).resolve().parents[2]
 KEY = "crash-KEY-5d1f"
 SECRET = "crash-SECRET-q8Rw3Zp0"
 START = 1_767_571_200_000  # 2026-01-05 00:00 UTC
-# a strategy that trades often: a 10-minute window, no cooldown, short holds, loose confirmations
+# a strategy that trades often: a 10-minute window, no cooldown, short holds, loose confirmations; a restart's
+# outage (a second or two of wall time, half a minute of market at 30x) is not a feed gap, so a restarted daemon
+# may enter at its first minute (a gap minute is never entered on)
 CONFIG = {"rolling_window_minutes": 10, "min_window_coverage": 0.0, "cooldown_minutes": 0, "max_hold_minutes": 3,
-          "qimb_entry_min": 0.0, "qimb_breakout_min": 0.0, "accept_outside_k": 2, "max_daily_loss": 1e9}
+          "qimb_entry_min": 0.0, "qimb_breakout_min": 0.0, "accept_outside_k": 2, "max_daily_loss": 1e9,
+          "feed_stale_halt_ms": 90_000}
 SETTINGS = Settings().replace(**CONFIG)
 LOST_BUDGET_MS = 1000  # the recorder's promise: at most one second of received ticks
 SAMPLE_S = 0.05  # how often the daemon's delivered-trade counter is read
