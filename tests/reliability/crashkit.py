@@ -331,8 +331,10 @@ class Crash:
             if (not lost and not dup) or time.monotonic() > deadline:
                 break
             time.sleep(0.1)  # the daemon's commit in another process: polled
+        # the start reconciliation's own figure: by the time the status is read the daemon may have traded on
+        qty = rec["local_qty"] if rec["why"] == "start" else st["qty"]
         for r in pending:
-            r.reconciled_qty = st["qty"] if rec["matched"] else None
+            r.reconciled_qty = qty if rec["matched"] else None
             r.exec_lost, r.exec_dup = lost, dup
 
     def wait_until(self, condition: Any, what: str, timeout: float) -> None:
