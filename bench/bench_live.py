@@ -17,7 +17,9 @@
     process (after the subscribe acks; frames pre-encoded), through
     ``BybitPublicFeed`` + ``LiveDriver`` + ``Recorder`` (what ``pbdtui
     collect`` runs): from connecting to every frame received, and to the
-    last row committed.
+    last row committed (read back from the database); ``streaming``: from
+    the last subscribe ack (the data follows it) to every frame received,
+    without the start (warm start, kernel loading, handshake).
 (c) **Long accelerated recording**: ``LiveDriver`` (what ``pbdtui collect``
     runs) fed by the loopback venue at full speed over ``--hours`` of
     simulated market, RSS sampled every few seconds.
@@ -47,7 +49,7 @@ from engine.adapters.bybit.frames import FrameDecoder  # noqa: E402
 from engine.adapters.bybit.ws import FeedConfig  # noqa: E402
 from engine.config import Settings  # noqa: E402
 from engine.engine import Engine  # noqa: E402
-from engine.runtime.live import LiveDriver, LiveStatus  # noqa: E402
+from engine.runtime.live import FeedChanged, LiveDriver, LiveStatus  # noqa: E402
 from engine.runtime.recorder import Recorder  # noqa: E402
 from engine.runtime.runner import Runner  # noqa: E402
 from engine.store import Store, instrument_of  # noqa: E402
@@ -205,15 +207,23 @@ async def _serve(path: str) -> None:
         await asyncio.Future()
 
 
-async def client_on_loopback(frames: list[str], tmp: Path) -> dict:
-    """(d): the live client fed by a sender process on 127.0.0.1."""
+async def client_on_loopback(frames: list[str], tmp: Path, batch: int = 4096) -> dict:
+    """(d): the live client fed by a sender process on 127.0.0.1, decoding at most ``batch`` frames at once."""
     path = tmp / "frames.txt"
     path.write_text("\n".join(frames))
     sender = subprocess.Popen([sys.executable, __file__, "--serve", str(path)], stdout=subprocess.PIPE, text=True)
     try:
         url = sender.stdout.readline().strip()
         statuses: list = []
-        driver = LiveDriver(SETTINGS, str(tmp / "client.db"), FeedConfig(url=url), statuses.append,
+        subscribed: list[float] = []  # perf_counter when the last ack came: the data follows it
+
+        def sink(event) -> None:  # noqa: ANN001 - any runtime event
+            statuses.append(event)
+            if isinstance(event, FeedChanged) and event.status.kind == "subscribed":
+                subscribed.append(time.perf_counter())
+
+        db = tmp / f"client{batch}.db"
+        driver = LiveDriver(SETTINGS, str(db), FeedConfig(url=url, max_batch_frames=batch), sink,
                             status_interval=3600)
         stop = asyncio.Event()
         started, cpu0 = time.perf_counter(), time.process_time()
@@ -225,6 +235,9 @@ async def client_on_loopback(frames: list[str], tmp: Path) -> dict:
                 raise RuntimeError("the client reconnected: the measurement is void")
             await asyncio.sleep(0.01)
         received = time.perf_counter() - started
+        deadline = time.monotonic() + 120
+        while driver.feed.backlog() and time.monotonic() < deadline:  # the reorder grace, then the last batches
+            await asyncio.sleep(0.01)
         stop.set()
         await task
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu0
@@ -232,11 +245,17 @@ async def client_on_loopback(frames: list[str], tmp: Path) -> dict:
         sender.terminate()
         sender.wait()
     last = [s for s in statuses if isinstance(s, LiveStatus)][-1]
-    return {"frames": len(frames), "received_s": round(received, 3), "frames_per_s_received": round(len(frames) / received),
+    streaming = started + received - subscribed[-1]
+    with Store(db, readonly=True) as st:  # what was committed, read back
+        committed = {"trades": len(st.load_ticks("trade")), "quotes": len(st.load_ticks("quote"))}
+    return {"frames": len(frames), "max_batch_frames": batch, "received_s": round(received, 3), "frames_per_s_received": round(len(frames) / received),
+            "start_s": round(subscribed[-1] - started, 3), "streaming_s": round(streaming, 3),
+            "frames_per_s_streaming": round(len(frames) / streaming),
             "seconds_to_committed": round(seconds, 3), "frames_per_s": round(len(frames) / seconds),
             "client_cpu_seconds": round(cpu, 3), "frames_per_client_cpu_s": round(len(frames) / cpu),
-            "recorded": last.recorder, "feed": {k: v for k, v in last.feed.items() if k in ("frames", "trades", "quotes",
-                                                                                               "reconnects", "duplicates")}}
+            "committed": committed, "committed_all": committed == {k: last.feed[k] for k in ("trades", "quotes")},
+            "feed": {k: v for k, v in last.feed.items()
+                                             if k in ("frames", "batches", "trades", "quotes", "reconnects", "duplicates")}}
 
 
 def main() -> int:
@@ -245,7 +264,7 @@ def main() -> int:
     ap.add_argument("--hours", type=float, default=6, help="session for (c); 0 skips it")
     ap.add_argument("--batch", type=int, action="append", default=None,
                     help="frames per decode_many/feed/record step in (a), repeatable (default 1024 and 64)")
-    ap.add_argument("--loopback", action="store_true", help="also run (d)")
+    ap.add_argument("--loopback", action="store_true", help="also run (d): the client's default batch, then --batch")
     ap.add_argument("--serve", default=None, help=argparse.SUPPRESS)  # (d)'s sender process
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
@@ -263,8 +282,10 @@ def main() -> int:
             result[key] = pipeline(frames, Path(tmp) / f"rec{k}.db", batch)
             print(key, result[key], flush=True)
         if args.loopback:
-            result["client_on_loopback"] = asyncio.run(client_on_loopback(frames, Path(tmp)))
-            print("client on loopback", result["client_on_loopback"], flush=True)
+            for k, batch in enumerate([4096, *(args.batch or [1024, 64])]):  # 4096: the client's default
+                key = "client_on_loopback" if k == 0 else f"client_on_loopback_batch_{batch}"
+                result[key] = asyncio.run(client_on_loopback(frames, Path(tmp), batch))
+                print(key, result[key], flush=True)
         result["minute_close"] = minute_close(src)
         print("minute close", result["minute_close"], flush=True)
         if args.hours > 0:

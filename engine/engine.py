@@ -42,7 +42,7 @@ from engine.execution.types import ExecAlert, Fill, Intent, PositionReport
 from engine.kernels import loop
 from engine.kernels.barmode import run_bars as _run_bars_kernel
 from engine.kernels.minutepass import minutes_finish, quotes_on_minutes
-from engine.kernels.params import make_params
+from engine.kernels.params import P_QTY, make_params
 from engine.kernels.position import apply_fill as _apply_fill_kernel
 from engine.kernels.position import apply_funding as _apply_funding_kernel
 from engine.kernels.state import (
@@ -66,6 +66,7 @@ from engine.kernels.state import (
     SF_FUNDING,
     SF_REALIZED,
     SI_CUR_MIN,
+    SI_ENTRIES_PAUSED,
     SI_ENTRY_PX,
     SI_ENTRY_TS,
     SI_ERROR,
@@ -87,6 +88,7 @@ from engine.kernels.state import (
     SI_OFFSET,
     SI_PEND_ACTION,
     SI_PEND_SEQ,
+    SI_PEND_TS,
     SI_POS,
     SI_Q_ASK,
     SI_Q_BID,
@@ -101,6 +103,8 @@ from engine.kernels.state import (
 )
 from engine.kernels.strategy import request_flatten
 from engine.types import (
+    ACTION_ENTER_LONG,
+    ACTION_ENTER_SHORT,
     ACTION_EXIT,
     BAR_DTYPE,
     EXIT_RECONCILE,
@@ -189,6 +193,19 @@ class PositionView:
     mode: str = "paper"
     mismatch: bool = False  # reconciliation found the venue's position differs: entries blocked
     venue_qty: int = 0  # the venue's position at the last reconciliation, signed lots
+    entries_paused: bool = False  # the operator paused new entries (exits still run)
+
+
+@dataclass(frozen=True)
+class OrderView:
+    """One open order for screens: an entry or exit on its way, or the stop and target protecting a position."""
+
+    side: int  # SIDE_BUY / SIDE_SELL
+    kind: str  # "entry", "exit", "flatten", "stop" or "target"
+    px2: int  # doubled ticks (a target sits on a half tick); 0: at market
+    qty: int  # lots
+    status: str  # "pending" (paper: fills on the next quote), "working" (resting), or the exchange order's state
+    ts: int  # placed, exchange ms (the decision, or the position's entry for its stop and target)
 
 
 @dataclass(frozen=True)
@@ -493,6 +510,14 @@ class Engine:
         """Manual kill switch: no new entries while on (exits still run)."""
         self.state.si[SI_KILL_MANUAL] = 1 if on else 0
 
+    def set_entries_paused(self, on: bool) -> None:
+        """Pause new entries (or resume them): unlike the kill switch it never latches and is not a risk state.
+
+        Exits (stop, target, time stop, flatten) still run; a flip is not
+        taken (its exit alone would be a decision the operator did not make).
+        """
+        self.state.si[SI_ENTRIES_PAUSED] = 1 if on else 0
+
     def mark_feed_gap(self, from_ts: int, to_ts: int = 2**62) -> None:
         """The live feed had no data from ``from_ts`` to ``to_ts`` (exchange ms; open-ended by default).
 
@@ -531,7 +556,38 @@ class Engine:
             day_pnl=float(sf[SF_DAY_PNL]), kill_daily=bool(si[SI_KILL_DAILY]),
             kill_manual=bool(si[SI_KILL_MANUAL]), bid=int(si[SI_Q_BID]), ask=int(si[SI_Q_ASK]),
             qty=qty, mode=self.mode, mismatch=bool(si[SI_RECON_BLOCK]), venue_qty=int(si[SI_VENUE_POS]),
+            entries_paused=bool(si[SI_ENTRIES_PAUSED]),
         )
+
+    def open_orders(self) -> list[OrderView]:
+        """The orders this engine has open: the pending entry or exit (paper) or the intents not yet
+        completed (external), then the position's stop and target (resting at the paper broker; at the
+        exchange, ``LiveTrader.orders`` shows its own)."""
+        si = self.state.si
+        pos = int(si[SI_POS])
+        close_side = SIDE_SELL if pos > 0 else SIDE_BUY
+        out: list[OrderView] = []
+        if int(si[SI_MODE]) == MODE_EXTERNAL:
+            for i in self._outstanding.values():
+                kind = {"enter": "entry"}.get(i.kind, i.kind)
+                out.append(OrderView(i.side, kind, 0, i.qty - self._filled.get(i.client_id, 0), "sent",
+                                     i.decision_ts))
+        else:
+            action = int(si[SI_PEND_ACTION])
+            if action != 0:
+                side = {ACTION_ENTER_LONG: SIDE_BUY, ACTION_ENTER_SHORT: SIDE_SELL}.get(action, close_side)
+                qty = abs(pos) if action == ACTION_EXIT else int(self.params[P_QTY])
+                out.append(OrderView(side, "exit" if action == ACTION_EXIT else "entry", 0, qty, "pending",
+                                     int(si[SI_PEND_TS])))
+            if int(si[SI_FLATTEN]) and pos != 0:
+                out.append(OrderView(close_side, "flatten", 0, abs(pos), "pending", int(si[SI_FLATTEN])))
+        if pos != 0 and int(si[SI_STOP]) > 0:
+            out.append(OrderView(close_side, "stop", 2 * int(si[SI_STOP]), abs(pos), "working",
+                                 int(si[SI_ENTRY_TS])))
+        if pos != 0 and int(si[SI_TARGET]) > 0:
+            out.append(OrderView(close_side, "target", int(si[SI_TARGET]), abs(pos), "working",
+                                 int(si[SI_ENTRY_TS])))
+        return out
 
     @property
     def entry_avg(self) -> float:

@@ -272,6 +272,7 @@ REASON_INSUFFICIENT_HISTORY = 21  # the window holds trades in too few of its mi
 REASON_FEED_GAP = 22  # live: a disconnection or stall touched the minute
 REASON_RECONCILE_MISMATCH = 23  # the venue's position differs from ours: entries blocked until it matches
 REASON_HTF_BIAS = 24  # htf_bias: the setup is against the higher-timeframe value area
+REASON_ENTRIES_PAUSED = 25  # the operator paused new entries (exits still run)
 REASON_NAMES = {
     0: "READY",
     1: "WARMUP",
@@ -298,4 +299,5 @@ REASON_NAMES = {
     22: "FEED_GAP",
     23: "RECONCILE_MISMATCH",
     24: "HTF_BIAS",
+    25: "ENTRIES_PAUSED",
 }

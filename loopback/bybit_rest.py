@@ -57,6 +57,10 @@ Faults (``inject(kind, ...)``), each consumed by the next matching request:
 | ``insufficient_balance`` | retCode 110007 | not executed |
 | ``duplicate`` | retCode 110072 | executed (a previous attempt placed it), unless ``execute=False`` |
 | ``reject`` | retCode ``code`` (10001) with ``msg`` | not executed |
+| ``body`` | HTTP ``status`` (200) with ``body`` (bytes) as it is: junk, cut or wrong-shape JSON | executed only with ``execute=True`` |
+
+A ``body`` fault with an explicit public ``path`` also answers that public
+path (the other kinds concern private requests only).
 
 The venue binds only to loopback addresses and logs no secret.
 """
@@ -81,9 +85,9 @@ from urllib.parse import parse_qsl, urlsplit
 log = logging.getLogger("pbdtui.exchange_sim.rest")
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
-FAULT_KINDS = ("timeout", "5xx", "rate_limit", "timestamp", "insufficient_balance", "duplicate", "reject")
+FAULT_KINDS = ("timeout", "5xx", "rate_limit", "timestamp", "insufficient_balance", "duplicate", "reject", "body")
 _EXECUTED_BY_DEFAULT = {"timeout": True, "5xx": False, "rate_limit": False, "timestamp": False,
-                        "insufficient_balance": False, "duplicate": True, "reject": False}
+                        "insufficient_balance": False, "duplicate": True, "reject": False, "body": False}
 
 # Bybit's per-UID per-second limits (BYBIT.md 2.4, UTA2.0 Pro, linear)
 DEFAULT_LIMITS = {
@@ -109,6 +113,7 @@ class Injected:
     code: int = 10001  # reject: retCode
     msg: str = "params error"
     reset_ms: int = 200  # rate_limit: reset timestamp = now + reset_ms
+    body: bytes = b""  # body: the answer's bytes
 
 
 class _Reply(Exception):
@@ -278,11 +283,13 @@ class BybitRestVenue:
                execute: bool | None = None, **options: Any) -> None:
         """Fail the next ``count`` requests to ``path`` (None: any private path) with ``kind``.
 
-        Options: ``hold`` (timeout, seconds), ``status`` (5xx), ``code``/``msg``
-        (reject), ``reset_ms`` (rate_limit). See the module doc for defaults.
+        Options: ``hold`` (timeout, seconds), ``status`` (5xx; body: 200), ``code``/``msg``
+        (reject), ``reset_ms`` (rate_limit), ``body`` (body). See the module doc for defaults.
         """
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault {kind!r}; known: {', '.join(FAULT_KINDS)}")
+        if kind == "body":
+            options.setdefault("status", 200)
         with self._lock:
             self._faults.append(Injected(kind, path, count,
                                          _EXECUTED_BY_DEFAULT[kind] if execute is None else execute, **options))
@@ -359,6 +366,7 @@ class BybitRestVenue:
         body = h.rfile.read(length).decode() if length else ""
         headers: dict[str, str] = {}
         status = 200
+        raw: bytes | None = None
         hold = 0.0
         with self._lock:
             self.counters.requests += 1
@@ -366,6 +374,8 @@ class BybitRestVenue:
             fault = self._take_fault(path)
             try:
                 if path in PUBLIC:
+                    if fault is not None:
+                        self._fault_reply(fault, {})
                     if method != "GET":
                         raise _Reply(10017, "route not found")
                     result = self._public(path, dict(parse_qsl(query)))
@@ -387,7 +397,7 @@ class BybitRestVenue:
                 if isinstance(reply, _RateLimited):
                     headers = reply.headers
             except _HttpFault as e:
-                code, msg, result, status = -e.status, "", {}, e.status
+                code, msg, result, status, raw = -e.status, "", {}, e.status, e.body
             except _Hold as e:
                 code, msg, result, hold = 0, "OK", e.result, e.hold
             self.log.append((method, path, code))
@@ -398,6 +408,9 @@ class BybitRestVenue:
         if hold:
             self.counters.held += 1
             self._release.wait(hold)  # the client has given up by now; the connection may be gone
+        if raw is not None:
+            self._send(h, status, raw, {"Content-Type": "application/json; charset=utf-8"})
+            return
         if status != 200:
             text = f"<html><body><h1>{status} Service Unavailable</h1></body></html>".encode()
             self._send(h, status, text, {"Content-Type": "text/html"})
@@ -419,10 +432,8 @@ class BybitRestVenue:
             pass
 
     def _take_fault(self, path: str) -> Injected | None:
-        if path in PUBLIC:
-            return None
         for f in self._faults:
-            if f.path is None or f.path == path:
+            if f.path == path or (f.path is None and path not in PUBLIC):
                 f.count -= 1
                 if f.count <= 0:
                     self._faults.remove(f)
@@ -434,6 +445,8 @@ class BybitRestVenue:
             raise _Hold(f.hold, result)
         if f.kind == "5xx":
             raise _HttpFault(f.status)
+        if f.kind == "body":
+            raise _HttpFault(f.status, f.body)
         if f.kind == "timestamp":
             raise _Reply(10002, self._timestamp_text(0, self.now_ms(), 5000))
         if f.kind == "insufficient_balance":
@@ -927,9 +940,10 @@ class BybitRestVenue:
 
 
 class _HttpFault(Exception):
-    def __init__(self, status: int):
+    def __init__(self, status: int, body: bytes | None = None):
         super().__init__(status)
         self.status = status
+        self.body = body  # None: the 5xx HTML page
 
 
 class _Hold(Exception):

@@ -58,6 +58,7 @@ log = logging.getLogger("pbdtui.exchange_sim")
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 PATH = "/v5/public/linear"
 REPLAY_ON_SUBSCRIBE = 3  # trade frames repeated to a new subscriber by the duplicate fault
+SEND_BATCH = 256  # frames written together at most (all that is queued when the sender would wait)
 
 _GARBAGE = (
     "{\"op\":",
@@ -112,6 +113,7 @@ class _Conn:
         self.stalled = False
         self.held: list[tuple[str, Item]] = []  # reorder fault: trade frames held back
         self.hold_left = 0
+        self.out: list[str] = []  # frames sent but not yet written: one write for many (see _flush)
 
     def close(self) -> None:
         self.alive = False
@@ -398,12 +400,34 @@ class BybitPublicVenue:
     # --- one connection's frames ---------------------------------------------------------------
 
     async def _send(self, conn: _Conn, text: str) -> bool:
+        """Queue one frame on ``conn``; written at the next ``_flush`` (at most ``SEND_BATCH`` frames later)."""
+        if not conn.alive:
+            return False
+        conn.out.append(text)
+        if len(conn.out) >= SEND_BATCH or conn.held:  # reorder fault: the frames around held trades go one by one
+            return await self._flush(conn)
+        return True
+
+    async def _flush(self, conn: _Conn) -> bool:
+        """Write the queued frames with one ``transport.write`` (a syscall per frame was most of the venue's time).
+
+        The frames are made by ``websockets``' protocol (``send_text``: its
+        state checks, its extensions), only written together; then the
+        connection's flow control is respected as ``send`` would.
+        """
+        out, conn.out = conn.out, []
+        if not out:
+            return conn.alive
+        ws = conn.ws
         try:
-            await conn.ws.send(text)
-        except websockets.exceptions.ConnectionClosed:
+            for text in out:
+                ws.protocol.send_text(text.encode("utf-8", "surrogatepass"))
+            ws.transport.write(b"".join(ws.protocol.data_to_send()))
+            await ws.drain()
+        except (websockets.exceptions.InvalidState, websockets.exceptions.ConnectionClosed, ConnectionError):
             conn.close()
             return False
-        self.stats.frames_sent += 1
+        self.stats.frames_sent += len(out)
         return True
 
     async def _sender(self, conn: _Conn) -> None:
@@ -414,6 +438,7 @@ class BybitPublicVenue:
                 if conn.held:
                     await self._flush_held(conn)
                     continue
+                await self._flush(conn)  # nothing more to send now: write what is queued before waiting
                 conn.drained.set()
                 conn.wake.clear()
                 if not conn.ctrl:
@@ -443,6 +468,7 @@ class BybitPublicVenue:
         if "drop" in armed:
             del armed["drop"]
             self._count_fault("drop")
+            await self._flush(conn)
             conn.alive = False
             with contextlib.suppress(Exception):
                 await conn.ws.close(1011, "loopback fault: drop")
@@ -473,6 +499,7 @@ class BybitPublicVenue:
                 await self._flush_held(conn)
 
     async def _stall(self, conn: _Conn, seconds: float | None) -> None:
+        await self._flush(conn)
         conn.stalled = True
         try:
             if seconds is None:
@@ -528,6 +555,7 @@ class BybitPublicVenue:
             await self._send(conn, text)
 
     async def _flush_held(self, conn: _Conn) -> None:
+        await self._flush(conn)
         held, conn.held = conn.held, []
         for text, item in held:
             await self._send_trades(conn, text, item)

@@ -59,8 +59,18 @@ class Units:
             raise ValueError(f"step {step} is not a multiple of 10**-{self.decimals}")
         self.mult = int(scaled)
         self.scale = 10 ** self.decimals
+        self._memo: dict[int, str] = {}  # a market repeats its prices and sizes: formatting was most of the venue
 
     def text(self, units: int) -> str:
+        memo = self._memo
+        out = memo.get(units)
+        if out is None:
+            if len(memo) >= 1 << 16:
+                memo.clear()
+            out = memo[units] = self._text(units)
+        return out
+
+    def _text(self, units: int) -> str:
         v = int(units) * self.mult
         if not self.decimals:
             return str(v)

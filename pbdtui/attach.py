@@ -5,8 +5,8 @@ watches and asks. ``AttachDriver`` has the replay driver's interface
 (``run(sink, cancelled)``, ``send``, ``stop``) so the console is the same
 app: it subscribes to the daemon's events (minutes, fills, alerts, kill
 switch, feed statuses, health), asks for a ``snapshot`` a few times a second
-(profile, value area, position), and sends ``kill`` / ``reset-kill`` /
-``flatten`` as requests. Closing the console, or losing the SSH session,
+(profile, value area, position, open orders), and sends ``kill`` /
+``reset-kill`` / ``pause`` / ``resume`` / ``flatten`` as requests. Closing the console, or losing the SSH session,
 only closes the socket: the daemon keeps trading.
 """
 
@@ -19,10 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from engine.engine import PositionView
+from engine.engine import OrderView, PositionView
 from engine.runtime.control import ControlClient, ControlError, find_daemons, socket_path
 from engine.runtime.events import (
     Alert,
+    EntriesPausedChanged,
     ExchangeChanged,
     Filled,
     KillSwitchChanged,
@@ -75,19 +76,23 @@ class AttachDriver:
         self._stop = threading.Event()
         self._sink: Sink = lambda event: None
         self._kill_on = False
+        self._entries_paused = False
         self._connected = False  # the daemon answers (the daemon's own feed: ``feed``)
         self.feed = FeedView()
 
     # --- any thread ------------------------------------------------------------------------
 
     def send(self, command: str, value: float = 0.0) -> None:
-        """``kill`` (toggle: kill, or reset-kill when on) or ``flatten``; answered on a thread of its own."""
+        """``kill`` (toggle: kill, or reset-kill when on), ``entries`` (toggle: pause, or resume when paused) or
+        ``flatten``; answered on a thread of its own."""
         if command == "kill":
             cmd = "reset-kill" if self._kill_on else "kill"
+        elif command == "entries":
+            cmd = "resume" if self._entries_paused else "pause"
         elif command == "flatten":
             cmd = "flatten"
         else:
-            raise ValueError(f"unknown command {command!r} (attach takes kill, flatten)")
+            raise ValueError(f"unknown command {command!r} (attach takes kill, entries, flatten)")
         threading.Thread(target=self._request, args=(cmd,), name=f"attach-{cmd}", daemon=True).start()
 
     def stop(self) -> None:
@@ -140,6 +145,10 @@ class AttachDriver:
         if kill != self._kill_on:
             self._kill_on = kill
             self._sink(KillSwitchChanged(on=kill, ts=-1))
+        paused = bool(status.get("entries_paused"))
+        if paused != self._entries_paused:
+            self._entries_paused = paused
+            self._sink(EntriesPausedChanged(on=paused, ts=-1))
         if status:
             self._sink(ExchangeChanged(status))
         screen = answer.get("screen")
@@ -147,6 +156,7 @@ class AttachDriver:
             snap = snapshot_of(screen)
             # the daemon's kill switch has reasons of its own (operator, loss, stale feed, mismatch)
             snap.position = PositionView(**{**screen["position"], "kill_manual": kill})
+            snap.orders = tuple(OrderView(**o) for o in status.get("orders", []))  # the exchange's, as the daemon sees
             self._sink(TicksFed(snap))
 
     def _follow(self) -> None:
@@ -200,15 +210,17 @@ class AttachDriver:
 def create_attach_app(settings: Any, path: Path) -> Any:
     """The console on the daemon at ``path`` (its instrument from the daemon's own answer)."""
     from pbdtui.app import PbdApp
+    from pbdtui.render import network_name
 
     driver = AttachDriver(path)
     answer = driver.client.request("snapshot")
     units = answer.get("settings", {})
     settings = settings.replace(**{k: units[k] for k in ("symbol", "tick_size", "qty_step") if k in units})
     mode = str(answer.get("status", {}).get("mode", "LIVE")).upper()
-    app = PbdApp(settings, driver, mode=mode)
-    app.demo_note = f"attached to the {mode.lower()} daemon recording into {driver.db_path.name}; q leaves it running"
-    return app
+    target = str(answer.get("status", {}).get("target", ""))
+    return PbdApp(settings, driver, mode=mode, note=f"attached to the {mode.lower()} daemon recording into "
+                                                   f"{driver.db_path.name}; q leaves it running",
+                  network=network_name(target) if target else "")
 
 
 def run_attach(settings: Any, db: str | None) -> int:

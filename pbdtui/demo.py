@@ -116,7 +116,7 @@ def run_live_demo(settings: Any, seed: int = 7, speed: float = 30.0, days: float
     from engine.synth import cache_dir
     from loopback.bybit_rest import BybitRestVenue
     from loopback.source import StoreSource
-    from pbdtui.app import DEMO_DAYS, PbdApp, demo_database, run_console
+    from pbdtui.app import DEMO_DAYS, PbdApp, demo_database, run_console, say_summary
 
     def say(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
@@ -137,10 +137,11 @@ def run_live_demo(settings: Any, seed: int = 7, speed: float = 30.0, days: float
                             run_id=f"demo-{start_ms // 1000}", client_prefix=client_prefix(start_ms),
                             status_interval=1.0)
         bybit_trader(settings, driver, exchange.url, key, secret, poll_interval=0.5)
-        app = PbdApp(settings, ThreadedLive(driver), mode="DEMO")
-        app.demo_note = (f"demo: a simulated market (loopback venue, {speed:g}x) and exchange (loopback Bybit "
-                         "REST); offline, nothing real")
+        app = PbdApp(settings, ThreadedLive(driver), mode="DEMO", network="loopback",
+                     note=f"demo: a simulated market (loopback venue, {speed:g}x) and exchange (loopback Bybit "
+                          "REST); offline, nothing real")
         code = run_console(app)
+        say_summary(app)
     finally:
         if exchange is not None:
             lots = exchange.position()[0]

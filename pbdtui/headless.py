@@ -23,7 +23,14 @@ from typing import Any, TextIO
 
 from engine.adapters.bybit.ws import FeedConfig, resolve_url
 from engine.records import units_of
-from engine.runtime.events import Alert, Filled, IntentIssued, KillSwitchChanged, ReadinessChanged
+from engine.runtime.events import (
+    Alert,
+    EntriesPausedChanged,
+    Filled,
+    IntentIssued,
+    KillSwitchChanged,
+    ReadinessChanged,
+)
 from engine.runtime.live import FeedChanged, LiveDriver, LiveStatus
 from engine.types import REASON_NAMES
 
@@ -110,6 +117,8 @@ class _Printer:
             text = f"{_utc(f['ts_fill'])} {self.label} {what} {side} {u.qty(f['qty']):g} @ {u.px(f['px']):.{u.px_dec}f}{pnl}"
         elif isinstance(event, KillSwitchChanged):
             text = f"{_utc(event.ts)} KILL SWITCH {'ON' if event.on else 'OFF'}"
+        elif isinstance(event, EntriesPausedChanged):
+            text = f"{_utc(event.ts)} ENTRIES {'PAUSED' if event.on else 'RESUMED'} by the operator"
         elif isinstance(event, IntentIssued):
             i = event.intent
             text = f"{_utc(i.decision_ts)} intent {i.kind} {'BUY' if i.side > 0 else 'SELL'} {i.qty} lots ({i.client_id})"
@@ -199,7 +208,7 @@ def _control_handler(settings: Any, driver: Any, trader: Any, recent: _Recent) -
                     "screen": to_json(driver.runner.snapshot(
                         warming_up=driver.engine.bars_closed < settings.rolling_window_minutes))
                     if driver.feed is not None else None}
-        if cmd in ("kill", "reset-kill", "flatten") and not trader.started:
+        if cmd in ("kill", "reset-kill", "flatten", "pause", "resume") and not trader.started:
             raise RuntimeError("the daemon is still starting (warm start, backend start); try again")
         if cmd == "kill":
             trader.kill("operator", str(request.get("reason") or "operator kill"))
@@ -209,7 +218,10 @@ def _control_handler(settings: Any, driver: Any, trader: Any, recent: _Recent) -
         if cmd == "flatten":
             flat = await trader.flatten()
             return {"flat": flat, "status": trader.status()}
-        raise ValueError(f"unknown command {cmd!r} (ping, status, snapshot, kill, reset-kill, flatten, subscribe)")
+        if cmd in ("pause", "resume"):
+            return trader.pause_entries(cmd == "pause")
+        raise ValueError(f"unknown command {cmd!r} (ping, status, snapshot, kill, reset-kill, flatten, pause, "
+                         "resume, subscribe)")
 
     return handle
 

@@ -90,6 +90,14 @@ class KillSwitchChanged(Message):
 
 
 @dataclass
+class EntriesPausedChanged(Message):
+    """The operator's pause of new entries was applied (on) or lifted (off); exits and stops go on."""
+
+    on: bool
+    ts: int
+
+
+@dataclass
 class FlattenRequested(Message):
     """The engine accepted a flatten; it closes on the first quote after ``ts``."""
 
@@ -160,6 +168,7 @@ _MESSAGES: dict[type, type[Message]] = {
     events.ReadinessChanged: ReadinessChanged,
     events.Alert: AlertRaised,
     events.KillSwitchChanged: KillSwitchChanged,
+    events.EntriesPausedChanged: EntriesPausedChanged,
     events.FlattenRequested: FlattenRequested,
     events.ReplayChanged: ReplayChanged,
     events.ReplayRestarted: ReplayRestarted,

@@ -454,7 +454,8 @@ def _minutes(ms: int) -> str:
 
 def render_status(*, mode: str, ts: int, state: str, speed: float, progress: float, kill_manual: bool,
                   kill_daily: bool, day_pnl: float, ready: int | None, feed: Any | None = None,
-                  stale_ms: int = 10_000, compact: bool = False) -> Text:
+                  stale_ms: int = 10_000, compact: bool = False, entries_paused: bool = False,
+                  network: str = "") -> Text:
     """The status bar: mode, UTC clock of the data, replay state or feed health, kill switch, day PnL, readiness.
 
     Args:
@@ -470,11 +471,15 @@ def render_status(*, mode: str, ts: int, state: str, speed: float, progress: flo
         feed: the live feed's health (``engine.runtime.events.FeedHealth``); None in a replay.
         stale_ms: wall time without data after which the feed shows as quiet.
         compact: 80 columns: the clock without the date, the feed's figures only when they matter.
+        entries_paused: the operator paused new entries (shown only while paused).
+        network: where the live modes' data and orders come from (mainnet, testnet, demo, loopback).
     """
     marks = {"replay": "▶", "paused": "⏸", "warm-up": "⏩", "jump": "⏭", "finished": "■"}
     out = Text()
     sep = Text(" │ ", style="dim")
     out.append(mode, style="bold reverse" if mode != "LIVE" else "bold white on red")
+    if network:
+        out.append(f" {network}", style="bold red" if network == "mainnet" else "bold")
     out.append(" ")
     out.append(((format_clock(ts)[11:19] + "Z") if ts >= 0 else "--:--:--") if compact else format_clock(ts))
     out.append_text(sep)
@@ -491,6 +496,9 @@ def render_status(*, mode: str, ts: int, state: str, speed: float, progress: flo
                        style="yellow")
     out.append_text(sep)
     out.append("KILL ON" if kill_manual else "kill off", style="bold white on red" if kill_manual else "green")
+    if entries_paused:
+        out.append_text(sep)
+        out.append("ENTRIES PAUSED" if not compact else "PAUSED", style="bold black on yellow")
     if kill_daily:
         out.append_text(sep)
         out.append("LOSS LIMIT", style="bold white on red")
@@ -502,6 +510,18 @@ def render_status(*, mode: str, ts: int, state: str, speed: float, progress: flo
     return out
 
 
+def network_name(url: str) -> str:
+    """The network of a Bybit URL (stream or REST): mainnet, testnet, demo, or loopback for 127.0.0.1."""
+    from urllib.parse import urlsplit
+
+    host = (urlsplit(url).hostname or "").lower()
+    if host in ("127.0.0.1", "localhost", "::1"):
+        return "loopback"
+    if "testnet" in host:
+        return "testnet"
+    return "demo" if "demo" in host else "mainnet"
+
+
 def render_feed(feed: Any | None, stale_ms: int = 10_000, compact: bool = False) -> Text:
     """Feed health in a few columns: state, lag, age of the newest data, reconnects, gaps, bad frames.
 
@@ -510,6 +530,8 @@ def render_feed(feed: Any | None, stale_ms: int = 10_000, compact: bool = False)
     if feed is None:
         return Text("feed connecting", style="yellow")
     out = Text()
+    if not feed.connected and feed.quiet_ms < 0 and not feed.reconnects:
+        return out.append("feed connecting", style="yellow")  # the first connection, before any data
     if not feed.connected:
         out.append("FEED DOWN", style="bold white on red")
     elif feed.quiet_ms < 0:
@@ -574,6 +596,8 @@ def render_position(position: Any | None, *, last_px: int, ts: int, tick_size: f
         row("risk", "DAILY LOSS LIMIT: entries off", "bold red")
     if p.kill_manual:
         row("kill", "KILL SWITCH ON: entries off", "bold red")
+    if getattr(p, "entries_paused", False):
+        row("entries", "PAUSED: no new entries (e resumes)", "bold yellow")
     if exchange is not None:
         _exchange_rows(row, exchange, fmt, qty_step, qty_dec)
     return out
@@ -605,6 +629,32 @@ def _exchange_rows(row: Any, ex: dict[str, Any], fmt: PriceFormat, qty_step: flo
     reasons = ex.get("kill", {}).get("reasons", {})
     if reasons:
         row("kill by", ", ".join(sorted(reasons)), "bold red")
+
+
+ORDER_STATUS_STYLES = {"pending": "yellow", "queued": "yellow", "sending": "yellow", "unknown": "bold red",
+                       "failed": "bold red"}
+
+
+def render_orders(orders: tuple | list, *, ts: int, tick_size: float, qty_step: float) -> Text:
+    """Open orders, one a line: side, type (entry, exit, flatten, stop, target), price, quantity, status, age.
+
+    ``orders`` are ``engine.engine.OrderView``; their age is counted from ``ts`` (the data's clock).
+    """
+    fmt = PriceFormat(tick_size)
+    qty_dec = decimals_of(qty_step)
+    out = Text(no_wrap=True, overflow="ellipsis")
+    if not orders:
+        return out.append("no open orders", style="dim")
+    # 44 columns: the wide layout's centre panel
+    out.append(f"{'side':<5}{'type':<8}{'price':>10} {'qty':>6} {'status':<9}{'age':>5}", style="dim")
+    for o in orders:
+        out.append("\n")
+        out.append(f"{'BUY' if o.side > 0 else 'SELL':<5}", style="green" if o.side > 0 else "red")
+        out.append(f"{o.kind:<8}", style="bold" if o.kind in ("entry", "flatten") else "")
+        out.append(f"{fmt.px2(o.px2) if o.px2 > 0 else 'market':>10} {o.qty * qty_step:>6.{qty_dec}f} ")
+        out.append(f"{o.status[:8]:<9}", style=ORDER_STATUS_STYLES.get(o.status, ""))
+        out.append(f"{_minutes(ts - o.ts) if ts >= 0 and o.ts > 0 else '':>5}", style="dim")
+    return out
 
 
 def render_signal_line(features: Mapping[str, Any], signal: Mapping[str, Any]) -> Text:

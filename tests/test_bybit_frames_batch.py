@@ -291,18 +291,6 @@ def test_long_random_session_batch_equals_frame_by_frame():
     assert len(slow) < len(frames) // 10
 
 
-def test_take_rows_gives_the_rows_of_take_as_tuples():
-    frames = EDGES * 3
-    a, b = FrameDecoder(BTC), FrameDecoder(BTC)
-    for k in range(0, len(frames), 11):
-        a.decode_many(frames[k:k + 11], k)
-        b.decode_many(frames[k:k + 11], k)
-        a.decode(frames[k], k)
-        b.decode(frames[k], k)
-        assert a.take_rows() == (b.take_trades().tolist(), b.take_quotes().tolist(), b.take_funding().tolist())
-    assert a.stats.trades > 10 and a.stats.quotes > 10
-
-
 def test_warm_up_loads_the_scanner_with_the_types_decode_many_uses():
     if not hasattr(F.fs.scan_frames, "signatures"):
         pytest.skip("NUMBA_DISABLE_JIT: nothing to load")

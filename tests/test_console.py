@@ -20,6 +20,7 @@ from engine.store import Store, instrument_of
 from engine.synth import synthesize
 from engine.types import ACCEPT_BELOW_PENDING, ACTION_HOLD, REASON_NO_SETUP
 from pbdtui.app import PbdApp, create_app, demo_database
+from pbdtui.consoles import AttachScreen, LiveScreen, ReplayScreen
 from pbdtui.messages import MinuteClosed, Snapshot, TicksReplayed
 from pbdtui.render import (
     EMPTY_PROFILE,
@@ -246,7 +247,7 @@ WARM_UP_TIMEOUT = 240.0
 
 
 def _warmed_up(app: PbdApp) -> bool:
-    return (app.snapshot is not None and not app.snapshot.warming_up
+    return (app.mode_screen.snapshot is not None and not app.mode_screen.snapshot.warming_up
             and app.query_one(FeaturesView).features is not None)
 
 
@@ -255,7 +256,7 @@ def _status(app: PbdApp) -> str:
 
 
 def _log_text(app: PbdApp) -> str:
-    return "\n".join(app.alert_lines)
+    return "\n".join(app.mode_screen.alert_lines)
 
 
 @pytest.mark.parametrize("size", [(160, 48), (100, 30)])
@@ -300,7 +301,7 @@ async def test_keys_reach_the_engine_on_its_thread(session_db):
         await pilot.press("f")
         await _until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question")
         await pilot.press("y")
-        await _until(pilot, lambda: app.flatten_requests, "the flatten confirmation")
+        await _until(pilot, lambda: app.mode_screen.flatten_requests, "the flatten confirmation")
         # paused, so the request still waits for the next quote inside the engine
         assert driver.engine.state.si[SI_FLATTEN] > 0
         log_text = _log_text(app)
@@ -325,7 +326,7 @@ async def test_keys_reach_the_engine_on_its_thread(session_db):
         await _quit(pilot, app)
         await pilot.pause()
     assert app.return_code == 0
-    assert app.replay_worker is not None and app.replay_worker.is_finished
+    assert app.driver_worker is not None and app.driver_worker.is_finished
 
 
 def test_high_rate_messages_replace_each_other():
@@ -365,7 +366,7 @@ async def test_feed_gap_raises_a_stale_feed_alert_then_recovers(tmp_path):
         store.append_ticks("quote", quotes, "test")
     app = create_app(settings, path, speed=3000.0)
     async with app.run_test(size=(120, 40)) as pilot:
-        await _until(pilot, lambda: app.snapshot is not None and app.snapshot.finished, "the end",
+        await _until(pilot, lambda: app.mode_screen.snapshot is not None and app.mode_screen.snapshot.finished, "the end",
                      WARM_UP_TIMEOUT)
         log_text = _log_text(app)
         assert "FEED STALE" in log_text
@@ -387,7 +388,7 @@ async def test_replay_jumps_a_15_month_gap_instead_of_waiting_it_out(tmp_path):
             store.append_ticks("quote", part[1], "test")
     app = create_app(settings, path, speed=60.0 * 20)
     async with app.run_test(size=(120, 40)) as pilot:
-        await _until(pilot, lambda: app.snapshot is not None and app.snapshot.finished, "the end",
+        await _until(pilot, lambda: app.mode_screen.snapshot is not None and app.mode_screen.snapshot.finished, "the end",
                      WARM_UP_TIMEOUT)
         log_text = _log_text(app)
         assert "no data for 455 d" in log_text.replace("\n", " ") and "skipped to" in log_text
@@ -459,18 +460,28 @@ def test_signals_log_line_names_the_action_and_its_reason_code():
     assert render_signal_line(features, signal).plain == "03:58 HOLD        NO_SETUP           BELOW (pending) breakout_short"
 
 
-def test_help_lists_every_key_binding():
+@pytest.mark.parametrize("screen", [ReplayScreen, LiveScreen, AttachScreen])
+def test_help_and_palette_list_every_key_binding_of_each_mode(screen):
     names = {"plus": "+", "equals_sign": "=", "minus": "-", "question_mark": "?", "f1": "F1"}
-    listed = " ".join(keys for keys, _ in PbdApp.HELP)
-    for binding in PbdApp.BINDINGS:
+    listed = " ".join(keys for keys, _ in screen.help_rows() + PbdApp.KEYS_HELP)
+    ours = [cls for cls in screen.__mro__ if cls.__module__.startswith("pbdtui")]  # not Textual's focus keys
+    bindings = [b for cls in ours for b in cls.__dict__.get("BINDINGS", [])] + PbdApp.BINDINGS
+    for binding in bindings:
         for key in binding.key.split(","):
             assert names.get(key, key) in listed.replace(",", " ").split(), key
+    # every screen key is in the command palette too, and each palette command is an action of the mode
+    actions = {action for _, _, action in screen.commands()}
+    assert {b.action for cls in ours for b in cls.__dict__.get("BINDINGS", [])} <= actions
+    assert all(callable(getattr(screen, f"action_{action}", None)) for action in actions)
+    assert ("e" in listed.split()) and (("p," in listed.split()) == (screen is ReplayScreen))
     assert binding_rows([("k", "kill"), ("?, F1", "help")]) == ["    k  kill", "?, F1  help"]
 
 
 @pytest.mark.parametrize("size,shown,hidden", [
-    ((80, 24), ("#status", "#profile", "#position", "#alerts"), ("#chart", "#signals", "#features", "#fills")),
-    ((200, 60), ("#status", "#profile", "#position", "#alerts", "#chart", "#signals", "#features", "#fills"), ()),
+    ((80, 24), ("#status", "#profile", "#position", "#alerts"), ("#chart", "#signals", "#orders", "#features",
+                                                                 "#fills")),
+    ((200, 60), ("#status", "#profile", "#position", "#alerts", "#chart", "#signals", "#orders", "#features",
+                 "#fills"), ()),
 ])
 async def test_layout_puts_status_position_profile_alerts_first(session_db, size, shown, hidden):
     app = create_app(Settings(), session_db, speed=60.0)
@@ -496,19 +507,26 @@ async def test_kill_switch_latches_and_reset_and_flatten_ask_first(session_db):
     async with app.run_test(size=(80, 24)) as pilot:
         await _until(pilot, lambda: _warmed_up(app), "the warm-up", WARM_UP_TIMEOUT)
         await pilot.press("k")  # on at once
-        await _until(pilot, lambda: app.kill_on, "the kill switch")
+        await _until(pilot, lambda: app.mode_screen.kill_on, "the kill switch")
         await pilot.press("k")  # off asks; "n" keeps it on
         await _until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question")
         await pilot.press("n")
         await pilot.pause(0.3)
         assert driver.engine.position().kill_manual and not isinstance(app.screen, ConfirmScreen)
+        await pilot.press("e")  # entries paused: at once, no question, separate from the kill switch
+        await _until(pilot, lambda: driver.engine.position().entries_paused, "the entries pause in the engine")
+        assert not isinstance(app.screen, ConfirmScreen)
+        await _until(pilot, lambda: "PAUSED" in _status(app), "the pause in the 80-column status bar")
+        await pilot.press("e")
+        await _until(pilot, lambda: not driver.engine.position().entries_paused, "entries resumed")
+        assert driver.engine.position().kill_manual  # the kill switch is untouched by the pause
         await pilot.press("f")  # flatten asks; escape cancels
         await _until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question")
         await pilot.press("escape")
         await pilot.pause(0.3)
-        assert app.flatten_requests == []
+        assert app.mode_screen.flatten_requests == []
         await pilot.press("f", "y")
-        await _until(pilot, lambda: app.flatten_requests, "the flatten")
+        await _until(pilot, lambda: app.mode_screen.flatten_requests, "the flatten")
         await pilot.press("f1")
         await _until(pilot, lambda: isinstance(app.screen, HelpScreen), "the help on F1")
         text = "\n".join(str(w.render()) for w in app.screen.query("#keys"))
@@ -525,11 +543,11 @@ async def test_step_seek_and_next_trade_from_the_keyboard(session_db):
         await pilot.press("p")
         await _until(pilot, lambda: driver.paused, "pause")
         await pilot.pause(0.2)
-        before = len(app.minutes)
+        before = len(app.mode_screen.minutes)
         await pilot.press("s")
-        await _until(pilot, lambda: len(app.minutes) == before + 1 and not app.jumping, "one step")
+        await _until(pilot, lambda: len(app.mode_screen.minutes) == before + 1 and not app.mode_screen.jumping, "one step")
         await pilot.press("s")
-        await _until(pilot, lambda: len(app.minutes) == before + 2 and not app.jumping, "another step")
+        await _until(pilot, lambda: len(app.mode_screen.minutes) == before + 2 and not app.mode_screen.jumping, "another step")
         target = driver.clock + 20 * 60_000
         await pilot.press("g")
         await _until(pilot, lambda: isinstance(app.screen, SeekScreen), "the seek question")
@@ -538,12 +556,12 @@ async def test_step_seek_and_next_trade_from_the_keyboard(session_db):
         assert isinstance(app.screen, SeekScreen)  # a bad time is said, not applied
         app.screen.query_one("#when").value = time.strftime("%Y-%m-%d %H:%M", time.gmtime(target / 1000))
         await pilot.press("enter")
-        await _until(pilot, lambda: driver.clock == target and driver.paused and not app.jumping, "the seek", 60.0)
+        await _until(pilot, lambda: driver.clock == target and driver.paused and not app.mode_screen.jumping, "the seek", 60.0)
         # every minute closed on the way is in the log, one line each, in order
-        assert list(app.minutes)[before:] == list(range(app.minutes[before], target - 60_000 + 1, 60_000))
+        assert list(app.mode_screen.minutes)[before:] == list(range(app.mode_screen.minutes[before], target - 60_000 + 1, 60_000))
         fills = driver.runner.fills
         await pilot.press("n")
-        await _until(pilot, lambda: (driver.runner.fills > fills or driver.finished) and not app.jumping,
+        await _until(pilot, lambda: (driver.runner.fills > fills or driver.finished) and not app.mode_screen.jumping,
                      "the next trade", 120.0)
         assert driver.paused or driver.finished
         await _quit(pilot, app)
@@ -554,13 +572,13 @@ async def test_every_minute_reaches_the_signals_log_and_the_end_shows_the_report
     # at full speed many minutes close per slice (240 in the warm-up alone): none may be lost
     app = create_app(Settings(), session_db, speed=100_000.0)
     async with app.run_test(size=(200, 60)) as pilot:
-        await _until(pilot, lambda: app.report is not None, "the end", WARM_UP_TIMEOUT)
+        await _until(pilot, lambda: app.mode_screen.report is not None, "the end", WARM_UP_TIMEOUT)
         await _until(pilot, lambda: isinstance(app.screen, SummaryScreen), "the summary")
         runner = app.driver.runner
-        assert len(app.minutes) == runner.minutes == app.report["minutes"]
-        assert list(app.minutes) == list(range(app.minutes[0], app.minutes[0] + 60_000 * runner.minutes, 60_000))
+        assert len(app.mode_screen.minutes) == runner.minutes == app.mode_screen.report["minutes"]
+        assert list(app.mode_screen.minutes) == list(range(app.mode_screen.minutes[0], app.mode_screen.minutes[0] + 60_000 * runner.minutes, 60_000))
         assert len(app.query_one("#signals").lines) == min(runner.minutes, 1000)
-        assert "net PnL" in app.report_text or "net" in app.report_text
+        assert "net PnL" in app.mode_screen.report_text or "net" in app.mode_screen.report_text
         await pilot.press("escape")
         await _quit(pilot, app)
     assert app.return_code == 0
@@ -599,10 +617,55 @@ async def test_structure_key_shows_naked_pocs_and_the_split_profile(session_db):
         await _until(pilot, lambda: bool(profile.dev_path), "a developing POC")
         text = "\n".join(profile.lines())
         assert "naked POCs:" in text and "▓" in text and "•" in text and "dPOC " in text
-        assert app.snapshot.sides is not None and len(app.snapshot.sides[0]) == len(app.snapshot.bins)
+        assert app.mode_screen.snapshot.sides is not None and len(app.mode_screen.snapshot.sides[0]) == len(app.mode_screen.snapshot.bins)
         await pilot.press("m")
         assert "naked POCs" not in "\n".join(profile.lines())
         await pilot.press("q")
         if app.return_code is None:  # a position is open: quitting asks
             await pilot.press("y")
     assert app.return_code == 0
+
+
+def test_orders_panel_lists_side_type_price_qty_status_and_age():
+    from engine.engine import OrderView
+    from pbdtui.render import render_orders
+
+    ts = 1_767_571_200_000 + 30 * 60_000
+    orders = [OrderView(1, "entry", 0, 1, "queued", ts - 60_000),
+              OrderView(-1, "stop", 2 * 950_003, 1, "exchange", ts - 12 * 60_000),
+              OrderView(-1, "target", 2 * 950_100 + 1, 1, "working", ts - 12 * 60_000)]
+    text = render_orders(orders, ts=ts, tick_size=0.1, qty_step=0.001)
+    lines = text.plain.splitlines()
+    assert lines[0].split() == ["side", "type", "price", "qty", "status", "age"]
+    assert lines[1].split() == ["BUY", "entry", "market", "0.001", "queued", "1m"]
+    assert lines[2].split() == ["SELL", "stop", "95000.3", "0.001", "exchange", "12m"]
+    assert lines[3].split() == ["SELL", "target", "95010.05", "0.001", "working", "12m"]
+    assert any(span.style == "yellow" for span in text.spans)  # a queued order is not at the exchange yet
+    assert render_orders((), ts=ts, tick_size=0.1, qty_step=0.001).plain == "no open orders"
+
+
+def test_status_bar_names_the_network_of_the_live_modes():
+    from pbdtui.render import network_name, render_status
+
+    assert [network_name(u) for u in ("wss://stream.bybit.com/v5/public/linear",
+                                      "wss://stream-testnet.bybit.com/v5/public/linear",
+                                      "https://api-demo.bybit.com", "http://127.0.0.1:8123")] == [
+        "mainnet", "testnet", "demo", "loopback"]
+    text = render_status(mode="LIVE", ts=-1, state="live", speed=1, progress=0, kill_manual=False,
+                         kill_daily=False, day_pnl=0.0, ready=None, network="mainnet", compact=True)
+    assert text.plain.startswith("LIVE mainnet ") and len(text.plain) <= 80
+    assert any(span.style == "bold red" for span in text.spans)  # real money stands out
+
+
+def test_no_color_turns_the_console_monochrome_and_words_carry_the_states(session_db, monkeypatch):
+    from textual.filter import Monochrome, NoColor
+
+    from pbdtui.render import render_status
+
+    monkeypatch.setenv("NO_COLOR", "1")
+    app = create_app(Settings(), session_db)
+    assert app.no_color and any(isinstance(f, (Monochrome, NoColor)) for f in app._filters)
+    # without colour every state is still said in words
+    text = render_status(mode="PAPER", ts=-1, state="live", speed=1, progress=0, kill_manual=True, kill_daily=True,
+                         day_pnl=-1.0, ready=None, entries_paused=True)
+    assert all(word in text.plain for word in ("KILL ON", "ENTRIES PAUSED", "LOSS LIMIT", "day -1.00"))

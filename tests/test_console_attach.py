@@ -43,15 +43,23 @@ async def test_attach_watches_the_daemon_sends_kill_and_flatten_and_quitting_lea
         app = await asyncio.to_thread(create_attach_app, SETTINGS, socket_path(db))
         assert app.mode == "LIVE"
         async with app.run_test(size=(160, 48)) as pilot:
-            await _until(pilot, lambda: app.snapshot is not None and app.minutes, "the daemon's state")
-            assert any("attached to the live daemon" in line for line in app.alert_lines)
-            assert app.snapshot.bins.size > 0  # the daemon's profile, drawn here
+            await _until(pilot, lambda: app.mode_screen.snapshot is not None and app.mode_screen.minutes, "the daemon's state")
+            assert any("attached to the live daemon" in line for line in app.mode_screen.alert_lines)
+            assert app.mode_screen.snapshot.bins.size > 0  # the daemon's profile, drawn here
             # the daemon's feed health: up, from its counters (the subscription began after it connected)
-            await _until(pilot, lambda: app.feed is not None and app.feed.connected, "the daemon's feed health")
+            await _until(pilot, lambda: app.mode_screen.feed is not None and app.mode_screen.feed.connected, "the daemon's feed health")
+
+            await pilot.press("e")  # the daemon's entries pause, through the control socket
+            await _until(pilot, lambda: s.trader.entries_paused, "the daemon's entries pause")
+            await _until(pilot, lambda: app.mode_screen.entries_paused, "the pause on screen")
+            assert not s.trader.kill_reasons
+            await pilot.press("e")
+            await _until(pilot, lambda: not s.trader.entries_paused and not app.mode_screen.entries_paused,
+                         "entries resumed in the daemon")
 
             await pilot.press("k")
             await _until(pilot, lambda: s.trader.status()["kill"]["on"], "the daemon's kill switch")
-            await _until(pilot, lambda: app.kill_on, "the kill switch on screen")
+            await _until(pilot, lambda: app.mode_screen.kill_on, "the kill switch on screen")
             await pilot.press("k")  # the reset asks first
             await _until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the reset question")
             await pilot.press("y")
@@ -60,7 +68,7 @@ async def test_attach_watches_the_daemon_sends_kill_and_flatten_and_quitting_lea
             await pilot.press("f")
             await _until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the flatten question")
             await pilot.press("y")
-            await _until(pilot, lambda: any("the exchange confirms flat" in line for line in app.alert_lines),
+            await _until(pilot, lambda: any("the exchange confirms flat" in line for line in app.mode_screen.alert_lines),
                          "the flatten confirmed by the exchange", 120)
             assert s.rest_venue.position()[0] == 0  # flat on the exchange
 

@@ -19,7 +19,7 @@ from loopback.bybit_ws import BybitPublicVenue
 from loopback.source import StoreSource
 from pbdtui.app import create_live_app
 from pbdtui.screens import ConfirmScreen, HelpScreen
-from pbdtui.widgets.panels import PositionPanel, StatusBar
+from pbdtui.widgets.panels import OrdersPanel, PositionPanel, StatusBar
 from tests.helpers import pilot_until as _until
 
 SETTINGS = Settings().replace(rolling_window_minutes=10)
@@ -52,26 +52,37 @@ async def test_live_console_trades_on_paper_with_feed_health_and_the_operator_ke
         app = create_live_app(SETTINGS, db, venue.url, feed_config=config, ui_interval=0.05)
         async with app.run_test(size=(160, 48)) as pilot:
             # the warm start's minutes, then live ones: a minute after the cut closes through the feed
-            await _until(pilot, lambda: app.minutes and app.minutes[-1] >= CUT + 60_000, "a live minute")
-            await _until(pilot, lambda: app.feed is not None and app.feed.connected, "the feed's health")
+            await _until(pilot, lambda: app.mode_screen.minutes and app.mode_screen.minutes[-1] >= CUT + 60_000, "a live minute")
+            await _until(pilot, lambda: app.mode_screen.feed is not None and app.mode_screen.feed.connected, "the feed's health")
             status = app.query_one(StatusBar).render().plain
-            assert status.startswith("PAPER") and "feed ok" in status and "lag n/a" in status  # 2026 data
-            assert "warm start: 14 minutes rebuilt" in "\n".join(app.alert_lines)
+            assert status.startswith("PAPER loopback") and "feed ok" in status and "lag n/a" in status  # 2026 data
+            assert "warm start: 14 minutes rebuilt" in "\n".join(app.mode_screen.alert_lines)
 
             # the replay's keys are not there: not in the footer, not applied
-            assert not app.check_action("pause", ()) and not app.check_action("seek", ())
-            assert app.check_action("kill_switch", ()) and app.check_action("flatten", ())
+            actions = {b.binding.action for b in app.screen.active_bindings.values()}
+            assert not {"pause", "step", "seek"} & actions and {"kill_switch", "flatten", "entries"} <= actions
             await pilot.press("p", "s", "g")
             assert not app.screen.is_modal
 
+            await pilot.press("e")  # entries paused at once: no question, no kill switch
+            await _until(pilot, lambda: app.mode_screen.snapshot.position.entries_paused, "the entries pause")
+            assert not app.screen.is_modal and not app.mode_screen.snapshot.position.kill_manual
+            await _until(pilot, lambda: "ENTRIES PAUSED" in app.query_one(StatusBar).render().plain,
+                         "the pause in the status bar")
+            assert "entries   PAUSED" in app.query_one(PositionPanel).render().plain
+            await pilot.press("e")  # the same key resumes
+            await _until(pilot, lambda: not app.mode_screen.snapshot.position.entries_paused, "entries resumed")
+            assert any("entries resumed" in line for line in app.mode_screen.alert_lines)
+            assert app.query_one(OrdersPanel).region.height >= 3  # the paper broker's orders, at 160 columns
+
             await pilot.press("k")  # on at once, through the driver's loop
-            await _until(pilot, lambda: app.snapshot.position.kill_manual, "the kill switch")
+            await _until(pilot, lambda: app.mode_screen.snapshot.position.kill_manual, "the kill switch")
             assert "KILL ON" in app.query_one(StatusBar).render().plain
 
             await pilot.press("f")
             await _until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the flatten question")
             await pilot.press("y")
-            await _until(pilot, lambda: app.flatten_requests, "the flatten")
+            await _until(pilot, lambda: app.mode_screen.flatten_requests, "the flatten")
 
             await pilot.press("question_mark")
             await _until(pilot, lambda: isinstance(app.screen, HelpScreen), "the help")
@@ -82,6 +93,11 @@ async def test_live_console_trades_on_paper_with_feed_health_and_the_operator_ke
             await _until(pilot, lambda: app.exiting, "quit", 30)
     rec = app.driver.driver.recorder.counters
     assert rec["trades"] > 0 and rec["minutes"] > 0
+    summary = app.mode_screen.session_summary()  # what `pbdtui live` prints when it closes
+    assert summary.startswith("paper session ") and f" · {rec['fills']} fills · " in summary, (summary, rec)
+    assert f"{app.mode_screen.minutes_closed} minutes closed" in summary and app.mode_screen.minutes_closed >= 1
+    assert f"realised {app.mode_screen.snapshot.position.realized:+.2f} USDT" in summary
+    assert "1 error" in summary and "warning" in summary  # the kill switch; the entries pause
     with Store(db, readonly=True) as st:
         stored = st.fetch("SELECT COUNT(*) FROM bars_1m WHERE ts_min >= ?", (CUT,))
     assert stored[0][0] >= 1  # the live minutes were recorded, not only the warm start's
@@ -102,23 +118,31 @@ async def test_live_console_on_an_exchange_kill_switch_and_flatten_confirmed_fla
             app = create_live_app(SETTINGS, db, venue.url, feed_config=config, ui_interval=0.05,
                                   rest_url=exchange.url, api_key="console-key", api_secret="console-secret-9f3")
             assert app.mode == "LIVE"
+            assert app.mode_screen.network == "loopback"  # the REST target's network, after LIVE in the status bar
             async with app.run_test(size=(160, 48)) as pilot:
                 trader = app.driver.driver.trader
-                await _until(pilot, lambda: trader.started and app.minutes and app.feed is not None,
+                await _until(pilot, lambda: trader.started and app.mode_screen.minutes and app.mode_screen.feed is not None,
                              "the exchange's start reconciliation and a minute")
+                await pilot.press("e")  # the trader's pause: entries withheld, nothing latched
+                await _until(pilot, lambda: trader.entries_paused and app.mode_screen.entries_paused,
+                             "the trader's entries pause on screen")
+                assert not trader.kill_reasons and "ENTRIES PAUSED" in app.query_one(StatusBar).render().plain
+                await pilot.press("e")
+                await _until(pilot, lambda: not trader.entries_paused and not app.mode_screen.entries_paused,
+                             "entries resumed")
                 await pilot.press("k")
                 await _until(pilot, lambda: trader.kill_reasons.get("operator"), "the trader's kill switch")
-                await _until(pilot, lambda: app.kill_on, "the kill switch on screen")
+                await _until(pilot, lambda: app.mode_screen.kill_on, "the kill switch on screen")
                 await pilot.press("f")
                 await _until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the flatten question")
                 await pilot.press("y")
-                await _until(pilot, lambda: any("FLAT confirmed by the exchange" in line for line in app.alert_lines),
+                await _until(pilot, lambda: any("FLAT confirmed by the exchange" in line for line in app.mode_screen.alert_lines),
                              "the exchange's confirmation", 60)
                 assert exchange.position()[0] == 0
                 await _until(pilot, lambda: "exchange  FLAT" in app.query_one(PositionPanel).render().plain
                              and "reconcile ok" in app.query_one(PositionPanel).render().plain,
                              "the exchange's side in the position panel")
-                assert not any("console-secret-9f3" in line for line in app.alert_lines)
+                assert not any("console-secret-9f3" in line for line in app.mode_screen.alert_lines)
                 await pilot.press("q")
                 await _until(pilot, lambda: app.exiting, "quit", 30)
         finally:

@@ -41,12 +41,12 @@ def _app(session_db: Path):
 async def _at_seek(pilot) -> None:
     app = pilot.app
     deadline = time.monotonic() + 240
-    while app.snapshot is None or app.snapshot.warming_up:
+    while app.mode_screen.snapshot is None or app.mode_screen.snapshot.warming_up:
         assert time.monotonic() < deadline, "warm-up"
         await pilot.pause(0.05)
     app.driver.send("seek", SEEK_TO)
-    while not (app.driver.paused and app.driver.clock == SEEK_TO and not app.jumping
-               and app.snapshot.ts >= SEEK_TO - 1_000 and app.snapshot.paused):
+    while not (app.driver.paused and app.driver.clock == SEEK_TO and not app.mode_screen.jumping
+               and app.mode_screen.snapshot.ts >= SEEK_TO - 1_000 and app.mode_screen.snapshot.paused):
         assert time.monotonic() < deadline, "seek"
         await pilot.pause(0.05)
     # every log shows its newest line once the layout has settled (the operator's view)

@@ -29,12 +29,19 @@ from engine.engine import client_prefix
 from engine.execution.bybit import BybitExecution
 from engine.execution.types import INTENT_ENTER, Intent
 from engine.runtime.control import ControlClient, ControlError, ControlServer, socket_path
-from engine.runtime.events import Alert, Filled, IntentIssued, KillSwitchChanged
+from engine.runtime.events import (
+    Alert,
+    EntriesPausedChanged,
+    Filled,
+    IntentIssued,
+    KillSwitchChanged,
+    MinuteClosed,
+)
 from engine.runtime.live import LiveDriver
 from engine.runtime.trading import LiveTrader
 from engine.store import Store, instrument_of
 from engine.synth import synthesize
-from engine.types import SIDE_BUY, SIDE_SELL
+from engine.types import REASON_ENTRIES_PAUSED, SIDE_BUY, SIDE_SELL
 from loopback.bybit_rest import BybitRestVenue
 from loopback.bybit_ws import BybitPublicVenue
 from loopback.source import StoreSource
@@ -240,6 +247,35 @@ async def test_kill_switch_from_another_shell_blocks_entries_until_the_operator_
         status = (await s.ask("status"))["status"]
     assert reset == {"ok": True, "cleared": ["operator"], "mismatch": False}
     assert status["kill"] == {"on": False, "reasons": {}}
+
+
+async def test_entries_pause_from_another_shell_withholds_entries_without_the_kill_switch(source_db, tmp_path):
+    async with Session(source_db, tmp_path / "pause.db", serve_from=_minute(10), serve_until=_minute(13)) as s:
+        await s.events.wait_for(lambda: s.trader.started)
+        assert (await s.ask("pause"))["entries_paused"] is True
+        await asyncio.wait_for(s.ws.finished.wait(), 60)
+        await s.events.wait_for(lambda: s.driver.engine.bars_closed >= 12)
+        assert s.venue_entries() == []  # the entry due at minute 11 was not taken
+        status = (await s.ask("status"))["status"]
+        resumed = await s.ask("resume")
+    assert status["entries_paused"] and status["kill"] == {"on": False, "reasons": {}}
+    reasons = [m.signal["reason"] for m in s.events.of(MinuteClosed) if m.features["ts_min"] >= _minute(10)]
+    assert REASON_ENTRIES_PAUSED in reasons
+    assert resumed == {"ok": True, "entries_paused": False} and not s.driver.engine.position().entries_paused
+    assert [e.on for e in s.events.of(EntriesPausedChanged)] == [True, False]
+
+
+async def test_open_orders_list_the_stop_the_exchange_holds_on_the_position(source_db, tmp_path):
+    async with Session(source_db, tmp_path / "orders.db", speed=30.0, serve_from=_minute(10)) as s:
+        await s.events.wait_for(lambda: s.trader.venue is not None and s.trader.venue.qty != 0, 120)
+        venue = s.trader.venue
+        orders = {o.kind: o for o in s.trader.orders()}
+        status = s.trader.status()
+    stop = orders["stop"]
+    assert (stop.px2, stop.qty, stop.side, stop.status) == (2 * venue.stop, abs(venue.qty),
+                                                            SIDE_SELL if venue.qty > 0 else SIDE_BUY, "exchange")
+    assert {"side": stop.side, "kind": "stop", "px2": stop.px2, "qty": stop.qty, "status": "exchange",
+            "ts": stop.ts} in status["orders"]
 
 
 async def test_a_position_changed_behind_the_daemon_is_a_mismatch_that_latches_the_kill_switch(source_db, tmp_path):

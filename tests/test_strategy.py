@@ -21,6 +21,7 @@ from engine.types import (
     EXIT_TIME,
     REASON_COOLDOWN,
     REASON_DAILY_LOSS_KILL,
+    REASON_ENTRIES_PAUSED,
     REASON_MANUAL_KILL,
     REASON_NAMES,
     REASON_NOT_CONFIRMED,
@@ -655,3 +656,39 @@ def test_real_windows_never_enter_past_their_target(day):
     # both windows have entries and refused entries (measured: 3 + 1 and 2 + 2)
     assert entered.any() and (names == "TARGET_PASSED").any()
     assert ahead[entered].all() and not ahead[names == "TARGET_PASSED"].any()
+
+
+def test_entries_paused_blocks_the_entry_without_the_kill_switch_and_resumes():
+    tape = Tape()
+    tape.balance(5)
+    tape.bar(BALANCE + [(995, 1), (1001, 1)], close_quote=(998, 80, 999, 20))
+    tr, qu = tape.arrays()
+    eng = Engine(settings())
+    eng.set_entries_paused(True)
+    out = concat([eng.feed(tr, qu), eng.finish()])
+    assert row_at(out, 5)[0]["reason"] == REASON_ENTRIES_PAUSED and len(out.fills) == 0
+    view = eng.position()
+    assert view.entries_paused and not view.kill_manual and eng.open_orders() == []
+    eng = Engine(settings())  # the same minute with the pause lifted again: the entry is taken
+    eng.set_entries_paused(True)
+    eng.set_entries_paused(False)
+    out = concat([eng.feed(tr, qu), eng.finish()])
+    assert row_at(out, 5)[0]["action"] == ACTION_ENTER_LONG
+    assert [(o.kind, o.side, o.status) for o in eng.open_orders()] == [("entry", SIDE_BUY, "pending")]
+
+
+def test_entries_paused_with_a_position_open_keeps_its_stop_working():
+    # entry at 998 on the first quote of minute 6; its stop (993) triggers at +30 s while entries are paused
+    tape = _long_entry_tape(after_quotes=((30_000, (993, 5, 994, 5)),))
+    tr, qu = tape.arrays()
+    cut = T0 + 6 * M + 1_000
+    eng = Engine(settings())
+    first = eng.feed(tr[tr["ts"] < cut], qu[qu["ts"] < cut])
+    assert eng.position().position == 1
+    orders = {o.kind: o for o in eng.open_orders()}
+    assert orders["stop"].px2 == 2 * 993 and orders["stop"].side == SIDE_SELL and orders["stop"].status == "working"
+    assert orders["target"].px2 == eng.position().target2 and orders["stop"].qty == eng.position().qty
+    eng.set_entries_paused(True)
+    out = concat([first, eng.feed(tr[tr["ts"] >= cut], qu[qu["ts"] >= cut]), eng.finish()])
+    assert out.fills[-1]["reason"] == EXIT_STOP and eng.position().position == 0
+    assert eng.open_orders() == []

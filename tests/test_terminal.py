@@ -29,8 +29,8 @@ def _tmux(*args: str) -> str:
     return subprocess.run(["tmux", *args], capture_output=True, text=True, check=True).stdout
 
 
-def _screen() -> str:
-    return _tmux("capture-pane", "-p", "-t", SESSION)
+def _screen(*flags: str) -> str:
+    return _tmux("capture-pane", "-p", *flags, "-t", SESSION)
 
 
 def _until(condition, what: str, timeout: float) -> str:
@@ -78,14 +78,16 @@ def test_demo_in_a_real_terminal_kill_switch_flatten_and_quit(terminal):
     while not (tmp / "exit.txt").exists():
         assert time.monotonic() < deadline, f"the console did not quit; the screen:\n{_screen()}"
         time.sleep(0.2)
-    after = _screen()
+    after = _screen("-J")  # the shell's lines after the console, wrapped lines joined
     assert (tmp / "exit.txt").read_text().strip() == "EXIT=0", after
     assert "pbdtui: session log: " in after and "pbdtui: recorded " not in after  # the demo's db is temporary
     assert "the demo exchange's position at the end: 0 (flat)" in after  # flat on the exchange itself
+    summary = next(line for line in after.splitlines() if line.startswith("pbdtui: demo session "))
+    assert "minutes closed" in summary and "position FLAT" in summary and "realised " in summary, summary
     logs = list((state / "pbdtui" / "logs").glob("demo-*.log"))
     assert len(logs) == 1 and logs[0].stat().st_mode & 0o777 == 0o600
     text = logs[0].read_text()
-    assert "DEMO console started" in text and "console closed" in text
+    assert "DEMO console started" in text and "console closed" in text and "session summary: demo session" in text
     assert "demo: a simulated market" in text  # the first alert says what the demo is (may have scrolled off since)
     assert not Path(tmp / "demo-91-live.db").exists()
 

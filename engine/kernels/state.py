@@ -90,6 +90,7 @@ SI_EXIT_SENT = 71  # external mode: an exit intent for a stop/target crossing is
 SI_RECON_BLOCK = 72  # reconciliation found the venue's position differs: entries blocked
 SI_VENUE_POS = 73  # the venue's position (signed lots) at the last reconciliation
 SI_MIN_ROW = 74  # minute pass: next stored minute row to decide (persists across calls)
+SI_ENTRIES_PAUSED = 75  # operator paused new entries (no latch: resumed by the operator; exits still run)
 # session profiles (engine.kernels.features, "Sessions"): SESS_N fields for each of N_SESS sessions,
 # session j's at SI_SESS + j * SESS_N + SESS_*
 SI_SESS = 80

@@ -64,6 +64,7 @@ from engine.kernels.state import (
     NO_MINUTE,
     SF_FUNDING_RATE,
     SI_DAY,
+    SI_ENTRIES_PAUSED,
     SI_ENTRY_TS,
     SI_EXIT_SENT,
     SI_FLATTEN,
@@ -122,6 +123,7 @@ from engine.types import (
     REASON_CONFLICT,
     REASON_COOLDOWN,
     REASON_DAILY_LOSS_KILL,
+    REASON_ENTRIES_PAUSED,
     REASON_FAILBREAK,
     REASON_FLIP,
     REASON_HTF_BIAS,
@@ -552,7 +554,7 @@ def decide(st, p, t, feat, sig, intents, counts):
         reason = REASON_PENDING_ORDER
     elif pos != 0:
         if (p[P_FLIP] != 0.0 and direction * pos < 0 and si[SI_KILL_MANUAL] == 0 and si[SI_KILL_DAILY] == 0
-                and si[SI_RECON_BLOCK] == 0):
+                and si[SI_RECON_BLOCK] == 0 and si[SI_ENTRIES_PAUSED] == 0):
             if blocked != READY:
                 reason = blocked
             else:
@@ -568,6 +570,8 @@ def decide(st, p, t, feat, sig, intents, counts):
         reason = REASON_DAILY_LOSS_KILL
     elif si[SI_RECON_BLOCK] != 0:
         reason = REASON_RECONCILE_MISMATCH
+    elif si[SI_ENTRIES_PAUSED] != 0:
+        reason = REASON_ENTRIES_PAUSED
     elif si[SI_LAST_EXIT_MIN] != NO_MINUTE and t - si[SI_LAST_EXIT_MIN] < int(p[P_COOLDOWN_MIN]) * MINUTE_MS:
         reason = REASON_COOLDOWN
     elif direction != 0 and blocked != READY:

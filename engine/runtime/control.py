@@ -16,11 +16,12 @@ Requests on one connection are answered in order.
 | cmd | arguments | answer fields |
 |---|---|---|
 | ``ping`` | | ``pid`` |
-| ``status`` | | ``status``: mode, target, position (qty lots, entry, stop ticks), exchange position, kill switch (on, reasons), last reconciliation, counters; ``feed`` and ``recorder`` (their counters: rows delivered, rows committed) |
+| ``status`` | | ``status``: mode, target, position (qty lots, entry, stop ticks), exchange position, kill switch (on, reasons), entries paused, open orders, last reconciliation, counters; ``feed`` and ``recorder`` (their counters: rows delivered, rows committed) |
 | ``snapshot`` | | ``status`` plus ``minute`` (the newest closed minute's features, signal, bar), ``alerts`` and ``fills`` (the newest 50 of each), ``feed`` (counters), ``settings`` (symbol, tick size, qty step) |
 | ``kill`` | ``reason`` (text, optional) | ``kill`` (the kill switch state) |
 | ``reset-kill`` | | ``cleared`` (reasons), ``mismatch`` (the engine's reconciliation block, cleared only by a matching position) |
 | ``flatten`` | | ``flat`` (true once the exchange confirms), ``status`` |
+| ``pause`` / ``resume`` | | ``entries_paused``: new entries paused or resumed (no latch, no flatten; exits and stops go on) |
 | ``subscribe`` | | ``subscribed``: then one line per daemon event until the client closes: ``{"event": TYPE, "data": {...}}`` with TYPE ``MinuteClosed``, ``Filled``, ``Alert``, ``KillSwitchChanged``, ``FeedChanged``, ``LiveStatus``, ``IntentIssued``, ... (the runtime's events as plain JSON) |
 
 Prices are int ticks and quantities int lots, as in the engine; the
@@ -267,7 +268,10 @@ class ControlClient:
     def request(self, cmd: str, timeout: float | None = None, **args: Any) -> dict[str, Any]:
         """Send one command and return its answer (``ok`` true)."""
         with self._connect(self.timeout if timeout is None else timeout) as s:
-            s.sendall(json.dumps({"cmd": cmd, **args}).encode() + b"\n")
+            try:
+                s.sendall(json.dumps({"cmd": cmd, **args}).encode() + b"\n")
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # a refusing daemon answers and closes before reading: its answer is still there to read
             answer = _read_line(s)
         if not answer.get("ok"):
             raise ControlError(f"daemon refused {cmd!r}: {answer.get('error', 'no reason given')}")
@@ -289,7 +293,10 @@ class ControlClient:
 def _read_line(s: socket.socket) -> dict[str, Any]:
     buf = b""
     while not buf.endswith(b"\n"):
-        chunk = s.recv(65536)
+        try:
+            chunk = s.recv(65536)
+        except ConnectionResetError:
+            break
         if not chunk:
             break
         buf += chunk

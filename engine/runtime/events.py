@@ -40,6 +40,7 @@ class Snapshot:
     finished: bool = False
     sides: tuple[np.ndarray, np.ndarray] | None = None  # (buy, sell) lots per base bin of ``bins`` (None: not sent)
     naked: tuple = ()  # open naked POCs (engine.engine.NakedPoc), oldest first
+    orders: tuple = ()  # open orders (engine.engine.OrderView): entries/exits on their way, stop, target
 
 
 @dataclass
@@ -94,6 +95,14 @@ class Alert:
 @dataclass
 class KillSwitchChanged:
     """The engine applied the operator's kill switch command."""
+
+    on: bool
+    ts: int
+
+
+@dataclass
+class EntriesPausedChanged:
+    """The operator paused new entries, or resumed them (no latch; exits and stops still run)."""
 
     on: bool
     ts: int

@@ -21,7 +21,10 @@
 4. **Feed health.** A disconnection or stall marks the minutes from the last
    event on as a feed gap (``Engine.mark_feed_gap``; FEED_GAP, and not
    counted as data), closed at the first event after it; the downtime
-   between the last stored tick and the first live one is a gap too. No
+   between the last stored tick and the first live one is a gap too.
+   Minutes the live clock closed during a silent stall before it was
+   detected (a stall is only seen after the client's silence limit) are
+   flagged in the store when the gap's span is known (``Recorder.flag_gap``). No
    frame for ``feed_stale_halt_ms`` raises an alert.
 
 Events go to the sink: the runner's (minutes, fills, alerts) and
@@ -107,19 +110,21 @@ class LiveDriver:
             before it reaches the recorder, and a commit takes time on a loaded machine, so the
             interval is a quarter of that (with 1 s, kills at 60x on a loaded 2-core machine lost up to 1.9 s of received
             ticks; with 0.25 s, at most 0.7 s: ``bench/bench_crash.py``).
+        purge_interval: wall seconds between the recorder's raw retention purges (None: never).
     """
 
     def __init__(self, settings: Any, db: str, feed_config: FeedConfig, sink: Sink, trading: bool = False,
                  run_id: str = "collect", close_grace_ms: int = 1_000, tick_interval: float = 0.25,
                  status_interval: float = 5.0, commit_interval: float = 0.25, mode: str | None = None,
-                 client_prefix: str = "bt"):
+                 client_prefix: str = "bt", purge_interval: float | None = 600.0):
         self.settings = settings
         self.db = str(db)
         self.feed_config = feed_config
         self.sink = sink
         self.runner = Runner(settings, self._on_event, trading=trading, mode=mode, client_prefix=client_prefix)
         self.clock = LiveClock()
-        self.recorder = Recorder(self.db, settings, run_id=run_id, commit_interval=commit_interval)
+        self.recorder = Recorder(self.db, settings, run_id=run_id, commit_interval=commit_interval,
+                                 purge_interval=purge_interval)
         self.close_grace_ms = close_grace_ms
         self.tick_interval = tick_interval
         self.status_interval = status_interval
@@ -276,6 +281,7 @@ class LiveDriver:
             self.last_stored_ts = -1
         if self._outage_from >= 0 and first >= 0:
             self.engine.mark_feed_gap(self._outage_from, first)
+            self.recorder.flag_gap(self._outage_from, first)
             self._outage_from = -1
         if newest >= 0:
             self.clock.observe(newest)
@@ -287,6 +293,9 @@ class LiveDriver:
     def _on_status(self, status: FeedStatus) -> None:
         if status.kind == "gap" and status.gap_from > 0:
             self.engine.mark_feed_gap(status.gap_from, status.gap_to)
+            # minutes of the outage the live clock closed before it was detected (a silent stall is seen
+            # only after the silence limit) are flagged in the store too
+            self.recorder.flag_gap(status.gap_from, status.gap_to)
             self._outage_from = -1
         elif status.kind in _OUTAGE and self._outage_from < 0 and self.clock.newest > 0:
             self._outage_from = self.clock.newest

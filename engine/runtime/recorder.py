@@ -128,6 +128,7 @@ class Recorder:
         self._lock = threading.Lock()
         self._ticks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self._minutes: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, str | None]] = []
+        self._gaps: list[tuple[int, int]] = []  # feed gaps (exchange ms) to flag on minutes already recorded
         self._thread = threading.Thread(target=self._run, name="pbdtui-recorder", daemon=True)
         self._ready = threading.Event()
         self._error: BaseException | None = None
@@ -161,6 +162,20 @@ class Recorder:
             if fills is not None and len(fills):
                 self._q.put(("commit", None))
 
+    def flag_gap(self, from_ms: int, to_ms: int) -> None:
+        """Flag ``feed_gap`` on the stored minutes from ``from_ms`` to ``to_ms`` (exchange ms, inclusive).
+
+        A silent stall is only known once the client's silence limit has
+        passed; by then the live clock may have closed (and this recorder
+        stored) minutes of the outage as quiet ones. The engine marks the
+        minutes not yet closed; this marks the stored rows of those already
+        closed, in the commit after their own rows, so every minute an outage
+        touched is flagged in ``features_1m``.
+        """
+        if from_ms > 0 and to_ms >= from_ms:
+            with self._lock:
+                self._gaps.append((int(from_ms), int(to_ms)))
+
     def flush(self, timeout: float = 30.0) -> bool:
         """Commit everything queued so far; True once it is on disk."""
         done = threading.Event()
@@ -189,6 +204,7 @@ class Recorder:
         self._ready.set()
         pending: dict[str, list[np.ndarray]] = {"trade": [], "quote": [], "funding": []}
         minute_rows: list[tuple[list, list, list]] = []
+        gap_spans: list[tuple[int, int]] = []
         waiters: list[threading.Event] = []
         last_commit = last_purge = last_compact = time.monotonic()
         closing = False
@@ -202,6 +218,7 @@ class Recorder:
                 with self._lock:
                     ticks, self._ticks = self._ticks, []
                     minutes, self._minutes = self._minutes, []
+                    gaps, self._gaps = self._gaps, []
                 for tr, qu, fu in ticks:
                     pending["trade"].append(tr)
                     pending["quote"].append(qu)
@@ -212,13 +229,14 @@ class Recorder:
                                         signal_rows(sigs, self.run_id),
                                         [] if fills is None else fill_rows(fills, self.units, self.run_id,
                                                                            exec_id)))
+                gap_spans.extend(gaps)
                 if kind == "flush":
                     waiters.append(payload)
                 elif kind == "close":
                     closing = True
                 now = time.monotonic()
                 if waiters or closing or kind == "commit" or now - last_commit >= self.commit_interval:
-                    if self._commit(store, pending, minute_rows):
+                    if self._commit(store, pending, minute_rows, gap_spans):
                         for w in waiters:
                             w.set()
                         waiters.clear()
@@ -235,8 +253,10 @@ class Recorder:
                         w.set()
                     return
 
-    def _commit(self, store: Store, pending: dict[str, list[np.ndarray]], minute_rows: list) -> bool:
-        if not any(pending.values()) and not minute_rows:
+    def _commit(self, store: Store, pending: dict[str, list[np.ndarray]], minute_rows: list,
+                gap_spans: list[tuple[int, int]] | None = None) -> bool:
+        gap_spans = [] if gap_spans is None else gap_spans
+        if not any(pending.values()) and not minute_rows and not gap_spans:
             return True
         counts = {"trades": 0, "quotes": 0, "funding": 0, "minutes": 0, "fills": 0}
         try:
@@ -260,6 +280,9 @@ class Recorder:
                     store.insert_rows("trades_exec", TRADES_EXEC_COLUMNS, fills)
                     counts["minutes"] += len(bars)
                     counts["fills"] += len(fills)
+                for lo, hi in gap_spans:
+                    store.db.execute("UPDATE features_1m SET feed_gap = 1 WHERE ts_min >= ? AND ts_min <= ?",
+                                     (lo // 60_000 * 60_000, hi // 60_000 * 60_000))
         except Exception as exc:  # noqa: BLE001 - kept and retried: a lost batch is worse than a late one
             self.counters["commit_errors"] += 1
             log.error("recorder: commit failed, will retry: %s", exc)
@@ -267,6 +290,7 @@ class Recorder:
         for v in pending.values():
             v.clear()
         minute_rows.clear()
+        gap_spans.clear()
         for key, n in counts.items():
             self.counters[key] += n
         self.counters["commits"] += 1

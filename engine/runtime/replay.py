@@ -106,7 +106,7 @@ class ReplayDriver:
     def send(self, command: str, value: float = 0.0) -> None:
         """Queue an operator command (applied on the driver's thread between slices).
 
-        ``kill`` (toggle), ``flatten``, ``pause`` (toggle), ``speed`` (multiply by
+        ``kill`` (toggle), ``entries`` (toggle the entries pause), ``flatten``, ``pause`` (toggle), ``speed`` (multiply by
         ``value``), ``faster``/``slower`` (next step of ``SPEED_STEPS``), ``step``
         (pause, then replay to the end of the current minute and close it),
         ``next_trade`` (full speed until the next fill, then pause), ``seek``
@@ -227,7 +227,7 @@ class ReplayDriver:
             except queue.Empty:
                 break
             applied = True
-            if command in ("kill", "flatten"):
+            if command in ("kill", "flatten", "entries"):
                 self.runner.command(command)
             elif command == "pause":
                 self.paused = not self.paused

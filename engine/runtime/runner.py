@@ -21,6 +21,7 @@ from engine.execution.types import ExecAlert, Fill, FundingCharge, PositionRepor
 from engine.runtime.alerts import AlertRules
 from engine.runtime.events import (
     Alert,
+    EntriesPausedChanged,
     Filled,
     FlattenRequested,
     IntentIssued,
@@ -125,10 +126,19 @@ class Runner:
 
     # --- operator commands ------------------------------------------------------------
 
+    def pause_entries(self, on: bool) -> None:
+        """Pause new entries (True) or resume them; confirms with an event when the state changes."""
+        if self.engine.position().entries_paused != on:
+            self.engine.set_entries_paused(on)
+            self.emit(EntriesPausedChanged(on=on, ts=self.engine.last_event_ts))
+
     def command(self, name: str) -> None:
-        """``kill`` (toggle the manual kill switch) or ``flatten``; confirms with an event."""
+        """``kill`` (toggle the manual kill switch), ``entries`` (toggle the entries pause) or ``flatten``;
+        confirms with an event."""
         ts = self.engine.last_event_ts
-        if name == "kill":
+        if name == "entries":
+            self.pause_entries(not self.engine.position().entries_paused)
+        elif name == "kill":
             on = not self.engine.position().kill_manual
             self.engine.set_kill_switch(on)
             self.emit(KillSwitchChanged(on=on, ts=ts))
@@ -156,7 +166,7 @@ class Runner:
             va_valid=bool(f["va_valid"]) if f else False,
             position=self.engine.position(), speed=speed, paused=paused, warming_up=warming_up,
             progress=progress, finished=finished, sides=self.engine.profile_sides(),
-            naked=tuple(self.engine.naked_pocs()))
+            naked=tuple(self.engine.naked_pocs()), orders=tuple(self.engine.open_orders()))
 
     # --- rows to events ----------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from engine.runtime.events import Alert, ExchangeChanged, FeedHealth, TicksFed
 from engine.runtime.live import FeedChanged, LiveDriver, LiveStatus
 from engine.runtime.runner import Sink
 
-COMMANDS = ("kill", "flatten")
+COMMANDS = ("kill", "flatten", "entries")
 # feed statuses shown in the alerts log, with their severity (malformed frames and book resets are
 # counted in the status bar instead: one line each would flood the log)
 _FEED_SEVERITY = {ws.CONNECTED: "info", ws.SUBSCRIBED: "info", ws.CLOSED: "info", ws.REFUSED: "error",
@@ -90,12 +90,15 @@ class ThreadedLive:
     # --- any thread ---------------------------------------------------------------------
 
     def send(self, command: str, value: float = 0.0) -> None:
-        """``kill`` (toggle the kill switch) or ``flatten``; applied on the driver's loop.
+        """``kill`` (toggle the kill switch), ``entries`` (toggle the entries pause) or ``flatten``; applied on
+        the driver's loop.
 
         With an exchange (the driver's ``trader``): ``kill`` latches the
-        trader's kill switch or, when on, resets it; ``flatten`` is the
-        trader's flatten (kill, cancel all, reduce-only close, flat confirmed
-        by the exchange, retried), reported by its alerts.
+        trader's kill switch or, when on, resets it; ``entries`` pauses or
+        resumes the trader's new entries (queued ones are not sent while
+        paused); ``flatten`` is the trader's flatten (kill, cancel all,
+        reduce-only close, flat confirmed by the exchange, retried),
+        reported by its alerts.
         """
         if command not in COMMANDS:
             raise ValueError(f"unknown live command {command!r} (live takes {', '.join(COMMANDS)})")
@@ -172,6 +175,8 @@ class ThreadedLive:
             return
         if trader is None:
             self.driver.runner.command(command)
+        elif command == "entries":
+            trader.pause_entries(not trader.entries_paused)
         elif command == "kill":
             if trader.kill_reasons:
                 trader.reset_kill()
@@ -184,4 +189,7 @@ class ThreadedLive:
     def snapshot(self):  # noqa: ANN201 - engine.runtime.events.Snapshot
         """What the screen shows (driver's loop thread)."""
         window = self.settings.rolling_window_minutes
-        return self.driver.runner.snapshot(warming_up=self.driver.engine.bars_closed < window)
+        snap = self.driver.runner.snapshot(warming_up=self.driver.engine.bars_closed < window)
+        if self.driver.trader is not None:  # the exchange's orders, with their states there
+            snap.orders = tuple(self.driver.trader.orders())
+        return snap

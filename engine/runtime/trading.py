@@ -34,6 +34,11 @@ external mode to an ``ExecutionBackend`` (``engine.execution.bybit.BybitExecutio
 * **Kill switch latch** (``kill``/``reset_kill``): set by the operator, the
   daily loss limit, a stale feed, a reconciliation mismatch or a flatten;
   it stays on, whatever set it, until the operator resets it.
+* **Entries pause** (``pause_entries``): the operator's pause of new
+  entries, separate from the kill switch: nothing latches, nothing is
+  flattened, and the same command resumes. The engine takes no entry while
+  paused (ENTRIES_PAUSED in the signals log) and an entry queued before the
+  pause is not sent; exits and the exchange's stops go on as usual.
 * **Flatten** (``flatten``): kill switch + the backend's cancel-all,
   reduce-only close and flat confirmation, retried in rounds with an alert
   each time until the exchange confirms flat (or ``flatten_rounds`` pass).
@@ -114,6 +119,7 @@ class LiveTrader:
                          "reconciliations": 0, "mismatches": 0}
         self.started = False
         self.flattening = False
+        self.entries_paused = False  # the operator's pause of new entries (not a kill: no latch)
         self._queue: deque[tuple[Intent, float]] = deque()  # (intent, wall time queued)
         self._recheck: list[str] = []  # why a reconciliation is due
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="pbdtui-rest")
@@ -253,6 +259,9 @@ class LiveTrader:
                 if self.kill_reasons or self.flattening:
                     self._drop(intent, f"kill switch on ({', '.join(self.kill_reasons) or 'flatten'})")
                     continue
+                if self.entries_paused:
+                    self._drop(intent, "entries paused by the operator")
+                    continue
                 pos = self.engine.position().qty
                 if pos != 0:
                     if (time.monotonic() - queued) * 1000 > self.entry_wait_ms:
@@ -364,6 +373,13 @@ class LiveTrader:
             self._alert("kill_switch", f"kill switch reset by the operator (was: {', '.join(cleared)})", "info")
         return {"cleared": sorted(cleared), "mismatch": self.engine.position().mismatch}
 
+    def pause_entries(self, on: bool) -> dict[str, Any]:
+        """Pause new entries (True) or resume them; exits, stops and flatten are not affected."""
+        if on != self.entries_paused:
+            self.entries_paused = on
+            self.runner.pause_entries(on)  # its EntriesPausedChanged is what screens and status lines show
+        return {"entries_paused": self.entries_paused}
+
     async def flatten(self) -> bool:
         """Kill + cancel all + reduce-only close + flat confirmed by the exchange, in rounds; True once flat."""
         assert self._busy is not None
@@ -405,10 +421,31 @@ class LiveTrader:
             "venue": None if v is None else {"ts": v.ts, "qty": v.qty, "entry_px": v.entry_px, "stop": v.stop,
                                              "take_profit": v.take_profit},
             "kill": {"on": bool(self.kill_reasons), "reasons": dict(self.kill_reasons)},
+            "entries_paused": self.entries_paused, "orders": [dataclasses.asdict(o) for o in self.orders()],
             "last_reconciliation": self.last_reconciliation, "queued": len(self._queue),
             "outstanding": [i.client_id for i in self.engine.outstanding()], "flattening": self.flattening,
             "counters": dict(self.counters),
         }
+
+    def orders(self) -> list[Any]:
+        """Open orders (``engine.engine.OrderView``): the intents in flight with the backend's state of their
+        order ("queued": not sent yet), and the stop and take-profit the exchange holds on the position."""
+        from engine.engine import OrderView
+
+        state = getattr(self.backend, "order_status", None)
+        out = []
+        for i in self.engine.outstanding():
+            status = (state(i.client_id) if state is not None else None) or "queued"  # not at the backend yet
+            out.append(OrderView(i.side, "entry" if i.kind == INTENT_ENTER else i.kind, 0, i.qty, status.lower(),
+                                 i.decision_ts))
+        v = self.venue
+        if v is not None and v.qty != 0:
+            close = -1 if v.qty > 0 else 1
+            if v.stop:
+                out.append(OrderView(close, "stop", 2 * v.stop, abs(v.qty), "exchange", v.ts))
+            if v.take_profit:
+                out.append(OrderView(close, "target", 2 * v.take_profit, abs(v.qty), "exchange", v.ts))
+        return out
 
     def _alert(self, kind: str, text: str, severity: str) -> None:
         self._emit(Alert(ts=self.engine.last_event_ts, text=text, severity=severity, kind=kind))

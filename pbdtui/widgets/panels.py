@@ -1,4 +1,4 @@
-"""Thin widgets over the pure renderers of ``pbdtui.render``: status bar, position, price chart, logs.
+"""Thin widgets over the pure renderers of ``pbdtui.render``: status bar, position, orders, price chart, logs.
 
 Each holds typed reactives that the app binds with ``data_bind`` and draws
 with one renderer call; styling comes from the renderer's spans.
@@ -15,7 +15,7 @@ from textual.widget import Widget
 from textual.widgets import RichLog
 
 from pbdtui.messages import Snapshot
-from pbdtui.render import render_chart, render_position, render_status
+from pbdtui.render import render_chart, render_orders, render_position, render_status
 
 
 class StatusBar(Widget):
@@ -37,10 +37,11 @@ class StatusBar(Widget):
     feed: reactive[Any | None] = reactive(None)
     """The live feed's health (``engine.runtime.events.FeedHealth``); None in a replay."""
 
-    def __init__(self, mode: str = "REPLAY", stale_ms: int = 10_000, **kwargs: Any):
+    def __init__(self, mode: str = "REPLAY", stale_ms: int = 10_000, network: str = "", **kwargs: Any):
         super().__init__(**kwargs)
         self.mode = mode
         self.stale_ms = stale_ms
+        self.network = network
 
     def render(self) -> Text:
         snap = self.snapshot
@@ -49,7 +50,7 @@ class StatusBar(Widget):
         if snap is None:
             return render_status(mode=self.mode, ts=-1, state="warm-up", speed=0, progress=0.0,
                                  kill_manual=False, kill_daily=False, day_pnl=0.0, ready=self.ready,
-                                 feed=self.feed, stale_ms=self.stale_ms, compact=compact)
+                                 feed=self.feed, stale_ms=self.stale_ms, compact=compact, network=self.network)
         if live:
             state = "warm-up" if snap.warming_up else "live"
         else:
@@ -58,7 +59,8 @@ class StatusBar(Widget):
         return render_status(mode=self.mode, ts=snap.ts, state=state, speed=snap.speed, progress=snap.progress,
                              kill_manual=snap.position.kill_manual, kill_daily=snap.position.kill_daily,
                              day_pnl=snap.position.day_pnl, ready=self.ready, feed=self.feed,
-                             stale_ms=self.stale_ms, compact=compact)
+                             stale_ms=self.stale_ms, compact=compact, entries_paused=snap.position.entries_paused,
+                             network=self.network)
 
 
 class PositionPanel(Widget):
@@ -85,6 +87,26 @@ class PositionPanel(Widget):
         snap = self.snapshot
         return render_position(snap.position if snap else None, last_px=snap.last_px if snap else -1,
                                ts=snap.ts if snap else -1, exchange=self.exchange, **self.units)
+
+
+class OrdersPanel(Widget):
+    """Open orders: entries and exits on their way, the stop and target protecting the position."""
+
+    DEFAULT_CSS = """
+    OrdersPanel { height: auto; text-wrap: nowrap; text-overflow: ellipsis; }
+    """
+
+    snapshot: reactive[Snapshot | None] = reactive(None, layout=True)
+    """The driver's latest snapshot (its ``orders`` and clock)."""
+
+    def __init__(self, *, tick_size: float, qty_step: float, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.units = dict(tick_size=tick_size, qty_step=qty_step)
+        self.border_title = "Orders"
+
+    def render(self) -> Text:
+        snap = self.snapshot
+        return render_orders(snap.orders if snap else (), ts=snap.ts if snap else -1, **self.units)
 
 
 class PriceChart(Widget):

@@ -510,21 +510,6 @@ class FrameDecoder:
     def take_quotes(self) -> np.ndarray:
         return _take(self.quotes, self._quote_chunks, QUOTE_DTYPE)
 
-    def take_rows(self) -> tuple[list[tuple], list[tuple], list[tuple]]:
-        """Trade, quote and funding rows since the last take as lists of tuples (the ``take_*`` rows)."""
-        out = []
-        for rows, chunks in ((self.trades, self._trade_chunks), (self.quotes, self._quote_chunks)):
-            if chunks:
-                got = [r for c in chunks for r in c.tolist()] + rows
-                chunks.clear()
-            else:
-                got = rows[:]
-            rows.clear()
-            out.append(got)
-        funding = self.funding[:]
-        self.funding.clear()
-        return out[0], out[1], funding
-
     def take_funding(self) -> np.ndarray:
         out = np.array(self.funding, dtype=FUNDING_DTYPE) if self.funding else np.zeros(0, FUNDING_DTYPE)
         self.funding.clear()
@@ -597,18 +582,41 @@ class FrameDecoder:
         with nothing to report. Fewer than ``scan_min_frames`` frames all go
         through ``decode`` (and ``on_slow``).
         """
-        n = len(frames)
+        if len(frames) == 0:
+            return
+        if len(frames) < self.scan_min_frames:  # a frame or two at live rates: the scan's set-up costs more
+            scalar = np.ndim(recv_ms) == 0
+            for i, frame in enumerate(frames):
+                kind = self.decode(frame, int(recv_ms if scalar else recv_ms[i]))  # type: ignore[index]
+                if on_slow is not None:
+                    on_slow(i, kind)
+            return
+        buf, starts, ends = _layout(frames)
+        self.decode_spans(buf, starts, ends, recv_ms, on_slow, frames)
+
+    def decode_spans(self, buf: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+                     recv_ms: int | Sequence[int] | np.ndarray, on_slow: Any = None,
+                     frames: Sequence[Any] | None = None) -> None:
+        """``decode_many`` of the frames ``buf[starts[i]:ends[i]]`` (uint8, e.g. a socket read), where they lie.
+
+        ``frames``, if given, are the same frames as objects, handed to
+        ``decode`` for the frames the scan leaves to it (else their bytes).
+        """
+        n = len(starts)
         if n == 0:
             return
         scalar = np.ndim(recv_ms) == 0
-        if n < self.scan_min_frames:  # a frame or two at live rates: the scan's set-up costs more than it saves
+
+        def frame(j: int) -> Any:
+            return frames[j] if frames is not None else buf[starts[j]:ends[j]].tobytes()
+
+        if n < self.scan_min_frames:
             for i in range(n):
-                kind = self.decode(frames[i], int(recv_ms if scalar else recv_ms[i]))  # type: ignore[index]
+                kind = self.decode(frame(i), int(recv_ms if scalar else recv_ms[i]))  # type: ignore[index]
                 if on_slow is not None:
                     on_slow(i, kind)
             return
         recv = np.full(n, recv_ms, dtype=np.int64) if scalar else np.asarray(recv_ms, np.int64)
-        buf, starts, ends = _layout(frames)
         self._rows_to_chunks()
         trades = np.empty((len(buf) // 40 + 1, 6), dtype=np.int64)  # a valid trade object is longer than 40 bytes
         quotes = np.empty((n, 6), dtype=np.int64)
@@ -639,7 +647,7 @@ class FrameDecoder:
                 done_qu = n_qu
             if j >= n:
                 return
-            kind = self.decode(frames[j], int(recv[j]))
+            kind = self.decode(frame(j), int(recv[j]))
             self._rows_to_chunks()
             if on_slow is not None:
                 on_slow(j, kind)

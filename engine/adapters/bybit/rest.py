@@ -50,6 +50,7 @@ sizes and rule values, float for prices and money, int for ms times).
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -84,6 +85,9 @@ DUPLICATE = "duplicate"
 NOT_MODIFIED = "not_modified"
 REJECTED = "rejected"
 UNCERTAIN = frozenset({TIMEOUT, NETWORK, HTTP_ERROR, SERVER})  # a POST may or may not have been executed
+# a number in an answer beyond this is not a price, size or money amount (it would overflow the engine's int64
+# ticks); prices, sizes and amounts are checked against it, never silently clipped
+_MAX_NUMBER = Decimal(10) ** 12
 
 _CODE_KINDS = {
     10000: SERVER, 10016: SERVER,
@@ -158,18 +162,37 @@ class RestError(Exception):
 
 
 def _dec(value: Any, default: str = "0") -> Decimal:
+    if isinstance(value, (dict, list, bool)):
+        raise ValueError(f"not a number: {str(value)[:40]!r}")
     try:
-        return Decimal(str(value)) if value not in (None, "") else Decimal(default)
+        out = Decimal(str(value)) if value not in (None, "") else Decimal(default)
     except InvalidOperation:
-        raise ValueError(f"not a number: {value!r}") from None
+        raise ValueError(f"not a number: {str(value)[:40]!r}") from None
+    if not out.is_finite() or abs(out) > _MAX_NUMBER:
+        raise ValueError(f"not a finite number of a sane size: {str(value)[:40]!r}")
+    return out
 
 
 def _flt(value: Any) -> float:
-    return float(value) if value not in (None, "") else 0.0
+    if value in (None, ""):
+        return 0.0
+    if isinstance(value, (dict, list, bool)):
+        raise ValueError(f"not a number: {str(value)[:40]!r}")
+    out = float(value)
+    if not math.isfinite(out) or abs(out) > _MAX_NUMBER:
+        raise ValueError(f"not a finite number of a sane size: {str(value)[:40]!r}")
+    return out
 
 
 def _int(value: Any) -> int:
-    return int(value) if value not in (None, "") else 0
+    if value in (None, ""):
+        return 0
+    if isinstance(value, (dict, list, float)):
+        raise ValueError(f"not an integer: {str(value)[:40]!r}")
+    out = int(value)
+    if abs(out) >= 2**62:  # ms times and sequence numbers fit an int64 with room
+        raise ValueError(f"integer out of range: {str(value)[:40]!r}")
+    return out
 
 
 @dataclass(frozen=True)
@@ -198,12 +221,15 @@ def parse_instrument(result: Mapping[str, Any], symbol: str) -> InstrumentRules:
         if row.get("symbol") == symbol:
             price, lot = row.get("priceFilter") or {}, row.get("lotSizeFilter") or {}
             max_qty = _dec(lot.get("maxOrderQty"), "0")
-            return InstrumentRules(
+            rules = InstrumentRules(
                 symbol=symbol, status=str(row.get("status") or ""), tick_size=_dec(price.get("tickSize")),
                 min_price=_dec(price.get("minPrice")), max_price=_dec(price.get("maxPrice")),
                 qty_step=_dec(lot.get("qtyStep")), min_qty=_dec(lot.get("minOrderQty")), max_qty=max_qty,
                 max_market_qty=_dec(lot.get("maxMktOrderQty"), str(max_qty)),
                 min_notional=_dec(lot.get("minNotionalValue")))
+            if rules.tick_size <= 0 or rules.qty_step <= 0:
+                raise ValueError(f"{symbol}: tickSize {rules.tick_size} and qtyStep {rules.qty_step} must be positive")
+            return rules
     raise ValueError(f"instruments-info has no {symbol}")
 
 
@@ -344,10 +370,18 @@ def parse_wallet(result: Mapping[str, Any]) -> WalletBalance:
 
 
 def parse_server_time(result: Mapping[str, Any]) -> int:
-    """Server time in ms from a ``/v5/market/time`` result (``timeNano`` preferred)."""
+    """Server time in ms from a ``/v5/market/time`` result (``timeNano`` preferred).
+
+    Raises:
+        ValueError: neither field holds a plausible time (after 2001, before 2100).
+    """
     if result.get("timeNano"):
-        return int(result["timeNano"]) // 1_000_000
-    return int(result["timeSecond"]) * 1000
+        ms = _int(result["timeNano"]) // 1_000_000
+    else:
+        ms = _int(result.get("timeSecond")) * 1000
+    if not 1_000_000_000_000 <= ms <= 4_102_444_800_000:
+        raise ValueError(f"server time {ms} ms is not a plausible time")
+    return ms
 
 
 # --- the client ---------------------------------------------------------------------------------
@@ -448,7 +482,8 @@ class BybitRest:
         """Measure and set the offset between the exchange clock and ours; returns it (ms)."""
         with self._lock:
             before = self._clock()
-            server = parse_server_time(self._call("get_server_time", "/v5/market/time", {}, auth=False))
+            server = self._parsed("/v5/market/time", parse_server_time,
+                                  self._call("get_server_time", "/v5/market/time", {}, auth=False))
             after = self._clock()
             offset = server - int((before + after) * 500)
             self._http.time_offset_ms = offset
@@ -460,14 +495,14 @@ class BybitRest:
     def instrument_rules(self) -> InstrumentRules:
         result = self._call("get_instruments_info", "/v5/market/instruments-info",
                             {"category": self.category, "symbol": self.symbol}, auth=False)
-        return parse_instrument(result, self.symbol)
+        return self._parsed("/v5/market/instruments-info", parse_instrument, result, self.symbol)
 
     def ticker(self) -> dict[str, Any]:
         """The symbol's row of ``/v5/market/tickers`` (raw strings)."""
         result = self._call("get_tickers", "/v5/market/tickers", {"category": self.category, "symbol": self.symbol},
                             auth=False)
         rows = result.get("list") or []
-        if not rows:
+        if not isinstance(rows, list) or not rows or not isinstance(rows[0], dict):
             raise RestError(REJECTED, f"tickers has no {self.symbol}", path="/v5/market/tickers")
         return rows[0]
 
@@ -487,7 +522,7 @@ class BybitRest:
 
     def positions(self) -> list[VenuePosition]:
         result = self._call("get_positions", "/v5/position/list", {"category": self.category, "symbol": self.symbol})
-        return [p for p in parse_positions(result) if p.symbol == self.symbol]
+        return [p for p in self._parsed("/v5/position/list", parse_positions, result) if p.symbol == self.symbol]
 
     def orders(self, *, max_pages: int = 10, **params: Any) -> list[VenueOrder]:
         """``/v5/order/realtime`` for the symbol, all pages (``openOnly``, ``orderLinkId``... as given)."""
@@ -497,7 +532,8 @@ class BybitRest:
             query = {"category": self.category, "symbol": self.symbol, "limit": 50, **params}
             if cursor:
                 query["cursor"] = cursor
-            rows, cursor = parse_orders(self._call("get_open_orders", "/v5/order/realtime", query))
+            rows, cursor = self._parsed("/v5/order/realtime", parse_orders,
+                                        self._call("get_open_orders", "/v5/order/realtime", query))
             out.extend(rows)
             if not cursor or not rows:
                 break
@@ -511,15 +547,16 @@ class BybitRest:
             query = {"category": self.category, "symbol": self.symbol, "limit": 100, **params}
             if cursor:
                 query["cursor"] = cursor
-            rows, cursor = parse_executions(self._call("get_executions", "/v5/execution/list", query))
+            rows, cursor = self._parsed("/v5/execution/list", parse_executions,
+                                        self._call("get_executions", "/v5/execution/list", query))
             out.extend(rows)
             if not cursor or not rows:
                 break
         return out
 
     def wallet(self) -> WalletBalance:
-        return parse_wallet(self._call("get_wallet_balance", "/v5/account/wallet-balance",
-                                       {"accountType": "UNIFIED"}))
+        return self._parsed("/v5/account/wallet-balance", parse_wallet,
+                            self._call("get_wallet_balance", "/v5/account/wallet-balance", {"accountType": "UNIFIED"}))
 
     # --- the one door ------------------------------------------------------------------------------
 
@@ -562,20 +599,48 @@ class BybitRest:
         except requests.exceptions.RequestException as e:
             raise RestError(NETWORK, self.scrub(f"{type(e).__name__}: {e}"), path=path) from None
         except InvalidRequestError as e:
-            code = int(e.status_code)
-            err = RestError(_CODE_KINDS.get(code, REJECTED), self.scrub(str(e.message)), code, path)
+            code = e.status_code
+            if type(code) is not int or code == 0 or not isinstance(e.message, str):
+                # a retCode that is not a number, or without its text: the answer is unreadable, and a POST
+                # answered so may have been executed (the caller looks it up), not a rejection
+                raise RestError(HTTP_ERROR, self.scrub(f"unreadable answer: retCode {str(code)[:40]!r}, retMsg "
+                                                       f"{str(e.message)[:40]!r}"), path=path) from None
+            err = RestError(_CODE_KINDS.get(code, REJECTED), self.scrub(str(e.message)[:200]), code, path)
             if code == 10006:
                 err.reset_ms = self._reset_ms(e.resp_headers)  # type: ignore[attr-defined]
             raise err from None
         except FailedRequestError as e:
-            raise RestError(HTTP_ERROR, self.scrub(str(e.message)), int(e.status_code or 0), path) from None
+            try:
+                status = int(e.status_code or 0)
+            except (TypeError, ValueError):
+                status = 0
+            raise RestError(HTTP_ERROR, self.scrub(str(e.message)), status, path) from None
         except PermissionError as e:  # pybit: "Authenticated endpoints require keys."
             raise RestError(AUTH, str(e), path=path) from None
-        except ValueError as e:  # an unreadable JSON body that pybit did not catch
-            raise RestError(HTTP_ERROR, self.scrub(f"unreadable answer: {e}"), path=path) from None
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError) as e:
+            # an answer pybit could not read: not JSON, an envelope that is not an object, a retCode without
+            # its retMsg, ... (pybit looks fields up without checking)
+            raise RestError(HTTP_ERROR, self.scrub(f"unreadable answer: {type(e).__name__}: {str(e)[:80]}"),
+                            path=path) from None
         body, _elapsed, headers = answer
         self._note_limit(path, headers)
-        return body.get("result") or {}
+        result = body.get("result") if isinstance(body, dict) else None
+        if result is None or result == "":
+            return {}
+        if not isinstance(result, dict):
+            raise RestError(HTTP_ERROR, self.scrub(f"unreadable answer: 'result' is a {type(result).__name__}, "
+                                                   "not an object"), path=path)
+        return result
+
+    def _parsed(self, path: str, parse: Callable[..., Any], result: Any, *args: Any) -> Any:
+        """``parse(result, *args)``; an answer of the wrong shape (missing field, wrong type) is a RestError."""
+        try:
+            return parse(result, *args)
+        except RestError:
+            raise
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError, ArithmeticError) as e:
+            raise RestError(HTTP_ERROR, self.scrub(f"unreadable answer: {type(e).__name__}: {str(e)[:120]}"),
+                            path=path) from None
 
     @staticmethod
     def _reset_ms(headers: Any) -> int:

@@ -41,10 +41,20 @@ Robustness, each with a counter in ``FeedCounters``:
 * malformed frames are counted by topic (``DecodeStats``) and reported as
   ``malformed`` statuses with a one-line reason; they never end the feed.
 
+Reading: ``websockets`` makes the connection (handshake, TLS, proxy,
+compression) and sends; the frames it receives are split in bulk by
+``engine.adapters.wsframes.BulkConnection`` (every message of a socket read
+at once, as spans of the read's bytes) and decoded where they lie by
+``FrameDecoder.decode_spans``; control frames still go to ``websockets``
+(it answers pings and closes). What arrived while the previous frames were
+handled is decoded together, up to ``max_batch_frames``: one frame at a
+time at live rates, thousands after a reconnect or in a fast replay.
+
 Times: every row keeps the exchange time (``T``/``cts``) in ``ts`` and the
-receive time in ``local_ts``; statuses carry wall time. This module is the
-live edge, the one place the wall clock is read (``time.time`` for receive
-stamps, the loop's monotonic clock for timeouts).
+receive time in ``local_ts`` (the time of the socket read that completed its
+frame); statuses carry wall time. This module and ``wsframes`` are the live
+edge, where the wall clock is read (``time.time`` for receive stamps, the
+loop's monotonic clock for timeouts).
 
 The client never imports the loopback venue (import-linter contract).
 """
@@ -65,7 +75,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 import websockets
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 
 from engine.adapters.bybit.frames import (
     BOOK,
@@ -80,6 +90,8 @@ from engine.adapters.bybit.frames import (
     warm_up,
 )
 from engine.adapters.reorder import ReorderBuffer
+from engine.adapters.wsframes import BulkConnection
+from engine.adapters.wsframes import warm_up as warm_up_reader
 from engine.types import FUNDING_DTYPE, QUOTE_DTYPE, TRADE_DTYPE
 
 log = logging.getLogger("pbdtui.feed")
@@ -139,7 +151,7 @@ class FeedConfig:
     dedup_max_ids: int = 500_000  # ... and at most this many
     open_timeout: float = 10.0  # s for the TCP + TLS + WebSocket handshake
     max_queue: int = 10_000  # events waiting for the consumer before the reader waits
-    max_batch_frames: int = 4096  # frames received while the previous ones are decoded, at most
+    max_batch_frames: int = 4096  # frames decoded together, at most (reading pauses while this many wait)
     max_frame_bytes: int = 1 << 22
 
 
@@ -215,23 +227,23 @@ class _RecentIds:
         self.ids: set[int] = set()
         self.order: deque[tuple[int, int]] = deque()
 
-    def seen(self, trade_id: int, ts: int, newest: int) -> bool:
-        if trade_id in self.ids:
-            return True
-        self.ids.add(trade_id)
-        order = self.order
-        order.append((ts, trade_id))
+    def fresh(self, trade_ids: np.ndarray, ts: np.ndarray, newest: int) -> np.ndarray:
+        """A mask of the rows whose trade id was not seen before (nor earlier in these rows); remembers them."""
+        ids, order = self.ids, self.order
+        keep = np.ones(len(trade_ids), bool)
+        for k, (tid, t) in enumerate(zip(trade_ids.tolist(), ts.tolist(), strict=True)):
+            if tid in ids:
+                keep[k] = False
+            else:
+                ids.add(tid)
+                order.append((t, tid))
         horizon = newest - self.window_ms
         while order and (order[0][0] < horizon or len(order) > self.max_ids):
-            self.ids.discard(order.popleft()[1])
-        return False
+            ids.discard(order.popleft()[1])
+        return keep
 
 
 _END = object()
-
-
-def _arr(rows: list[tuple], dtype: np.dtype) -> np.ndarray:
-    return np.array(rows, dtype=dtype) if rows else np.zeros(0, dtype)
 
 
 class BybitPublicFeed:
@@ -262,7 +274,7 @@ class BybitPublicFeed:
             f"tickers.{self.symbol}",
         )
         self.decoder = FrameDecoder(instrument)
-        self.buffer = ReorderBuffer(3, self.config.grace_ms)
+        self.buffer = ReorderBuffer((TRADE_DTYPE, QUOTE_DTYPE, FUNDING_DTYPE), self.config.grace_ms)
         self._recent = _RecentIds(self.config.dedup_window_ms, self.config.dedup_max_ids)
         self._counters = FeedCounters()
         self._rng = random.Random(self.config.seed)
@@ -270,7 +282,7 @@ class BybitPublicFeed:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._wake: asyncio.Event | None = None
-        self._ws: ClientConnection | None = None
+        self._ws: BulkConnection | None = None
         self._last_rx = 0.0
         self._got_data = False  # this connection delivered rows (resets the backoff)
         self._last_event_ts: int | None = None
@@ -289,6 +301,10 @@ class BybitPublicFeed:
         c.ignored, c.crossed, c.empty_side, c.book_resets = s.ignored, s.crossed, s.empty_side, s.book_resets
         c.late = self.buffer.late
         return c
+
+    def backlog(self) -> int:
+        """Rows held in the reorder buffer plus events waiting for the consumer (0: all handed over)."""
+        return self.buffer.held + (self._queue.qsize() if self._queue is not None else 0)
 
     def backoff_delay(self, attempt: int) -> float:
         """The delay before reconnect attempt ``attempt`` (0-based), jitter drawn from the feed's RNG."""
@@ -359,6 +375,7 @@ class BybitPublicFeed:
         # the batch scanner's kernel is loaded (compiled on a fresh install) off the loop, before any frame:
         # its first use would otherwise stall the loop for seconds in the middle of the first burst
         await asyncio.to_thread(warm_up)
+        await asyncio.to_thread(warm_up_reader)
         flusher = asyncio.get_running_loop().create_task(self._flush_loop())
         attempt = 0
         try:
@@ -403,6 +420,7 @@ class BybitPublicFeed:
             max_size=self.config.max_frame_bytes,
             proxy=None if loopback else True,
             compression=None if loopback else "deflate",
+            create_connection=BulkConnection,
         ) as ws:
             self._ws = ws
             c = self._counters
@@ -418,33 +436,27 @@ class BybitPublicFeed:
             await self._status(CONNECTED, self.url)
             pinger = loop.create_task(self._ping_loop(ws))
             watchdog = loop.create_task(self._watchdog(ws))
-            inbox: list[tuple[str | bytes, float]] = []
-            ready, room = asyncio.Event(), asyncio.Event()
-            reader = loop.create_task(self._read(ws, inbox, ready, room))
             reason = "closed by the server"
             try:
+                ws.max_frames = self.config.max_batch_frames
                 for topic in self.topics:
                     await ws.send(json.dumps({"req_id": topic, "op": "subscribe", "args": [topic]}))
                 while True:
-                    await ready.wait()
-                    ready.clear()
-                    if inbox:
-                        batch = inbox[:]
-                        inbox.clear()
-                        room.set()
-                        await self._on_frames(batch)
+                    await ws.ready.wait()
+                    if ws.chunks:
+                        await self._on_frames(*ws.take(self.config.max_batch_frames))
                         self._last_rx = loop.time()
-                    if reader.done() and not inbox:
-                        reader.result()  # the reader's ConnectionClosed, if any
-                        break
+                    elif ws.done:
+                        raise ws.close_exc
+                    else:
+                        ws.ready.clear()
             except websockets.exceptions.ConnectionClosed as exc:
                 reason = f"connection lost ({exc})"
             finally:
                 self._ws = None
                 pinger.cancel()
                 watchdog.cancel()
-                reader.cancel()
-                for task in (pinger, watchdog, reader):
+                for task in (pinger, watchdog):
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
             if self._stale_hit:
@@ -453,14 +465,14 @@ class BybitPublicFeed:
             if not self._closing:
                 await self._status(DISCONNECTED, reason)
 
-    async def _ping_loop(self, ws: ClientConnection) -> None:
+    async def _ping_loop(self, ws: BulkConnection) -> None:
         while True:
             await asyncio.sleep(self.config.ping_interval)
             self._ping_seq += 1
             await ws.send(f'{{"req_id":"{self._ping_seq}","op":"ping"}}')
             self._counters.pings += 1
 
-    async def _watchdog(self, ws: ClientConnection) -> None:
+    async def _watchdog(self, ws: BulkConnection) -> None:
         loop = asyncio.get_running_loop()
         limit = self.config.stale_after
         while True:
@@ -487,53 +499,33 @@ class BybitPublicFeed:
         c.trades += len(trades)
         c.quotes += len(quotes)
         c.funding += len(funding)
-        await self._emit(Ticks(_arr(trades, TRADE_DTYPE), _arr(quotes, QUOTE_DTYPE), _arr(funding, FUNDING_DTYPE),
-                               self.buffer.watermark))
-
-    # --- one frame --------------------------------------------------------------------
-
-    async def _read(self, ws: ClientConnection, inbox: list[tuple[str | bytes, float]], ready: asyncio.Event,
-                    room: asyncio.Event) -> None:
-        """Frames into ``inbox`` with their receive time; waits while ``max_batch_frames`` are unhandled.
-
-        ``recv`` returns at once while frames are queued, so this task
-        collects everything that has arrived before the handler runs again:
-        one frame at a time at live rates, thousands after a reconnect or in
-        a fast replay, decoded together (``FrameDecoder.decode_many``).
-        """
-        try:
-            async for frame in ws:
-                inbox.append((frame, time.time()))
-                ready.set()
-                if len(inbox) >= self.config.max_batch_frames:
-                    room.clear()
-                    await room.wait()
-        finally:
-            ready.set()
+        await self._emit(Ticks(trades, quotes, funding, self.buffer.watermark))
 
     # --- frames -------------------------------------------------------------------------
 
-    async def _on_frames(self, batch: list[tuple[str | bytes, float]]) -> None:
+    async def _on_frames(self, buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, recv_ms: np.ndarray) -> None:
         self._in_frame = True  # the watchdog ignores time spent here (a slow consumer is not silence)
         try:
-            await self._handle_frames(batch)
+            await self._handle_frames(buf, starts, ends, recv_ms)
         finally:
             self._in_frame = False
 
-    async def _handle_frames(self, batch: list[tuple[str | bytes, float]]) -> None:
-        """Decode frames received together; rows into the reorder buffer, then what the odd frames say.
+    async def _handle_frames(self, buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, recv_ms: np.ndarray) -> None:
+        """Decode frames received together (``buf[starts[i]:ends[i]]``, received at ``recv_ms[i]``);
+        rows into the reorder buffer, then what the odd frames say.
 
         Events come in frame order, except that the rows of the whole batch
         (and a gap status) come at the place of its first data frame.
         """
+        n = len(starts)
         c = self._counters
-        c.frames += len(batch)
+        c.frames += n
         c.batches += 1
-        c.bytes += sum(len(frame) for frame, _ in batch)
+        c.bytes += int((ends - starts).sum())
         dec = self.decoder
         notes: list[tuple[int, int, str, Ticker | None, bool]] = []  # frame, kind, reason, ticker, reset
 
-        first_data = len(batch)  # the first frame that may have made rows
+        first_data = n  # the first frame that may have made rows
         following = 0  # the frame after the last one seen by on_slow; frames skipped in between were scanned
 
         def on_slow(i: int, kind: int) -> None:
@@ -550,35 +542,34 @@ class BybitPublicFeed:
             if ticker is not None or reset or kind not in (TRADES, BOOK):
                 notes.append((i, kind, dec.reason, ticker, reset))
 
-        dec.decode_many([frame for frame, _ in batch], [int(t * 1000) for _, t in batch], on_slow)
-        if following < len(batch):
+        dec.decode_spans(buf, starts, ends, recv_ms, on_slow)
+        if following < n:
             first_data = min(first_data, following)
         k = 0
         while k < len(notes) and notes[k][0] < first_data:
             await self._note(notes[k])
             k += 1
-        await self._rows(*dec.take_rows())
+        await self._rows(dec.take_trades(), dec.take_quotes(), dec.take_funding())
         for note in notes[k:]:
             await self._note(note)
 
-    async def _rows(self, trades: list[tuple], quotes: list[tuple], funding: list[tuple]) -> None:
+    async def _rows(self, trades: np.ndarray, quotes: np.ndarray, funding: np.ndarray) -> None:
         c = self._counters
         mono = time.monotonic()
         buffer = self.buffer
-        late: list[list[tuple]] = [[], [], []]
+        late = [trades[:0], quotes[:0], funding[:0]]
         first_ts = None
-        if trades:
-            recent = self._recent
-            newest = max(buffer.max_ts, max(r[0] for r in trades))
-            fresh = [r for r in trades if not recent.seen(r[5], r[0], newest)]
+        if len(trades):
+            newest = max(buffer.max_ts, int(trades["ts"].max()))
+            fresh = trades[self._recent.fresh(trades["trade_id"], trades["ts"], newest)]
             c.duplicates += len(trades) - len(fresh)
-            if fresh:
-                first_ts = fresh[0][0]
+            if len(fresh):
+                first_ts = int(fresh["ts"][0])
                 late[_K_TRADE] = buffer.add(_K_TRADE, fresh, mono)
-        if quotes:
-            first_ts = quotes[0][0] if first_ts is None else min(first_ts, quotes[0][0])
+        if len(quotes):
+            first_ts = int(quotes["ts"][0]) if first_ts is None else min(first_ts, int(quotes["ts"][0]))
             late[_K_QUOTE] = buffer.add(_K_QUOTE, quotes, mono)
-        if funding:
+        if len(funding):
             late[_K_FUNDING] = buffer.add(_K_FUNDING, funding, mono)
         if first_ts is not None:
             self._got_data = True
@@ -589,12 +580,11 @@ class BybitPublicFeed:
                 await self._status(GAP, f"no data from {gap_from} to {first_ts} ({(first_ts - gap_from) / 1000:.3f} s "
                                    "of exchange time) across a reconnect", gap_from=gap_from, gap_to=first_ts)
             self._last_event_ts = buffer.max_ts
-        if late[0] or late[1] or late[2]:
+        if len(late[0]) or len(late[1]) or len(late[2]):
             c.trades += len(late[0])
             c.quotes += len(late[1])
             c.funding += len(late[2])
-            await self._emit(Ticks(_arr(late[0], TRADE_DTYPE), _arr(late[1], QUOTE_DTYPE),
-                                   _arr(late[2], FUNDING_DTYPE), buffer.watermark, late=True))
+            await self._emit(Ticks(late[0], late[1], late[2], buffer.watermark, late=True))
         if buffer.held >= self.config.batch_rows:
             await self._release()
 
