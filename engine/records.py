@@ -130,7 +130,8 @@ def signal_rows(sigs: np.ndarray, run_id: str) -> list[tuple]:
     ]
 
 
-def fill_rows(fills: np.ndarray, u: Units, run_id: str) -> list[tuple]:
+def fill_rows(fills: np.ndarray, u: Units, run_id: str, exec_id: str | None = None) -> list[tuple]:
+    """``trades_exec`` rows; ``exec_id``: the exchange execution the fills came from (live), None otherwise."""
     rows = []
     for f in fills:
         side = int(f["side"])
@@ -142,7 +143,7 @@ def fill_rows(fills: np.ndarray, u: Units, run_id: str) -> list[tuple]:
             "BUY" if side == SIDE_BUY else "SELL", u.qty(f["qty"]), ORDER_TYPE_NAMES[int(f["order_type"])],
             u.px(f["px"]), float(f["fee"]), float(f["funding"]),
             float(f["pnl_realized"]), None, SETUP_NAMES[int(f["tag"])], EXIT_NAMES[int(f["reason"])],
-            u.px(slippage), u.px2(spread_paid),
+            u.px(slippage), u.px2(spread_paid), exec_id,
         ))
     return rows
 

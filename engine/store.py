@@ -108,7 +108,7 @@ SIGNALS_COLUMNS = (
 TRADES_EXEC_COLUMNS = (
     "run_id", "trade_id", "ts_ms_submit", "ts_ms_fill", "side", "qty", "order_type",
     "fill_px", "fee", "funding_cost", "pnl_realized", "pnl_unrealized_at_close",
-    "strategy_tag", "exit_reason", "slippage", "spread_paid",
+    "strategy_tag", "exit_reason", "slippage", "spread_paid", "exec_id",
 )
 
 _SCHEMA = f"""
@@ -156,7 +156,7 @@ CREATE TABLE IF NOT EXISTS trades_exec(
     run_id TEXT NOT NULL, trade_id INTEGER NOT NULL, ts_ms_submit INTEGER, ts_ms_fill INTEGER,
     side TEXT, qty REAL, order_type TEXT, fill_px REAL, fee REAL, funding_cost REAL,
     pnl_realized REAL, pnl_unrealized_at_close REAL, strategy_tag TEXT, exit_reason TEXT,
-    slippage REAL, spread_paid REAL,
+    slippage REAL, spread_paid REAL, exec_id TEXT,
     PRIMARY KEY(run_id, trade_id)
 );
 INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', '{SCHEMA_VERSION}');
@@ -168,6 +168,9 @@ def _migrate(db: apsw.Connection) -> None:
     columns = {row[1] for row in db.execute("PRAGMA table_info(features_1m)")}
     if "feed_gap" not in columns:  # live feed gap marks
         db.execute("ALTER TABLE features_1m ADD COLUMN feed_gap INTEGER NOT NULL DEFAULT 0")
+    if "exec_id" not in {row[1] for row in db.execute("PRAGMA table_info(trades_exec)")}:
+        # the exchange's execId of a live fill: a restart records what a killed run had not committed
+        db.execute("ALTER TABLE trades_exec ADD COLUMN exec_id TEXT")
     for name, kind in _STRUCTURE_COLUMNS:  # market structure (issue 12)
         if name not in columns:
             db.execute(f"ALTER TABLE features_1m ADD COLUMN {name} {kind}")

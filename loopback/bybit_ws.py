@@ -23,9 +23,10 @@ topics, the way Bybit's public linear stream does:
   duplicate, reorder, reset, refuse.
 
 With ``record=True`` the venue keeps what it *served*: each trade in a frame
-written whole to a socket, each L1 and funding rate sent whole, so a test
-can check that a client delivered exactly those (nothing lost, nothing
-doubled). Frames a fault destroyed or never sent are not in the record.
+written whole to a socket (and the wall time it was written), each L1 and
+funding rate sent whole, so a test can check that a client delivered exactly
+those (nothing lost, nothing doubled), or that a client killed at a known
+instant lost only what it received in its last second. Frames a fault destroyed or never sent are not in the record.
 
 The venue binds only to loopback addresses.
 """
@@ -167,6 +168,7 @@ class BybitPublicVenue:
         self._first_ts: int | None = None
         self._recent_trades: deque[str] = deque(maxlen=REPLAY_ON_SUBSCRIBE)
         self._served_trades: list[np.ndarray] = []
+        self._served_at: list[float] = []  # wall time (epoch s) each of those frames was written
         self.served_quotes: list[tuple[int, tuple[int, int, int, int]]] = []
         self.served_funding: list[tuple[int, float]] = []
         self._armed: dict[str, Fault] = {}
@@ -237,6 +239,14 @@ class BybitPublicVenue:
         if not self._served_trades:
             return np.zeros(0, TRADE_DTYPE)
         return np.concatenate(self._served_trades)
+
+    def served_trade_times(self) -> np.ndarray:
+        """Wall time (epoch ms) each trade of ``served_trades()`` was written to its socket (a crash test's clock)."""
+        frames, times = list(self._served_trades), list(self._served_at)
+        n = min(len(frames), len(times))
+        if not n:
+            return np.zeros(0, np.int64)
+        return np.repeat(np.round(np.asarray(times[:n]) * 1000).astype(np.int64), [len(f) for f in frames[:n]])
 
     # --- requests from clients ----------------------------------------------------------
 
@@ -538,6 +548,7 @@ class BybitPublicVenue:
         self.stats.trades_served += len(item.trades)
         if self.record:
             self._served_trades.append(item.trades)
+            self._served_at.append(time.time())
         if "duplicate" in self._armed:
             del self._armed["duplicate"]
             self._count_fault("duplicate")

@@ -196,7 +196,8 @@ def _control_handler(settings: Any, driver: Any, trader: Any, recent: _Recent) -
         if cmd == "ping":
             return {"pid": os.getpid()}
         if cmd == "status":
-            return {"status": trader.status()}
+            return {"status": trader.status(), "recorder": dict(driver.recorder.counters),
+                    "feed": driver.feed.counters().as_dict() if driver.feed is not None else {}}
         if cmd == "snapshot":
             return {"status": trader.status(), "minute": to_json(recent.minute), "alerts": list(recent.alerts),
                     "fills": list(recent.fills),

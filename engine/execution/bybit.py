@@ -122,6 +122,7 @@ from engine.types import SIDE_BUY, SIDE_SELL
 log = logging.getLogger("pbdtui.exec")
 
 SEVEN_DAYS_MS = 7 * 86_400_000
+RECOVER_WINDOWS = 8  # 7-day execution reads a restart makes at most, looking for unrecorded executions
 _LINK_ID = re.compile(r"^[A-Za-z0-9_-]{1,36}$")
 
 # order states
@@ -353,6 +354,43 @@ class BybitExecution:
             out.extend(self._outbox)
             self._outbox = []
             out.sort(key=lambda event: event.ts)
+            return out
+
+    def recover(self, recorded: dict[str, int] | set[str], since_ms: int) -> list[Fill]:
+        """Executions a previous run made but did not record (killed first), oldest first.
+
+        ``recorded``: the execIds already in the database; ``since_ms``: where to
+        look from (the newest of them; ``LiveDriver.recorded_executions``). The
+        execution list is read from ``since_ms - lookback_ms`` on, with no lower
+        bound from this run's clock: a restart after a crash finds the executions
+        the dead process had polled but not committed, and those the exchange
+        made while no process ran (a stop that triggered). ``since_ms < 0``: a new
+        database, nothing to look for. The executions returned are marked seen,
+        so ``poll`` does not report them again.
+
+        Raises:
+            RestError: the read failed.
+        """
+        with self._lock:
+            if since_ms < 0:
+                return []
+            start = max(0, since_ms - self.lookback_ms)
+            # Bybit answers at most 7 days per request: windows from ``start`` to now, at most RECOVER_WINDOWS
+            end, now, found = start, self._now(), []
+            for _ in range(RECOVER_WINDOWS):
+                found += self.rest.executions(startTime=end, endTime=end + SEVEN_DAYS_MS - 1)
+                end += SEVEN_DAYS_MS
+                if end > now:
+                    break
+            rows = [e for e in {e.exec_id: e for e in found}.values() if e.exec_id not in recorded
+                    and e.exec_id not in self._seen and e.symbol in ("", self.symbol) and e.time >= start]
+            rows.sort(key=lambda e: (e.time, e.seq))
+            out = []
+            for e in rows:
+                self._seen[e.exec_id] = e.time
+                event = self._event_of(e)
+                if isinstance(event, Fill):
+                    out.append(event)
             return out
 
     def position(self) -> PositionReport:

@@ -16,7 +16,7 @@ Requests on one connection are answered in order.
 | cmd | arguments | answer fields |
 |---|---|---|
 | ``ping`` | | ``pid`` |
-| ``status`` | | ``status``: mode, target, position (qty lots, entry, stop ticks), exchange position, kill switch (on, reasons), entries paused, open orders, last reconciliation, counters |
+| ``status`` | | ``status``: mode, target, position (qty lots, entry, stop ticks), exchange position, kill switch (on, reasons), entries paused, open orders, last reconciliation, counters; ``feed`` and ``recorder`` (their counters: rows delivered, rows committed) |
 | ``snapshot`` | | ``status`` plus ``minute`` (the newest closed minute's features, signal, bar), ``alerts`` and ``fills`` (the newest 50 of each), ``feed`` (counters), ``settings`` (symbol, tick size, qty step) |
 | ``kill`` | ``reason`` (text, optional) | ``kill`` (the kill switch state) |
 | ``reset-kill`` | | ``cleared`` (reasons), ``mismatch`` (the engine's reconciliation block, cleared only by a matching position) |

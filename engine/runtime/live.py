@@ -9,8 +9,10 @@
    equal those of an uninterrupted run. With no history the warm-up starts
    from the first live tick and the status says how many minutes are left.
 2. **The feed.** ``engine.adapters.bybit.ws.BybitPublicFeed`` delivers rows
-   in exchange-time order (its reorder buffer); each batch is queued to the
-   recorder and fed to the engine. Late rows (behind the watermark) are
+   in exchange-time order (its reorder buffer); each batch goes to the
+   recorder the moment it is delivered (``on_rows``: a kill -9 loses at most
+   the last commit interval of received rows, even while the engine lags)
+   and is then fed to the engine. Late rows (behind the watermark) are
    recorded and counted by the engine, which drops them (its late policy).
 3. **The live clock** (``engine.runtime.clock.LiveClock``): every
    ``tick_interval`` the minutes that ended more than ``close_grace_ms``
@@ -103,12 +105,17 @@ class LiveDriver:
         close_grace_ms: event time a minute is kept open after its end (the feed's reorder grace plus transit).
         tick_interval: seconds between live-clock closes and health checks.
         status_interval: seconds between ``LiveStatus`` events.
+        commit_interval: seconds between the recorder's commits of received ticks. A kill -9 may lose
+            at most one second of received ticks; a tick also waits in the feed's reorder buffer
+            before it reaches the recorder, and a commit takes time on a loaded machine, so the
+            interval is a quarter of that (with 1 s, kills at 60x on a loaded 2-core machine lost up to 1.9 s of received
+            ticks; with 0.25 s, at most 0.7 s: ``bench/bench_crash.py``).
         purge_interval: wall seconds between the recorder's raw retention purges (None: never).
     """
 
     def __init__(self, settings: Any, db: str, feed_config: FeedConfig, sink: Sink, trading: bool = False,
                  run_id: str = "collect", close_grace_ms: int = 1_000, tick_interval: float = 0.25,
-                 status_interval: float = 5.0, commit_interval: float = 1.0, mode: str | None = None,
+                 status_interval: float = 5.0, commit_interval: float = 0.25, mode: str | None = None,
                  client_prefix: str = "bt", purge_interval: float | None = 600.0):
         self.settings = settings
         self.db = str(db)
@@ -140,10 +147,31 @@ class LiveDriver:
             self.trader.on_event(event)
         self.sink(event)
 
-    def record_fills(self, fills: np.ndarray) -> None:
-        """Exchange fills (FILL_DTYPE records the runner made) to ``trades_exec``."""
+    def record_fills(self, fills: np.ndarray, exec_id: str | None = None) -> None:
+        """Exchange fills (FILL_DTYPE records the runner made from execution ``exec_id``) to ``trades_exec``."""
         if len(fills):
-            self.recorder.minutes(_EMPTY_BARS, _EMPTY_FEATURES, _EMPTY_SIGNALS, fills)
+            self.recorder.minutes(_EMPTY_BARS, _EMPTY_FEATURES, _EMPTY_SIGNALS, fills, exec_id)
+
+    def recorded_executions(self) -> tuple[dict[str, int], int]:
+        """The exchange executions already in ``trades_exec`` (execId -> fill time) and where to look for others.
+
+        A restart recovers the executions a killed run made but never recorded:
+        those after the newest recorded one or, when none was ever recorded (the
+        first run died before its first commit), those since the first stored
+        tick, at most 7 days back from the newest (Bybit's execution window).
+        Returns ``({}, -1)`` for a new database.
+        """
+        if not _exists(self.db):
+            return {}, -1
+        with Store(self.db, instrument_of(self.settings), readonly=True) as store:
+            recorded: dict[str, int] = {}
+            if "exec_id" in {r[1] for r in store.fetch("PRAGMA table_info(trades_exec)")}:
+                recorded = {e: int(t or 0) for e, t in store.fetch(
+                    "SELECT exec_id, ts_ms_fill FROM trades_exec WHERE exec_id IS NOT NULL")}
+            if recorded:
+                return recorded, max(recorded.values())
+            span = store.tick_range()
+        return {}, -1 if span is None else max(span[0], span[1] - 7 * 86_400_000 + 60_000)
 
     # --- warm start -------------------------------------------------------------------------
 
@@ -196,7 +224,7 @@ class LiveDriver:
                                 text=f"warm start: {rebuilt} minutes rebuilt from the stored ticks"))
             if self.trader is not None:
                 await self.trader.start()
-            self.feed = BybitPublicFeed(instrument_of(self.settings), self.feed_config)
+            self.feed = BybitPublicFeed(instrument_of(self.settings), self.feed_config, on_rows=self._record_ticks)
             deadline = None if duration is None else time.monotonic() + duration
             async with self.feed:
                 consumer = asyncio.create_task(self._consume(), name="live-consume")
@@ -234,6 +262,11 @@ class LiveDriver:
             else:  # Ticker: mark price, funding; funding rows also come in Ticks
                 self.sink(event)
 
+    def _record_ticks(self, batch: Ticks) -> None:
+        """Rows as the feed delivers them, to the recorder (before they queue for the engine: see the feed's ``on_rows``)."""
+        if len(batch.trades) or len(batch.quotes) or len(batch.funding):
+            self.recorder.ticks(batch.trades, batch.quotes, batch.funding)
+
     def _on_ticks(self, batch: Ticks) -> None:
         trades, quotes, funding = batch.trades, batch.quotes, batch.funding
         newest = max(int(trades["ts"][-1]) if len(trades) else -1, int(quotes["ts"][-1]) if len(quotes) else -1)
@@ -250,7 +283,6 @@ class LiveDriver:
             self.engine.mark_feed_gap(self._outage_from, first)
             self.recorder.flag_gap(self._outage_from, first)
             self._outage_from = -1
-        self.recorder.ticks(trades, quotes, funding)
         if newest >= 0:
             self.clock.observe(newest)
             local = max(int(trades["local_ts"][-1]) if len(trades) else 0, int(quotes["local_ts"][-1]) if len(quotes) else 0)

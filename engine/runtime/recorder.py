@@ -1,8 +1,10 @@
 """The recorder: one writer thread that stores what the live runtime receives and computes.
 
 Received ticks and funding rates are committed in one transaction at least
-every ``commit_interval`` seconds (1 s by default), so a crash loses at most
-that much; closed minutes are appended to ``bars_1m``/``features_1m``/
+every ``commit_interval`` seconds (1 s by default; the live driver uses 0.25 s),
+so a crash loses at most that much; fills (``trades_exec``, with the
+exchange's ``exec_id``) are committed at once, and a restart records any
+execution a killed run had not (``engine.runtime.trading``); closed minutes are appended to ``bars_1m``/``features_1m``/
 ``signals_1m`` as they close (``INSERT OR REPLACE`` of those rows, never a
 rewrite of the tables). A failed commit (disk full, a locked database) is
 logged and counted, and the batch is kept and retried at the next interval,
@@ -120,12 +122,12 @@ class Recorder:
         self.compact_interval = compact_interval
         self.busy_timeout_ms = busy_timeout_ms
         self.units = units_of(settings)
-        self._q: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()  # commands: flush, close
+        self._q: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()  # commands: flush, commit, close
         # received rows wait here, not in the queue: a put per batch wakes the writer thread and
         # costs a GIL hand-over each time (measured: a third of the feed path at 40k frames/s)
         self._lock = threading.Lock()
         self._ticks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        self._minutes: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._minutes: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, str | None]] = []
         self._gaps: list[tuple[int, int]] = []  # feed gaps (exchange ms) to flag on minutes already recorded
         self._thread = threading.Thread(target=self._run, name="pbdtui-recorder", daemon=True)
         self._ready = threading.Event()
@@ -148,11 +150,17 @@ class Recorder:
             self._ticks.append((trades, quotes, np.zeros(0, FUNDING_DTYPE) if funding is None else funding))
 
     def minutes(self, bars: np.ndarray, features: np.ndarray, signals: np.ndarray,
-                fills: np.ndarray | None = None) -> None:
-        """Hand over closed minutes' rows and fills (engine records, kept by reference)."""
+                fills: np.ndarray | None = None, exec_id: str | None = None) -> None:
+        """Hand over closed minutes' rows and fills (engine records, kept by reference).
+
+        Fills (``exec_id``: the exchange execution they record) are committed at once, not at the
+        next interval: an execution is rarer and dearer than a tick.
+        """
         if len(bars) or (fills is not None and len(fills)):
             with self._lock:
-                self._minutes.append((bars, features, signals, fills))
+                self._minutes.append((bars, features, signals, fills, exec_id))
+            if fills is not None and len(fills):
+                self._q.put(("commit", None))
 
     def flag_gap(self, from_ms: int, to_ms: int) -> None:
         """Flag ``feed_gap`` on the stored minutes from ``from_ms`` to ``to_ms`` (exchange ms, inclusive).
@@ -215,18 +223,19 @@ class Recorder:
                     pending["trade"].append(tr)
                     pending["quote"].append(qu)
                     pending["funding"].append(fu)
-                for bars, feats, sigs, fills in minutes:
+                for bars, feats, sigs, fills, exec_id in minutes:
                     minute_rows.append((bar_rows(bars, self.units),
                                         feature_rows(feats, self.units, self.settings.base_bin_ticks),
                                         signal_rows(sigs, self.run_id),
-                                        [] if fills is None else fill_rows(fills, self.units, self.run_id)))
+                                        [] if fills is None else fill_rows(fills, self.units, self.run_id,
+                                                                           exec_id)))
                 gap_spans.extend(gaps)
                 if kind == "flush":
                     waiters.append(payload)
                 elif kind == "close":
                     closing = True
                 now = time.monotonic()
-                if waiters or closing or now - last_commit >= self.commit_interval:
+                if waiters or closing or kind == "commit" or now - last_commit >= self.commit_interval:
                     if self._commit(store, pending, minute_rows, gap_spans):
                         for w in waiters:
                             w.set()

@@ -20,6 +20,10 @@ external mode to an ``ExecutionBackend`` (``engine.execution.bybit.BybitExecutio
   fills and funding through ``Runner.on_execution`` (deduplicated by
   ``exec_id``), recorded in ``trades_exec``; an order the backend failed or
   the exchange ended is ended in the engine (``Engine.order_ended``).
+* **Recovery** at start, before the start reconciliation: executions a
+  killed run made but never recorded (``trades_exec.exec_id``: the newest
+  recorded is where the search starts) are recorded now, through the same
+  door (``_recover``).
 * **Reconciliation** at start (an open position on the exchange is adopted
   as an event: an adjusting fill flagged EXIT_RECONCILE, never an
   overwrite), whenever the exchange's position changes, after every feed
@@ -64,13 +68,14 @@ from engine.execution.types import (
     PositionReport,
 )
 from engine.runtime.events import Alert, IntentIssued, KillSwitchChanged
+from engine.types import SIDE_BUY
 
 log = logging.getLogger("pbdtui.trader")
 
 # backend order states (engine.execution.bybit) after which the engine's intent is over
 _ENDED = ("done", "failed")
 # alert kinds that are outcomes, not errors of the connection to the exchange (no reconciliation needed)
-_NOT_REST_ERRORS = {"started", "recovered", "flatten", "duplicate_intent", "stop_moved", "execution", "poll",
+_NOT_REST_ERRORS = {"started", "recovered", "recovered_fills", "flatten", "duplicate_intent", "stop_moved", "execution", "poll",
                     "target_not_set", "refused", "rules", "reconciled"}
 # RestError kinds (engine.adapters.bybit.rest): any of them, even a warning (a failed poll), is followed by a
 # reconciliation
@@ -168,9 +173,48 @@ class LiveTrader:
             self.kill("start", "the execution backend did not start (see the alerts): no entries")
             self.started = True
             return False
+        await self._recover()
         await self._reconcile("start", adopt=True)
         self.started = True
         return True
+
+    async def _recover(self) -> None:
+        """Executions a killed run made but never recorded, through the one door before the start reconciliation.
+
+        The engine starts flat (the warm start does not trade), so the position
+        the dead run held before those executions (the exchange's position now
+        minus them) is adopted first, as a restart adopts an open position (an
+        EXIT_RECONCILE row, at the exchange's entry price while that position is
+        still open, else at the mid); then each execution is applied and
+        recorded with its ``exec_id``; the start reconciliation then finds the
+        exchange's position. What is lost: the dead run's entry price when the
+        position has since closed (the recovered exit's PnL is reckoned from the
+        mid at restart).
+        """
+        recover = getattr(self.backend, "recover", None)
+        if recover is None:
+            return
+        try:
+            recorded, since = await asyncio.to_thread(self.driver.recorded_executions)
+            fills = await self._call(recover, recorded, since)
+            if not fills:
+                return
+            report = await self._call(self.backend.position)
+        except Exception as e:  # noqa: BLE001 - RestError, a database read: the start reconciliation still adopts
+            self._alert("recover", f"could not look for executions a previous run did not record: {e}", "error")
+            return
+        net = sum(f.qty if f.side == SIDE_BUY else -f.qty for f in fills)
+        before = report.qty - net
+        if before != self.engine.position().qty:
+            same = report.qty != 0 and (report.qty > 0) == (before > 0)
+            held = PositionReport(ts=fills[0].ts - 1, qty=before, entry_px=report.entry_px if same else 0,
+                                  stop=report.stop if same else 0)
+            result = self.runner.reconcile(held, adopt=True)
+            self.driver.record_fills(result.fills)
+            self.runner.reconcile(held)  # matches now: no block left by the adoption
+        self._apply(fills)
+        self._alert("recovered_fills", f"{len(fills)} execution(s) of a previous run were not recorded (it was "
+                                       f"killed): recorded now ({', '.join(f.exec_id for f in fills)})", "warning")
 
     async def run(self) -> None:
         """Send, poll and reconcile until cancelled."""
@@ -258,7 +302,7 @@ class LiveTrader:
                 rows = self.runner.apply_fill(event)
                 if len(rows):
                     self.counters["fills"] += 1
-                    self.driver.record_fills(rows)
+                    self.driver.record_fills(rows, event.exec_id or None)
             elif isinstance(event, FundingCharge):
                 self.counters["funding"] += 1
                 self.runner.on_execution(event)

@@ -68,7 +68,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 from urllib.parse import urlsplit
@@ -252,14 +252,19 @@ class BybitPublicFeed:
     Args:
         instrument: symbol, tick_size, qty_step (``engine.store.Instrument``).
         config: ``FeedConfig``; its ``url`` may be "mainnet", "testnet" or a URL.
+        on_rows: called with every ``Ticks`` the moment it is delivered, before it waits in the queue
+            for the consumer: a recorder takes the rows here, so what was received is on its way to
+            disk even while the consumer (the engine) lags behind a burst or a starved CPU.
 
     The connection runs in a task started by the first iteration (or
     ``start()``); ``close()`` (or leaving ``async with``) stops it, releases
     the rows still held and ends the iteration after a ``closed`` status.
     """
 
-    def __init__(self, instrument: InstrumentLike, config: FeedConfig | None = None):
+    def __init__(self, instrument: InstrumentLike, config: FeedConfig | None = None,
+                 on_rows: Callable[[Ticks], None] | None = None):
         self.config = config or FeedConfig()
+        self.on_rows = on_rows
         self.url = resolve_url(self.config.url)
         self.instrument = instrument
         self.symbol = instrument.symbol
@@ -354,6 +359,8 @@ class BybitPublicFeed:
 
     async def _emit(self, event: Any) -> None:
         assert self._queue is not None
+        if self.on_rows is not None and isinstance(event, Ticks):
+            self.on_rows(event)
         await self._queue.put(event)
 
     async def _status(self, kind: str, detail: str, **extra: Any) -> None:
