@@ -47,11 +47,14 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--ws", action="append", help="WebSocket fault spec (repeatable; default: the FaultPlan's)")
     ap.add_argument("--rest-every", type=float, default=0.3, help="mean wall s between REST faults (per path)")
+    ap.add_argument("--speed", type=float, default=40.0,
+                    help="market pace, x real time (0: as fast as the client reads; the trader then has little "
+                         "wall time per minute to trade)")
     ap.add_argument("--source", help="a source database to serve (default: a simulated session)")
     ap.add_argument("--json")
     args = ap.parse_args()
     logging.basicConfig(level=logging.CRITICAL)  # the alerts are counted in the report, not printed
-    plan = FaultPlan(rest_every_s=args.rest_every, seed=args.seed)
+    plan = FaultPlan(rest_every_s=args.rest_every, seed=args.seed, speed=args.speed)
     if args.ws:
         plan.ws = args.ws
     with tempfile.TemporaryDirectory(prefix="bench_faults_") as tmp:

@@ -439,6 +439,8 @@ class BybitPublicVenue:
                     await self._flush_held(conn)
                     continue
                 await self._flush(conn)  # nothing more to send now: write what is queued before waiting
+                if conn.data or conn.held:  # put while the flush awaited the socket: its wake-up is not lost
+                    continue
                 conn.drained.set()
                 conn.wake.clear()
                 if not conn.ctrl:

@@ -77,6 +77,9 @@ class FaultPlan:
         rest_timeout: the REST client's timeout, s (a ``timeout`` fault holds the answer longer).
         poll_interval: the trader's wall seconds between polls of the exchange.
         seed: the REST injector's random draws.
+        speed: the market's pace, x real time (0: as fast as the client reads). The trader's round
+            trips and the REST faults run on the wall clock: a market much faster than them leaves the
+            trader too little wall time per minute to trade.
     """
 
     ws: list[str] = field(default_factory=lambda: [
@@ -87,6 +90,7 @@ class FaultPlan:
     rest_timeout: float = 0.4
     poll_interval: float = 0.2
     seed: int = 7
+    speed: float = 0.0
 
 
 @dataclass
@@ -258,7 +262,7 @@ async def run_faults(source_db: str | Path, db: str | Path, settings: Any, plan:
     rest_counts: dict[str, int] = {}
     started = time.monotonic()
     reconciles: list[tuple[float, bool]] = []  # (monotonic end, matched)
-    async with BybitPublicVenue(StoreSource(source_db), speed=0, faults=ws_faults, record=True, seed=plan.seed) as ws:
+    async with BybitPublicVenue(StoreSource(source_db), speed=plan.speed, faults=ws_faults, record=True, seed=plan.seed) as ws:
         venue = BybitRestVenue(api_key=KEY, api_secret=SECRET, quote=ws.quote, market_clock=ws.market_ms).start()
         try:
             config = FeedConfig(url=ws.url, stale_after=plan.stale_after, backoff_initial=0.01, backoff_max=0.1,

@@ -127,20 +127,20 @@ def rss_mb() -> float:
         return int(fh.read().split()[1]) * resource.getpagesize() / 1e6
 
 
-def _raw(db: str) -> tuple[int, float]:
-    """(rows, market hours spanned) of the raw ticks, read on a connection of its own (WAL: no blocking)."""
+def _raw(db: str) -> tuple[int, float, int, int]:
+    """(rows, market hours spanned, oldest ts, newest ts) of the raw ticks, on a connection of its own (WAL)."""
     if not os.path.exists(db):
-        return 0, 0.0
+        return 0, 0.0, 0, 0
     conn = apsw.Connection(db, flags=apsw.SQLITE_OPEN_READONLY)
     try:
         conn.setbusytimeout(5000)
         row = conn.execute("SELECT COALESCE(SUM(n), 0), MIN(ts_first), MAX(ts_last) FROM tick_chunks").fetchone()
     except apsw.SQLError:  # the writer has not created its tables yet
-        return 0, 0.0
+        return 0, 0.0, 0, 0
     finally:
         conn.close()
     rows, lo, hi = row
-    return int(rows), ((hi - lo) / HOUR_MS if lo is not None else 0.0)
+    return int(rows), ((hi - lo) / HOUR_MS if lo is not None else 0.0), int(lo or 0), int(hi or 0)
 
 
 def _db_mb(db: str) -> float:
@@ -156,14 +156,13 @@ async def run_soak(source: str | Path, db: str | Path, settings: Any, purge_inte
     async with BybitPublicVenue(StoreSource(source), speed=0, record=False) as venue:
         config = FeedConfig(url=venue.url, stale_after=30.0, backoff_initial=0.05, backoff_max=0.5, seed=1)
         closes: list[tuple[float, float]] = report.close_ms
-        first_ts: list[int] = []
+        session = _raw(str(source))
+        first_ts: list[int] = [session[2]]  # market hours count from the session's first tick
 
         def sink(event: Any) -> None:
             if isinstance(event, MinuteClosed):
                 clock = driver.clock
                 if clock.newest > 0:
-                    if not first_ts:
-                        first_ts.append(clock.newest)
                     closes.append(((clock.newest - first_ts[0]) / HOUR_MS, (clock._wall() - clock._at) * 1000.0))
 
         driver = LiveDriver(settings, db, config, sink, trading=True, run_id="soak", status_interval=5.0,
@@ -172,29 +171,35 @@ async def run_soak(source: str | Path, db: str | Path, settings: Any, purge_inte
         thread = threading.Thread(target=live.run, args=(sink,), name="soak-live", daemon=True)
         thread.start()
 
-        def sample() -> None:
+        async def sample() -> None:
+            # the database is read in a thread: a read that waits for the writer must not stall the venue's loop
+            rows, span, _, _ = await asyncio.to_thread(_raw, db)
             newest = driver.clock.newest
-            rows, span = _raw(db)
             market_h = (newest - first_ts[0]) / HOUR_MS if first_ts and newest > 0 else 0.0
             s = Sample(round(time.monotonic() - started, 1), round(market_h, 3), round(rss_mb(), 1), rows,
-                       round(span, 3), round(_db_mb(db), 2))
+                       round(span, 3), round(await asyncio.to_thread(_db_mb, db), 2))
             report.samples.append(s)
             if on_sample is not None:
                 on_sample(s)
 
         try:
             while not venue.finished.is_set() and thread.is_alive():
-                sample()
+                await sample()
                 try:
                     await asyncio.wait_for(venue.finished.wait(), sample_s)
                 except TimeoutError:
                     pass
-            # the last frames are in flight: wait until the driver has taken them (its clock stops moving)
-            last = -1
-            while thread.is_alive() and driver.clock.newest != last:
-                last = driver.clock.newest
-                await asyncio.sleep(0.5)
-            sample()
+            # the last frames are in flight: wait until the driver has taken them (its clock reaches the
+            # session's last tick), or, should some never arrive, until its clock has stood still for 10 s
+            end_ts = session[3]
+            last, still = -1, time.monotonic()
+            while thread.is_alive() and driver.clock.newest < end_ts - 1000:
+                if driver.clock.newest != last:
+                    last, still = driver.clock.newest, time.monotonic()
+                elif time.monotonic() - still > 10.0:
+                    break
+                await asyncio.sleep(0.25)
+            await sample()
         finally:
             live.stop()
             await asyncio.to_thread(thread.join, 120)

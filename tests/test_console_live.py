@@ -97,7 +97,7 @@ async def test_live_console_trades_on_paper_with_feed_health_and_the_operator_ke
     assert summary.startswith("paper session ") and f" · {rec['fills']} fills · " in summary, (summary, rec)
     assert f"{app.mode_screen.minutes_closed} minutes closed" in summary and app.mode_screen.minutes_closed >= 1
     assert f"realised {app.mode_screen.snapshot.position.realized:+.2f} USDT" in summary
-    assert "1 error" in summary and "warning" in summary  # the kill switch; the entries pause
+    assert " error" in summary and " warning" in summary  # the kill switch's alert, the entries pause's
     with Store(db, readonly=True) as st:
         stored = st.fetch("SELECT COUNT(*) FROM bars_1m WHERE ts_min >= ?", (CUT,))
     assert stored[0][0] >= 1  # the live minutes were recorded, not only the warm start's

@@ -114,6 +114,7 @@ class LiveTrader:
         self.kill_reasons: dict[str, str] = {}  # reason -> why; empty: off
         self.venue: PositionReport | None = None  # the exchange's position at the last read
         self.last_reconciliation: dict[str, Any] | None = None
+        self.start_reconciliation: dict[str, Any] | None = None  # the first, as the process started
         self.reconciliations: deque[dict[str, Any]] = deque(maxlen=50)  # the newest, oldest first
         self.counters = {"sent": 0, "fills": 0, "funding": 0, "polls": 0, "poll_errors": 0, "dropped": 0,
                          "reconciliations": 0, "mismatches": 0}
@@ -346,6 +347,8 @@ class LiveTrader:
                                     "matched": result.matched, "local_qty": result.local_qty,
                                     "venue_qty": result.venue_qty}
         self.reconciliations.append(self.last_reconciliation)
+        if why == "start":
+            self.start_reconciliation = self.last_reconciliation
         if not result.matched:
             self.counters["mismatches"] += 1
             self.kill("mismatch", f"engine {local} lots, exchange {report.qty} lots ({why})")
@@ -422,7 +425,8 @@ class LiveTrader:
                                              "take_profit": v.take_profit},
             "kill": {"on": bool(self.kill_reasons), "reasons": dict(self.kill_reasons)},
             "entries_paused": self.entries_paused, "orders": [dataclasses.asdict(o) for o in self.orders()],
-            "last_reconciliation": self.last_reconciliation, "queued": len(self._queue),
+            "last_reconciliation": self.last_reconciliation, "start_reconciliation": self.start_reconciliation,
+            "queued": len(self._queue),
             "outstanding": [i.client_id for i in self.engine.outstanding()], "flattening": self.flattening,
             "counters": dict(self.counters),
         }

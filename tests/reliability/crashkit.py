@@ -29,7 +29,7 @@ waits (``pause_when_idle``), as a stream would go on without us.
 
 Times: restart = spawn to control socket + start reconciliation + feed
 subscribed; reconciliation = spawn to the start reconciliation's end (the
-daemon's own ``last_reconciliation.wall_ms``).
+daemon's own ``start_reconciliation.wall_ms``).
 """
 
 from __future__ import annotations
@@ -176,6 +176,7 @@ class Crash:
     early_kill: float = 0.15  # share of kills at a random instant of the start (warm start, reconciliation)
     records: list[KillRecord] = field(default_factory=list)
     final_status: dict[str, Any] | None = None
+    final_lots: int = 0  # the exchange's position when final_status was read
     proc: subprocess.Popen | None = None
     spawned: float = 0.0
     spawned_wall_ms: int = 0
@@ -319,7 +320,7 @@ class Crash:
         """The kills since the last live start, checked against this start's status and database."""
         if not pending:
             return
-        rec = st["last_reconciliation"]
+        rec = st["start_reconciliation"]  # the later ones may follow trades of this run
         last = pending[-1]
         last.restart_s = time.monotonic() - self.spawned
         last.reconcile_s = (rec["wall_ms"] - self.spawned_wall_ms) / 1000
@@ -332,7 +333,7 @@ class Crash:
                 break
             time.sleep(0.1)  # the daemon's commit in another process: polled
         # the start reconciliation's own figure: by the time the status is read the daemon may have traded on
-        qty = rec["local_qty"] if rec["why"] == "start" else st["qty"]
+        qty = rec["local_qty"]
         for r in pending:
             r.reconciled_qty = qty if rec["matched"] else None
             r.exec_lost, r.exec_dup = lost, dup

@@ -2,7 +2,7 @@
 
 A live daemon (``LiveDriver`` in external mode + ``bybit_trader``: pybit,
 ``BybitExecution``, ``LiveTrader``) trades 30 minutes of simulated market
-served by the loopback WebSocket venue as fast as it reads, against the
+served by the loopback WebSocket venue at 40x (45 s), against the
 loopback REST venue, while both inject faults at rates far above real life
 (``loopback.faultrun``): a dropped connection every 3 market minutes, an
 outage-long stall every 7, slow frames every 2, garbage, truncated,
@@ -29,7 +29,8 @@ SETTINGS = Settings().replace(rolling_window_minutes=5, min_window_coverage=0.0,
                               max_hold_minutes=3, qimb_entry_min=0.0, qimb_breakout_min=0.0, accept_outside_k=2,
                               max_daily_loss=1e9, feed_stale_halt_ms=1500)
 PLAN = FaultPlan(ws=["drop/3m", "stall:2/7m", "stall:0.2/2m", "garbage/150", "truncated/250", "duplicate/200",
-                     "reorder/120", "reset/5m"], stale_after=1.0, rest_every_s=0.3, rest_timeout=0.4, seed=11)
+                     "reorder/120", "reset/5m"], stale_after=1.0, rest_every_s=0.3, rest_timeout=0.4, seed=11,
+                 speed=40)
 
 
 @pytest.fixture(scope="module")

@@ -226,7 +226,7 @@ async def test_the_live_console_shows_and_logs_no_secret(tmp_path):
                                       rest_url=exchange.url, api_key=KEY, api_secret=SECRET)
                 async with app.run_test(size=(160, 48)) as pilot:
                     trader = app.driver.driver.trader
-                    await pilot_until(pilot, lambda: trader.started and app.minutes, "the console live")
+                    await pilot_until(pilot, lambda: trader.started and app.mode_screen.minutes, "the console live")
                     screens.append(app.export_screenshot())
                     await pilot.press("?")
                     await pilot.pause(0.2)
@@ -234,10 +234,10 @@ async def test_the_live_console_shows_and_logs_no_secret(tmp_path):
                     await pilot.press("escape")
                     await pilot.press("f")
                     await pilot.press("y")
-                    await pilot_until(pilot, lambda: any("FLAT" in line for line in app.alert_lines),
+                    await pilot_until(pilot, lambda: any("FLAT" in line for line in app.mode_screen.alert_lines),
                                       "the flatten's answer", 60)
                     screens.append(app.export_screenshot())
-                    alerts = list(app.alert_lines)
+                    alerts = list(app.mode_screen.alert_lines)
                     await pilot.press("q")
                     await pilot_until(pilot, lambda: app.exiting, "quit", 30)
             finally:
