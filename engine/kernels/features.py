@@ -586,6 +586,22 @@ def _session_add(si, shist, j, b, q):
 
 
 @njit(cache=True, nogil=True)
+def _keep_session_va(st, p, j, k, mid2, out, at):
+    """Session ``j``'s value area into ``st.si[at:at + 4]`` (POC doubled, VAL, VAH, valid; zeros when invalid).
+
+    The four slots are consecutive in ``engine.kernels.state`` (``SI_DEV_*``, ``SI_ROLL_*``).
+    """
+    si = st.si
+    if _session_va(st, p, j, k, mid2, out):
+        si[at] = out[0]
+        si[at + 1] = out[1]
+        si[at + 2] = out[2]
+        si[at + 3] = 1
+    else:
+        si[at:at + 4] = 0
+
+
+@njit(cache=True, nogil=True)
 def _session_va(st, p, j, k, mid2, out):
     """Value area of session ``j`` into ``out`` (value_area's layout); False when it has none."""
     si = st.si
@@ -698,32 +714,14 @@ def _sessions_close(st, p, t, k, mid2, close, f):
     i_bar = si[SI_NBARS]
     st.roll_slot_n[i_bar % roll_len] = n_touched
     out = np.empty(5, dtype=np.int64)
-    if _session_va(st, p, SESS_ROLL, k, mid2, out):
-        si[SI_ROLL_POC2] = out[0]
-        si[SI_ROLL_VAL] = out[1]
-        si[SI_ROLL_VAH] = out[2]
-        si[SI_ROLL_VALID] = 1
-    else:
-        si[SI_ROLL_POC2] = 0
-        si[SI_ROLL_VAL] = 0
-        si[SI_ROLL_VAH] = 0
-        si[SI_ROLL_VALID] = 0
+    _keep_session_va(st, p, SESS_ROLL, k, mid2, out, SI_ROLL_POC2)
     f["roll_poc2"][0] = si[SI_ROLL_POC2]
     f["roll_val"][0] = si[SI_ROLL_VAL]
     f["roll_vah"][0] = si[SI_ROLL_VAH]
     f["roll_valid"][0] = si[SI_ROLL_VALID]
     if i_bar - roll_len + 1 >= 0:
         _roll_pop(st, (i_bar - roll_len + 1) % roll_len)
-    if _session_va(st, p, SESS_DAY, k, mid2, out):
-        si[SI_DEV_POC2] = out[0]
-        si[SI_DEV_VAL] = out[1]
-        si[SI_DEV_VAH] = out[2]
-        si[SI_DEV_VALID] = 1
-    else:
-        si[SI_DEV_POC2] = 0
-        si[SI_DEV_VAL] = 0
-        si[SI_DEV_VAH] = 0
-        si[SI_DEV_VALID] = 0
+    _keep_session_va(st, p, SESS_DAY, k, mid2, out, SI_DEV_POC2)
     f["dev_poc2"][0] = si[SI_DEV_POC2]
     f["dev_val"][0] = si[SI_DEV_VAL]
     f["dev_vah"][0] = si[SI_DEV_VAH]
