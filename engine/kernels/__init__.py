@@ -12,6 +12,12 @@ Numba's on-disk cache keys each function on its own file only, so a loop in
 ``loop.py`` would keep a stale inlined copy of ``strategy.decide`` after
 ``strategy.py`` changed. The cache directory is therefore named after a hash
 of every kernel source file: any kernel edit starts a fresh cache.
+
+Loading the first kernel makes numba import its array-math registry, which
+probes for a BLAS by importing ``scipy.linalg`` (a second of imports, half
+of a daemon's start). No kernel calls BLAS (numba falls back to plain loops
+for ``np.dot`` when it has none), so the registry is imported here with
+scipy hidden; scipy stays importable for everything else.
 """
 
 from __future__ import annotations
@@ -65,5 +71,16 @@ def _register_int128_helpers() -> None:
             llvm.add_symbol(name, ctypes.cast(func, ctypes.c_void_p).value)
 
 
+def _array_math_without_blas() -> None:
+    if "numba.np.arraymath" in sys.modules or "scipy" in sys.modules:
+        return  # loaded already (the probe ran, or costs nothing more)
+    sys.modules["scipy"] = None  # type: ignore[assignment]  # the probe's import fails at once: no BLAS
+    try:
+        import numba.np.arraymath  # noqa: F401
+    finally:
+        del sys.modules["scipy"]
+
+
 _set_cache_dir()
 _register_int128_helpers()
+_array_math_without_blas()

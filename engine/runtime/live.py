@@ -181,13 +181,15 @@ class LiveDriver:
         The history is never traded: the engine runs it in signals mode and
         goes back to its own mode (paper or external) afterwards.
         """
-        path_exists = _exists(self.db)
-        if not path_exists:
-            return 0
         mode = self.engine.mode
         self.engine.set_mode("signals")
         try:
-            return self._replay_stored()
+            minutes = self._replay_stored() if _exists(self.db) else 0
+            # the live clock's kernel is loaded (or, after an install, compiled: seconds) here, off the event
+            # loop, not at its first tick once live; closing through the newest event's own minute closes nothing
+            out = self.engine.close_until(self.engine.last_event_ts)
+            self.recorder.minutes(out.bars, out.features, out.signals)
+            return minutes + len(out.bars)
         finally:
             self.engine.set_mode(mode)
 

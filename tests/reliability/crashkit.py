@@ -174,6 +174,9 @@ class Crash:
     seed: int = 1
     live_for: tuple[float, float] = (0.2, 3.0)  # s alive after going live before the kill (uniform)
     early_kill: float = 0.15  # share of kills at a random instant of the start (warm start, reconciliation)
+    early_for: tuple[float, float] = (0.3, 4.0)  # s after the spawn of an early kill (uniform)
+    in_trade: float = 0.0  # share of the other kills that wait (up to in_trade_wait s) for an open position first
+    in_trade_wait: float = 10.0
     records: list[KillRecord] = field(default_factory=list)
     final_status: dict[str, Any] | None = None
     final_lots: int = 0  # the exchange's position when final_status was read
@@ -267,6 +270,15 @@ class Crash:
                 raise AssertionError(f"the daemon was not live after {timeout:.0f} s (status {st})")
             time.sleep(0.05)  # polling another process: no event to await
 
+    def wait_position(self, timeout: float) -> bool:
+        """Until the exchange holds a position (the daemon entered, or still holds what it adopted); False at timeout."""
+        deadline = time.monotonic() + timeout
+        while not round(self.market.rest.position()[0] / 0.001):
+            if time.monotonic() > deadline or self.proc is None or self.proc.poll() is not None:
+                return False
+            time.sleep(0.05)  # another process's order on the venue: polled
+        return True
+
     def kill(self) -> float:
         """SIGKILL; returns the wall time (epoch ms) it was sent."""
         assert self.proc is not None
@@ -295,8 +307,9 @@ class Crash:
             last.protected = last.protected and ok and lots == last.venue_lots
         self.spawn()
         early = self.rng.random() < self.early_kill
+        in_trade = not early and self.rng.random() < self.in_trade
         if early:
-            time.sleep(self.rng.uniform(0.3, 4.0))  # a random instant of the start: the kill is the event
+            time.sleep(self.rng.uniform(*self.early_for))  # a random instant of the start: the kill is the event
             live = self.status()
             phase = "live" if live is not None and live["last_reconciliation"] and self.market.subscribed() \
                 else "starting"
@@ -305,6 +318,8 @@ class Crash:
         else:
             self.after_restart(pending, self.wait_live())
             phase = "live"
+            if in_trade:  # a kill while a position is open: its stop must hold while the daemon is down
+                self.wait_position(self.in_trade_wait)
             time.sleep(self.rng.uniform(*self.live_for))  # the random lifetime: nothing to await
         t_kill = self.kill()
         rec = KillRecord(n=len(self.records) + 1, phase=phase, lived_s=time.monotonic() - self.spawned)

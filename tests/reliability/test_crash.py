@@ -30,7 +30,9 @@ from tests.reliability.crashkit import (
 )
 
 KILLS = 20
-SPEED = 30.0  # x real time: a minute of market every 2 s (faster starves the daemon's CPU on a loaded 2-core box)
+# x real time: a minute of market every 1.3 s; a restart (two seconds of wall time, a minute and a half of market)
+# stays under feed_stale_halt_ms, and a short life still trades (faster starves the daemon's CPU on a loaded 2-core box)
+SPEED = 45.0
 SESSION_MINUTES = 60
 PREFILL_MINUTES = 12  # past the 10-minute window: the first daemon trades at once
 
@@ -42,11 +44,19 @@ def crashed(tmp_path_factory):
     cut = START + PREFILL_MINUTES * 60_000
     prefill(work / "live.db", source, cut)
     market = Market(source, cut, speed=SPEED)
-    crash = Crash(market, work, seed=20261129, live_for=(1.0, 4.0), early_kill=0.15)
+    # lives of 0.2-1.5 s once live (a restart costs two seconds: the kills, not the lives, are what is tested), a
+    # quarter of them after waiting for an open position (kills with a position open: the stop must hold), and
+    # 15% at a random instant of the start
+    crash = Crash(market, work, seed=20261129, live_for=(0.2, 1.5), early_kill=0.15, early_for=(0.3, 2.5),
+                  in_trade=0.25)
     try:
-        # a first clean start: it may compile the kernels (a minute on a fresh checkout); not a kill
+        # a first clean start: it may compile the kernels (minutes on a fresh checkout), so it runs until it has
+        # closed a minute live (every kernel of the live path compiled and cached: no kill below lands in a
+        # compile, which would only start over at the next start); not a kill
         crash.spawn()
         crash.wait_live(timeout=900)
+        minute = _newest_minute(crash)
+        crash.wait_until(lambda: _newest_minute(crash) > minute, "a minute closed live", 900)
         assert crash.stop() == 0
         for _ in range(KILLS):
             crash.cycle()
@@ -103,6 +113,7 @@ def test_a_kill_loses_at_most_the_last_second_of_received_ticks(crashed):
 def test_no_execution_is_lost_or_recorded_twice_across_the_kills(crashed):
     executions = crashed.market.trade_exec_ids()
     assert len(executions) >= 4, "the session should trade: entries and exits on the exchange"
+    print(f"\n{len(executions)} executions on the exchange")
     # after each restart: everything the exchange executed before the kill is recorded once
     assert [(r.exec_lost, r.exec_dup) for r in crashed.records] == [(0, 0)] * KILLS
     # at the end: every execution of the whole session, once
