@@ -254,15 +254,19 @@ def _ws_kind(fault: Fault, stale_after: float) -> str:
 
 
 async def run_faults(source_db: str | Path, db: str | Path, settings: Any, plan: FaultPlan,
-                     settle_timeout: float = 60.0, on_progress: Any = None) -> FaultReport:
-    """Run the daemon over the whole session of ``source_db`` under ``plan``; the report (see the module doc)."""
+                     settle_timeout: float = 60.0, on_progress: Any = None, start_ms: int | None = None) -> FaultReport:
+    """Run the daemon over the session of ``source_db`` under ``plan``; the report (see the module doc).
+
+    ``start_ms``: serve the session from there on (``db`` may already hold the ticks before it: the daemon
+    warm-starts past its window and trades from the first served minute).
+    """
     report = FaultReport()
     watch = _Watch()
     ws_faults = parse_faults(plan.ws)
     rest_counts: dict[str, int] = {}
     started = time.monotonic()
     reconciles: list[tuple[float, bool]] = []  # (monotonic end, matched)
-    async with BybitPublicVenue(StoreSource(source_db), speed=plan.speed, faults=ws_faults, record=True, seed=plan.seed) as ws:
+    async with BybitPublicVenue(StoreSource(source_db, start_ms), speed=plan.speed, faults=ws_faults, record=True, seed=plan.seed) as ws:
         venue = BybitRestVenue(api_key=KEY, api_secret=SECRET, quote=ws.quote, market_clock=ws.market_ms).start()
         try:
             config = FeedConfig(url=ws.url, stale_after=plan.stale_after, backoff_initial=0.01, backoff_max=0.1,
@@ -366,7 +370,7 @@ async def run_faults(source_db: str | Path, db: str | Path, settings: Any, plan:
     with Store(db, readonly=True) as st:
         stored = st.load_ticks("trade")["trade_id"].tolist()
         flagged = {int(r[0]) for r in st.fetch("SELECT ts_min FROM features_1m WHERE feed_gap = 1")}
-        minutes = st.fetch("SELECT count(*) FROM features_1m")[0][0]
+        minutes = st.fetch("SELECT count(*) FROM features_1m WHERE ts_min >= ?", (start_ms or 0,))[0][0]
         report.fills_recorded = st.fetch("SELECT count(*) FROM trades_exec WHERE run_id = 'faults'")[0][0]
     report.market_minutes = int(minutes)
     # trades served in the reorder grace before the stop are still in the client's buffer when the run ends

@@ -1,8 +1,9 @@
 """Network faults on the live trading path (the short CI version of ``bench/bench_faults.py``).
 
 A live daemon (``LiveDriver`` in external mode + ``bybit_trader``: pybit,
-``BybitExecution``, ``LiveTrader``) trades 30 minutes of simulated market
-served by the loopback WebSocket venue at 40x (45 s), against the
+``BybitExecution``, ``LiveTrader``) warm-starts past its 5-minute window on
+the session's first minutes and trades the next 14 minutes of simulated
+market served by the loopback WebSocket venue at 50x (17 s), against the
 loopback REST venue, while both inject faults at rates far above real life
 (``loopback.faultrun``): a dropped connection every 3 market minutes, an
 outage-long stall every 7, slow frames every 2, garbage, truncated,
@@ -25,20 +26,27 @@ from engine.synth import synthesize
 from loopback.faultrun import FaultPlan, run_faults
 
 START = 1_767_571_200_000
+PREFILL_MINUTES = 6  # past the 5-minute window: the daemon may trade from the first served minute
+# seed 43: a session that trades (7 entries offline in the 14 minutes served) with over 800 trades a minute
+SESSION_MINUTES = PREFILL_MINUTES + 14
 SETTINGS = Settings().replace(rolling_window_minutes=5, min_window_coverage=0.0, cooldown_minutes=0,
                               max_hold_minutes=3, qimb_entry_min=0.0, qimb_breakout_min=0.0, accept_outside_k=2,
                               max_daily_loss=1e9, feed_stale_halt_ms=1500)
 PLAN = FaultPlan(ws=["drop/3m", "stall:2/7m", "stall:0.2/2m", "garbage/150", "truncated/250", "duplicate/200",
                      "reorder/120", "reset/5m"], stale_after=1.0, rest_every_s=0.3, rest_timeout=0.4, seed=11,
-                 speed=40)
+                 speed=50)
 
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("faults")
-    with Store(tmp / "src.db", instrument_of(SETTINGS)) as store:
-        synthesize(store, SETTINGS, days=30 / 1440, seed=21, start_ms=START)
-    out = asyncio.run(run_faults(tmp / "src.db", tmp / "live.db", SETTINGS, PLAN, settle_timeout=60))
+    cut = START + PREFILL_MINUTES * 60_000
+    with Store(tmp / "src.db", instrument_of(SETTINGS)) as src, Store(tmp / "live.db", instrument_of(SETTINGS)) as db:
+        synthesize(src, SETTINGS, days=SESSION_MINUTES / 1440, seed=43, start_ms=START)
+        for kind in ("trade", "quote"):
+            rows = src.load_ticks(kind)
+            db.append_ticks(kind, rows[rows["ts"] < cut], "copy")
+    out = asyncio.run(run_faults(tmp / "src.db", tmp / "live.db", SETTINGS, PLAN, settle_timeout=60, start_ms=cut))
     print(out.table())
     return out
 
@@ -75,7 +83,7 @@ def test_no_tick_lost_or_doubled(report):
 
 
 def test_no_duplicated_exposure_and_every_execution_recorded_once(report):
-    assert report.orders >= 1, "the session should trade"  # 1-3 orders in 30 min (the 3 h bench: 11-22)
+    assert report.orders >= 1, "the session should trade"  # 4 orders in 14 min (the 3 h bench: 11-22)
     assert report.duplicate_orders == 0
     assert report.max_position_lots <= report.max_entry_lots  # never two entries' worth at once
     assert report.fills_recorded == report.executions
