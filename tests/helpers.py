@@ -25,6 +25,29 @@ async def pilot_until(pilot, condition, what: str, timeout: float = 60.0) -> Non
         await pilot.pause(0.05)
 
 
+async def pilot_press(pilot, *keys: str) -> None:
+    """``pilot.press`` for a console fed by a live stream: each key handled before the next, without idle waits.
+
+    Textual's pilot sends each key and then waits, twice, for the process to be idle (its CPU time
+    stops advancing), up to a second each time. A console with a stream flowing in is never idle, so
+    every key costs two seconds. Here each of those waits is a barrier instead: every message queued
+    on the app and on the screen's widgets at that moment has been handled (the key, which the app
+    forwards to the focused widget, and what its binding posted). Pilot's own barrier follows.
+    """
+    import textual.app
+
+    idle = textual.app.wait_for_idle
+
+    async def handled(*_args: object, **_kwargs: object) -> None:
+        await pilot._wait_for_screen()
+
+    textual.app.wait_for_idle = handled  # what Pilot's key loop awaits between keys
+    try:
+        await pilot.press(*keys)
+    finally:
+        textual.app.wait_for_idle = idle
+
+
 def shared_file(rel: str) -> Path:
     """A file of ../shared/data, or skip the test with the reason."""
     path = SHARED_DATA / rel

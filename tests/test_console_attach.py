@@ -19,6 +19,7 @@ from engine.store import Store, instrument_of
 from engine.synth import synthesize
 from pbdtui.attach import create_attach_app
 from pbdtui.screens import ConfirmScreen
+from tests.helpers import pilot_press as _press
 from tests.helpers import pilot_until as _until
 from tests.test_live_trading import SETTINGS, START, Session
 
@@ -49,31 +50,31 @@ async def test_attach_watches_the_daemon_sends_kill_and_flatten_and_quitting_lea
             # the daemon's feed health: up, from its counters (the subscription began after it connected)
             await _until(pilot, lambda: app.mode_screen.feed is not None and app.mode_screen.feed.connected, "the daemon's feed health")
 
-            await pilot.press("e")  # the daemon's entries pause, through the control socket
+            await _press(pilot, "e")  # the daemon's entries pause, through the control socket
             await _until(pilot, lambda: s.trader.entries_paused, "the daemon's entries pause")
             await _until(pilot, lambda: app.mode_screen.entries_paused, "the pause on screen")
             assert not s.trader.kill_reasons
-            await pilot.press("e")
+            await _press(pilot, "e")
             await _until(pilot, lambda: not s.trader.entries_paused and not app.mode_screen.entries_paused,
                          "entries resumed in the daemon")
 
-            await pilot.press("k")
+            await _press(pilot, "k")
             await _until(pilot, lambda: s.trader.status()["kill"]["on"], "the daemon's kill switch")
             await _until(pilot, lambda: app.mode_screen.kill_on, "the kill switch on screen")
-            await pilot.press("k")  # the reset asks first
+            await _press(pilot, "k")  # the reset asks first
             await _until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the reset question")
-            await pilot.press("y")
+            await _press(pilot, "y")
             await _until(pilot, lambda: not s.trader.status()["kill"]["on"], "the reset in the daemon")
 
-            await pilot.press("f")
+            await _press(pilot, "f")
             await _until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the flatten question")
-            await pilot.press("y")
+            await _press(pilot, "y")
             await _until(pilot, lambda: any("the exchange confirms flat" in line for line in app.mode_screen.alert_lines),
                          "the flatten confirmed by the exchange", 120)
             assert s.rest_venue.position()[0] == 0  # flat on the exchange
 
             minutes_before = len(s.events.of(MinuteClosed))
-            await pilot.press("q")  # no question: quitting the console leaves the daemon as it is
+            await _press(pilot, "q")  # no question: quitting the console leaves the daemon as it is
             await _until(pilot, lambda: app.exiting, "quit")
         # the daemon goes on after the console has gone
         await s.events.wait_for(lambda: len(s.events.of(MinuteClosed)) > minutes_before, 120)

@@ -20,6 +20,7 @@ from loopback.source import StoreSource
 from pbdtui.app import create_live_app
 from pbdtui.screens import ConfirmScreen, HelpScreen
 from pbdtui.widgets.panels import OrdersPanel, PositionPanel, StatusBar
+from tests.helpers import pilot_press as _press
 from tests.helpers import pilot_until as _until
 
 SETTINGS = Settings().replace(rolling_window_minutes=10)
@@ -61,41 +62,41 @@ async def test_live_console_trades_on_paper_with_feed_health_and_the_operator_ke
             # the replay's keys are not there: not in the footer, not applied
             actions = {b.binding.action for b in app.screen.active_bindings.values()}
             assert not {"pause", "step", "seek"} & actions and {"kill_switch", "flatten", "entries"} <= actions
-            await pilot.press("p", "s", "g")
+            await _press(pilot, "p", "s", "g")
             assert not app.screen.is_modal
 
-            await pilot.press("e")  # entries paused at once: no question, no kill switch
+            await _press(pilot, "e")  # entries paused at once: no question, no kill switch
             await _until(pilot, lambda: app.mode_screen.snapshot.position.entries_paused, "the entries pause")
             assert not app.screen.is_modal and not app.mode_screen.snapshot.position.kill_manual
             await _until(pilot, lambda: "ENTRIES PAUSED" in app.query_one(StatusBar).render().plain,
                          "the pause in the status bar")
             assert "entries   PAUSED" in app.query_one(PositionPanel).render().plain
-            await pilot.press("e")  # the same key resumes
+            await _press(pilot, "e")  # the same key resumes
             await _until(pilot, lambda: not app.mode_screen.snapshot.position.entries_paused, "entries resumed")
             assert any("entries resumed" in line for line in app.mode_screen.alert_lines)
             assert app.query_one(OrdersPanel).region.height >= 3  # the paper broker's orders, at 160 columns
 
-            await pilot.press("k")  # on at once, through the driver's loop
+            await _press(pilot, "k")  # on at once, through the driver's loop
             await _until(pilot, lambda: app.mode_screen.snapshot.position.kill_manual, "the kill switch")
             assert "KILL ON" in app.query_one(StatusBar).render().plain
 
-            await pilot.press("f")
+            await _press(pilot, "f")
             await _until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the flatten question")
-            await pilot.press("y")
+            await _press(pilot, "y")
             await _until(pilot, lambda: app.mode_screen.flatten_requests, "the flatten")
 
-            await pilot.press("question_mark")
+            await _press(pilot, "question_mark")
             await _until(pilot, lambda: isinstance(app.screen, HelpScreen), "the help")
             help_keys = [keys for keys, _ in app.help_rows()]
             assert "k" in help_keys and "f" in help_keys and "s" not in help_keys and "g" not in help_keys
-            await pilot.press("escape")
-            await pilot.press("q")
+            await _press(pilot, "escape")
+            await _press(pilot, "q")
             # paper closes on the next quote; once the venue's ticks have run out the position can stay open,
             # and then quitting asks first (the question is the console's, not a fault of the flatten)
             await _until(pilot, lambda: app.exiting or isinstance(app.screen, ConfirmScreen), "quit or its question", 30)
             if not app.exiting:
                 assert app.mode_screen.snapshot.position.position != 0, app.screen.query_one("#question").render()
-                await pilot.press("y")
+                await _press(pilot, "y")
                 await _until(pilot, lambda: app.exiting, "quit", 30)
     rec = app.driver.driver.recorder.counters
     assert rec["trades"] > 0 and rec["minutes"] > 0
@@ -129,19 +130,19 @@ async def test_live_console_on_an_exchange_kill_switch_and_flatten_confirmed_fla
                 trader = app.driver.driver.trader
                 await _until(pilot, lambda: trader.started and app.mode_screen.minutes and app.mode_screen.feed is not None,
                              "the exchange's start reconciliation and a minute")
-                await pilot.press("e")  # the trader's pause: entries withheld, nothing latched
+                await _press(pilot, "e")  # the trader's pause: entries withheld, nothing latched
                 await _until(pilot, lambda: trader.entries_paused and app.mode_screen.entries_paused,
                              "the trader's entries pause on screen")
                 assert not trader.kill_reasons and "ENTRIES PAUSED" in app.query_one(StatusBar).render().plain
-                await pilot.press("e")
+                await _press(pilot, "e")
                 await _until(pilot, lambda: not trader.entries_paused and not app.mode_screen.entries_paused,
                              "entries resumed")
-                await pilot.press("k")
+                await _press(pilot, "k")
                 await _until(pilot, lambda: trader.kill_reasons.get("operator"), "the trader's kill switch")
                 await _until(pilot, lambda: app.mode_screen.kill_on, "the kill switch on screen")
-                await pilot.press("f")
+                await _press(pilot, "f")
                 await _until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the flatten question")
-                await pilot.press("y")
+                await _press(pilot, "y")
                 await _until(pilot, lambda: any("FLAT confirmed by the exchange" in line for line in app.mode_screen.alert_lines),
                              "the exchange's confirmation", 60)
                 assert exchange.position()[0] == 0
@@ -149,7 +150,7 @@ async def test_live_console_on_an_exchange_kill_switch_and_flatten_confirmed_fla
                              and "reconcile ok" in app.query_one(PositionPanel).render().plain,
                              "the exchange's side in the position panel")
                 assert not any("console-secret-9f3" in line for line in app.mode_screen.alert_lines)
-                await pilot.press("q")
+                await _press(pilot, "q")
                 await _until(pilot, lambda: app.exiting, "quit", 30)
         finally:
             exchange.stop()
