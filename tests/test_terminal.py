@@ -106,7 +106,7 @@ def test_attach_in_a_terminal_then_the_terminal_dies_and_the_daemon_trades_on(tm
                    capture_output=True, cwd=tmp_path)
     procs = []
     try:
-        sim = subprocess.Popen([*cli, "exchange-sim", "--db", str(src), "--speed", "10"], env=env, cwd=tmp_path,
+        sim = subprocess.Popen([*cli, "exchange-sim", "--db", str(src), "--speed", "30"], env=env, cwd=tmp_path,
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         procs.append(sim)
         ws_url = sim.stdout.readline().strip()
