@@ -539,7 +539,7 @@ def test_the_secret_never_appears_in_output_logs_tracebacks_or_the_database(sour
     try:
         with BybitRestVenue(api_key=KEY, api_secret=SECRET, quote=ws.quote, market_clock=ws.market_ms) as venue:
             run = subprocess.run([sys.executable, "-m", "pbdtui.cli", "-v", "run", "--db", str(db), "--live",
-                                  "--ws-url", url, "--rest-url", venue.url, "--duration", "6"],
+                                  "--ws-url", url, "--rest-url", venue.url, "--duration", "2"],
                                  env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
             wrong = subprocess.run([sys.executable, "-m", "pbdtui.cli", "-v", "status", "--rest-url", venue.url],
                                    env={**env, "BYBIT_API_SECRET": SECRET + "x"}, capture_output=True, text=True,

@@ -180,14 +180,18 @@ def test_failing_runs_print_no_secret(daemon):
     runs = {
         "wrong secret": (["-v", "status", "--rest-url", daemon["rest_url"]], {"BYBIT_API_SECRET": SECRET + "x"}),
         "wrong key": (["-v", "run", "--db", str(work / "wk.db"), "--live", "--ws-url", daemon["ws_url"],
-                       "--rest-url", daemon["rest_url"], "--duration", "2"], {"BYBIT_API_KEY": KEY + "x"}),
+                       "--rest-url", daemon["rest_url"], "--duration", "1"], {"BYBIT_API_KEY": KEY + "x"}),
         "no exchange": (["-v", "run", "--db", str(work / "nx.db"), "--live", "--ws-url", daemon["ws_url"],
-                         "--rest-url", "http://127.0.0.1:9", "--duration", "2"], {}),
+                         "--rest-url", "http://127.0.0.1:9", "--duration", "1"], {}),
         "not a database": (["-v", "run", "--db", str(garbage), "--live", "--ws-url", daemon["ws_url"],
-                            "--rest-url", daemon["rest_url"], "--duration", "2"], {}),
+                            "--rest-url", daemon["rest_url"], "--duration", "1"], {}),
     }
-    for name, (args, extra) in runs.items():
-        r = subprocess.run([*CLI, *args], env=_env(work, **extra), cwd=work, capture_output=True, timeout=300)
+    # the four at once (each is mostly its start); the duration counts from the end of the start, its errors
+    procs = {name: subprocess.Popen([*CLI, *args], env=_env(work, **extra), cwd=work, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE) for name, (args, extra) in runs.items()}
+    for name, p in procs.items():
+        out, err = p.communicate(timeout=300)
+        r = subprocess.CompletedProcess(p.args, p.returncode, out, err)
         shown = r.stdout + r.stderr
         assert shown, name
         assert _leaks(shown) == [], (name, shown.decode(errors="replace")[-2000:])
@@ -202,7 +206,8 @@ async def test_the_live_console_shows_and_logs_no_secret(tmp_path):
     from loopback.bybit_ws import BybitPublicVenue
     from loopback.source import StoreSource
     from pbdtui.app import create_live_app
-    from tests.helpers import pilot_until
+    from pbdtui.screens import ConfirmScreen
+    from tests.helpers import pilot_press, pilot_until
 
     source = make_source(tmp_path / "src.db", 16, seed=8)
     db = tmp_path / "console.db"
@@ -228,17 +233,18 @@ async def test_the_live_console_shows_and_logs_no_secret(tmp_path):
                     trader = app.driver.driver.trader
                     await pilot_until(pilot, lambda: trader.started and app.mode_screen.minutes, "the console live")
                     screens.append(app.export_screenshot())
-                    await pilot.press("?")
+                    await pilot_press(pilot, "?")
                     await pilot.pause(0.2)
                     screens.append(app.export_screenshot())
-                    await pilot.press("escape")
-                    await pilot.press("f")
-                    await pilot.press("y")
+                    await pilot_press(pilot, "escape")
+                    await pilot_press(pilot, "f")
+                    await pilot_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the flatten question")
+                    await pilot_press(pilot, "y")
                     await pilot_until(pilot, lambda: any("FLAT" in line for line in app.mode_screen.alert_lines),
                                       "the flatten's answer", 60)
                     screens.append(app.export_screenshot())
                     alerts = list(app.mode_screen.alert_lines)
-                    await pilot.press("q")
+                    await pilot_press(pilot, "q")
                     await pilot_until(pilot, lambda: app.exiting, "quit", 30)
             finally:
                 exchange.stop()
