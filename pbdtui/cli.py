@@ -232,7 +232,7 @@ def _compile_notice(names: Sequence[str]) -> None:
 
 def _cmd_import(args: argparse.Namespace) -> int:
     from engine import importers
-    from engine.store import Store, instrument_of
+    from engine.store import ARCHIVE_PAGE_SIZE, Store, instrument_of
     from pbdtui.progress import progress
 
     settings = _for_instrument(args, _settings(args), trading=False)
@@ -272,7 +272,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
     else:
         one = importers.import_bybit_trades if args.format == "bybit-trades" else importers.import_bybit_book
         jobs += [(path, lambda st, p, u, f=one: f(st, settings, p, progress=u)) for path in files]
-    store = Store(args.db, instrument_of(settings))
+    store = Store(args.db, instrument_of(settings), page_size=ARCHIVE_PAGE_SIZE)
     try:
         for path, run in jobs:
             with bar(path) as update:
@@ -295,7 +295,7 @@ def _cmd_download(args: argparse.Namespace) -> int:
     from concurrent.futures import ThreadPoolExecutor
 
     from engine import download, importers, instruments
-    from engine.store import Store, instrument_of
+    from engine.store import ARCHIVE_PAGE_SIZE, Store, instrument_of
     from engine.timerange import parse_utc
     from pbdtui.progress import progress
 
@@ -322,7 +322,7 @@ def _cmd_download(args: argparse.Namespace) -> int:
     if not base.startswith(("http://", "https://")):
         raise ConfigError(f"--base-url {base!r}: not an http:// or https:// URL")
     cache = download.cache_folder(args.cache)
-    store = Store(args.db, instrument_of(settings)) if args.do_import else None
+    store = Store(args.db, instrument_of(settings), page_size=ARCHIVE_PAGE_SIZE) if args.do_import else None
     failed: list[str] = []
     rows = 0
     import_seconds = 0.0
