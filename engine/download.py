@@ -12,9 +12,9 @@ loopback server can stand in for Bybit.
 How a file arrives:
 
 - It is written to ``NAME.part`` (0600) in the cache folder and renamed to
-  ``NAME`` only once it is complete and verified, so a file under its own
-  name is always whole: one that is already there is skipped without a
-  request.
+  ``NAME`` only once it is complete and verified (or, with ``--import``,
+  about to be read whole by the import), so a file under its own name is
+  whole: one that is already there is skipped without a request.
 - A ``.part`` left by a broken connection or an interrupted run is resumed
   with ``Range: bytes=N-``; a server that ignores the range (200 instead of
   206) makes the download start over rather than append a second copy.
@@ -27,6 +27,13 @@ How a file arrives:
   columns; the zip must hold one member whose CRC checks and whose first
   line is an ``orderbook.*`` JSON message. A file that fails is deleted and
   reported (``DownloadError``): downloading it again would give the same bytes.
+- With ``verify_file=False`` (``data download --import`` of trade archives)
+  only the file's first bytes are checked here and the import that follows
+  at once is the verification: it inflates every byte with the same CRC and
+  length checks and reads the header, in one transaction. A file it cannot
+  read is deleted (``reject``) and nothing of it is stored; so is a damaged
+  file found in the cache. Inflating each archive twice (check, then
+  import) cost 0.24 CPU s per million rows.
 
 Only the standard library is used (``urllib``): one request per file does
 not need a connection pool, and the archives are public (no auth).
@@ -53,6 +60,7 @@ KINDS = ("trades", "book")
 BOOK_DEPTHS = (200, 500)
 TRADE_HEADER = ("timestamp", "symbol", "side", "size", "price", "trdMatchID")  # importers.BYBIT_TRADE_COLUMNS
 READ_BYTES = 1 << 20
+MAGIC = {"trades": b"\x1f\x8b", "book": b"PK\x03\x04"}  # the first bytes of a gzip file, of a zip file
 RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 Progress = Callable[[float, float], None]
@@ -166,8 +174,11 @@ def _retry_delays(retries: int, backoff: float) -> Iterator[float]:
 
 
 def fetch(url: str, dest: Path, kind: str, retries: int = 5, backoff: float = 1.0, timeout: float = 30.0,
-          progress: Progress | None = None, date: str = "") -> Fetched:
+          progress: Progress | None = None, date: str = "", verify_file: bool = True) -> Fetched:
     """Bring ``url`` to ``dest`` (resuming ``dest.part``), verify it, rename it into place.
+
+    With ``verify_file=False`` only its first bytes are checked: the caller
+    reads it whole at once, and ``reject`` s it when it cannot.
 
     Raises:
         DownloadError: 404, another non-retryable status, retries exhausted, or a corrupt file.
@@ -193,14 +204,33 @@ def fetch(url: str, dest: Path, kind: str, retries: int = 5, backoff: float = 1.
             if have or part.is_file():
                 resumed = True
             time.sleep(delay)
-    try:
-        verify(part, kind, dest.name)
-    except DownloadError as exc:
-        part.unlink(missing_ok=True)  # the server's bytes are bad: a resume would only extend them
-        raise DownloadError(f"{exc} from {url}; not kept") from None
+    status = "resumed" if resumed else "downloaded"
+    if not verify_file:
+        expected = MAGIC[kind]
+        with open(part, "rb") as fh:
+            magic = fh.read(len(expected))
+        if magic != expected:
+            part.unlink(missing_ok=True)
+            raise DownloadError(f"{dest.name}: corrupt archive (it starts {magic!r}, not as a "
+                                f"{'gzip' if kind == 'trades' else 'zip'} file) from {url}; not kept")
+    else:
+        try:
+            verify(part, kind, dest.name)
+        except DownloadError as exc:
+            part.unlink(missing_ok=True)  # the server's bytes are bad: a resume would only extend them
+            raise DownloadError(f"{exc} from {url}; not kept") from None
     os.replace(part, dest)
-    return Fetched(date, url, dest, "resumed" if resumed else "downloaded", transferred, attempts,
-                   time.perf_counter() - started)
+    return Fetched(date, url, dest, status, transferred, attempts, time.perf_counter() - started)
+
+
+def reject(got: Fetched, problem: str) -> DownloadError:
+    """A file the caller could not read whole (``verify_file=False``, or damaged in the cache): deleted.
+
+    Returns the error to report; the next run downloads the file again.
+    """
+    got.path.unlink(missing_ok=True)  # the bytes are bad: a resume would only extend them
+    where = "in the cache" if got.status == "cached" else f"from {got.url}"
+    return DownloadError(f"{got.path.name}: corrupt archive ({problem}) {where}; deleted")
 
 
 class _Retry(Exception):

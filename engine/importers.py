@@ -54,7 +54,7 @@ import os
 import time
 import zipfile
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 from pathlib import Path
@@ -191,20 +191,36 @@ def _first_failures(n: int, checks: list[tuple[np.ndarray, Callable[[int], str]]
 
 
 class _ChunkWriter:
-    """Hands records to the store in blocks of exactly CHUNK_ROWS rows (the last may be short)."""
+    """Hands records to the store in blocks of exactly CHUNK_ROWS rows (the last may be short).
 
-    def __init__(self, store: _store.Store, kind: str, source: str):
+    With ``background`` the store writes on a thread of its own (SQLite and
+    the digest release the GIL) while the caller parses the next block; at
+    most two batches wait. ``finish`` waits for it and raises what it raised.
+    Nothing else may use the store until then.
+    """
+
+    def __init__(self, store: _store.Store, kind: str, source: str, background: bool = False):
         self.store, self.kind, self.source = store, kind, source
         self.parts: list[np.ndarray] = []
         self.pending = 0
         self.rows_ok = 0
         self.rows_new = 0
         self.rows_dup = 0
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store") if background else None
+        self.queued: list[Future[None]] = []
 
     def _append(self, records: np.ndarray) -> None:
         done = self.store.append_ticks_counted(self.kind, records, self.source)
         self.rows_new += done.new
         self.rows_dup += done.duplicates
+
+    def _write(self, records: np.ndarray) -> None:
+        if self.pool is None:
+            self._append(records)
+            return
+        if len(self.queued) >= 2:
+            self.queued.pop(0).result()
+        self.queued.append(self.pool.submit(self._append, records))
 
     def add(self, records: np.ndarray) -> None:
         if len(records) == 0:
@@ -216,19 +232,47 @@ class _ChunkWriter:
         if self.pending >= chunk:
             merged = np.concatenate(self.parts) if len(self.parts) > 1 else self.parts[0]
             full = (len(merged) // chunk) * chunk
-            self._append(merged[:full])
+            self._write(merged[:full])
             rest = merged[full:]
             self.parts = [rest] if len(rest) else []
             self.pending = len(rest)
 
+    def drain(self) -> None:
+        """Wait for the batches handed to the store's thread (raising the first error)."""
+        try:
+            while self.queued:
+                self.queued.pop(0).result()
+        finally:
+            for job in self.queued:
+                job.cancel()
+            self.queued.clear()
+
     def finish(self) -> None:
         if self.pending:
             rest = np.concatenate(self.parts) if len(self.parts) > 1 else self.parts[0]
-            self._append(rest)
+            self._write(rest)
         self.parts, self.pending = [], 0
+        self.drain()
+
+    def reset(self) -> None:
+        """Forget every row (after the caller rolled their writes back)."""
+        self.drain()
+        self.parts, self.pending, self.rows_ok, self.rows_new, self.rows_dup = [], 0, 0, 0, 0
+
+    def close(self) -> None:
+        if self.pool is not None:
+            try:
+                self.drain()
+            except Exception:  # noqa: BLE001, S110 - closing after an error: the first error is the one raised
+                pass
+            self.pool.shutdown(wait=True)
 
 
 # --- files ----------------------------------------------------------------------
+
+
+class UnreadableFile(ConfigError):
+    """A file that cannot be read whole (damaged or truncated compression) or lacks the format's header."""
 
 
 def _check_exists(path: PathLike) -> None:
@@ -329,7 +373,7 @@ def _read_header(fh: IO[bytes], path: PathLike, required: tuple[str, ...]) -> tu
     try:
         line = fh.readline(HEADER_LIMIT)
     except (OSError, EOFError, *gz.ERRORS) as exc:
-        raise ConfigError(f"{path}: cannot read: {exc}") from exc
+        raise UnreadableFile(f"{path}: cannot read: {exc}") from exc
     text = line.decode("utf-8-sig", "replace")
     body = text.rstrip("\r\n")
     if "\r" in body:
@@ -343,7 +387,7 @@ def _read_header(fh: IO[bytes], path: PathLike, required: tuple[str, ...]) -> tu
         if len(shown) > SHOWN:
             more = "" if line.endswith(b"\n") else " or more"
             shown = f"{shown[:SHOWN]}... ({len(line)} bytes{more})"
-        raise ConfigError(
+        raise UnreadableFile(
             f"{path}: wrong header {shown!r}; expected columns {','.join(required)}"
             + (f" (missing {', '.join(missing)})" if missing else "")
         )
@@ -543,7 +587,7 @@ def _split_regular(data: bytes, buf: np.ndarray, first_line_no: int, n_fields: i
 
     One pass of ``engine.kernels.csvscan.split_regular`` over the bytes.
     """
-    n = int(np.count_nonzero(buf == 10))
+    n = int(_csvscan().count_lines(buf))
     f_starts = np.empty((n, n_fields), dtype=np.int64, order="F")  # columns are read whole
     f_ends = np.empty((n, n_fields), dtype=np.int64, order="F")
     if not _csvscan().split_regular(buf, n_fields, f_starts, f_ends):
@@ -598,6 +642,10 @@ def _split_block(data: bytes, first_line_no: int, n_fields: int,
 # Parses the good rows of a block: returns the records of the valid ones and
 # groups of bad rows (indexes into the block's good rows).
 _RowParser = Callable[[_Fields], tuple[np.ndarray, list[_Group]]]
+
+
+# Parses a block (its bytes as uint8) when every line is a good row; None sends it to the _RowParser.
+_FastParser = Callable[[np.ndarray], "np.ndarray | None"]
 
 
 class _WrongUnit(ValueError):
@@ -815,6 +863,30 @@ def _bybit_trade_parser(checks: _Checks, settings: Settings, col: dict[str, int]
     return parse
 
 
+def _bybit_trade_fast(checks: _Checks, settings: Settings, col: dict[str, int], n_fields: int) -> _FastParser:
+    """The Bybit trade block parser for blocks of good rows only (``engine.kernels.csvscan.bybit_trades``).
+
+    Returns None for a block with any other line: ``_bybit_trade_parser``
+    then reads it and reports its bad rows. Both give the same records.
+    """
+    symbol = np.frombuffer(settings.symbol.encode(), dtype=np.uint8).copy()
+    ks = tuple(col[c] for c in ("timestamp", "symbol", "side", "size", "price", "trdMatchID"))
+
+    def fast(buf: np.ndarray) -> np.ndarray | None:
+        scan = _csvscan()
+        out = np.empty(scan.count_lines(buf), dtype=TRADE_DTYPE)
+        rows = scan.bybit_trades(buf, n_fields, *ks, symbol, checks.lo_ms, checks.hi_ms, checks.tick, checks.step,
+                                 MAX_PRICE_TICKS, MAX_SIZE_LOTS, GRID_TOLERANCE, _POW10_F, out["ts"], out["px"],
+                                 out["qty"], out["side"], out["trade_id"])
+        if rows < 0:
+            return None
+        out["local_ts"] = out["ts"]  # archives carry no receive time
+        checks.check_unit(out["ts"][:UNIT_SAMPLE] / 1000.0, "seconds", "the Bybit 'timestamp' column")
+        return out
+
+    return fast
+
+
 def _import_csv(
     store: _store.Store,
     settings: Settings,
@@ -825,49 +897,94 @@ def _import_csv(
     make_parser: Callable[[_Checks, Settings, dict[str, int]], _RowParser],
     sort_file: bool,
     progress: Progress | None = None,
+    make_fast: Callable[[_Checks, Settings, dict[str, int], int], _FastParser] | None = None,
 ) -> ImportReport:
     started = time.perf_counter()
     source = str(path)
     fh = _open_maybe_gzip(path)
     report = _reporter(path, fh, progress)
     bad_rows = _BadRows(source)
-    writer = _ChunkWriter(store, kind, source)
-    held: list[np.ndarray] = []
+    writer = _ChunkWriter(store, kind, source, background=True)
     try:
         names, index = _read_header(fh, path, required)
-        parse = make_parser(_Checks(settings), settings, index)
+        checks = _Checks(settings)
+        parse = make_parser(checks, settings, index)
+        fast = make_fast(checks, settings, index, len(names)) if make_fast is not None else None
         used = tuple(sorted(index[c] for c in required))
-        with store.write():  # one transaction per file: an unreadable file leaves nothing behind
-            store.claim_retention(_store.ARCHIVE)  # a history built on purpose: no live retention purge
+
+        def blocks() -> Iterator[np.ndarray]:
+            """The records of each block: the fast parser's, else the general one's (which reports bad rows)."""
             first_line = 2
             for data in _blocks(fh):
-                fields, groups, line_nos = _split_block(data, first_line, len(names), used)
-                first_line += len(line_nos)
-                records, row_groups = parse(fields)
-                bad_rows.add_groups([(line_nos, groups), (fields.line_nos, row_groups)])
-                report()
-                if sort_file:
-                    held.append(records)
+                records = fast(np.frombuffer(data, dtype=np.uint8)) if fast is not None else None
+                if records is not None:  # every line a good row
+                    first_line += len(records)
                 else:
-                    writer.add(records)
-            if sort_file and held:
-                records = np.concatenate(held)
-                held.clear()
-                ts = records["ts"]
-                if np.any(ts[1:] < ts[:-1]):
-                    records = records[np.argsort(ts, kind="stable")]
-                writer.add(records)
-            writer.finish()
+                    fields, groups, line_nos = _split_block(data, first_line, len(names), used)
+                    first_line += len(line_nos)
+                    records, row_groups = parse(fields)
+                    bad_rows.add_groups([(line_nos, groups), (fields.line_nos, row_groups)])
+                report()
+                yield records
+
+        with store.write():  # one transaction per file: an unreadable file leaves nothing behind
+            store.claim_retention(_store.ARCHIVE)  # a history built on purpose: no live retention purge
+            try:
+                (_write_sorted if sort_file else _write_in_file_order)(store, writer, blocks())
+            except BaseException:
+                writer.close()  # its thread stops writing before the transaction rolls back
+                raise
             store.log_import(source, fmt, writer.rows_ok, bad_rows.count, writer.rows_new)
     except (OSError, EOFError, *gz.ERRORS) as exc:
-        raise ConfigError(f"{path}: cannot read: {exc}") from exc
+        raise UnreadableFile(f"{path}: cannot read: {exc}") from exc
     except _WrongUnit as exc:
         raise ConfigError(f"{path}: {exc}") from exc
     finally:
+        writer.close()
         fh.close()
     bad_rows.finish()
     return ImportReport(source, fmt, kind, writer.rows_ok, bad_rows.count, writer.rows_new,
                         time.perf_counter() - started, writer.rows_dup, bad_rows.first)
+
+
+def _write_in_file_order(store: _store.Store, writer: _ChunkWriter, blocks: Iterator[np.ndarray]) -> None:
+    """Store the blocks' records as they come."""
+    for records in blocks:
+        writer.add(records)
+    writer.finish()
+
+
+def _write_sorted(store: _store.Store, writer: _ChunkWriter, blocks: Iterator[np.ndarray]) -> None:
+    """Store the blocks' records sorted by ts (stable), inside the caller's transaction.
+
+    While the file is in time order (Bybit's archives are) its records are
+    stored as they are read, under a savepoint; at the first row out of
+    order those writes are rolled back and the whole file, held in memory
+    (48 bytes a row), is sorted and stored at the end. Either way the
+    chunks are the ones the sorted file gives.
+    """
+    held: list[np.ndarray] = []
+    in_order = True
+    last_ts = INT64_MIN
+    store.db.execute("SAVEPOINT streamed")
+    for records in blocks:
+        held.append(records)
+        if not in_order or not len(records):
+            continue
+        ts = records["ts"]
+        if ts[0] < last_ts or np.any(ts[1:] < ts[:-1]):
+            in_order = False
+            writer.reset()  # its thread is idle before the rollback
+            store.db.execute("ROLLBACK TO streamed")
+            continue
+        last_ts = int(ts[-1])
+        writer.add(records)
+    if not in_order:
+        records = np.concatenate(held)
+        held.clear()
+        writer.add(records[np.argsort(records["ts"], kind="stable")])
+    writer.finish()
+    store.db.execute("RELEASE streamed")
 
 
 def _check_csv(path: PathLike, required: tuple[str, ...]) -> None:
@@ -921,7 +1038,7 @@ def import_bybit_trades(store: _store.Store, settings: Settings, path: PathLike,
         ConfigError: the file is missing, unreadable or has the wrong header.
     """
     return _import_csv(store, settings, path, "bybit-trades", "trade", BYBIT_TRADE_COLUMNS,
-                       _bybit_trade_parser, sort_file=True, progress=progress)
+                       _bybit_trade_parser, sort_file=True, progress=progress, make_fast=_bybit_trade_fast)
 
 
 def file_symbol(path: PathLike, fmt: str) -> str | None:

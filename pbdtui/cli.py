@@ -232,7 +232,7 @@ def _compile_notice(names: Sequence[str]) -> None:
 
 def _cmd_import(args: argparse.Namespace) -> int:
     from engine import importers
-    from engine.store import Store, instrument_of
+    from engine.store import ARCHIVE_PAGE_SIZE, Store, instrument_of
     from pbdtui.progress import progress
 
     settings = _for_instrument(args, _settings(args), trading=False)
@@ -272,7 +272,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
     else:
         one = importers.import_bybit_trades if args.format == "bybit-trades" else importers.import_bybit_book
         jobs += [(path, lambda st, p, u, f=one: f(st, settings, p, progress=u)) for path in files]
-    store = Store(args.db, instrument_of(settings))
+    store = Store(args.db, instrument_of(settings), page_size=ARCHIVE_PAGE_SIZE)
     try:
         for path, run in jobs:
             with bar(path) as update:
@@ -295,7 +295,7 @@ def _cmd_download(args: argparse.Namespace) -> int:
     from concurrent.futures import ThreadPoolExecutor
 
     from engine import download, importers, instruments
-    from engine.store import Store, instrument_of
+    from engine.store import ARCHIVE_PAGE_SIZE, Store, instrument_of
     from engine.timerange import parse_utc
     from pbdtui.progress import progress
 
@@ -322,12 +322,16 @@ def _cmd_download(args: argparse.Namespace) -> int:
     if not base.startswith(("http://", "https://")):
         raise ConfigError(f"--base-url {base!r}: not an http:// or https:// URL")
     cache = download.cache_folder(args.cache)
-    store = Store(args.db, instrument_of(settings)) if args.do_import else None
+    store = Store(args.db, instrument_of(settings), page_size=ARCHIVE_PAGE_SIZE) if args.do_import else None
     failed: list[str] = []
     rows = 0
     import_seconds = 0.0
     started = time.perf_counter()
     kind = "trades" if args.kind == "trades" else "book"
+
+    # a trade archive to import is checked by the import itself (it inflates every byte with the CRC
+    # checks and reads the header), not inflated a second time before it
+    checked_by_import = store is not None and kind == "trades"
 
     def fetch(day: str, update: Any) -> Any:
         """The day's Fetched, or the DownloadError that stopped it."""
@@ -335,7 +339,7 @@ def _cmd_download(args: argparse.Namespace) -> int:
         url = download.archive_url(base, args.kind, settings.symbol, day, args.depth)
         try:
             return download.fetch(url, cache / name, kind, retries=args.retries, backoff=args.backoff,
-                                  timeout=args.timeout, progress=update, date=day)
+                                  timeout=args.timeout, progress=update, date=day, verify_file=not checked_by_import)
         except download.DownloadError as exc:
             return exc
 
@@ -364,8 +368,15 @@ def _cmd_download(args: argparse.Namespace) -> int:
                 print(f"{day}: {got.status} {name} ({got.bytes / 1e6:.1f} MB, {got.seconds:.2f} s{more})", flush=True)
             if store is not None:
                 one = importers.import_bybit_trades if args.kind == "trades" else importers.import_bybit_book
-                with progress(f"import {name}", "MB", 1e6) as update:
-                    report = one(store, settings, got.path, progress=update)
+                try:
+                    with progress(f"import {name}", "MB", 1e6) as update:
+                        report = one(store, settings, got.path, progress=update)
+                except importers.UnreadableFile as exc:  # nothing of it was stored
+                    if not checked_by_import:
+                        raise
+                    print(f"{day}: failed: {download.reject(got, str(exc).removeprefix(f'{got.path}: '))}", flush=True)
+                    failed.append(day)
+                    continue
                 print(report.summary(), flush=True)
                 rows += report.rows_ok + report.rows_bad
                 import_seconds += report.seconds

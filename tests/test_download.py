@@ -201,6 +201,46 @@ def test_corrupt_archive_is_refused_and_not_kept(server, tmp_path, capsys):
     assert list(cache.iterdir()) == []
 
 
+def test_with_import_the_import_is_the_check_and_a_corrupt_file_stores_nothing(server, tmp_path, capsys):
+    """``--import`` inflates each trade archive once: a file the import cannot read whole is deleted, and
+    none of its rows stays in the database (one transaction); the good days import as ever."""
+    good = trade_archive("2024-12-02", 800, 2)
+    truncated_crc = bytearray(trade_archive("2024-12-01", 800, 1))
+    truncated_crc[-6] ^= 0xFF  # the CRC trailer: every row inflates, the check fails at the very end
+    server.files["/t/BTCUSDT/BTCUSDT2024-12-01.csv.gz"] = bytes(truncated_crc)
+    server.files["/t/BTCUSDT/BTCUSDT2024-12-02.csv.gz"] = good
+    server.files["/t/BTCUSDT/BTCUSDT2024-12-03.csv.gz"] = gzip.decompress(good)  # plain text under a .gz name
+    server.files["/t/BTCUSDT/BTCUSDT2024-12-04.csv.gz"] = gzip.compress(b"id,time,price\n1,2,3\n")
+    cache = tmp_path / "cache"
+    db = tmp_path / "a.db"
+    rc = _cli("--from", "2024-12-01", "--to", "2024-12-04", "--base-url", f"{server.url}/t", "--cache", str(cache),
+              "--import", "--db", str(db))
+    out = capsys.readouterr().out
+    assert rc == 2
+    assert "2024-12-01: failed: BTCUSDT2024-12-01.csv.gz: corrupt archive (cannot read:" in out
+    assert "2024-12-03: failed: BTCUSDT2024-12-03.csv.gz: corrupt archive (it starts" in out
+    assert "2024-12-04: failed: BTCUSDT2024-12-04.csv.gz: corrupt archive (wrong header" in out
+    assert sorted(p.name for p in cache.iterdir()) == ["BTCUSDT2024-12-02.csv.gz"]
+    with Store(tmp_path / "direct.db", instrument_of(BTC)) as direct:
+        import_bybit_trades(direct, BTC, cache / "BTCUSDT2024-12-02.csv.gz")
+        want = direct.load_ticks("trade")
+    with Store(db, readonly=True) as got:
+        assert len(want) == 800 and np.array_equal(got.load_ticks("trade"), want)
+        assert [r[0] for r in got.fetch("SELECT rows_ok FROM imports")] == [800]
+
+    # a damaged file in the cache is found by the import too: deleted, and the next run fetches it again
+    (cache / "BTCUSDT2024-12-02.csv.gz").write_bytes(bytes(truncated_crc))
+    rc = _cli("--from", "2024-12-02", "--to", "2024-12-02", "--base-url", f"{server.url}/t", "--cache", str(cache),
+              "--import", "--db", str(db))
+    out = capsys.readouterr().out
+    assert rc == 2 and "2024-12-02: failed: BTCUSDT2024-12-02.csv.gz: corrupt archive (cannot read:" in out
+    assert "in the cache; deleted" in out
+    assert list(cache.iterdir()) == []
+    assert _cli("--from", "2024-12-02", "--to", "2024-12-02", "--base-url", f"{server.url}/t", "--cache", str(cache),
+                "--import", "--db", str(db)) == 0
+    assert "800 rows, 0 new" in capsys.readouterr().out
+
+
 def test_retries_exhausted_names_the_url_and_keeps_the_partial_file(server, tmp_path):
     path = "/t/BTCUSDT/BTCUSDT2024-12-01.csv.gz"
     server.files[path] = trade_archive("2024-12-01", 2000, 1)

@@ -19,6 +19,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from engine.types import SIDE_BUY, SIDE_SELL, SIDE_UNKNOWN
+
 COMMA = 44
 NEWLINE = 10
 CR = 13
@@ -162,3 +164,165 @@ def fold_uuids(buf, starts, ends, ids, is_uuid):  # noqa: ANN001, ANN201
                 count += 1
         is_uuid[i] = good
     return count
+
+
+BUY = np.frombuffer(b"Buy", dtype=np.uint8).copy()  # Bybit's side values
+SELL = np.frombuffer(b"Sell", dtype=np.uint8).copy()
+
+
+@njit(cache=True, nogil=True)
+def count_lines(buf):  # noqa: ANN001, ANN201
+    """The number of ``\\n`` bytes in ``buf``."""
+    n = 0
+    for i in range(len(buf)):
+        if buf[i] == NEWLINE:
+            n += 1
+    return n
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _number(buf, s, e, max_digits):  # noqa: ANN001, ANN201
+    """``buf[s:e]`` as ``[0-9]+(.[0-9]*)?`` with 1..max_digits digits: (ok, digits as int64, digits after the dot).
+
+    The rule of ``scan_numbers`` with ``allow_dot`` for one field.
+    """
+    v = 0
+    dots = 0
+    frac = 0
+    digits = 0
+    for p in range(s, e):
+        d = buf[p]
+        if ZERO <= d <= ZERO + 9:
+            if digits < 19:
+                v = v * 10 + (d - ZERO)
+            digits += 1
+            if dots:
+                frac += 1
+        elif d == DOT:
+            dots += 1
+        else:
+            return False, 0, 0
+    ok = dots <= 1 and 1 <= digits <= max_digits and e - s <= max_digits + 1
+    return ok, v, frac
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _on_grid(buf, s, e, unit, limit, pow10, tolerance):  # noqa: ANN001, ANN201
+    """A price or size field as a whole number of ``unit`` (ticks or lots), or -1 when any import check fails.
+
+    The float steps of ``engine.importers._Checks.price``/``size`` exactly:
+    digits / 10**frac (correctly rounded), / unit, on the grid within
+    ``tolerance``, below ``limit`` and at least one unit.
+    """
+    ok, v, frac = _number(buf, s, e, 15)
+    if not ok:
+        return -1
+    x = np.float64(v) / pow10[min(frac, 18)]
+    ratio = x / unit
+    r = np.rint(ratio)
+    if not (x > 0) or not (ratio < limit) or abs(ratio - r) > tolerance or not (r >= 1):
+        return -1
+    return np.int64(r)
+
+
+@njit(cache=True, nogil=True)
+def bybit_trades(buf, n_fields, k_ts, k_symbol, k_side, k_size, k_price, k_id, symbol, lo_ms, hi_ms,  # noqa: ANN001, ANN201
+                 tick, step, max_ticks, max_lots, tolerance, pow10, ts, px, qty, side, trade_id):
+    """Bybit trade archive rows straight to columns, when every line of the block is a good row.
+
+    One pass over ``buf`` (whole lines, each ending in ``\\n``; one output
+    row per line). A good row has ``n_fields`` fields, the configured
+    symbol, a timestamp ``[0-9]+(.[0-9]*)?`` in seconds inside
+    [lo_ms, hi_ms] as floor ms, a price and a size that pass every check of
+    ``_Checks`` (grid, positive, bounds), and a canonical UUID id (folded as
+    ``fold_uuids``); side ``Buy``/``Sell``, anything else unknown (not bad).
+    Returns the row count, or -1 at the first line that is anything else:
+    the caller then parses the block on its general path, which finds and
+    reports every bad row (so both paths store the same records).
+    """
+    row = 0
+    field = 0
+    field_start = 0
+    last = n_fields - 1
+    m = len(symbol)
+    mask63 = np.uint64(0x7FFFFFFFFFFFFFFF)
+    nibble = NIBBLE
+    at = UUID_HEX_AT
+    pos_ts = pos_sym = pos_side = pos_size = pos_px = pos_id = 0
+    end_ts = end_sym = end_side = end_size = end_px = end_id = 0
+    for i in range(len(buf)):
+        c = buf[i]
+        if c != COMMA and c != NEWLINE:
+            continue
+        end = i
+        if c == NEWLINE:
+            if field != last:
+                return -1
+            if end > field_start and buf[end - 1] == CR:
+                end -= 1
+        elif field == last:
+            return -1
+        if field == k_ts:
+            pos_ts, end_ts = field_start, end
+        elif field == k_symbol:
+            pos_sym, end_sym = field_start, end
+        elif field == k_side:
+            pos_side, end_side = field_start, end
+        elif field == k_size:
+            pos_size, end_size = field_start, end
+        elif field == k_price:
+            pos_px, end_px = field_start, end
+        elif field == k_id:
+            pos_id, end_id = field_start, end
+        field_start = i + 1
+        if c == COMMA:
+            field += 1
+            continue
+        field = 0
+        # the row's fields are known: check and convert them
+        if end_sym - pos_sym != m:
+            return -1
+        for j in range(m):
+            if buf[pos_sym + j] != symbol[j]:
+                return -1
+        ok, v, frac = _number(buf, pos_ts, end_ts, 17)
+        if not ok:
+            return -1
+        ms = v * 10 ** (3 - frac) if frac <= 3 else v // 10 ** (frac - 3)
+        if ms < lo_ms or ms > hi_ms:
+            return -1
+        p = _on_grid(buf, pos_px, end_px, tick, max_ticks, pow10, tolerance)
+        q = _on_grid(buf, pos_size, end_size, step, max_lots, pow10, tolerance)
+        if p < 0 or q < 0:
+            return -1
+        s = pos_id
+        if not (end_id - s == 36 and buf[s + 8] == DASH and buf[s + 13] == DASH and buf[s + 18] == DASH
+                and buf[s + 23] == DASH):
+            return -1
+        hi = np.uint64(0)
+        lo = np.uint64(0)
+        bad = np.uint8(0)
+        for k in range(16):
+            a = nibble[buf[s + at[k]]]
+            b = nibble[buf[s + at[k + 16]]]
+            bad |= a | b
+            hi = (hi << np.uint64(4)) | np.uint64(a)
+            lo = (lo << np.uint64(4)) | np.uint64(b)
+        if bad >= 16:
+            return -1
+        w = end_side - pos_side
+        sd = SIDE_UNKNOWN
+        if w == 3 and buf[pos_side] == BUY[0] and buf[pos_side + 1] == BUY[1] and buf[pos_side + 2] == BUY[2]:
+            sd = SIDE_BUY
+        elif (w == 4 and buf[pos_side] == SELL[0] and buf[pos_side + 1] == SELL[1] and buf[pos_side + 2] == SELL[2]
+              and buf[pos_side + 3] == SELL[3]):
+            sd = SIDE_SELL
+        if row >= len(ts):
+            return -1
+        ts[row] = ms
+        px[row] = p
+        qty[row] = q
+        side[row] = sd
+        trade_id[row] = np.int64((hi ^ lo) & mask63)
+        row += 1
+    return row if row == len(ts) else -1
