@@ -292,6 +292,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
 
 
 def _cmd_download(args: argparse.Namespace) -> int:
+    import threading
     from concurrent.futures import ThreadPoolExecutor
 
     from engine import download, importers, instruments
@@ -347,6 +348,10 @@ def _cmd_download(args: argparse.Namespace) -> int:
     # zlib release the GIL), so a run costs about the larger of the two, not their sum; its bar is
     # not drawn (one live display at a time), its line is printed when its turn comes
     ahead = ThreadPoolExecutor(max_workers=1) if store is not None else None
+    warm = None
+    if checked_by_import:  # the import's kernels load while the first archive downloads
+        warm = threading.Thread(target=importers.warm_bybit_trades, args=(settings,), name="warm", daemon=True)
+        warm.start()
     try:
         next_job = ahead.submit(fetch, days[0], None) if ahead is not None else None
         for k, day in enumerate(days):
@@ -368,6 +373,8 @@ def _cmd_download(args: argparse.Namespace) -> int:
                 print(f"{day}: {got.status} {name} ({got.bytes / 1e6:.1f} MB, {got.seconds:.2f} s{more})", flush=True)
             if store is not None:
                 one = importers.import_bybit_trades if args.kind == "trades" else importers.import_bybit_book
+                if warm is not None:
+                    warm.join()
                 try:
                     with progress(f"import {name}", "MB", 1e6) as update:
                         report = one(store, settings, got.path, progress=update)
