@@ -33,10 +33,14 @@ async def pilot_press(pilot, *keys: str) -> None:
     every key costs two seconds. Here each of those waits is a barrier instead: every message queued
     on the app and on the screen's widgets at that moment has been handled (the key, which the app
     forwards to the focused widget, and what its binding posted). Pilot's own barrier follows.
+    These are Textual internals (8.x); without them the keys go through ``pilot.press`` as it is.
     """
     import textual.app
 
-    idle = textual.app.wait_for_idle
+    idle = getattr(textual.app, "wait_for_idle", None)
+    if idle is None or not hasattr(pilot, "_wait_for_screen"):  # another Textual: its own (slower) waits
+        await pilot.press(*keys)
+        return
 
     async def handled(*_args: object, **_kwargs: object) -> None:
         await pilot._wait_for_screen()
