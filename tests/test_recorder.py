@@ -57,3 +57,30 @@ def test_a_failed_commit_keeps_the_batch_and_retries(tmp_path):
     assert rec.counters["commit_errors"] >= 1  # failed while locked, kept, then committed
     with Store(db, readonly=True) as st:
         assert st.count_ticks("trade") == len(tr) and st.count_ticks("quote") == len(qu)
+
+
+def test_a_gap_flags_its_minutes_stored_before_it_and_those_that_close_after_it(tmp_path):
+    """The gap is known while its minutes are partly stored, partly still open: both kinds end flagged
+    (the engine holds one gap, and a later one can replace it before this one's minutes close)."""
+    tr, qu = random_stream(5, minutes=8, trades_per_min=30, quotes_per_min=40)
+    db = tmp_path / "gap.db"
+    rec = Recorder(str(db), SETTINGS, commit_interval=0.0, purge_interval=None, compact_interval=1e9).start()
+    eng = Engine(SETTINGS, trading=False)
+    t0 = int(tr["ts"][0]) // 60_000 * 60_000
+
+    def minutes(lo: int, hi: int) -> None:  # the ticks of minutes [lo, hi) through the engine to the recorder
+        window = [a[(a["ts"] >= t0 + lo * 60_000) & (a["ts"] < t0 + hi * 60_000)] for a in (tr, qu)]
+        out = eng.feed(*window)
+        rec.minutes(out.bars, out.features, out.signals)
+        assert rec.flush()
+
+    minutes(0, 3)  # minutes 0-1 stored, 2 open
+    rec.flag_gap(t0 + 90_000, t0 + 4 * 60_000 + 10)  # minutes 1-4: 1 stored, 2 open, 3-4 to come
+    assert rec.flush()
+    for lo in (3, 5, 7):  # the later minutes come in separate commits, with no further word of the gap
+        minutes(lo, lo + 2)
+    rec.close()
+    with Store(db, readonly=True) as st:
+        rows = st.fetch("SELECT ts_min, feed_gap FROM features_1m ORDER BY ts_min")
+    flagged = [(ts - t0) // 60_000 for ts, gap in rows if gap]
+    assert len(rows) >= 6 and flagged == [1, 2, 3, 4]

@@ -129,6 +129,9 @@ class Recorder:
         self._ticks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self._minutes: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, str | None]] = []
         self._gaps: list[tuple[int, int]] = []  # feed gaps (exchange ms) to flag on minutes already recorded
+        # gaps flagged whose last minute is not stored yet: flagged again on the minutes that come (the
+        # engine holds one gap at a time, and a later one may replace it before this one's minutes close)
+        self._open_gaps: list[tuple[int, int]] = []
         self._thread = threading.Thread(target=self._run, name="pbdtui-recorder", daemon=True)
         self._ready = threading.Event()
         self._error: BaseException | None = None
@@ -280,9 +283,13 @@ class Recorder:
                     store.insert_rows("trades_exec", TRADES_EXEC_COLUMNS, fills)
                     counts["minutes"] += len(bars)
                     counts["fills"] += len(fills)
-                for lo, hi in gap_spans:
-                    store.db.execute("UPDATE features_1m SET feed_gap = 1 WHERE ts_min >= ? AND ts_min <= ?",
-                                     (lo // 60_000 * 60_000, hi // 60_000 * 60_000))
+                spans = self._open_gaps + gap_spans
+                newest = -1
+                if minute_rows or gap_spans:
+                    for lo, hi in spans:
+                        store.db.execute("UPDATE features_1m SET feed_gap = 1 WHERE ts_min >= ? AND ts_min <= ?",
+                                         (lo // 60_000 * 60_000, hi // 60_000 * 60_000))
+                    newest = store.fetch("SELECT COALESCE(MAX(ts_min), -1) FROM features_1m")[0][0]
         except Exception as exc:  # noqa: BLE001 - kept and retried: a lost batch is worse than a late one
             self.counters["commit_errors"] += 1
             log.error("recorder: commit failed, will retry: %s", exc)
@@ -291,6 +298,8 @@ class Recorder:
             v.clear()
         minute_rows.clear()
         gap_spans.clear()
+        if newest >= 0:
+            self._open_gaps = [(lo, hi) for lo, hi in spans if hi // 60_000 * 60_000 > newest]
         for key, n in counts.items():
             self.counters[key] += n
         self.counters["commits"] += 1
