@@ -126,6 +126,7 @@ from engine.types import (
     SIDE_SELL,
     SIGNAL_DTYPE,
     TRADE_DTYPE,
+    EngineError,
 )
 
 _EMPTY_TRADES = np.zeros(0, dtype=TRADE_DTYPE)
@@ -153,10 +154,6 @@ def base36(n: int) -> str:
 def client_prefix(start_ms: int) -> str:
     """A client-id prefix unique across restarts, from the driver's start time (wall ms; the driver reads it)."""
     return "p" + base36(int(start_ms))
-
-
-class EngineError(RuntimeError):
-    """The engine cannot go on with this input (e.g. prices outside its range)."""
 
 
 @dataclass

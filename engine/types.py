@@ -307,3 +307,11 @@ REASON_NAMES = {
     25: "ENTRIES_PAUSED",
     26: "SHAPE",
 }
+
+
+class EngineError(RuntimeError):
+    """The engine cannot go on with this input (e.g. prices outside its range).
+
+    Defined here, not in ``engine.engine``, so that the CLI can catch it
+    without importing numba (half a second) for commands that do not use it.
+    """

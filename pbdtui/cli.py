@@ -1223,8 +1223,9 @@ def main(argv: list[str] | None = None) -> int:
         print("pbdtui: no command given: opening the demo (pbdtui demo); pbdtui --help lists the commands",
               file=sys.stderr, flush=True)
         args = parser.parse_args(["demo"])
-    # imported after parsing, so --help, --version and usage errors start fast (no numba)
-    from engine.engine import EngineError
+    from engine.types import (
+        EngineError,  # not engine.engine: numba is imported by the commands that need it
+    )
 
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
