@@ -340,7 +340,9 @@ async def test_restart_with_an_open_position_adopts_it_and_flatten_ends_flat(sou
             assert not s.driver.engine.position().mismatch
             if side == SIDE_BUY:
                 answer = await s.ask("flatten")
-                assert answer["flat"] is True
+                assert answer["flat"] is True, ("DIAG", s.backend._floor, s.backend._since, s.driver.clock.now_ms(),
+                                                s.ws.market_ms(), [(e["execType"], e.get("execTime"), e.get("orderLinkId")) for e in venue.executions()],
+                                                [a.text for a in s.events.alerts()], list(s.trader.reconciliations)[-2:])
                 assert answer["status"]["kill"]["on"]  # flatten latches the kill switch
             else:  # as an operator runs it from another shell: the daemon is found in its run directory
                 from pbdtui.cli import main
