@@ -39,6 +39,7 @@ import json
 import logging
 import random
 import string
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -174,6 +175,8 @@ class BybitPublicVenue:
         self._armed: dict[str, Fault] = {}
         self._market_ts = -1  # exchange time of the newest item handed to the connections
         self._market_at = 0.0  # monotonic time it was
+        self._market_shown = -1  # the latest market_ms() answered: the clock never steps back from it
+        self._market_lock = threading.Lock()  # market_ms() is read from the REST venue's threads too
         self._market_l1: tuple[int, int, int, int] | None = None
         self._refuse = [f for f in self.faults if f.kind == "refuse"]
         self.url = ""
@@ -221,10 +224,18 @@ class BybitPublicVenue:
         venue following this stream takes it as its market clock
         (``BybitRestVenue(market_clock=...)``), so fills carry the stream's
         time line even when the stream runs faster than real time, or has ended.
+
+        It never steps back, as an exchange's clock does not: while the
+        venue waits on a slow client its reckoning runs on past the next
+        item's time, and a fill stamped after that must not be earlier than
+        one stamped before (a daemon drops executions older than its start).
         """
         if self._market_ts < 0:
             return -1
-        return self._market_ts + int((time.monotonic() - self._market_at) * 1000)
+        with self._market_lock:
+            now = max(self._market_shown, self._market_ts + int((time.monotonic() - self._market_at) * 1000))
+            self._market_shown = now
+            return now
 
     def quote(self) -> tuple[float, float] | None:
         """The current top of book (bid, ask) in prices, for a REST venue filling at it; None before any."""
