@@ -391,12 +391,14 @@ class BybitPublicVenue:
                     values.pop("fundingRate", None)
                     values.pop("nextFundingTime", None)
                 item.text = enc.ticker(ticker_topic, "delta", item.ts, values, cs)
-            for conn in [c for c in self.conns if c.alive and c.topics]:
-                await conn.put(item)
+            # the exchange's clock and book move when the event happens, before any client is handed it: a
+            # client that gets it while the venue waits on a slower connection must not be ahead of the venue
             if item.ts > self._market_ts:
                 self._market_ts, self._market_at = item.ts, time.monotonic()
             if item.l1 is not None:
                 self._market_l1 = item.l1
+            for conn in [c for c in self.conns if c.alive and c.topics]:
+                await conn.put(item)
             n += 1
             if n % 64 == 0:
                 await asyncio.sleep(0)

@@ -89,6 +89,8 @@ class Sample:
     raw_rows: int  # trade + quote rows in tick_chunks
     raw_span_h: float  # market hours the raw rows span
     db_mb: float  # database + WAL
+    raw_from_h: float = 0.0  # market hours of the oldest raw row
+    purged_to_h: float = 0.0  # market hours of the recorder's last purge cutoff, read before the rows
 
 
 @dataclass
@@ -112,10 +114,11 @@ class SoakReport:
                 "p99": round(float(np.percentile(part, 99)), 3), "max": round(float(part.max()), 3)}
 
     def table(self) -> str:
-        out = [f"{'wall s':>8} {'market h':>9} {'RSS MB':>8} {'raw rows':>10} {'raw span h':>11} {'db MB':>8}"]
+        out = [f"{'wall s':>8} {'market h':>9} {'RSS MB':>8} {'raw rows':>10} {'raw span h':>11} {'db MB':>8} "
+               f"{'raw from h':>11} {'purged to h':>12}"]
         for s in self.samples:
             out.append(f"{s.wall_s:8.0f} {s.market_h:9.2f} {s.rss_mb:8.1f} {s.raw_rows:10d} {s.raw_span_h:11.2f} "
-                       f"{s.db_mb:8.1f}")
+                       f"{s.db_mb:8.1f} {s.raw_from_h:11.3f} {s.purged_to_h:12.3f}")
         out.append(f"minutes closed {self.minutes}, raw rows purged {self.purged}, frames {self.frames}, "
                    f"wall {self.wall_s:.0f} s")
         out.append(f"minute close ms, first 10%: {self.latency(True)}; last 10%: {self.latency(False)}")
@@ -173,11 +176,14 @@ async def run_soak(source: str | Path, db: str | Path, settings: Any, purge_inte
 
         async def sample() -> None:
             # the database is read in a thread: a read that waits for the writer must not stall the venue's loop
-            rows, span, _, _ = await asyncio.to_thread(_raw, db)
+            purged_to = driver.recorder.purged_to  # before the rows: a purge in between only drops more
+            rows, span, oldest, _ = await asyncio.to_thread(_raw, db)
             newest = driver.clock.newest
             market_h = (newest - first_ts[0]) / HOUR_MS if first_ts and newest > 0 else 0.0
             s = Sample(round(time.monotonic() - started, 1), round(market_h, 3), round(rss_mb(), 1), rows,
-                       round(span, 3), round(await asyncio.to_thread(_db_mb, db), 2))
+                       round(span, 3), round(await asyncio.to_thread(_db_mb, db), 2),
+                       round((oldest - first_ts[0]) / HOUR_MS, 3) if rows else 0.0,
+                       round(max(0, purged_to - first_ts[0]) / HOUR_MS, 3) if purged_to else 0.0)
             report.samples.append(s)
             if on_sample is not None:
                 on_sample(s)
@@ -191,9 +197,11 @@ async def run_soak(source: str | Path, db: str | Path, settings: Any, purge_inte
                     pass
             # the last frames are in flight: wait until the driver has taken them (its clock reaches the
             # session's last tick), or, should some never arrive, until its clock has stood still for 10 s
+            # then until a purge ran after the last tick stored (when purges run at all)
             end_ts = session[3]
             last, still = -1, time.monotonic()
-            while thread.is_alive() and driver.clock.newest < end_ts - 1000:
+            purged_to = end_ts - 1000 - int(settings.retention_hours * HOUR_MS) if purge_interval else 0
+            while thread.is_alive() and (driver.clock.newest < end_ts - 1000 or driver.recorder.purged_to < purged_to):
                 if driver.clock.newest != last:
                     last, still = driver.clock.newest, time.monotonic()
                 elif time.monotonic() - still > 10.0:

@@ -303,6 +303,24 @@ def test_restart_reuses_link_ids_safely_and_does_not_report_fills_twice(venue):
     assert venue.position()[0] == pytest.approx(0.01)
 
 
+def test_a_fill_sent_before_the_first_poll_on_a_replayed_feed_clock_is_not_dropped():
+    """A daemon started before its feed: the start's floor is the wall clock; the feed's time line
+    (a replay, the exchange simulator) is years behind it. An order sent on that time line and read
+    back by a later poll must be reported, not dropped below a floor taken at that poll."""
+    feed = {"ms": -1}  # the daemon's clock: nothing received yet
+    with BybitRestVenue(api_key=KEY, api_secret=SECRET, market_clock=lambda: feed["ms"]) as venue:
+        venue.set_quote(BID, ASK)
+        rest = BybitRest(venue.url, KEY, SECRET, timeout=2.0, min_backoff_s=0.01, max_backoff_s=1.0)
+        backend = BybitExecution(rest, INSTRUMENT, flatten_delay_s=0.01, clock=lambda: feed["ms"])
+        assert backend.start()
+        feed["ms"] = 1_767_571_800_000  # the feed starts: January, behind the wall clock
+        backend.submit(enter("f-1"))  # stamped now on the feed's time line
+        feed["ms"] += 5_000  # the first poll comes later
+        (fill,) = of(backend.poll(), Fill)
+        assert (fill.client_id, fill.ts) == ("f-1", 1_767_571_800_000)
+        assert backend.position().qty == 10
+
+
 def test_insufficient_balance_is_alerted_and_nothing_opens(venue):
     backend = make(venue)
     venue.inject("insufficient_balance")

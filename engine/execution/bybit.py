@@ -253,8 +253,18 @@ class BybitExecution:
         if self._clock is not None:
             now = self._clock()
             if now > 0:
+                self._onto_clock(int(now))
                 return int(now)
         return self.rest.now_ms()
+
+    def _onto_clock(self, now: int) -> None:
+        """The clock moved to the feed's time line, behind the exchange's wall clock (a replayed or
+        simulated feed): the start's floor moves back to it at once, not at the next poll, so an
+        order sent now is not stamped below a floor taken later."""
+        if self._since is not None and self._since > now:
+            self._since = now
+        if self._floor is not None and self._floor > now:
+            self._floor = now
 
     def order_status(self, client_id: str) -> str | None:
         """The backend's state of an intent's order (``SENDING``/``PLACED``/``DONE``/``FAILED``/``UNKNOWN``), None if never seen."""
@@ -714,11 +724,7 @@ class BybitExecution:
     def _poll_executions(self) -> list[Fill | FundingCharge]:
         assert self._since is not None
         now = self._now()
-        if self._since > now:  # the clock moved to the feed's time line, which is behind the wall clock
-            self._since = now
         floor = self._floor if self._floor is not None else self._since
-        if floor > now:
-            floor = self._floor = now
         start = max(self._since - self.lookback_ms, now - SEVEN_DAYS_MS + 60_000)
         rows = [e for e in self.rest.executions(startTime=start) if e.exec_id not in self._seen
                 and e.symbol in ("", self.symbol) and e.time >= floor]

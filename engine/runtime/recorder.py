@@ -132,6 +132,7 @@ class Recorder:
         # gaps flagged whose last minute is not stored yet: flagged again on the minutes that come (the
         # engine holds one gap at a time, and a later one may replace it before this one's minutes close)
         self._open_gaps: list[tuple[int, int]] = []
+        self.purged_to = 0  # the last retention purge's cutoff (exchange ms): no raw tick older is stored
         self._thread = threading.Thread(target=self._run, name="pbdtui-recorder", daemon=True)
         self._ready = threading.Event()
         self._error: BaseException | None = None
@@ -309,8 +310,9 @@ class Recorder:
         try:
             if store.retention() != LIVE:
                 return
-            dropped, _ = store.purge_raw(self.settings.retention_hours * 3_600_000)
+            dropped, cutoff = store.purge_raw(self.settings.retention_hours * 3_600_000)
             self.counters["purged"] += dropped
+            self.purged_to = max(self.purged_to, cutoff)
         except Exception as exc:  # noqa: BLE001 - the next interval tries again
             log.error("recorder: retention purge failed: %s", exc)
 
