@@ -53,6 +53,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -213,7 +214,7 @@ def _bounds(start_ms: int | None, end_ms: int | None) -> tuple[int, int]:
     return (-(2**62) if start_ms is None else int(start_ms)), (2**62 if end_ms is None else int(end_ms))
 
 
-def _digest(kind: str, data: bytes) -> str:
+def _digest(kind: str, data: bytes | memoryview) -> str:
     h = hashlib.blake2b(kind.encode(), digest_size=20)  # the same digest as of kind + data, without the copy
     h.update(data)
     return h.hexdigest()
@@ -259,6 +260,77 @@ def _repeated(keys: np.ndarray) -> np.ndarray:
     return out
 
 
+class _Checkpointer:
+    """Copies a database's WAL into its file on a thread and connection of their own.
+
+    SQLite checkpoints in the COMMIT that takes the WAL past 1000 pages, on
+    the committing thread: for an import that is a second write of every row
+    (and its fsync), waited for between two files. With it the writer's
+    connection does not checkpoint; each of its commits starts a PASSIVE
+    checkpoint here, which copies what is committed while the writer reads
+    its next file. The WAL starts over at the first write after a checkpoint
+    that caught up; should one not catch up, the next commit waits for it
+    once the WAL passes ``wait_bytes``, so the WAL stays bounded. The last
+    connection to close checkpoints the rest, as always.
+    """
+
+    def __init__(self, path: str, wait_bytes: int):
+        self.path, self.wait_bytes = path, wait_bytes
+        self._conn: apsw.Connection | None = None
+        self._cond = threading.Condition()
+        self._asked = 0  # commits to checkpoint
+        self._done = 0  # commits a finished checkpoint covered
+        self._closing = False
+        self.runs = 0
+        self._thread = threading.Thread(target=self._loop, name="checkpoint", daemon=True)
+        self._thread.start()
+
+    def committed(self) -> None:
+        """After a commit: checkpoint it behind the writer (waits first when the WAL has grown past the bound)."""
+        with self._cond:
+            if self._done < self._asked and _file_size(self.path + "-wal") > self.wait_bytes:
+                self._cond.wait_for(lambda: self._done >= self._asked)
+            self._asked += 1
+            self._cond.notify_all()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._closing or self._done < self._asked)
+                if self._closing:
+                    break
+                upto = self._asked
+            try:
+                if self._conn is None:
+                    self._conn = apsw.Connection(self.path, flags=apsw.SQLITE_OPEN_READWRITE)
+                    self._conn.setbusytimeout(WAIT_MS)
+                self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                self.runs += 1
+            except apsw.Error as exc:  # the close's checkpoint copies what this one could not
+                log.warning("%s: background checkpoint failed: %s", self.path, exc)
+            with self._cond:
+                self._done = upto
+                self._cond.notify_all()
+        if self._conn is not None:
+            self._conn.close()
+        with self._cond:
+            self._done = self._asked
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        self._thread.join()
+
+
+def _file_size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
 class Store:
     """One connection to a pbdtui database file.
 
@@ -272,12 +344,17 @@ class Store:
             existing one). ``ARCHIVE_PAGE_SIZE`` for archives built by the
             import commands; the default 4096 elsewhere (the live recorder
             commits a few rows four times a second).
+        background_checkpoint: copy the WAL into the file on a thread of its
+            own after each commit (``_Checkpointer``) instead of in the
+            commit that fills it: for a bulk import writing one file while
+            the last one's rows reach the database file.
     """
 
     def __init__(self, path: str | os.PathLike[str], instrument: Instrument | None = None, readonly: bool = False,
-                 wait_ms: int = WAIT_MS, page_size: int | None = None):
+                 wait_ms: int = WAIT_MS, page_size: int | None = None, background_checkpoint: bool = False):
         self.path = str(path)
         self.wait_ms = wait_ms
+        self._checkpointer: _Checkpointer | None = None
         self._check_file(readonly)
         flags = apsw.SQLITE_OPEN_READONLY if readonly else apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
         try:
@@ -288,20 +365,10 @@ class Store:
         self._busy_since = 0.0
         self.db.set_busy_handler(self._busy)
         try:
-            if not readonly:
-                if page_size is not None and self.db.execute("PRAGMA page_count").fetchone()[0] == 0:
-                    self.db.execute(f"PRAGMA page_size={int(page_size)}")  # before WAL: fixed from then on
-                self.db.execute("PRAGMA journal_mode=WAL")
-                self.db.execute("PRAGMA synchronous=NORMAL")
-                with self.write():  # the schema too: a deferred transaction would fail at its upgrade
-                    self.db.execute(_SCHEMA)
-                    _migrate(self.db)
-            elif not self._has_table("tick_chunks"):
-                # an empty file, or one whose creator has not committed the schema yet: a reader
-                # would fail on its first query with "no such table"
-                raise NoTablesError(f"{self.path}: holds no pbdtui tables (an empty file, or a database still "
-                                    "being created)")
-            self.instrument = self._bind(instrument, readonly)
+            wal_bytes = self._prepare(instrument, readonly, page_size)
+            if background_checkpoint and not readonly:
+                self.db.execute("PRAGMA wal_autocheckpoint=0")
+                self._checkpointer = _Checkpointer(self.path, wait_bytes=4 * wal_bytes)
         except StoreError:
             self.db.close()
             raise
@@ -312,6 +379,42 @@ class Store:
         except apsw.Error as exc:  # e.g. not a database at all: a one-line error, not a traceback
             self.db.close()
             raise StoreError(f"{self.path}: not a usable database: {exc}") from exc
+
+    def _prepare(self, instrument: Instrument | None, readonly: bool, page_size: int | None) -> int:
+        """Journal mode, schema, instrument binding: tried again while SQLite answers busy.
+
+        Returns the WAL's size at which a commit checkpoints (bytes).
+
+        SQLite can answer busy at once, without asking the busy handler,
+        while another process's last connection to the file cleans up its
+        WAL on close, or while a first connection recovers a WAL left by a
+        crash; every step here may be run again.
+        """
+        started = time.monotonic()
+        pause = 0.005
+        while True:
+            try:
+                if not readonly:
+                    if page_size is not None and self.db.execute("PRAGMA page_count").fetchone()[0] == 0:
+                        self.db.execute(f"PRAGMA page_size={int(page_size)}")  # before WAL: fixed from then on
+                    self.db.execute("PRAGMA journal_mode=WAL")
+                    self.db.execute("PRAGMA synchronous=NORMAL")
+                    with self.write():  # the schema too: a deferred transaction would fail at its upgrade
+                        self.db.execute(_SCHEMA)
+                        _migrate(self.db)
+                elif not self._has_table("tick_chunks"):
+                    # an empty file, or one whose creator has not committed the schema yet: a reader
+                    # would fail on its first query with "no such table"
+                    raise NoTablesError(f"{self.path}: holds no pbdtui tables (an empty file, or a database "
+                                        "still being created)")
+                self.instrument = self._bind(instrument, readonly)
+                page = self.db.execute("PRAGMA page_size").fetchone()[0]
+                return page * (self.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] or 1000)
+            except apsw.BusyError:
+                if (time.monotonic() - started) * 1000 >= self.wait_ms:
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 2, 0.1)
 
     def _check_file(self, readonly: bool) -> None:
         """Refuse what is not a SQLite file with the reason; create a new database file owner-only.
@@ -385,8 +488,13 @@ class Store:
                 self.db.execute("ROLLBACK")
             raise
         self.db.execute("COMMIT")
+        if self._checkpointer is not None:
+            self._checkpointer.committed()
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.close()
+            self._checkpointer = None
         self.db.close()
 
     def __enter__(self) -> Store:
@@ -493,7 +601,7 @@ class Store:
                 ts = part["ts"]
                 if np.any(ts[1:] < ts[:-1]):
                     part = part[np.argsort(ts, kind="stable")]
-                data = np.ascontiguousarray(part).tobytes()
+                data = memoryview(np.ascontiguousarray(part).view(np.uint8))  # the chunk's bytes, not a copy
                 digest = _digest(kind, data)
                 self.db.execute("INSERT OR IGNORE INTO tick_digests(digest) VALUES (?)", (digest,))
                 if not self.db.changes():
@@ -517,7 +625,7 @@ class Store:
         return ~_repeated(keys)[len(before):]
 
     def _insert_chunk(self, kind: str, part: np.ndarray, source: str, keep_digest: str,
-                      data: bytes | None = None) -> int:
+                      data: bytes | memoryview | None = None) -> int:
         """Insert ``part`` (sorted by ts; ``data`` its bytes when at hand) as one chunk under ``keep_digest``.
 
         Returns its rows.

@@ -272,7 +272,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
     else:
         one = importers.import_bybit_trades if args.format == "bybit-trades" else importers.import_bybit_book
         jobs += [(path, lambda st, p, u, f=one: f(st, settings, p, progress=u)) for path in files]
-    store = Store(args.db, instrument_of(settings), page_size=ARCHIVE_PAGE_SIZE)
+    store = Store(args.db, instrument_of(settings), page_size=ARCHIVE_PAGE_SIZE, background_checkpoint=True)
     try:
         for path, run in jobs:
             with bar(path) as update:
@@ -323,7 +323,7 @@ def _cmd_download(args: argparse.Namespace) -> int:
     if not base.startswith(("http://", "https://")):
         raise ConfigError(f"--base-url {base!r}: not an http:// or https:// URL")
     cache = download.cache_folder(args.cache)
-    store = Store(args.db, instrument_of(settings), page_size=ARCHIVE_PAGE_SIZE) if args.do_import else None
+    store = Store(args.db, instrument_of(settings), page_size=ARCHIVE_PAGE_SIZE, background_checkpoint=True) if args.do_import else None
     failed: list[str] = []
     rows = 0
     import_seconds = 0.0

@@ -149,3 +149,19 @@ def test_streamed_chunks_equal_the_sorted_file(tmp_path, monkeypatch, caplog, wh
     assert len(chunks) >= 10 and np.all(np.diff(ticks["ts"]) >= 0)
     assert counts[0] + counts[1] == len(lines)
     assert (counts[1], len(logged)) == ((1, 1) if where == "bad row late" else (0, 0))
+
+
+@pytest.mark.parametrize("prefetch", [False, True])
+@given(lines=st.lists(st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"")), max_size=30),
+       block=st.integers(1, 64), final_newline=st.booleans())
+@hsettings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_blocks_are_whole_lines_that_join_back_to_the_text(monkeypatch, prefetch, lines, block, final_newline):
+    """Blocks are views of the reads, a line cut by a read's end joined on its own: every line once, in order."""
+    import io
+
+    monkeypatch.setattr(importers, "BLOCK_BYTES", block)
+    monkeypatch.setattr(importers, "PREFETCH", prefetch)
+    text = b"\n".join(lines) + (b"\n" if final_newline and lines else b"")
+    got = [bytes(b) for b in importers._blocks(io.BytesIO(text))]
+    assert all(b.endswith(b"\n") and len(b) > 0 for b in got)
+    assert b"".join(got) == (text if not text or text.endswith(b"\n") else text + b"\n")

@@ -179,3 +179,59 @@ def test_purge_plan_is_what_the_purge_removes(tmp_path):
         dropped, _ = st.purge_raw(keep)
         assert dropped == sum(plan.rows.values())
         assert st.plan_purge(keep).rows == {"trade": 0, "quote": 0}
+
+
+def test_background_checkpoint_copies_each_commit_behind_the_writer_and_keeps_the_wal_bounded(tmp_path):
+    """A bulk writer's commits are checkpointed on a thread of their own: the WAL starts over instead of
+    growing with the import, a reader sees every commit, and the file closes whole."""
+    import os
+
+    from engine.store import ARCHIVE_PAGE_SIZE, TRADE_DTYPE
+
+    path = tmp_path / "bulk.db"
+    rows = 1 << 16  # 3 MB a commit
+    walls = []
+    with Store(path, BTC, page_size=ARCHIVE_PAGE_SIZE, background_checkpoint=True) as st:
+        assert st.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0  # the commit itself does not copy
+        reader = Store(path, readonly=True)
+        for k in range(40):  # 120 MB in all, past SQLite's 1000-page (64 MB) checkpoint point
+            tr = np.zeros(rows, TRADE_DTYPE)
+            tr["ts"] = np.arange(rows) + k * rows
+            tr["trade_id"] = tr["ts"] + 1
+            tr["px"], tr["qty"], tr["side"] = 600_000, 1, 1
+            with st.write():
+                st.append_ticks("trade", tr, f"f{k}")
+            walls.append(os.path.getsize(str(path) + "-wal"))
+            assert reader.count_ticks("trade") == (k + 1) * rows
+        reader.close()
+        assert st._checkpointer is not None and st._checkpointer.runs > 0
+    assert max(walls) < 4 * 1000 * ARCHIVE_PAGE_SIZE + 2 * rows * TRADE_DTYPE.itemsize, walls
+    assert max(walls) < sum(walls) / 4  # it starts over, not one WAL of the whole import
+    assert not os.path.exists(str(path) + "-wal")  # the close checkpointed the rest
+    with Store(path, readonly=True) as st:
+        assert st.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert st.count_ticks("trade") == 40 * rows
+
+
+def test_a_busy_answer_while_opening_is_waited_out(tmp_path, monkeypatch):
+    """SQLite answers busy at once, without the busy handler, while another process's last connection
+    cleans up its WAL on close: opening tries again instead of failing "database is locked"."""
+    import apsw
+
+    with Store(tmp_path / "a.db", BTC):
+        pass
+    real = Store._bind
+    busy = [3]
+
+    def bind(self, *args):
+        if busy[0]:
+            busy[0] -= 1
+            raise apsw.BusyError("database is locked")
+        return real(self, *args)
+
+    monkeypatch.setattr(Store, "_bind", bind)
+    with Store(tmp_path / "a.db", BTC) as st:
+        assert st.instrument == BTC and busy == [0]
+    busy[0] = 10**9  # busy for good: an error naming the file once the wait is over
+    with pytest.raises(StoreError, match="a.db: not a usable database: database is locked"):
+        Store(tmp_path / "a.db", BTC, wait_ms=50)

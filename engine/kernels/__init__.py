@@ -72,13 +72,15 @@ def _register_int128_helpers() -> None:
 
 
 def _array_math_without_blas() -> None:
-    if "numba.np.arraymath" in sys.modules or "scipy" in sys.modules:
+    if "numba.np.arraymath" in sys.modules or "scipy.linalg" in sys.modules:
         return  # loaded already (the probe ran, or costs nothing more)
-    sys.modules["scipy"] = None  # type: ignore[assignment]  # the probe's import fails at once: no BLAS
+    # the probe's import fails at once: no BLAS (numba itself imports scipy first, for its version, when
+    # another module imported numba before this package)
+    sys.modules["scipy.linalg"] = None  # type: ignore[assignment]
     try:
         import numba.np.arraymath  # noqa: F401
     finally:
-        del sys.modules["scipy"]
+        del sys.modules["scipy.linalg"]
 
 
 _set_cache_dir()
