@@ -8,7 +8,9 @@ that file exists already, then runs the same grid
 accept_outside_k x slippage_ticks_entry x fee_model) through
 ``engine.sweep.run_sweep`` with ``backend="local"`` and ``backend="ray"`` at
 1 and 2 workers, in this process. Ray's start (``ray.init``) is timed
-separately and not counted in the sweep's time. Per-task overhead: the mean
+separately and not counted in the sweep's time. Ray's workers run at
+``--ray-niceness`` (0, as in the instance a sweep starts itself; Ray's own
+default is 15). Per-task overhead: the mean
 round trip of 200 empty Ray tasks, and (ray - local) / combinations.
 
 Target (issue 13): 64 combinations on Ray with 2 CPUs within 15 % of the local pool.
@@ -43,6 +45,8 @@ def main() -> None:
     ap.add_argument("--db", default=None)
     ap.add_argument("--workers", default="1,2")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--ray-niceness", type=int, default=0,
+                    help="Ray workers' niceness (0: what a sweep's own instance uses; 15: Ray's default)")
     args = ap.parse_args()
     settings = Settings()
     db = args.db or str(Path(tempfile.mkdtemp(prefix="bench_ray_")) / "synth.db")
@@ -53,14 +57,14 @@ def main() -> None:
     with Store(db, instrument_of(settings)) as store:
         ticks = {kind: store.count_ticks(kind) for kind in ("trade", "quote")}
     out: dict = {"days": args.days, "combinations": len(combos), "ticks": ticks, "load_average_start": os.getloadavg(),
-                 "runs": []}
+                 "ray_niceness": args.ray_niceness, "runs": []}
     for workers in (int(w) for w in args.workers.split(",")):
         with Store(db, instrument_of(settings)) as store:
             t = time.perf_counter()
             local = sweep.run_sweep(store, grid, combos, workers=workers)
             local_s = time.perf_counter() - t
             t = time.perf_counter()
-            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+            sweep.ray_init_local(workers, args.ray_niceness)
             init_s = time.perf_counter() - t
 
             @ray.remote(num_cpus=1)

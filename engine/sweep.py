@@ -435,6 +435,21 @@ def _ray_run(db: str, index: int, settings: Settings, bars: Any, feats: Any, win
     return _run_one(index, settings, bars, feats, window, split_ms, keep_equity)
 
 
+def ray_init_local(workers: int, niceness: int = 0) -> None:
+    """Start a local Ray instance of ``workers`` CPUs for a sweep.
+
+    Ray runs its workers at nice 15 (below its own daemons); on a machine
+    shared with other work they then get a sliver of a core (the 10-day
+    sweep took 1.28x the local pool's time at load 6-13). The instance a
+    sweep starts for itself runs them at ``niceness``, by default the local
+    pool's.
+    """
+    import ray
+
+    ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False,
+             _system_config={"worker_niceness": niceness})
+
+
 def _ray_units(db: str, combos: list[Settings], groups: list[list[int]], workers: int,
                window: tuple[int | None, int | None], split_ms: int | None, keep_equity: bool,
                group_seconds: list[float], address: str | None) -> Iterator[_Unit]:
@@ -458,12 +473,7 @@ def _ray_units(db: str, combos: list[Settings], groups: list[list[int]], workers
         if address is not None:
             ray.init(address=address, include_dashboard=False, log_to_driver=False)
         else:
-            # Ray runs its workers at nice 15 (below its own daemons); on a machine shared with other
-            # work they then get a sliver of a core (the 10-day sweep took 1.28x the local pool's time at
-            # load 6-13, on an idle machine 1.10x). The instance this sweep starts for itself runs them
-            # at the priority the local pool's processes have.
-            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False,
-                     _system_config={"worker_niceness": 0})
+            ray_init_local(workers)
         started_here = True
     try:
         minutes_task = ray.remote(num_cpus=1, num_returns=3)(_ray_minutes)

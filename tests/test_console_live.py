@@ -68,17 +68,17 @@ async def test_live_console_trades_on_paper_with_feed_health_and_the_operator_ke
             await _press(pilot, "e")  # entries paused at once: no question, no kill switch
             await _until(pilot, lambda: app.mode_screen.snapshot.position.entries_paused, "the entries pause")
             assert not app.screen.is_modal and not app.mode_screen.snapshot.position.kill_manual
-            await _until(pilot, lambda: "ENTRIES PAUSED" in app.query_one(StatusBar).render().plain,
-                         "the pause in the status bar")
-            assert "entries   PAUSED" in app.query_one(PositionPanel).render().plain
+            await _until(pilot, lambda: "ENTRIES PAUSED" in app.query_one(StatusBar).render().plain
+                         and "entries   PAUSED" in app.query_one(PositionPanel).render().plain,
+                         "the pause in the status bar and the position panel")
             await _press(pilot, "e")  # the same key resumes
             await _until(pilot, lambda: not app.mode_screen.snapshot.position.entries_paused, "entries resumed")
             assert any("entries resumed" in line for line in app.mode_screen.alert_lines)
             assert app.query_one(OrdersPanel).region.height >= 3  # the paper broker's orders, at 160 columns
 
             await _press(pilot, "k")  # on at once, through the driver's loop
-            await _until(pilot, lambda: app.mode_screen.snapshot.position.kill_manual, "the kill switch")
-            assert "KILL ON" in app.query_one(StatusBar).render().plain
+            await _until(pilot, lambda: app.mode_screen.snapshot.position.kill_manual
+                         and "KILL ON" in app.query_one(StatusBar).render().plain, "the kill switch on screen")
 
             await _press(pilot, "f")
             await _until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the flatten question")
@@ -131,9 +131,11 @@ async def test_live_console_on_an_exchange_kill_switch_and_flatten_confirmed_fla
                 await _until(pilot, lambda: trader.started and app.mode_screen.minutes and app.mode_screen.feed is not None,
                              "the exchange's start reconciliation and a minute")
                 await _press(pilot, "e")  # the trader's pause: entries withheld, nothing latched
-                await _until(pilot, lambda: trader.entries_paused and app.mode_screen.entries_paused,
+                # the status bar shows it at its next refresh, after the screen's state changed
+                await _until(pilot, lambda: trader.entries_paused and app.mode_screen.entries_paused
+                             and "ENTRIES PAUSED" in app.query_one(StatusBar).render().plain,
                              "the trader's entries pause on screen")
-                assert not trader.kill_reasons and "ENTRIES PAUSED" in app.query_one(StatusBar).render().plain
+                assert not trader.kill_reasons
                 await _press(pilot, "e")
                 await _until(pilot, lambda: not trader.entries_paused and not app.mode_screen.entries_paused,
                              "entries resumed")
