@@ -80,7 +80,7 @@ def main() -> None:
             on_ray = sweep.run_sweep(store, grid, combos, workers=workers, backend="ray")
             ray_s = time.perf_counter() - t
             ray.shutdown()
-        same = [r | {"run_id": r["run_id"]} for r in local.reports] == on_ray.reports
+        same = local.reports == on_ray.reports
         out["runs"].append({"workers": workers, "local_seconds": round(local_s, 2), "ray_seconds": round(ray_s, 2),
                             "ray_over_local": round(ray_s / local_s, 3), "ray_init_seconds": round(init_s, 2),
                             "empty_task_round_trip_ms": round(task_ms, 2),

@@ -268,30 +268,36 @@ class _Checkpointer:
     (and its fsync), waited for between two files. With it the writer's
     connection does not checkpoint; each of its commits starts a PASSIVE
     checkpoint here, which copies what is committed while the writer reads
-    its next file. The WAL starts over at the first write after a checkpoint
-    that caught up; should one not catch up, the next commit waits for it
-    once the WAL passes ``wait_bytes``, so the WAL stays bounded. The last
-    connection to close checkpoints the rest, as always.
+    its next file.
+
+    The WAL starts over only at a write that finds all of it copied, and a
+    writer that starts its next file at once never does: left alone, the WAL
+    held the whole import (777 MB for 16 archives). So once the WAL passes
+    ``wait_bytes`` (as the last checkpoint counted it), a commit waits for
+    the checkpoint of everything it committed, and the next write starts
+    the WAL over. The last connection to close checkpoints the rest.
     """
 
-    def __init__(self, path: str, wait_bytes: int):
-        self.path, self.wait_bytes = path, wait_bytes
+    def __init__(self, path: str, wait_bytes: int, frame_bytes: int):
+        self.path, self.wait_bytes, self.frame_bytes = path, wait_bytes, frame_bytes
         self._conn: apsw.Connection | None = None
         self._cond = threading.Condition()
         self._asked = 0  # commits to checkpoint
         self._done = 0  # commits a finished checkpoint covered
+        self.wal_bytes = 0  # the WAL's content at the last checkpoint
+        self.waits = 0  # commits that waited for their checkpoint
         self._closing = False
-        self.runs = 0
         self._thread = threading.Thread(target=self._loop, name="checkpoint", daemon=True)
         self._thread.start()
 
     def committed(self) -> None:
-        """After a commit: checkpoint it behind the writer (waits first when the WAL has grown past the bound)."""
+        """After a commit: checkpoint it behind the writer, or wait for that when the WAL is past the bound."""
         with self._cond:
-            if self._done < self._asked and _file_size(self.path + "-wal") > self.wait_bytes:
-                self._cond.wait_for(lambda: self._done >= self._asked)
             self._asked += 1
             self._cond.notify_all()
+            if self.wal_bytes > self.wait_bytes:
+                self.waits += 1
+                self._cond.wait_for(lambda: self._done >= self._asked)
 
     def _loop(self) -> None:
         while True:
@@ -300,16 +306,18 @@ class _Checkpointer:
                 if self._closing:
                     break
                 upto = self._asked
+            frames = None
             try:
                 if self._conn is None:
                     self._conn = apsw.Connection(self.path, flags=apsw.SQLITE_OPEN_READWRITE)
                     self._conn.setbusytimeout(WAIT_MS)
-                self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                self.runs += 1
+                _, frames, _ = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
             except apsw.Error as exc:  # the close's checkpoint copies what this one could not
                 log.warning("%s: background checkpoint failed: %s", self.path, exc)
             with self._cond:
                 self._done = upto
+                if frames is not None:
+                    self.wal_bytes = max(0, frames) * self.frame_bytes
                 self._cond.notify_all()
         if self._conn is not None:
             self._conn.close()
@@ -322,13 +330,6 @@ class _Checkpointer:
             self._closing = True
             self._cond.notify_all()
         self._thread.join()
-
-
-def _file_size(path: str) -> int:
-    try:
-        return os.path.getsize(path)
-    except OSError:
-        return 0
 
 
 class Store:
@@ -365,10 +366,14 @@ class Store:
         self._busy_since = 0.0
         self.db.set_busy_handler(self._busy)
         try:
-            wal_bytes = self._prepare(instrument, readonly, page_size)
+            self._prepare(instrument, readonly, page_size)
             if background_checkpoint and not readonly:
+                page = self.db.execute("PRAGMA page_size").fetchone()[0]
+                pages = self.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] or 1000
                 self.db.execute("PRAGMA wal_autocheckpoint=0")
-                self._checkpointer = _Checkpointer(self.path, wait_bytes=4 * wal_bytes)
+                # a WAL frame is a page and its 24-byte header; the bound is 2x SQLite's own checkpoint point
+                self._checkpointer = _Checkpointer(self.path, wait_bytes=2 * pages * (page + 24),
+                                                   frame_bytes=page + 24)
         except StoreError:
             self.db.close()
             raise
@@ -380,10 +385,8 @@ class Store:
             self.db.close()
             raise StoreError(f"{self.path}: not a usable database: {exc}") from exc
 
-    def _prepare(self, instrument: Instrument | None, readonly: bool, page_size: int | None) -> int:
+    def _prepare(self, instrument: Instrument | None, readonly: bool, page_size: int | None) -> None:
         """Journal mode, schema, instrument binding: tried again while SQLite answers busy.
-
-        Returns the WAL's size at which a commit checkpoints (bytes).
 
         SQLite can answer busy at once, without asking the busy handler,
         while another process's last connection to the file cleans up its
@@ -408,8 +411,7 @@ class Store:
                     raise NoTablesError(f"{self.path}: holds no pbdtui tables (an empty file, or a database "
                                         "still being created)")
                 self.instrument = self._bind(instrument, readonly)
-                page = self.db.execute("PRAGMA page_size").fetchone()[0]
-                return page * (self.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] or 1000)
+                return
             except apsw.BusyError:
                 if (time.monotonic() - started) * 1000 >= self.wait_ms:
                     raise

@@ -200,8 +200,9 @@ async def run_soak(source: str | Path, db: str | Path, settings: Any, purge_inte
             # then until a purge ran after the last tick stored (when purges run at all)
             end_ts = session[3]
             last, still = -1, time.monotonic()
-            purged_to = end_ts - 1000 - int(settings.retention_hours * HOUR_MS) if purge_interval else 0
-            while thread.is_alive() and (driver.clock.newest < end_ts - 1000 or driver.recorder.purged_to < purged_to):
+            purge_target = end_ts - 1000 - int(settings.retention_hours * HOUR_MS) if purge_interval else 0
+            while thread.is_alive() and (driver.clock.newest < end_ts - 1000
+                                         or driver.recorder.purged_to < purge_target):
                 if driver.clock.newest != last:
                     last, still = driver.clock.newest, time.monotonic()
                 elif time.monotonic() - still > 10.0:

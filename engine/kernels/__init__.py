@@ -17,7 +17,9 @@ Loading the first kernel makes numba import its array-math registry, which
 probes for a BLAS by importing ``scipy.linalg`` (a second of imports, half
 of a daemon's start). No kernel calls BLAS (numba falls back to plain loops
 for ``np.dot`` when it has none), so the registry is imported here with
-scipy hidden; scipy stays importable for everything else.
+``scipy.linalg`` hidden (not ``scipy``: numba imports that for its version
+check when another module imported numba first); both stay importable for
+everything else.
 """
 
 from __future__ import annotations
